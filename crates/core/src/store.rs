@@ -1,0 +1,217 @@
+//! The storage interface. Backends (`sipsim-store`: SQLite now, PostgreSQL later) implement
+//! [`Store`]; everything above it is written against this trait only.
+//!
+//! The trait speaks in domain types and promises the same semantics on every backend: each method is
+//! atomic, and [`Store::change_subscription`] is a single read-modify-write that cannot lose a
+//! concurrent change to another event.
+
+use async_trait::async_trait;
+
+use crate::envelope::WebhookSetting;
+use crate::event::Event;
+use crate::secret::{SecretHash, SigningSecret};
+use crate::target::WebhookUrl;
+use crate::{AccountId, ClientId, EventSet, ScopeSet};
+
+/// What can go wrong in a store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The account named by the operation does not exist.
+    #[error("account {0} does not exist")]
+    AccountNotFound(AccountId),
+    /// Stored data could not be read back into domain types (a bug or manual tampering).
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+    /// The database failed (connection, I/O, constraint). The source is kept for the logs.
+    #[error("database error")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// An account (tenant).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// Its id.
+    pub id: AccountId,
+    /// A display name.
+    pub name: String,
+    /// Creation time, Unix ms.
+    pub created_at_ms: i64,
+}
+
+/// An API client of an account, as stored (its secret only as a hash).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiClient {
+    /// Its id, the OAuth `client_id`.
+    pub id: ClientId,
+    /// The account it acts for.
+    pub account_id: AccountId,
+    /// A display name.
+    pub name: String,
+    /// The scopes it may request.
+    pub scopes: ScopeSet,
+    /// SHA-256 of its secret.
+    pub secret_hash: SecretHash,
+    /// Creation time, Unix ms.
+    pub created_at_ms: i64,
+    /// When it last obtained a token, Unix ms.
+    pub last_used_at_ms: Option<i64>,
+}
+
+/// What is needed to create an API client.
+#[derive(Debug, Clone)]
+pub struct NewApiClient {
+    /// The account it acts for.
+    pub account_id: AccountId,
+    /// A display name.
+    pub name: String,
+    /// The scopes it may request.
+    pub scopes: ScopeSet,
+    /// SHA-256 of its secret.
+    pub secret_hash: SecretHash,
+}
+
+/// A deleted API client, in deletion order: nodes replay these to reject the client's tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revocation {
+    /// Position in the revocation log (increasing).
+    pub seq: i64,
+    /// The deleted client.
+    pub client_id: ClientId,
+}
+
+/// The state of an integration (DESIGN.md § Integration states).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IntegrationState {
+    /// Delivering.
+    Enabled,
+    /// Paused automatically (endpoint gone or failing for days); events are kept.
+    Paused,
+    /// Turned off by a user; new events are not stored.
+    Disabled,
+}
+
+impl IntegrationState {
+    /// The stored and displayed name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            IntegrationState::Enabled => "enabled",
+            IntegrationState::Paused => "paused",
+            IntegrationState::Disabled => "disabled",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Enabled, Self::Paused, Self::Disabled]
+            .into_iter()
+            .find(|st| st.as_str() == s)
+    }
+}
+
+/// An account's webhook integration: one URL, its state, its subscriptions and its signing secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Integration {
+    /// The account it belongs to.
+    pub account_id: AccountId,
+    /// Where events are POSTed.
+    pub webhook_url: WebhookUrl,
+    /// Enabled, paused or disabled.
+    pub state: IntegrationState,
+    /// Subscribed events.
+    pub events: EventSet,
+    /// The secret deliveries are signed with.
+    pub signing_secret: SigningSecret,
+    /// Increases on every change (for caches).
+    pub version: i64,
+    /// Creation time, Unix ms.
+    pub created_at_ms: i64,
+    /// Last change, Unix ms.
+    pub updated_at_ms: i64,
+}
+
+impl Integration {
+    /// The contract's `WebhookSetting` view: `enabled` is true only in the `enabled` state.
+    pub fn setting(&self) -> WebhookSetting {
+        WebhookSetting {
+            webhook_url: self.webhook_url.as_str().to_owned(),
+            enabled: self.state == IntegrationState::Enabled,
+            subscribed_events: self.events.names(),
+        }
+    }
+}
+
+/// The operator's `integration set`: create the integration, or change an existing one.
+#[derive(Debug, Clone)]
+pub struct IntegrationUpdate {
+    /// The URL to deliver to.
+    pub webhook_url: WebhookUrl,
+    /// `true` switches to (or creates as) `disabled`; `false` switches a `disabled` one to `enabled`.
+    /// A `paused` integration stays paused: only resuming ends a pause.
+    pub disabled: bool,
+    /// Replaces the subscriptions when given; a new integration without it subscribes to nothing.
+    pub events: Option<EventSet>,
+    /// The signing secret a *new* integration gets. Never applied to an existing one.
+    pub new_signing_secret: SigningSecret,
+}
+
+/// One subscription change from the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubscriptionChange {
+    /// Add the event (no effect if present).
+    Subscribe(Event),
+    /// Remove the event (no effect if absent).
+    Unsubscribe(Event),
+}
+
+/// The storage interface every backend implements.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Creates an account.
+    async fn create_account(&self, name: &str) -> Result<Account, StoreError>;
+
+    /// Reads an account.
+    async fn get_account(&self, id: &AccountId) -> Result<Option<Account>, StoreError>;
+
+    /// Creates an API client. Fails with [`StoreError::AccountNotFound`] for an unknown account.
+    async fn create_client(&self, new: NewApiClient) -> Result<ApiClient, StoreError>;
+
+    /// Reads an API client.
+    async fn get_client(&self, id: &ClientId) -> Result<Option<ApiClient>, StoreError>;
+
+    /// Lists an account's API clients, oldest first.
+    async fn list_clients(&self, account: &AccountId) -> Result<Vec<ApiClient>, StoreError>;
+
+    /// Deletes an API client and appends it to the revocation log, atomically. Returns whether it existed.
+    async fn delete_client(&self, id: &ClientId) -> Result<bool, StoreError>;
+
+    /// Notes that a client obtained a token at `at_ms`.
+    async fn record_client_use(&self, id: &ClientId, at_ms: i64) -> Result<(), StoreError>;
+
+    /// The revocation log after position `seq`, in order.
+    async fn revocations_after(&self, seq: i64) -> Result<Vec<Revocation>, StoreError>;
+
+    /// Reads an account's integration.
+    async fn get_integration(&self, account: &AccountId)
+    -> Result<Option<Integration>, StoreError>;
+
+    /// Creates or changes an account's integration; returns it and whether it was created.
+    async fn put_integration(
+        &self,
+        account: &AccountId,
+        update: IntegrationUpdate,
+    ) -> Result<(Integration, bool), StoreError>;
+
+    /// Removes an account's integration. Returns whether there was one.
+    async fn remove_integration(&self, account: &AccountId) -> Result<bool, StoreError>;
+
+    /// Applies one subscription change atomically. `None` when the account has no integration.
+    async fn change_subscription(
+        &self,
+        account: &AccountId,
+        change: SubscriptionChange,
+    ) -> Result<Option<Integration>, StoreError>;
+
+    /// Returns the value stored under `key`, storing `candidate` first if there is none. Concurrent
+    /// callers with different candidates all get the same, first-stored value.
+    async fn setting_or_insert(&self, key: &str, candidate: &str) -> Result<String, StoreError>;
+}
