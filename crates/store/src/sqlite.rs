@@ -1,0 +1,445 @@
+//! The SQLite backend: the embedded default (`sqlite://sipsim.db`).
+//!
+//! WAL mode with `synchronous=NORMAL`: a committed write survives a `kill -9` of the process at any
+//! instant (the WAL is in the OS page cache); surviving power loss as well needs `synchronous=FULL`.
+//! Writes go through a pool of exactly one connection, so this process never contends with itself for
+//! SQLite's single write lock; multi-statement writes use `BEGIN IMMEDIATE` so that another process
+//! (an operator command) makes them wait instead of failing half-way. Reads use a separate pool.
+
+use std::borrow::Cow;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sipsim_core::clock::now_ms;
+use sipsim_core::secret::{SecretHash, SigningSecret};
+use sipsim_core::store::{
+    Account, ApiClient, Integration, IntegrationState, IntegrationUpdate, NewApiClient, Revocation,
+    SubscriptionChange,
+};
+use sipsim_core::target::WebhookUrl;
+use sipsim_core::{AccountId, ClientId, EventSet, ScopeSet, Store, StoreError};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{AssertSqlSafe, Row, SqlSafeStr as _};
+
+use crate::{backend, migrate_error};
+
+/// The SQLite migrations, embedded at compile time (no sqlx macros needed).
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "accounts clients integrations",
+    include_str!("../migrations/sqlite/0001_accounts_clients_integrations.sql"),
+)];
+
+/// Columns of `integrations` in the order [`integration_from_row`] reads them.
+const INTEGRATION_COLUMNS: &str =
+    "account_id, webhook_url, state, event_mask, signing_secret, version, created_at, updated_at";
+
+const CLIENT_COLUMNS: &str =
+    "id, account_id, name, scopes, secret_hash, created_at, last_used_at";
+
+/// A SQLite database holding all of sipsim-webhooks' state.
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    read: SqlitePool,
+    write: SqlitePool,
+    path: Option<PathBuf>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database at `url` (`sqlite://path`, `sqlite:path` or
+    /// `sqlite::memory:`). Does not migrate: call [`SqliteStore::migrate`].
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(backend)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let path = (!in_memory).then(|| options.get_filename().to_path_buf());
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .connect_with(options.clone())
+            .await
+            .map_err(backend)?;
+        // An in-memory database exists only inside its one connection, so it reads there too.
+        let read = if in_memory {
+            write.clone()
+        } else {
+            SqlitePoolOptions::new()
+                .max_connections(4)
+                .connect_with(options.read_only(true))
+                .await
+                .map_err(backend)?
+        };
+        Ok(SqliteStore { read, write, path })
+    }
+
+    /// Applies every pending migration.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let migrations = MIGRATIONS
+            .iter()
+            .map(|(version, description, sql)| {
+                Migration::new(
+                    *version,
+                    Cow::Borrowed(*description),
+                    MigrationType::Simple,
+                    AssertSqlSafe(*sql).into_sql_str(),
+                    false,
+                )
+            })
+            .collect();
+        Migrator::with_migrations(migrations)
+            .run(&self.write)
+            .await
+            .map_err(migrate_error)
+    }
+
+    /// The database file, or `None` for an in-memory database.
+    pub fn path(&self) -> Option<&std::path::Path> {
+        self.path.as_deref()
+    }
+
+    /// Closes both pools, checkpointing the WAL.
+    pub async fn close(&self) {
+        self.read.close().await;
+        self.write.close().await;
+    }
+
+    async fn integration_where_account(
+        &self,
+        account: &AccountId,
+    ) -> Result<Option<Integration>, StoreError> {
+        const SQL: &str = "SELECT account_id, webhook_url, state, event_mask, signing_secret, version, \
+                           created_at, updated_at FROM integrations WHERE account_id = ?1";
+        sqlx::query(SQL)
+            .bind(account.as_str())
+            .fetch_optional(&self.read)
+            .await
+            .map_err(backend)?
+            .map(|row| integration_from_row(&row))
+            .transpose()
+    }
+}
+
+fn corrupt(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}
+
+fn integration_from_row(row: &SqliteRow) -> Result<Integration, StoreError> {
+    let get = |e: sqlx::Error| backend(e);
+    let account: String = row.try_get(0).map_err(get)?;
+    let state: String = row.try_get(2).map_err(get)?;
+    Ok(Integration {
+        account_id: AccountId::parse(&account).map_err(corrupt)?,
+        webhook_url: WebhookUrl::from_stored(row.try_get(1).map_err(get)?),
+        state: IntegrationState::parse(&state)
+            .ok_or_else(|| corrupt(format!("integration state '{state}'")))?,
+        events: EventSet::from_bits_truncate(row.try_get(3).map_err(get)?),
+        signing_secret: SigningSecret::from_stored(row.try_get(4).map_err(get)?),
+        version: row.try_get(5).map_err(get)?,
+        created_at_ms: row.try_get(6).map_err(get)?,
+        updated_at_ms: row.try_get(7).map_err(get)?,
+    })
+}
+
+fn client_from_row(row: &SqliteRow) -> Result<ApiClient, StoreError> {
+    let get = |e: sqlx::Error| backend(e);
+    let id: String = row.try_get(0).map_err(get)?;
+    let account: String = row.try_get(1).map_err(get)?;
+    let scopes: String = row.try_get(3).map_err(get)?;
+    let hash: Vec<u8> = row.try_get(4).map_err(get)?;
+    Ok(ApiClient {
+        id: ClientId::parse(&id).map_err(corrupt)?,
+        account_id: AccountId::parse(&account).map_err(corrupt)?,
+        name: row.try_get(2).map_err(get)?,
+        scopes: ScopeSet::parse_list(&scopes).map_err(|s| corrupt(format!("scope '{s}'")))?,
+        secret_hash: SecretHash::from_bytes(&hash)
+            .ok_or_else(|| corrupt("client secret hash length"))?,
+        created_at_ms: row.try_get(5).map_err(get)?,
+        last_used_at_ms: row.try_get(6).map_err(get)?,
+    })
+}
+
+fn account_from_row(row: &SqliteRow) -> Result<Account, StoreError> {
+    let id: String = row.try_get(0).map_err(backend)?;
+    Ok(Account {
+        id: AccountId::parse(&id).map_err(corrupt)?,
+        name: row.try_get(1).map_err(backend)?,
+        created_at_ms: row.try_get(2).map_err(backend)?,
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_account(&self, name: &str) -> Result<Account, StoreError> {
+        let account = Account {
+            id: AccountId::generate(),
+            name: name.to_owned(),
+            created_at_ms: now_ms(),
+        };
+        sqlx::query("INSERT INTO accounts (id, name, created_at) VALUES (?1, ?2, ?3)")
+            .bind(account.id.as_str())
+            .bind(&account.name)
+            .bind(account.created_at_ms)
+            .execute(&self.write)
+            .await
+            .map_err(backend)?;
+        Ok(account)
+    }
+
+    async fn get_account(&self, id: &AccountId) -> Result<Option<Account>, StoreError> {
+        sqlx::query("SELECT id, name, created_at FROM accounts WHERE id = ?1")
+            .bind(id.as_str())
+            .fetch_optional(&self.read)
+            .await
+            .map_err(backend)?
+            .map(|r| account_from_row(&r))
+            .transpose()
+    }
+
+    async fn create_client(&self, new: NewApiClient) -> Result<ApiClient, StoreError> {
+        let client = ApiClient {
+            id: ClientId::generate(),
+            account_id: new.account_id,
+            name: new.name,
+            scopes: new.scopes,
+            secret_hash: new.secret_hash,
+            created_at_ms: now_ms(),
+            last_used_at_ms: None,
+        };
+        let mut tx = self
+            .write
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(backend)?;
+        let exists = sqlx::query("SELECT 1 FROM accounts WHERE id = ?1")
+            .bind(client.account_id.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?;
+        if exists.is_none() {
+            return Err(StoreError::AccountNotFound(client.account_id));
+        }
+        sqlx::query(
+            "INSERT INTO api_clients (id, account_id, name, scopes, secret_hash, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .bind(client.id.as_str())
+        .bind(client.account_id.as_str())
+        .bind(&client.name)
+        .bind(client.scopes.to_string())
+        .bind(&client.secret_hash.as_bytes()[..])
+        .bind(client.created_at_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(client)
+    }
+
+    async fn get_client(&self, id: &ClientId) -> Result<Option<ApiClient>, StoreError> {
+        let sql = format!("SELECT {CLIENT_COLUMNS} FROM api_clients WHERE id = ?1");
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(id.as_str())
+            .fetch_optional(&self.read)
+            .await
+            .map_err(backend)?
+            .map(|r| client_from_row(&r))
+            .transpose()
+    }
+
+    async fn list_clients(&self, account: &AccountId) -> Result<Vec<ApiClient>, StoreError> {
+        let sql = format!(
+            "SELECT {CLIENT_COLUMNS} FROM api_clients WHERE account_id = ?1 ORDER BY created_at, id"
+        );
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(account.as_str())
+            .fetch_all(&self.read)
+            .await
+            .map_err(backend)?
+            .iter()
+            .map(client_from_row)
+            .collect()
+    }
+
+    async fn delete_client(&self, id: &ClientId) -> Result<bool, StoreError> {
+        let mut tx = self
+            .write
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(backend)?;
+        let deleted = sqlx::query("DELETE FROM api_clients WHERE id = ?1")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?
+            .rows_affected()
+            > 0;
+        if deleted {
+            sqlx::query("INSERT INTO client_revocations (client_id, revoked_at) VALUES (?1, ?2)")
+                .bind(id.as_str())
+                .bind(now_ms())
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(deleted)
+    }
+
+    async fn record_client_use(&self, id: &ClientId, at_ms: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE api_clients SET last_used_at = ?2 WHERE id = ?1")
+            .bind(id.as_str())
+            .bind(at_ms)
+            .execute(&self.write)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn revocations_after(&self, seq: i64) -> Result<Vec<Revocation>, StoreError> {
+        sqlx::query("SELECT seq, client_id FROM client_revocations WHERE seq > ?1 ORDER BY seq")
+            .bind(seq)
+            .fetch_all(&self.read)
+            .await
+            .map_err(backend)?
+            .iter()
+            .map(|row| {
+                let id: String = row.try_get(1).map_err(backend)?;
+                Ok(Revocation {
+                    seq: row.try_get(0).map_err(backend)?,
+                    client_id: ClientId::parse(&id).map_err(corrupt)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn get_integration(
+        &self,
+        account: &AccountId,
+    ) -> Result<Option<Integration>, StoreError> {
+        self.integration_where_account(account).await
+    }
+
+    async fn put_integration(
+        &self,
+        account: &AccountId,
+        update: IntegrationUpdate,
+    ) -> Result<(Integration, bool), StoreError> {
+        let now = now_ms();
+        let requested = if update.disabled {
+            IntegrationState::Disabled
+        } else {
+            IntegrationState::Enabled
+        };
+        let mut tx = self
+            .write
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(backend)?;
+        let exists = sqlx::query("SELECT 1 FROM accounts WHERE id = ?1")
+            .bind(account.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?;
+        if exists.is_none() {
+            return Err(StoreError::AccountNotFound(account.clone()));
+        }
+        // One upsert: a paused integration stays paused, subscriptions change only when given, and the
+        // signing secret of an existing integration is never replaced. `version = 1` means created.
+        let sql = format!(
+            "INSERT INTO integrations (account_id, webhook_url, state, event_mask, signing_secret, \
+                                       version, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, ?6) \
+             ON CONFLICT (account_id) DO UPDATE SET \
+                webhook_url = excluded.webhook_url, \
+                state = CASE WHEN integrations.state = 'paused' THEN 'paused' ELSE excluded.state END, \
+                event_mask = CASE WHEN ?7 THEN excluded.event_mask ELSE integrations.event_mask END, \
+                version = integrations.version + 1, \
+                updated_at = excluded.updated_at \
+             RETURNING {INTEGRATION_COLUMNS}"
+        );
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(account.as_str())
+            .bind(update.webhook_url.as_str())
+            .bind(requested.as_str())
+            .bind(update.events.unwrap_or_default().bits())
+            .bind(update.new_signing_secret.expose())
+            .bind(now)
+            .bind(update.events.is_some())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let integration = integration_from_row(&row)?;
+        tx.commit().await.map_err(backend)?;
+        let created = integration.version == 1;
+        Ok((integration, created))
+    }
+
+    async fn remove_integration(&self, account: &AccountId) -> Result<bool, StoreError> {
+        Ok(sqlx::query("DELETE FROM integrations WHERE account_id = ?1")
+            .bind(account.as_str())
+            .execute(&self.write)
+            .await
+            .map_err(backend)?
+            .rows_affected()
+            > 0)
+    }
+
+    async fn change_subscription(
+        &self,
+        account: &AccountId,
+        change: SubscriptionChange,
+    ) -> Result<Option<Integration>, StoreError> {
+        let (add, remove) = match change {
+            SubscriptionChange::Subscribe(e) => (EventSet::of(e).bits(), 0),
+            SubscriptionChange::Unsubscribe(e) => (0, EventSet::of(e).bits()),
+        };
+        // The new mask is computed in the database from the stored one, so two concurrent changes to
+        // different events both survive. The version moves only when the set really changes.
+        let sql = format!(
+            "UPDATE integrations SET \
+                version = version + CASE WHEN ((event_mask | ?2) & ~?3) <> event_mask THEN 1 ELSE 0 END, \
+                updated_at = CASE WHEN ((event_mask | ?2) & ~?3) <> event_mask THEN ?4 ELSE updated_at END, \
+                event_mask = (event_mask | ?2) & ~?3 \
+             WHERE account_id = ?1 \
+             RETURNING {INTEGRATION_COLUMNS}"
+        );
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(account.as_str())
+            .bind(add)
+            .bind(remove)
+            .bind(now_ms())
+            .fetch_optional(&self.write)
+            .await
+            .map_err(backend)?
+            .map(|row| integration_from_row(&row))
+            .transpose()
+    }
+
+    async fn setting_or_insert(&self, key: &str, candidate: &str) -> Result<String, StoreError> {
+        sqlx::query("INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING")
+            .bind(key)
+            .bind(candidate)
+            .execute(&self.write)
+            .await
+            .map_err(backend)?;
+        // Read on the writer: the read pool might not see a row another process just committed until
+        // its next transaction, and this runs once at start.
+        let row = sqlx::query("SELECT value FROM settings WHERE key = ?1")
+            .bind(key)
+            .fetch_one(&self.write)
+            .await
+            .map_err(backend)?;
+        row.try_get(0).map_err(backend)
+    }
+}
