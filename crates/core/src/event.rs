@@ -217,7 +217,9 @@ impl EventSet {
 
     /// The events in catalog order.
     pub fn iter(self) -> impl Iterator<Item = Event> {
-        Event::CATALOG.into_iter().filter(move |e| self.contains(*e))
+        Event::CATALOG
+            .into_iter()
+            .filter(move |e| self.contains(*e))
     }
 
     /// The events' names in catalog order.
@@ -293,9 +295,13 @@ mod tests {
 
     #[test]
     fn sets_list_in_catalog_order() {
-        let set: EventSet = [Event::OutgoingCallEnd, Event::IncomingCallStart, Event::Rating]
-            .into_iter()
-            .collect();
+        let set: EventSet = [
+            Event::OutgoingCallEnd,
+            Event::IncomingCallStart,
+            Event::Rating,
+        ]
+        .into_iter()
+        .collect();
         assert_eq!(
             set.names(),
             ["incoming_call_start", "outgoing_call_end", "rating"]

@@ -10,7 +10,9 @@ const BODY_LEN: usize = 26;
 
 /// Error returned when a string is not a well-formed id of the expected kind.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("'{value}' is not a valid {kind} id (expected '{prefix}' followed by 26 base32 characters)")]
+#[error(
+    "'{value}' is not a valid {kind} id (expected '{prefix}' followed by 26 base32 characters)"
+)]
 pub struct InvalidId {
     /// What kind of id was expected (`account`, `client`).
     pub kind: &'static str,

@@ -125,7 +125,9 @@ mod tests {
         assert_eq!(s, ScopeSet::all());
         assert_eq!(s.to_string(), "webhooks.read webhooks.write");
         assert_eq!(
-            ScopeSet::parse_list("webhooks.read,webhooks.read").unwrap().to_string(),
+            ScopeSet::parse_list("webhooks.read,webhooks.read")
+                .unwrap()
+                .to_string(),
             "webhooks.read"
         );
         assert_eq!(

@@ -206,7 +206,10 @@ mod tests {
         assert_eq!(check("not a url"), Err(InvalidUrl::Syntax));
         assert_eq!(check("http://example.com/"), Err(InvalidUrl::Scheme));
         assert_eq!(check("ftp://example.com/"), Err(InvalidUrl::Scheme));
-        assert_eq!(check("https://u:p@example.com/"), Err(InvalidUrl::Credentials));
+        assert_eq!(
+            check("https://u:p@example.com/"),
+            Err(InvalidUrl::Credentials)
+        );
         assert_eq!(check("https://example.com/#x"), Err(InvalidUrl::Fragment));
         assert_eq!(check("https://localhost/"), Err(InvalidUrl::Localhost));
         assert_eq!(check("https://a.localhost./"), Err(InvalidUrl::Localhost));
@@ -222,17 +225,27 @@ mod tests {
             check("https://[::ffff:10.0.0.1]/"),
             Err(InvalidUrl::ForbiddenAddress("private"))
         ));
-        assert!(matches!(check("https://[::1]/"), Err(InvalidUrl::ForbiddenAddress(_))));
+        assert!(matches!(
+            check("https://[::1]/"),
+            Err(InvalidUrl::ForbiddenAddress(_))
+        ));
         // Decimal and hex spellings of loopback are normalised by the URL parser, then refused.
-        assert!(matches!(check("https://2130706433/"), Err(InvalidUrl::ForbiddenAddress(_))));
-        assert!(matches!(check("https://0x7f.1/"), Err(InvalidUrl::ForbiddenAddress(_))));
+        assert!(matches!(
+            check("https://2130706433/"),
+            Err(InvalidUrl::ForbiddenAddress(_))
+        ));
+        assert!(matches!(
+            check("https://0x7f.1/"),
+            Err(InvalidUrl::ForbiddenAddress(_))
+        ));
         let long = format!("https://example.com/{}", "a".repeat(MAX_URL_LEN));
         assert_eq!(check(&long), Err(InvalidUrl::TooLong));
     }
 
     #[test]
     fn insecure_policy_allows_http_and_loopback() {
-        let u = WebhookUrl::parse("http://127.0.0.1:9000/hook", TargetPolicy::AllowInsecure).unwrap();
+        let u =
+            WebhookUrl::parse("http://127.0.0.1:9000/hook", TargetPolicy::AllowInsecure).unwrap();
         assert_eq!(u.as_str(), "http://127.0.0.1:9000/hook");
         assert!(WebhookUrl::parse("http://localhost/", TargetPolicy::AllowInsecure).is_ok());
         assert_eq!(
@@ -244,17 +257,47 @@ mod tests {
     #[test]
     fn address_rules() {
         let bad = [
-            "0.0.0.0", "0.1.2.3", "10.1.2.3", "100.64.0.1", "127.0.0.1", "169.254.169.254",
-            "172.16.0.1", "172.31.255.255", "192.168.1.1", "198.18.0.1", "198.19.255.255",
-            "224.0.0.1", "240.0.0.1", "255.255.255.255", "192.0.2.1", "::", "::1", "::ffff:127.0.0.1",
-            "::ffff:169.254.169.254", "::127.0.0.1", "64:ff9b::8.8.8.8", "2002:7f00:1::",
-            "2001:0:4136:e378::1", "fc00::1", "fd12:3456::1", "fe80::1", "ff02::1", "2001:db8::1",
+            "0.0.0.0",
+            "0.1.2.3",
+            "10.1.2.3",
+            "100.64.0.1",
+            "127.0.0.1",
+            "169.254.169.254",
+            "172.16.0.1",
+            "172.31.255.255",
+            "192.168.1.1",
+            "198.18.0.1",
+            "198.19.255.255",
+            "224.0.0.1",
+            "240.0.0.1",
+            "255.255.255.255",
+            "192.0.2.1",
+            "::",
+            "::1",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+            "::127.0.0.1",
+            "64:ff9b::8.8.8.8",
+            "2002:7f00:1::",
+            "2001:0:4136:e378::1",
+            "fc00::1",
+            "fd12:3456::1",
+            "fe80::1",
+            "ff02::1",
+            "2001:db8::1",
         ];
         for a in bad {
             let ip: IpAddr = a.parse().unwrap();
             assert!(forbidden_reason(ip).is_some(), "{a} should be forbidden");
         }
-        let good = ["8.8.8.8", "1.1.1.1", "172.32.0.1", "100.128.0.1", "2606:4700::1111", "::ffff:8.8.8.8"];
+        let good = [
+            "8.8.8.8",
+            "1.1.1.1",
+            "172.32.0.1",
+            "100.128.0.1",
+            "2606:4700::1111",
+            "::ffff:8.8.8.8",
+        ];
         for a in good {
             let ip: IpAddr = a.parse().unwrap();
             assert_eq!(forbidden_reason(ip), None, "{a} should be allowed");

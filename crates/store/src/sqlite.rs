@@ -40,8 +40,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[(
 const INTEGRATION_COLUMNS: &str =
     "account_id, webhook_url, state, event_mask, signing_secret, version, created_at, updated_at";
 
-const CLIENT_COLUMNS: &str =
-    "id, account_id, name, scopes, secret_hash, created_at, last_used_at";
+const CLIENT_COLUMNS: &str = "id, account_id, name, scopes, secret_hash, created_at, last_used_at";
 
 /// A SQLite database holding all of sipsim-webhooks' state.
 #[derive(Clone, Debug)]
@@ -386,13 +385,15 @@ impl Store for SqliteStore {
     }
 
     async fn remove_integration(&self, account: &AccountId) -> Result<bool, StoreError> {
-        Ok(sqlx::query("DELETE FROM integrations WHERE account_id = ?1")
-            .bind(account.as_str())
-            .execute(&self.write)
-            .await
-            .map_err(backend)?
-            .rows_affected()
-            > 0)
+        Ok(
+            sqlx::query("DELETE FROM integrations WHERE account_id = ?1")
+                .bind(account.as_str())
+                .execute(&self.write)
+                .await
+                .map_err(backend)?
+                .rows_affected()
+                > 0,
+        )
     }
 
     async fn change_subscription(
@@ -427,12 +428,14 @@ impl Store for SqliteStore {
     }
 
     async fn setting_or_insert(&self, key: &str, candidate: &str) -> Result<String, StoreError> {
-        sqlx::query("INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING")
-            .bind(key)
-            .bind(candidate)
-            .execute(&self.write)
-            .await
-            .map_err(backend)?;
+        sqlx::query(
+            "INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(key)
+        .bind(candidate)
+        .execute(&self.write)
+        .await
+        .map_err(backend)?;
         // Read on the writer: the read pool might not see a row another process just committed until
         // its next transaction, and this runs once at start.
         let row = sqlx::query("SELECT value FROM settings WHERE key = ?1")

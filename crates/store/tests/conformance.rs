@@ -35,7 +35,10 @@ fn update(u: &str, disabled: bool, events: Option<EventSet>) -> IntegrationUpdat
 async fn accounts_and_clients(store: &dyn Store) {
     let acc = store.create_account("Acme").await.unwrap();
     assert_eq!(store.get_account(&acc.id).await.unwrap(), Some(acc.clone()));
-    assert_eq!(store.get_account(&AccountId::generate()).await.unwrap(), None);
+    assert_eq!(
+        store.get_account(&AccountId::generate()).await.unwrap(),
+        None
+    );
 
     let secret = ClientSecret::generate();
     let scopes = ScopeSet::empty().with(Scope::WebhooksRead);
@@ -93,10 +96,15 @@ async fn integration_lifecycle(store: &dyn Store) {
     let (created, was_new) = store.put_integration(&acc.id, first).await.unwrap();
     assert!(was_new);
     assert_eq!(created.state, IntegrationState::Enabled);
-    assert!(created.events.is_empty(), "a new integration subscribes to nothing");
+    assert!(
+        created.events.is_empty(),
+        "a new integration subscribes to nothing"
+    );
     assert_eq!(created.signing_secret, secret);
 
-    let events: EventSet = [Event::Rating, Event::IncomingCallStart].into_iter().collect();
+    let events: EventSet = [Event::Rating, Event::IncomingCallStart]
+        .into_iter()
+        .collect();
     let (changed, was_new) = store
         .put_integration(&acc.id, update("https://example.com/b", true, Some(events)))
         .await
@@ -105,7 +113,10 @@ async fn integration_lifecycle(store: &dyn Store) {
     assert_eq!(changed.webhook_url.as_str(), "https://example.com/b");
     assert_eq!(changed.state, IntegrationState::Disabled);
     assert_eq!(changed.events, events);
-    assert_eq!(changed.signing_secret, secret, "set never rotates the secret");
+    assert_eq!(
+        changed.signing_secret, secret,
+        "set never rotates the secret"
+    );
     assert!(changed.version > created.version);
 
     // Without events, subscriptions stay; without --disabled, it is enabled again.
@@ -115,11 +126,17 @@ async fn integration_lifecycle(store: &dyn Store) {
         .unwrap();
     assert_eq!(again.events, events);
     assert_eq!(again.state, IntegrationState::Enabled);
-    assert_eq!(again.setting().subscribed_events, ["incoming_call_start", "rating"]);
+    assert_eq!(
+        again.setting().subscribed_events,
+        ["incoming_call_start", "rating"]
+    );
     assert!(again.setting().enabled);
 
     let sub = store
-        .change_subscription(&acc.id, SubscriptionChange::Subscribe(Event::OutgoingCallEnd))
+        .change_subscription(
+            &acc.id,
+            SubscriptionChange::Subscribe(Event::OutgoingCallEnd),
+        )
         .await
         .unwrap()
         .unwrap();
@@ -128,18 +145,27 @@ async fn integration_lifecycle(store: &dyn Store) {
         ["incoming_call_start", "outgoing_call_end", "rating"]
     );
     let same = store
-        .change_subscription(&acc.id, SubscriptionChange::Subscribe(Event::OutgoingCallEnd))
+        .change_subscription(
+            &acc.id,
+            SubscriptionChange::Subscribe(Event::OutgoingCallEnd),
+        )
         .await
         .unwrap()
         .unwrap();
     assert_eq!(same.events, sub.events);
-    assert_eq!(same.version, sub.version, "a no-op change does not bump the version");
+    assert_eq!(
+        same.version, sub.version,
+        "a no-op change does not bump the version"
+    );
     let unsub = store
         .change_subscription(&acc.id, SubscriptionChange::Unsubscribe(Event::Rating))
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(unsub.events.names(), ["incoming_call_start", "outgoing_call_end"]);
+    assert_eq!(
+        unsub.events.names(),
+        ["incoming_call_start", "outgoing_call_end"]
+    );
     let unsub2 = store
         .change_subscription(&acc.id, SubscriptionChange::Unsubscribe(Event::Rating))
         .await
@@ -152,7 +178,10 @@ async fn integration_lifecycle(store: &dyn Store) {
     assert_eq!(store.get_integration(&acc.id).await.unwrap(), None);
 
     let missing = store
-        .put_integration(&AccountId::generate(), update("https://example.com/", false, None))
+        .put_integration(
+            &AccountId::generate(),
+            update("https://example.com/", false, None),
+        )
         .await;
     assert!(matches!(missing, Err(StoreError::AccountNotFound(_))));
 }

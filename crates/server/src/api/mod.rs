@@ -1,0 +1,3 @@
+//! `/api/v2`: the public API SIPSIM's customers code against.
+
+pub mod webhooks;

@@ -1,0 +1,95 @@
+//! The HTTP application: routes, the OpenAPI document generated from them, and the layers every
+//! request passes through.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::DefaultBodyLimit;
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::from_fn;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tower_http::catch_panic::CatchPanicLayer;
+use utoipa::openapi::OpenApi as OpenApiDoc;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::api::webhooks;
+use crate::oauth;
+use crate::request::{self, API_BODY_LIMIT};
+use crate::state::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "SIPSIM Webhooks API",
+        description = "Manage which webhook events are delivered to your endpoint, and obtain the OAuth \
+                       access tokens that guard it. The webhook URL itself is set in the dashboard.",
+    ),
+    modifiers(&BearerScheme),
+    tags(
+        (name = "webhooks", description = "List available and enabled events; enable or disable one."),
+        (name = "oauth", description = "OAuth 2.0 client-credentials tokens."),
+    )
+)]
+struct ApiDoc;
+
+struct BearerScheme;
+
+impl Modify for BearerScheme {
+    fn modify(&self, openapi: &mut OpenApiDoc) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let mut http = Http::new(HttpAuthScheme::Bearer);
+        http.bearer_format = Some("JWT".to_owned());
+        components.add_security_scheme("bearer", SecurityScheme::Http(http));
+    }
+}
+
+/// The documented routes and their OpenAPI document, built from the same handler annotations so that
+/// one cannot change without the other.
+pub fn api_routes() -> (Router<AppState>, OpenApiDoc) {
+    let mut doc = ApiDoc::openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    OpenApiRouter::with_openapi(doc)
+        .routes(routes!(oauth::issue_token))
+        .routes(routes!(webhooks::list_available_events))
+        .routes(routes!(webhooks::list_enabled_events))
+        .routes(routes!(webhooks::enable_event, webhooks::disable_event))
+        .split_for_parts()
+}
+
+/// The OpenAPI document as served at `/api/v2/openapi.json`.
+pub fn openapi() -> OpenApiDoc {
+    api_routes().1
+}
+
+/// The whole application over `state`.
+pub fn app(state: AppState) -> Router {
+    let (routes, doc) = api_routes();
+    let doc_json = Bytes::from(doc.to_pretty_json().unwrap_or_default());
+    let routes = routes
+        .route(
+            "/api/v2/openapi.json",
+            get(move || async move { json_bytes(doc_json.clone()) }),
+        )
+        .fallback(|| async { StatusCode::NOT_FOUND })
+        .layer(DefaultBodyLimit::max(API_BODY_LIMIT))
+        .layer(CatchPanicLayer::custom(|_| {
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }))
+        .with_state(state);
+    // The request context wraps the routed application as a whole (not route by route, which is
+    // what `Router::layer` does), so it also sees the `Allow` header axum adds to a 405.
+    Router::new()
+        .fallback_service(routes)
+        .layer(from_fn(request::context))
+}
+
+fn json_bytes(body: Bytes) -> Response {
+    let mut r = body.into_response();
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}

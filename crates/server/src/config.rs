@@ -1,0 +1,97 @@
+//! Server configuration, read once at start from flags and `SIPSIM_*` environment variables and
+//! validated there, so a bad value stops the process with a clear message instead of failing later.
+
+use std::fmt;
+
+use sipsim_core::target::TargetPolicy;
+
+/// A secret configuration value; `Debug` never shows it.
+#[derive(Clone)]
+pub struct SecretString(String);
+
+impl SecretString {
+    /// Wraps a value.
+    pub fn new(value: String) -> Self {
+        SecretString(value)
+    }
+
+    /// The value.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretString(redacted)")
+    }
+}
+
+/// What `sipsimd serve` runs with.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The database URL (`--database`, `SIPSIM_DATABASE_URL`).
+    pub database_url: String,
+    /// `SIPSIM_JWT_SECRET`: the access-token key (≥ 32 bytes). When absent, a random key is generated
+    /// once and stored in the database, so every node on that database shares it.
+    pub jwt_secret: Option<SecretString>,
+    /// `SIPSIM_ALLOW_INSECURE_TARGETS=1` allows http:// and private targets (development, tests).
+    pub target_policy: TargetPolicy,
+}
+
+impl ServerConfig {
+    /// Reads the environment-only settings and checks them.
+    pub fn from_env(database_url: String) -> anyhow::Result<Self> {
+        let jwt_secret = match std::env::var("SIPSIM_JWT_SECRET") {
+            Ok(s) if s.len() >= 32 => Some(SecretString::new(s)),
+            Ok(_) => anyhow::bail!("SIPSIM_JWT_SECRET must be at least 32 bytes long"),
+            Err(_) => None,
+        };
+        Ok(ServerConfig {
+            database_url,
+            jwt_secret,
+            target_policy: target_policy_from_env(),
+        })
+    }
+}
+
+/// `SIPSIM_ALLOW_INSECURE_TARGETS`: `1` or `true` allows insecure targets; anything else does not.
+pub fn target_policy_from_env() -> TargetPolicy {
+    match std::env::var("SIPSIM_ALLOW_INSECURE_TARGETS").as_deref() {
+        Ok("1") | Ok("true") => TargetPolicy::AllowInsecure,
+        _ => TargetPolicy::PublicHttpsOnly,
+    }
+}
+
+/// An exclusive lock on a SQLite database file, held while `serve` runs: SQLite is single-node, and a
+/// second server on the same file would hand out the same deliveries twice.
+#[derive(Debug)]
+pub struct DatabaseLock(#[allow(dead_code)] Option<std::fs::File>);
+
+/// Takes the lock for `database_url` (a no-op for in-memory and non-SQLite databases).
+pub fn lock_database(database_url: &str) -> anyhow::Result<DatabaseLock> {
+    let Some(rest) = database_url.strip_prefix("sqlite:") else {
+        return Ok(DatabaseLock(None));
+    };
+    let path = rest.trim_start_matches("//");
+    let path = path.split('?').next().unwrap_or_default();
+    if path.is_empty() || path.contains(":memory:") {
+        return Ok(DatabaseLock(None));
+    }
+    let lock_path = format!("{path}.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| anyhow::anyhow!("cannot open lock file {lock_path}: {e}"))?;
+    match file.try_lock() {
+        Ok(()) => Ok(DatabaseLock(Some(file))),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another sipsimd is already serving {path} (SQLite allows one server per database file)"
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            anyhow::bail!("cannot lock {lock_path}: {e}")
+        }
+    }
+}

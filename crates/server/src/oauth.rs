@@ -1,0 +1,330 @@
+//! `POST /oauth/token`: the OAuth 2.0 client-credentials grant, as SIPSIM documents it.
+//!
+//! The form is parsed by hand rather than by a typed extractor, because RFC 6749 wants answers a
+//! generic extractor cannot give: a repeated parameter is `invalid_request` (§3.2), unknown
+//! parameters are ignored, and the client may authenticate with HTTP Basic or with form fields, but
+//! not both (§2.3). Errors use RFC 6749 §5.2's `{"error", "error_description"}` shape, which OAuth
+//! client libraries parse, instead of the API envelope.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, PRAGMA, WWW_AUTHENTICATE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use percent_encoding::percent_decode_str;
+use serde::Serialize;
+use sipsim_core::clock::{now_ms, now_secs};
+use sipsim_core::secret::SecretHash;
+use sipsim_core::{ClientId, Scope, ScopeSet};
+use utoipa::ToSchema;
+
+use crate::auth::jwt::AccessClaims;
+use crate::error::error_chain;
+use crate::state::{AppState, TOKEN_TTL_SECS};
+
+/// The form fields of a token request (documentation only; the handler parses the form itself).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct TokenRequest {
+    /// Always `client_credentials`.
+    #[schema(example = "client_credentials")]
+    grant_type: String,
+    /// The API client's id (or use HTTP Basic authentication).
+    #[schema(example = "cli_01jd8k3m4n5p6q7r8s9t0v1w2x")]
+    client_id: Option<String>,
+    /// The API client's secret (or use HTTP Basic authentication).
+    client_secret: Option<String>,
+    /// Space-separated scopes; all of the client's scopes when absent.
+    #[schema(example = "webhooks.read webhooks.write")]
+    scope: Option<String>,
+}
+
+/// A successful token response, exactly as SIPSIM documents it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenResponse {
+    /// The token to send as `Authorization: Bearer …`.
+    #[schema(example = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9...")]
+    pub access_token: String,
+    /// Always `Bearer`.
+    #[schema(example = "Bearer")]
+    pub token_type: &'static str,
+    /// Lifetime in seconds (2 hours).
+    #[schema(example = 7200)]
+    pub expires_in: i64,
+    /// Granted scopes, space-separated.
+    #[schema(example = "webhooks.read webhooks.write")]
+    pub scope: String,
+    /// Unix time of creation.
+    #[schema(example = 1705312200)]
+    pub created_at: i64,
+}
+
+/// An RFC 6749 §5.2 error.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OAuthError {
+    /// `invalid_request`, `invalid_client`, `invalid_scope` or `unsupported_grant_type`.
+    #[schema(example = "invalid_client")]
+    pub error: &'static str,
+    /// What went wrong, for a person.
+    #[schema(example = "Client authentication failed.")]
+    pub error_description: String,
+}
+
+enum TokenError {
+    InvalidRequest(String),
+    InvalidClient,
+    InvalidScope(String),
+    UnsupportedGrantType,
+    Internal(String),
+}
+
+impl IntoResponse for TokenError {
+    fn into_response(self) -> Response {
+        let (status, error, description) = match self {
+            TokenError::InvalidRequest(d) => (StatusCode::BAD_REQUEST, "invalid_request", d),
+            TokenError::InvalidClient => {
+                let mut r = oauth_error(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_client",
+                    "Client authentication failed.".into(),
+                );
+                // RFC 6749 §5.2: a client that tried Basic must get a Basic challenge; the others get
+                // one too, so clients that wait for a challenge before sending credentials proceed.
+                r.headers_mut().insert(
+                    WWW_AUTHENTICATE,
+                    HeaderValue::from_static(r#"Basic realm="sipsim-webhooks""#),
+                );
+                return r;
+            }
+            TokenError::InvalidScope(d) => (StatusCode::BAD_REQUEST, "invalid_scope", d),
+            TokenError::UnsupportedGrantType => (
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                "Only grant_type=client_credentials is supported.".into(),
+            ),
+            TokenError::Internal(cause) => {
+                tracing::error!(%cause, "token request failed");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "server_error",
+                    "Internal server error.".into(),
+                )
+            }
+        };
+        oauth_error(status, error, description)
+    }
+}
+
+fn oauth_error(status: StatusCode, error: &'static str, error_description: String) -> Response {
+    let mut r = (
+        status,
+        Json(OAuthError {
+            error,
+            error_description,
+        }),
+    )
+        .into_response();
+    no_store(r.headers_mut());
+    r
+}
+
+fn no_store(headers: &mut HeaderMap) {
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(PRAGMA, HeaderValue::from_static("no-cache"));
+}
+
+/// The parameters of a token request that we read, each at most once.
+#[derive(Default)]
+struct TokenForm {
+    grant_type: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    scope: Option<String>,
+}
+
+impl TokenForm {
+    fn parse(body: &[u8]) -> Result<Self, TokenError> {
+        let mut form = TokenForm::default();
+        for (key, value) in form_urlencoded::parse(body) {
+            let slot = match &*key {
+                "grant_type" => &mut form.grant_type,
+                "client_id" => &mut form.client_id,
+                "client_secret" => &mut form.client_secret,
+                "scope" => &mut form.scope,
+                _ => continue,
+            };
+            if slot.is_some() {
+                return Err(TokenError::InvalidRequest(format!(
+                    "Parameter '{key}' is repeated; each parameter may appear once."
+                )));
+            }
+            *slot = Some(value.into_owned());
+        }
+        Ok(form)
+    }
+}
+
+/// Client credentials from `Authorization: Basic` (RFC 6749 §2.3.1: each part form-url-encoded).
+fn basic_credentials(headers: &HeaderMap) -> Option<Result<(String, String), TokenError>> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let bad = || TokenError::InvalidClient;
+    let parsed = STANDARD
+        .decode(encoded.trim())
+        .ok()
+        .and_then(|raw| String::from_utf8(raw).ok())
+        .and_then(|pair| {
+            let (id, secret) = pair.split_once(':')?;
+            let decode = |s: &str| {
+                percent_decode_str(&s.replace('+', " "))
+                    .decode_utf8()
+                    .ok()
+                    .map(|c| c.into_owned())
+            };
+            Some((decode(id)?, decode(secret)?))
+        })
+        .ok_or_else(bad);
+    Some(parsed)
+}
+
+/// Issue an access token (OAuth 2.0 client credentials).
+#[utoipa::path(
+    post,
+    path = "/oauth/token",
+    tag = "oauth",
+    operation_id = "issueToken",
+    request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "A new access token.", body = TokenResponse,
+         example = json!({"access_token": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9...", "token_type": "Bearer",
+            "expires_in": 7200, "scope": "webhooks.read webhooks.write", "created_at": 1705312200})),
+        (status = 400, description = "`invalid_request`, `invalid_scope` or `unsupported_grant_type`.", body = OAuthError),
+        (status = 401, description = "`invalid_client`: unknown client or wrong secret.", body = OAuthError),
+        (status = 413, description = "Request body too large.", body = sipsim_core::envelope::ErrorEnvelope),
+    )
+)]
+pub async fn issue_token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match issue(&state, &headers, &body).await {
+        Ok(token) => {
+            let mut r = Json(token).into_response();
+            no_store(r.headers_mut());
+            r
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn issue(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<TokenResponse, TokenError> {
+    let form_content = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    if !form_content {
+        return Err(TokenError::InvalidRequest(
+            "Send the parameters as Content-Type: application/x-www-form-urlencoded.".into(),
+        ));
+    }
+    let form = TokenForm::parse(body)?;
+    match form.grant_type.as_deref() {
+        None | Some("") => {
+            return Err(TokenError::InvalidRequest(
+                "Missing parameter: grant_type.".into(),
+            ));
+        }
+        Some("client_credentials") => {}
+        Some(_) => return Err(TokenError::UnsupportedGrantType),
+    }
+
+    let basic = basic_credentials(headers).transpose()?;
+    let (client_id, secret) = match (basic, form.client_id, form.client_secret) {
+        (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
+            return Err(TokenError::InvalidRequest(
+                "Authenticate the client with HTTP Basic or with form fields, not both.".into(),
+            ));
+        }
+        (Some(pair), None, None) => pair,
+        (None, Some(id), Some(secret)) => (id, secret),
+        (None, _, _) => return Err(TokenError::InvalidClient),
+    };
+
+    let client = match ClientId::parse(&client_id) {
+        Ok(id) => state
+            .store
+            .get_client(&id)
+            .await
+            .map_err(|e| TokenError::Internal(error_chain(&e)))?,
+        Err(_) => None,
+    };
+    let Some(client) = client else {
+        // Hash anyway, so an unknown client costs the same time as a wrong secret.
+        let _ = SecretHash::of(&secret);
+        return Err(TokenError::InvalidClient);
+    };
+    if !client.secret_hash.matches(&secret) || state.revocations.is_revoked(&client.id) {
+        return Err(TokenError::InvalidClient);
+    }
+
+    let granted = match form.scope.as_deref().map(str::trim) {
+        None | Some("") => client.scopes,
+        Some(requested) => {
+            // RFC 6749 §3.3: scope tokens are separated by spaces only.
+            let requested = requested
+                .split(' ')
+                .filter(|s| !s.is_empty())
+                .map(|name| {
+                    Scope::parse(name)
+                        .ok_or_else(|| TokenError::InvalidScope(format!("Unknown scope '{name}'.")))
+                })
+                .collect::<Result<ScopeSet, _>>()?;
+            if !requested.is_subset_of(client.scopes) {
+                let missing: Vec<_> = requested
+                    .iter()
+                    .filter(|s| !client.scopes.contains(*s))
+                    .map(|s| s.name())
+                    .collect();
+                return Err(TokenError::InvalidScope(format!(
+                    "This client may not request: {}.",
+                    missing.join(" ")
+                )));
+            }
+            requested
+        }
+    };
+
+    let now = now_secs();
+    let access_token = state.jwt.issue(&AccessClaims {
+        client_id: client.id.clone(),
+        account_id: client.account_id.clone(),
+        scopes: granted,
+        issued_at: now,
+        expires_at: now + TOKEN_TTL_SECS,
+    });
+    if let Err(e) = state.store.record_client_use(&client.id, now_ms()).await {
+        tracing::warn!(client_id = %client.id, error = %error_chain(&e), "could not record client use");
+    }
+    Ok(TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in: TOKEN_TTL_SECS,
+        scope: granted.to_string(),
+        created_at: now,
+    })
+}

@@ -1,0 +1,167 @@
+//! Per-request context: the request id, the size guard, the error envelope and the log line.
+//!
+//! Every response leaves through [`context`], which gives it `X-Request-Id` and, when it is an error
+//! without a JSON body of its own, the contract's error envelope (`status`, `errors`, `request_id`,
+//! `timestamp`, `path`). That one place covers our handlers' errors, axum's 404 and 405, body-size
+//! rejections and caught panics alike.
+
+use std::time::Instant;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{FromRequestParts, Request};
+use axum::http::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use sipsim_core::clock::timestamp_now;
+use sipsim_core::envelope::{Envelope, ErrorEnvelope};
+use uuid::Uuid;
+
+use crate::error::{ErrorBody, InternalCause, error_response};
+
+/// Largest request body `/api/v2` and `/oauth/token` accept.
+pub const API_BODY_LIMIT: usize = 16 * 1024;
+
+/// The `X-Request-Id` header.
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The id of the current request, also sent as `X-Request-Id` and in every envelope.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequestId(pub Uuid);
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestId {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<RequestId>()
+            .copied()
+            .unwrap_or_else(|| RequestId(Uuid::new_v4())))
+    }
+}
+
+impl RequestId {
+    /// A `200` envelope around `data`.
+    pub fn ok<T: Serialize>(self, data: T) -> Response {
+        Json(Envelope {
+            status: 200,
+            request_id: self.0.to_string(),
+            timestamp: timestamp_now(),
+            data,
+        })
+        .into_response()
+    }
+}
+
+/// The middleware that gives every request its id and every error its envelope.
+pub async fn context(mut request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let id = RequestId(Uuid::new_v4());
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    request.extensions_mut().insert(id);
+
+    let mut response = if declared_length(request.headers()).is_some_and(|n| n > API_BODY_LIMIT) {
+        error_response(StatusCode::PAYLOAD_TOO_LARGE, too_large_message())
+    } else {
+        next.run(request).await
+    };
+
+    let status = response.status();
+    if status.is_client_error() || status.is_server_error() {
+        let cause = response.extensions_mut().remove::<InternalCause>();
+        if status.is_server_error() {
+            tracing::error!(
+                request_id = %id.0, %method, %path, status = status.as_u16(),
+                cause = cause.as_ref().map(|c| c.0.as_str()).unwrap_or("unknown"),
+                "request failed"
+            );
+        } else {
+            tracing::debug!(request_id = %id.0, %method, %path, status = status.as_u16(), "request refused");
+        }
+        response = with_envelope(response, id, path);
+    } else {
+        tracing::debug!(
+            request_id = %id.0, %method, %path, status = status.as_u16(),
+            micros = started.elapsed().as_micros() as u64, "request"
+        );
+    }
+    if let Ok(v) = HeaderValue::from_str(&id.0.to_string()) {
+        response.headers_mut().insert(X_REQUEST_ID.clone(), v);
+    }
+    response
+}
+
+/// Replaces the body of an error response with the error envelope, unless it already is JSON of
+/// its own (the OAuth errors of RFC 6749 are). Headers such as `WWW-Authenticate` and `Allow` stay.
+fn with_envelope(mut response: Response, id: RequestId, path: String) -> Response {
+    let body = response.extensions_mut().remove::<ErrorBody>();
+    let is_json = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if body.is_none() && is_json {
+        return response;
+    }
+    let status = response.status();
+    let errors = match body {
+        Some(ErrorBody(errors)) => errors,
+        None => vec![default_message(status, response.headers())],
+    };
+    let envelope = ErrorEnvelope {
+        status: status.as_u16(),
+        errors,
+        request_id: id.0.to_string(),
+        timestamp: timestamp_now(),
+        path,
+    };
+    let json = serde_json::to_vec(&envelope).unwrap_or_default();
+    let (mut parts, _) = response.into_parts();
+    parts.headers.remove(CONTENT_LENGTH);
+    parts
+        .headers
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Response::from_parts(parts, Body::from(json))
+}
+
+/// The message for errors raised outside our handlers (routing, body limits, panics).
+fn default_message(status: StatusCode, headers: &HeaderMap) -> String {
+    match status {
+        StatusCode::NOT_FOUND => {
+            "Not found. GET /api/v2/openapi.json lists the routes this server answers.".to_owned()
+        }
+        StatusCode::METHOD_NOT_ALLOWED => match headers.get(ALLOW).and_then(|v| v.to_str().ok()) {
+            Some(allow) if !allow.is_empty() => {
+                format!(
+                    "Method not allowed. This route answers: {}.",
+                    allow.replace(',', ", ")
+                )
+            }
+            _ => "Method not allowed.".to_owned(),
+        },
+        StatusCode::PAYLOAD_TOO_LARGE => too_large_message(),
+        StatusCode::INTERNAL_SERVER_ERROR => "Internal server error.".to_owned(),
+        other => other
+            .canonical_reason()
+            .map(|r| format!("{r}."))
+            .unwrap_or_else(|| format!("HTTP {}.", other.as_u16())),
+    }
+}
+
+fn too_large_message() -> String {
+    format!(
+        "Request body too large (the limit is {} KiB).",
+        API_BODY_LIMIT / 1024
+    )
+}
+
+fn declared_length(headers: &HeaderMap) -> Option<usize> {
+    headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+}

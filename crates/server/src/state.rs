@@ -1,0 +1,112 @@
+//! The server's shared state and the one place that picks a storage backend.
+
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use sipsim_core::Store;
+use sipsim_core::target::TargetPolicy;
+use sipsim_store::SqliteStore;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::jwt::JwtKey;
+use crate::auth::revocations::{REFRESH_EVERY, Revocations};
+use crate::config::ServerConfig;
+
+/// Access tokens live two hours, as SIPSIM documents (`expires_in: 7200`).
+pub const TOKEN_TTL_SECS: i64 = 7200;
+
+/// The settings key under which a generated JWT key is shared by every node of one database.
+const JWT_KEY_SETTING: &str = "jwt_hs256_key";
+
+/// Opens the database named by `url` and applies its migrations: `sqlite:` URLs only for now
+/// (PostgreSQL arrives with its own backend).
+pub async fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
+    if url.starts_with("sqlite:") {
+        let store = SqliteStore::open(url)
+            .await
+            .with_context(|| format!("cannot open the SQLite database {url}"))?;
+        store.migrate().await.context("cannot apply migrations")?;
+        Ok(Arc::new(store))
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        bail!("PostgreSQL is not supported yet: use a sqlite:// URL")
+    } else {
+        bail!("unsupported database URL (expected sqlite://PATH)")
+    }
+}
+
+/// Everything a request handler may need, cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+/// The contents of [`AppState`].
+pub struct Inner {
+    /// The database.
+    pub store: Arc<dyn Store>,
+    /// The access-token key.
+    pub jwt: JwtKey,
+    /// Deleted clients whose tokens are refused.
+    pub revocations: Revocations,
+    /// Which webhook URLs may be saved.
+    pub target_policy: TargetPolicy,
+}
+
+impl Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// Builds the state over an open store: loads (or creates) the JWT key and the revocation list.
+    pub async fn new(store: Arc<dyn Store>, config: &ServerConfig) -> anyhow::Result<Self> {
+        let key = match &config.jwt_secret {
+            Some(secret) => secret.expose().as_bytes().to_vec(),
+            None => {
+                let candidate = STANDARD.encode(sipsim_core::random::bytes::<32>());
+                let stored = store
+                    .setting_or_insert(JWT_KEY_SETTING, &candidate)
+                    .await
+                    .context("cannot load the JWT key")?;
+                STANDARD
+                    .decode(stored)
+                    .context("the stored JWT key is not base64")?
+            }
+        };
+        let revocations = Revocations::default();
+        revocations
+            .refresh(&*store)
+            .await
+            .context("cannot load the revoked API clients")?;
+        Ok(AppState(Arc::new(Inner {
+            store,
+            jwt: JwtKey::new(&key),
+            revocations,
+            target_policy: config.target_policy,
+        })))
+    }
+
+    /// Keeps the revocation list fresh until `shutdown` is cancelled.
+    pub fn spawn_background(&self, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+        let state = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(REFRESH_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tick.tick() => {
+                        if let Err(e) = state.revocations.refresh(&*state.store).await {
+                            tracing::warn!(error = %crate::error::error_chain(&e), "revocation refresh failed; retrying");
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                    }
+                }
+            }
+        })
+    }
+}
