@@ -85,7 +85,7 @@ impl ScopeSet {
     /// Parses a list separated by spaces (OAuth) and/or commas (operator commands). Repeats are allowed;
     /// the first unknown name is the error.
     pub fn parse_list(list: &str) -> Result<Self, String> {
-        list.split(|c: char| c == ',' || c == ' ')
+        list.split([',', ' '])
             .filter(|s| !s.is_empty())
             .try_fold(ScopeSet::empty(), |set, name| {
                 Scope::parse(name)

@@ -1,0 +1,413 @@
+//! The `sipsimd` binary itself: operator commands with `--json`, and `serve` as a user runs it.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+struct Db {
+    dir: tempfile::TempDir,
+}
+
+impl Db {
+    fn new() -> Db {
+        Db {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("sqlite://{}", self.dir.path().join("sipsim.db").display())
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_sipsimd"));
+        c.args(args)
+            .env("SIPSIM_DATABASE_URL", self.url())
+            .env_remove("SIPSIM_ALLOW_INSECURE_TARGETS")
+            .env_remove("SIPSIM_JWT_SECRET")
+            .env_remove("SIPSIM_LISTEN");
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    /// Runs with `--json`; asserts success and exactly one JSON object on stdout.
+    fn json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let out = self.run(&all);
+        assert!(
+            out.status.success(),
+            "{args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        one_object(&out.stdout)
+    }
+
+    /// Runs with `--json`; asserts failure and a `{"error"}` object, returning the message.
+    fn json_error(&self, args: &[&str]) -> String {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let out = self.run(&all);
+        assert!(!out.status.success(), "{args:?} should fail");
+        let v = one_object(&out.stdout);
+        v["error"].as_str().unwrap().to_owned()
+    }
+}
+
+fn one_object(stdout: &[u8]) -> Value {
+    let text = String::from_utf8(stdout.to_vec()).unwrap();
+    let lines: Vec<_> = text.lines().collect();
+    assert_eq!(lines.len(), 1, "exactly one line of JSON: {text}");
+    let v: Value = serde_json::from_str(lines[0]).unwrap();
+    assert!(v.is_object());
+    v
+}
+
+#[test]
+fn operator_commands_manage_accounts_clients_and_integrations() {
+    let db = Db::new();
+    let acc = db.json(&["account", "create", "Acme"]);
+    let account = acc["account_id"].as_str().unwrap().to_owned();
+    assert!(account.starts_with("acc_"));
+
+    let client = db.json(&[
+        "client",
+        "create",
+        "--account",
+        &account,
+        "--scopes",
+        "webhooks.read,webhooks.write",
+        "--name",
+        "crm",
+    ]);
+    let client_id = client["client_id"].as_str().unwrap().to_owned();
+    assert!(client_id.starts_with("cli_"));
+    assert!(client["client_secret"].as_str().unwrap().len() >= 40);
+    assert_eq!(client["scopes"], "webhooks.read webhooks.write");
+
+    let list = db.json(&["client", "list", "--account", &account]);
+    let clients = list["clients"].as_array().unwrap();
+    assert_eq!(clients.len(), 1);
+    assert_eq!(clients[0]["client_id"], client_id.as_str());
+    assert!(
+        clients[0].get("client_secret").is_none(),
+        "secret shown once only"
+    );
+    assert!(
+        !list
+            .to_string()
+            .contains(client["client_secret"].as_str().unwrap()),
+        "the secret is never printed again"
+    );
+
+    // URL rules: https public targets only, unless insecure targets are allowed.
+    let err = db.json_error(&[
+        "integration",
+        "set",
+        "--account",
+        &account,
+        "--url",
+        "http://127.0.0.1:9/hook",
+    ]);
+    assert!(err.contains("https://"), "{err}");
+    let err = db.json_error(&[
+        "integration",
+        "set",
+        "--account",
+        &account,
+        "--url",
+        "https://10.0.0.5/hook",
+    ]);
+    assert!(err.contains("private"), "{err}");
+    let err = db.json_error(&[
+        "integration",
+        "set",
+        "--account",
+        &account,
+        "--url",
+        "https://example.com/",
+        "--events",
+        "sms,calls",
+    ]);
+    assert!(err.contains("'calls'"), "{err}");
+
+    let set = db.json(&[
+        "integration",
+        "set",
+        "--account",
+        &account,
+        "--url",
+        "https://example.com/webhooks/sipsim",
+        "--events",
+        "outgoing_call_end incoming_call_start",
+    ]);
+    assert_eq!(set["created"], true);
+    let secret = set["signing_secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("whsec_"));
+
+    let show = db.json(&["integration", "show", "--account", &account]);
+    let mut keys: Vec<_> = show.as_object().unwrap().keys().cloned().collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "account_id",
+            "enabled",
+            "signing_secret",
+            "state",
+            "subscribed_events",
+            "webhook_url"
+        ]
+    );
+    assert_eq!(show["webhook_url"], "https://example.com/webhooks/sipsim");
+    assert_eq!(show["enabled"], true);
+    assert_eq!(show["state"], "enabled");
+    assert_eq!(
+        show["subscribed_events"],
+        serde_json::json!(["incoming_call_start", "outgoing_call_end"])
+    );
+
+    // Changing the URL and disabling keeps events and secret.
+    let set = db.json(&[
+        "integration",
+        "set",
+        "--account",
+        &account,
+        "--url",
+        "https://example.org/h",
+        "--disabled",
+    ]);
+    assert_eq!(set["created"], false);
+    assert_eq!(set["enabled"], false);
+    assert_eq!(set["state"], "disabled");
+    assert_eq!(set["signing_secret"], secret.as_str());
+    assert_eq!(set["subscribed_events"].as_array().unwrap().len(), 2);
+
+    // Insecure targets for development.
+    let out = db
+        .cmd(&[
+            "integration",
+            "set",
+            "--account",
+            &account,
+            "--url",
+            "http://127.0.0.1:9/hook",
+            "--json",
+        ])
+        .env("SIPSIM_ALLOW_INSECURE_TARGETS", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(one_object(&out.stdout)["state"], "enabled");
+
+    assert_eq!(
+        db.json(&["integration", "remove", "--account", &account])["removed"],
+        true
+    );
+    let err = db.json_error(&["integration", "show", "--account", &account]);
+    assert!(err.contains("no webhook integration"), "{err}");
+
+    assert_eq!(db.json(&["client", "delete", &client_id])["deleted"], true);
+    let err = db.json_error(&["client", "delete", &client_id]);
+    assert!(err.contains("does not exist"), "{err}");
+}
+
+#[test]
+fn operator_errors_name_the_problem() {
+    let db = Db::new();
+    let missing = "acc_0123456789abcdefghjkmnpqrs";
+    let err = db.json_error(&[
+        "client",
+        "create",
+        "--account",
+        missing,
+        "--scopes",
+        "webhooks.read",
+    ]);
+    assert_eq!(err, format!("account {missing} does not exist"));
+    let err = db.json_error(&[
+        "client",
+        "create",
+        "--account",
+        "nope",
+        "--scopes",
+        "webhooks.read",
+    ]);
+    assert!(err.contains("not a valid account id"), "{err}");
+    let acc = db.json(&["account", "create", "X"])["account_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let err = db.json_error(&[
+        "client",
+        "create",
+        "--account",
+        &acc,
+        "--scopes",
+        "calls.read",
+    ]);
+    assert!(err.contains("unknown scope 'calls.read'"), "{err}");
+    let err = db.json_error(&["client", "create", "--account", &acc, "--scopes", ""]);
+    assert!(err.contains("at least one scope"), "{err}");
+
+    // Without --json: the message on stderr, non-zero exit.
+    let out = db.run(&["integration", "show", "--account", missing]);
+    assert!(!out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        format!("error: account {missing} does not exist")
+    );
+}
+
+/// A `sipsimd serve` child process, killed on drop.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(db: &Db) -> Server {
+    let mut child = db
+        .cmd(&["serve", "--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("sipsimd exited before serving")
+            .unwrap();
+        if let Some(rest) = line.split("listen=").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    // Keep draining stderr so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Server {
+        child,
+        base: format!("http://{addr}"),
+    }
+}
+
+/// What README.md tells a new user to do, end to end, with the real binary.
+#[tokio::test(flavor = "multi_thread")]
+async fn readme_walkthrough_reaches_200_and_client_delete_revokes() {
+    let db = Db::new();
+    let account = db.json(&["account", "create", "Acme"])["account_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let client = db.json(&[
+        "client",
+        "create",
+        "--account",
+        &account,
+        "--scopes",
+        "webhooks.read webhooks.write",
+    ]);
+    db.json(&[
+        "integration",
+        "set",
+        "--account",
+        &account,
+        "--url",
+        "https://example.com/webhooks/sipsim",
+        "--events",
+        "incoming_call_start,incoming_call_end",
+    ]);
+    let server = serve(&db);
+
+    // A second server on the same SQLite file is refused.
+    let second = db.run(&["serve", "--listen", "127.0.0.1:0"]);
+    assert!(!second.status.success());
+    assert!(String::from_utf8_lossy(&second.stderr).contains("already serving"));
+
+    let http = reqwest::Client::new();
+    let token: Value = http
+        .post(format!("{}/oauth/token", server.base))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "grant_type=client_credentials&client_id={}&client_secret={}&scope=webhooks.read%20webhooks.write",
+            client["client_id"].as_str().unwrap(),
+            client["client_secret"].as_str().unwrap()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = token["access_token"].as_str().unwrap().to_owned();
+    let resp = http
+        .get(format!("{}/api/v2/webhooks", server.base))
+        .header("Authorization", format!("Bearer {token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(
+        body["data"],
+        serde_json::json!([{ "event": "incoming_call_start" }, { "event": "incoming_call_end" }])
+    );
+
+    // Deleting the client from another process revokes its token within 5 seconds.
+    db.json(&["client", "delete", client["client_id"].as_str().unwrap()]);
+    let deleted = Instant::now();
+    loop {
+        let status = http
+            .get(format!("{}/api/v2/webhooks", server.base))
+            .header("Authorization", format!("Bearer {token}"))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        if status == 401 {
+            break;
+        }
+        assert!(
+            deleted.elapsed() < Duration::from_secs(5),
+            "still {status} after 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // SIGTERM stops it cleanly.
+    let mut server = server;
+    let pid = server.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let started = Instant::now();
+    loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            assert!(status.success(), "exit status {status}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

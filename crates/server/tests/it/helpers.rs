@@ -1,0 +1,231 @@
+//! Spawning a server and talking to it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use sipsim_core::secret::{ClientSecret, SigningSecret};
+use sipsim_core::store::{IntegrationUpdate, NewApiClient};
+use sipsim_core::target::{TargetPolicy, WebhookUrl};
+use sipsim_core::{AccountId, ClientId, EventSet, ScopeSet, Store};
+use sipsim_server::config::{SecretString, ServerConfig};
+use sipsim_server::state::{AppState, open_store};
+use tokio_util::sync::CancellationToken;
+
+/// The JWT key the test servers use, so tests can mint tokens (expired ones, say) themselves.
+pub const JWT_SECRET: &str = "test-jwt-secret-that-is-at-least-32-bytes";
+
+/// A running server and its database.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub store: Arc<dyn Store>,
+    pub http: reqwest::Client,
+    shutdown: CancellationToken,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// An API client created for a test.
+pub struct Client {
+    pub id: ClientId,
+    pub secret: String,
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        let dir = tempfile::tempdir().unwrap();
+        let database_url = format!("sqlite://{}", dir.path().join("sipsim.db").display());
+        let store = open_store(&database_url).await.unwrap();
+        let config = ServerConfig {
+            database_url: database_url.clone(),
+            jwt_secret: Some(SecretString::new(JWT_SECRET.to_owned())),
+            target_policy: TargetPolicy::PublicHttpsOnly,
+        };
+        let state = AppState::new(store.clone(), &config).await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        tokio::spawn(sipsim_server::run(state, listener, shutdown.clone()));
+        TestApp {
+            addr,
+            store,
+            http: reqwest::Client::new(),
+            shutdown,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub async fn account(&self) -> AccountId {
+        self.store.create_account("Acme").await.unwrap().id
+    }
+
+    pub async fn client(&self, account: &AccountId, scopes: &str) -> Client {
+        let secret = ClientSecret::generate();
+        let c = self
+            .store
+            .create_client(NewApiClient {
+                account_id: account.clone(),
+                name: "test".into(),
+                scopes: ScopeSet::parse_list(scopes).unwrap(),
+                secret_hash: secret.hash(),
+            })
+            .await
+            .unwrap();
+        Client {
+            id: c.id,
+            secret: secret.expose().to_owned(),
+        }
+    }
+
+    /// Sets the account's integration as the dashboard would.
+    pub async fn integration(&self, account: &AccountId, url: &str, events: &[&str]) {
+        let events = EventSet::parse_list(&events.join(",")).unwrap();
+        self.store
+            .put_integration(
+                account,
+                IntegrationUpdate {
+                    webhook_url: WebhookUrl::parse(url, TargetPolicy::PublicHttpsOnly).unwrap(),
+                    disabled: false,
+                    events: Some(events),
+                    new_signing_secret: SigningSecret::generate(),
+                },
+            )
+            .await
+            .unwrap();
+    }
+
+    /// A token for `client` with the given scope parameter (`None`: all of the client's scopes).
+    pub async fn token(&self, client: &Client, scope: Option<&str>) -> String {
+        let mut form = vec![
+            ("grant_type", "client_credentials"),
+            ("client_id", client.id.as_str()),
+            ("client_secret", client.secret.as_str()),
+        ];
+        if let Some(s) = scope {
+            form.push(("scope", s));
+        }
+        let (status, body) = self.form("/oauth/token", &form, None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// An account with an integration and a read+write token: the usual starting point.
+    pub async fn ready(&self, events: &[&str]) -> (AccountId, String) {
+        let account = self.account().await;
+        self.integration(&account, "https://example.com/webhooks/sipsim", events)
+            .await;
+        let client = self.client(&account, "webhooks.read webhooks.write").await;
+        let token = self.token(&client, None).await;
+        (account, token)
+    }
+
+    /// Sends a request; returns the status, the headers and the body parsed as JSON (`Null` if empty).
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+        let mut req = self.http.request(method, self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.unwrap();
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+        };
+        (status, headers, body)
+    }
+
+    /// POSTs a form (raw pairs, repeats allowed) with an optional `Authorization` header.
+    pub async fn form(
+        &self,
+        path: &str,
+        pairs: &[(&str, &str)],
+        authorization: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs)
+            .finish();
+        let mut req = self
+            .http
+            .post(self.url(path))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        if let Some(a) = authorization {
+            req = req.header("authorization", a);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+}
+
+/// Checks the envelope fields every response has: `request_id` a UUID equal to `X-Request-Id`, and
+/// `timestamp` RFC 3339 UTC to the second.
+pub fn assert_envelope_meta(headers: &reqwest::header::HeaderMap, body: &Value) {
+    let id = body["request_id"].as_str().expect("request_id");
+    assert!(is_uuid(id), "request_id {id} is not a UUID");
+    assert_eq!(
+        headers.get("x-request-id").and_then(|v| v.to_str().ok()),
+        Some(id)
+    );
+    let ts = body["timestamp"].as_str().expect("timestamp");
+    assert!(
+        is_timestamp(ts),
+        "timestamp {ts} is not YYYY-MM-DDTHH:MM:SSZ"
+    );
+}
+
+/// Checks a whole error envelope: status, the one message, path, and meta.
+pub fn assert_error(
+    (status, headers, body): &(StatusCode, reqwest::header::HeaderMap, Value),
+    expected_status: u16,
+    message: &str,
+    path: &str,
+) {
+    assert_eq!(status.as_u16(), expected_status, "{body}");
+    assert_eq!(body["status"], expected_status);
+    assert_eq!(body["errors"], serde_json::json!([message]), "{body}");
+    assert_eq!(body["path"], path);
+    assert_envelope_meta(headers, body);
+    let keys: Vec<_> = body.as_object().unwrap().keys().cloned().collect();
+    assert_eq!(
+        keys,
+        ["status", "errors", "request_id", "timestamp", "path"],
+        "error envelope: exactly these fields, in the contract's order"
+    );
+}
+
+fn is_uuid(s: &str) -> bool {
+    let parts: Vec<_> = s.split('-').collect();
+    parts.iter().map(|p| p.len()).collect::<Vec<_>>() == [8, 4, 4, 4, 12]
+        && s.chars().all(|c| c == '-' || c.is_ascii_hexdigit())
+}
+
+fn is_timestamp(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 20
+        && b.iter().enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'-',
+            10 => *c == b'T',
+            13 | 16 => *c == b':',
+            19 => *c == b'Z',
+            _ => c.is_ascii_digit(),
+        })
+}

@@ -1,0 +1,155 @@
+//! Bad input on `/api/v2`: odd event names, wrong methods, unknown paths, oversized bodies.
+//! Each gets the envelope, a clear message, and changes nothing.
+
+use reqwest::Method;
+
+use crate::helpers::{TestApp, assert_error};
+
+fn unknown(echo: &str) -> String {
+    format!(
+        "Unknown event '{echo}'. Use GET /api/v2/webhooks/available for the list of valid events."
+    )
+}
+
+#[tokio::test]
+async fn odd_event_names_are_400_echoed_safely_and_change_nothing() {
+    let app = TestApp::spawn().await;
+    let (account, token) = app.ready(&["sms"]).await;
+    let long = "a".repeat(10 * 1024);
+    let cases: Vec<(String, String)> = vec![
+        ("foo%2Fbar".into(), "foo/bar".into()),
+        ("..%2F..%2Fetc%2Fpasswd".into(), "../../etc/passwd".into()),
+        ("%C3%A9v%C3%A9nement".into(), "événement".into()),
+        ("%F0%9F%93%9E".into(), "📞".into()),
+        ("bad%FFutf8".into(), "bad\u{FFFD}utf8".into()),
+        (long.clone(), format!("{}…", "a".repeat(64))),
+        (
+            "sms'%3B%20DROP%20TABLE%20integrations%3B--".into(),
+            "sms'; DROP TABLE integrations;--".into(),
+        ),
+        (
+            "%3Cscript%3Ealert(1)%3C%2Fscript%3E".into(),
+            "<script>alert(1)</script>".into(),
+        ),
+        ("SMS".into(), "SMS".into()),
+        ("sms%20".into(), "sms ".into()),
+        ("%00".into(), "\u{0}".into()),
+        ("test".into(), "test".into()),
+        ("%22quoted%22".into(), "\"quoted\"".into()),
+    ];
+    for (raw, echo) in &cases {
+        let path = format!("/api/v2/webhooks/{raw}");
+        for method in [Method::POST, Method::DELETE] {
+            let r = app.call(method.clone(), &path, Some(&token)).await;
+            assert_error(&r, 400, &unknown(echo), &path);
+        }
+    }
+    let stored = app.store.get_integration(&account).await.unwrap().unwrap();
+    assert_eq!(stored.events.names(), ["sms"]);
+    let (status, _, body) = app
+        .call(Method::GET, "/api/v2/webhooks", Some(&token))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["data"], serde_json::json!([{ "event": "sms" }]));
+}
+
+#[tokio::test]
+async fn wrong_methods_are_405_before_auth() {
+    let app = TestApp::spawn().await;
+    let (_, token) = app.ready(&[]).await;
+    let cases = [
+        (Method::PUT, "/api/v2/webhooks/sms", "POST, DELETE"),
+        (Method::PATCH, "/api/v2/webhooks/sms", "POST, DELETE"),
+        (Method::GET, "/api/v2/webhooks/sms", "POST, DELETE"),
+        (Method::POST, "/api/v2/webhooks", "GET, HEAD"),
+        (Method::DELETE, "/api/v2/webhooks", "GET, HEAD"),
+        (Method::POST, "/api/v2/webhooks/available", "GET, HEAD"),
+        (Method::DELETE, "/api/v2/webhooks/available", "GET, HEAD"),
+        (Method::PUT, "/api/v2/webhooks/available", "GET, HEAD"),
+    ];
+    for (method, path, allow) in cases {
+        for t in [Some(token.as_str()), None] {
+            let r = app.call(method.clone(), path, t).await;
+            assert_error(
+                &r,
+                405,
+                &format!("Method not allowed. This route answers: {allow}."),
+                path,
+            );
+            assert_eq!(
+                r.1.get("allow")
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .replace(',', ", "),
+                allow
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn unknown_paths_are_404_in_the_envelope_before_auth() {
+    let app = TestApp::spawn().await;
+    let (_, token) = app.ready(&[]).await;
+    let paths = [
+        "/",
+        "/api/v2/webhooks/",
+        "/api/v2/webhooks/available/",
+        "/API/v2/webhooks",
+        "/api/v2/Webhooks",
+        "/api/v2/webhooks/sms/extra",
+        "/api/v3/webhooks",
+        "/api/v2/account",
+        "/oauth/token/",
+    ];
+    for path in paths {
+        for t in [Some(token.as_str()), None] {
+            for method in [Method::GET, Method::POST] {
+                let r = app.call(method, path, t).await;
+                assert_error(
+                    &r,
+                    404,
+                    "Not found. GET /api/v2/openapi.json lists the routes this server answers.",
+                    path,
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_413_and_change_nothing() {
+    let app = TestApp::spawn().await;
+    let (account, token) = app.ready(&["sms"]).await;
+    let resp = app
+        .http
+        .post(app.url("/api/v2/webhooks/rating"))
+        .bearer_auth(&token)
+        .body(vec![b'x'; 17 * 1024])
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = resp.json().await.unwrap();
+    assert_error(
+        &(status, headers, body),
+        413,
+        "Request body too large (the limit is 16 KiB).",
+        "/api/v2/webhooks/rating",
+    );
+    let stored = app.store.get_integration(&account).await.unwrap().unwrap();
+    assert_eq!(stored.events.names(), ["sms"]);
+
+    // A small body on enable is ignored: the event is in the path.
+    let resp = app
+        .http
+        .post(app.url("/api/v2/webhooks/rating"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"ignored": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+}

@@ -1,0 +1,10 @@
+//! Integration tests of `sipsimd`: a real server on a real socket over a temporary SQLite file, driven
+//! by a real HTTP client. One test binary, one module per concern.
+
+mod auth;
+mod cli;
+mod contract;
+mod helpers;
+mod input;
+mod oauth;
+mod openapi;
