@@ -5,6 +5,7 @@
 //! trait with its error type. It does no I/O and knows nothing of axum or sqlx: the HTTP layer
 //! (`sipsim-server`) and the storage backends (`sipsim-store`) depend on it, never the other way round.
 
+pub mod cipher;
 pub mod clock;
 pub mod envelope;
 pub mod event;

@@ -16,7 +16,7 @@ use sipsim_core::{AccountId, ClientId, EventSet, ScopeSet, Store, StoreError};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{ServerConfig, target_policy_from_env};
+use crate::config::{ServerConfig, encryption_from_env, target_policy_from_env};
 use crate::state::{AppState, open_store};
 
 /// sipsimd: SIPSIM's webhook system — the API server and its operator commands.
@@ -187,25 +187,28 @@ struct Output {
 
 async fn execute(cli: Cli) -> anyhow::Result<Output> {
     let url = cli.database;
-    match cli.command {
-        Command::Serve(args) => serve(url, args).await,
-        Command::Migrate => {
-            open_store(&url).await?;
-            Ok(Output {
-                json: json!({ "migrated": true }),
-                text: "migrations applied".to_owned(),
-            })
-        }
-        Command::Account(cmd) => account(&*open_store(&url).await?, cmd).await,
-        Command::Client(cmd) => client(&*open_store(&url).await?, cmd).await,
-        Command::Integration(cmd) => integration(&*open_store(&url).await?, cmd).await,
+    let command = match cli.command {
+        Command::Serve(args) => return serve(url, args).await,
+        other => other,
+    };
+    // Every operator command opens the database itself, migrating it if needed.
+    let store = open_store(&url, encryption_from_env()?).await?;
+    match command {
+        Command::Migrate => Ok(Output {
+            json: json!({ "migrated": true }),
+            text: "migrations applied".to_owned(),
+        }),
+        Command::Account(cmd) => account(&*store, cmd).await,
+        Command::Client(cmd) => client(&*store, cmd).await,
+        Command::Integration(cmd) => integration(&*store, cmd).await,
+        Command::Serve(_) => bail!("serve is handled above"),
     }
 }
 
 async fn serve(database_url: String, args: ServeArgs) -> anyhow::Result<Output> {
     let config = ServerConfig::from_env(database_url)?;
     let _lock = crate::config::lock_database(&config.database_url)?;
-    let store = open_store(&config.database_url).await?;
+    let store = open_store(&config.database_url, config.encryption.clone()).await?;
     let state = AppState::new(store, &config).await?;
     let listener = TcpListener::bind(args.listen)
         .await

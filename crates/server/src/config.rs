@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use sipsim_core::cipher::SecretCipher;
 use sipsim_core::target::TargetPolicy;
 
 /// A secret configuration value; `Debug` never shows it.
@@ -37,6 +38,9 @@ pub struct ServerConfig {
     pub jwt_secret: Option<SecretString>,
     /// `SIPSIM_ALLOW_INSECURE_TARGETS=1` allows http:// and private targets (development, tests).
     pub target_policy: TargetPolicy,
+    /// `SIPSIM_ENCRYPTION_KEY` (base64 of 32 bytes): signing secrets and the generated JWT key are
+    /// encrypted at rest with it. Every process using the database needs the same key.
+    pub encryption: Option<SecretCipher>,
 }
 
 impl ServerConfig {
@@ -51,7 +55,18 @@ impl ServerConfig {
             database_url,
             jwt_secret,
             target_policy: target_policy_from_env(),
+            encryption: encryption_from_env()?,
         })
+    }
+}
+
+/// `SIPSIM_ENCRYPTION_KEY`, checked: absent is `None`, present but malformed is an error.
+pub fn encryption_from_env() -> anyhow::Result<Option<SecretCipher>> {
+    match std::env::var("SIPSIM_ENCRYPTION_KEY") {
+        Ok(key) if !key.trim().is_empty() => SecretCipher::from_base64(&key)
+            .map(Some)
+            .map_err(|e| anyhow::anyhow!("SIPSIM_ENCRYPTION_KEY: {e}")),
+        _ => Ok(None),
     }
 }
 

@@ -8,6 +8,7 @@ use anyhow::{Context, bail};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use sipsim_core::Store;
+use sipsim_core::cipher::{SecretCipher, seal, unseal};
 use sipsim_core::target::TargetPolicy;
 use sipsim_store::SqliteStore;
 use tokio_util::sync::CancellationToken;
@@ -23,12 +24,13 @@ pub const TOKEN_TTL_SECS: i64 = 7200;
 const JWT_KEY_SETTING: &str = "jwt_hs256_key";
 
 /// Opens the database named by `url` and applies its migrations: `sqlite:` URLs only for now
-/// (PostgreSQL arrives with its own backend).
-pub async fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
+/// (PostgreSQL arrives with its own backend). `cipher` seals signing secrets at rest.
+pub async fn open_store(url: &str, cipher: Option<SecretCipher>) -> anyhow::Result<Arc<dyn Store>> {
     if url.starts_with("sqlite:") {
         let store = SqliteStore::open(url)
             .await
-            .with_context(|| format!("cannot open the SQLite database {url}"))?;
+            .with_context(|| format!("cannot open the SQLite database {url}"))?
+            .with_cipher(cipher);
         store.migrate().await.context("cannot apply migrations")?;
         Ok(Arc::new(store))
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
@@ -67,13 +69,16 @@ impl AppState {
         let key = match &config.jwt_secret {
             Some(secret) => secret.expose().as_bytes().to_vec(),
             None => {
+                let cipher = config.encryption.as_ref();
                 let candidate = STANDARD.encode(sipsim_core::random::bytes::<32>());
                 let stored = store
-                    .setting_or_insert(JWT_KEY_SETTING, &candidate)
+                    .setting_or_insert(JWT_KEY_SETTING, &seal(cipher, &candidate, JWT_KEY_SETTING))
                     .await
                     .context("cannot load the JWT key")?;
+                let key = unseal(cipher, &stored, JWT_KEY_SETTING)
+                    .context("cannot read the stored JWT key")?;
                 STANDARD
-                    .decode(stored)
+                    .decode(key)
                     .context("the stored JWT key is not base64")?
             }
         };

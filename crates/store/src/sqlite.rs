@@ -12,6 +12,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use sipsim_core::cipher::{SecretCipher, seal, unseal};
 use sipsim_core::clock::now_ms;
 use sipsim_core::secret::{SecretHash, SigningSecret};
 use sipsim_core::store::{
@@ -48,6 +49,8 @@ pub struct SqliteStore {
     read: SqlitePool,
     write: SqlitePool,
     path: Option<PathBuf>,
+    /// Seals signing secrets at rest when the operator configured a key.
+    cipher: Option<SecretCipher>,
 }
 
 impl SqliteStore {
@@ -79,7 +82,18 @@ impl SqliteStore {
                 .await
                 .map_err(backend)?
         };
-        Ok(SqliteStore { read, write, path })
+        Ok(SqliteStore {
+            read,
+            write,
+            path,
+            cipher: None,
+        })
+    }
+
+    /// Encrypts signing secrets at rest with `cipher` (and reads sealed ones back with it).
+    pub fn with_cipher(mut self, cipher: Option<SecretCipher>) -> Self {
+        self.cipher = cipher;
+        self
     }
 
     /// Applies every pending migration.
@@ -113,6 +127,15 @@ impl SqliteStore {
         self.write.close().await;
     }
 
+    /// Starts a write transaction that takes SQLite's write lock at once, so a concurrent writer in
+    /// another process makes it wait (busy timeout) instead of failing it half-way.
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
+        self.write
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(backend)
+    }
+
     async fn integration_where_account(
         &self,
         account: &AccountId,
@@ -124,8 +147,24 @@ impl SqliteStore {
             .fetch_optional(&self.read)
             .await
             .map_err(backend)?
-            .map(|row| integration_from_row(&row))
+            .map(|row| integration_from_row(&row, self.cipher.as_ref()))
             .transpose()
+    }
+}
+
+/// Fails with [`StoreError::AccountNotFound`] unless `account` exists, inside `tx`.
+async fn ensure_account(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    account: &AccountId,
+) -> Result<(), StoreError> {
+    let exists = sqlx::query("SELECT 1 FROM accounts WHERE id = ?1")
+        .bind(account.as_str())
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(backend)?;
+    match exists {
+        Some(_) => Ok(()),
+        None => Err(StoreError::AccountNotFound(account.clone())),
     }
 }
 
@@ -133,17 +172,28 @@ fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
 }
 
-fn integration_from_row(row: &SqliteRow) -> Result<Integration, StoreError> {
+/// Where a signing secret is stored, bound into its ciphertext so it cannot be moved to another row.
+fn secret_context(account: &AccountId) -> String {
+    format!("integrations.signing_secret:{account}")
+}
+
+fn integration_from_row(
+    row: &SqliteRow,
+    cipher: Option<&SecretCipher>,
+) -> Result<Integration, StoreError> {
     let get = |e: sqlx::Error| backend(e);
     let account: String = row.try_get(0).map_err(get)?;
+    let account_id = AccountId::parse(&account).map_err(corrupt)?;
     let state: String = row.try_get(2).map_err(get)?;
+    let stored_secret: String = row.try_get(4).map_err(get)?;
+    let secret = unseal(cipher, &stored_secret, &secret_context(&account_id)).map_err(corrupt)?;
     Ok(Integration {
-        account_id: AccountId::parse(&account).map_err(corrupt)?,
+        account_id,
         webhook_url: WebhookUrl::from_stored(row.try_get(1).map_err(get)?),
         state: IntegrationState::parse(&state)
             .ok_or_else(|| corrupt(format!("integration state '{state}'")))?,
         events: EventSet::from_bits_truncate(row.try_get(3).map_err(get)?),
-        signing_secret: SigningSecret::from_stored(row.try_get(4).map_err(get)?),
+        signing_secret: SigningSecret::from_stored(secret),
         version: row.try_get(5).map_err(get)?,
         created_at_ms: row.try_get(6).map_err(get)?,
         updated_at_ms: row.try_get(7).map_err(get)?,
@@ -215,19 +265,8 @@ impl Store for SqliteStore {
             created_at_ms: now_ms(),
             last_used_at_ms: None,
         };
-        let mut tx = self
-            .write
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(backend)?;
-        let exists = sqlx::query("SELECT 1 FROM accounts WHERE id = ?1")
-            .bind(client.account_id.as_str())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(backend)?;
-        if exists.is_none() {
-            return Err(StoreError::AccountNotFound(client.account_id));
-        }
+        let mut tx = self.begin_write().await?;
+        ensure_account(&mut tx, &client.account_id).await?;
         sqlx::query(
             "INSERT INTO api_clients (id, account_id, name, scopes, secret_hash, created_at) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -271,11 +310,7 @@ impl Store for SqliteStore {
     }
 
     async fn delete_client(&self, id: &ClientId) -> Result<bool, StoreError> {
-        let mut tx = self
-            .write
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(backend)?;
+        let mut tx = self.begin_write().await?;
         let deleted = sqlx::query("DELETE FROM api_clients WHERE id = ?1")
             .bind(id.as_str())
             .execute(&mut *tx)
@@ -340,19 +375,8 @@ impl Store for SqliteStore {
         } else {
             IntegrationState::Enabled
         };
-        let mut tx = self
-            .write
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(backend)?;
-        let exists = sqlx::query("SELECT 1 FROM accounts WHERE id = ?1")
-            .bind(account.as_str())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(backend)?;
-        if exists.is_none() {
-            return Err(StoreError::AccountNotFound(account.clone()));
-        }
+        let mut tx = self.begin_write().await?;
+        ensure_account(&mut tx, account).await?;
         // One upsert: a paused integration stays paused, subscriptions change only when given, and the
         // signing secret of an existing integration is never replaced. `version = 1` means created.
         let sql = format!(
@@ -372,13 +396,17 @@ impl Store for SqliteStore {
             .bind(update.webhook_url.as_str())
             .bind(requested.as_str())
             .bind(update.events.unwrap_or_default().bits())
-            .bind(update.new_signing_secret.expose())
+            .bind(seal(
+                self.cipher.as_ref(),
+                update.new_signing_secret.expose(),
+                &secret_context(account),
+            ))
             .bind(now)
             .bind(update.events.is_some())
             .fetch_one(&mut *tx)
             .await
             .map_err(backend)?;
-        let integration = integration_from_row(&row)?;
+        let integration = integration_from_row(&row, self.cipher.as_ref())?;
         tx.commit().await.map_err(backend)?;
         let created = integration.version == 1;
         Ok((integration, created))
@@ -423,7 +451,7 @@ impl Store for SqliteStore {
             .fetch_optional(&self.write)
             .await
             .map_err(backend)?
-            .map(|row| integration_from_row(&row))
+            .map(|row| integration_from_row(&row, self.cipher.as_ref()))
             .transpose()
     }
 

@@ -27,6 +27,7 @@ impl Db {
             .env("SIPSIM_DATABASE_URL", self.url())
             .env_remove("SIPSIM_ALLOW_INSECURE_TARGETS")
             .env_remove("SIPSIM_JWT_SECRET")
+            .env_remove("SIPSIM_ENCRYPTION_KEY")
             .env_remove("SIPSIM_LISTEN");
         c
     }
@@ -72,6 +73,7 @@ fn one_object(stdout: &[u8]) -> Value {
 #[test]
 fn operator_commands_manage_accounts_clients_and_integrations() {
     let db = Db::new();
+    assert_eq!(db.json(&["migrate"])["migrated"], true);
     let acc = db.json(&["account", "create", "Acme"]);
     let account = acc["account_id"].as_str().unwrap().to_owned();
     assert!(account.starts_with("acc_"));
@@ -410,4 +412,65 @@ async fn readme_walkthrough_reaches_200_and_client_delete_revokes() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+#[test]
+fn signing_secrets_are_encrypted_at_rest_when_a_key_is_configured() {
+    let db = Db::new();
+    let key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="; // base64 of bytes 0..32
+    let with_key = |args: &[&str]| {
+        let out = db
+            .cmd(&[args, &["--json"]].concat())
+            .env("SIPSIM_ENCRYPTION_KEY", key)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        one_object(&out.stdout)
+    };
+    let account = with_key(&["account", "create", "Acme"])["account_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let set = with_key(&[
+        "integration",
+        "set",
+        "--account",
+        &account,
+        "--url",
+        "https://example.com/h",
+    ]);
+    let secret = set["signing_secret"].as_str().unwrap().to_owned();
+    assert_eq!(
+        with_key(&["integration", "show", "--account", &account])["signing_secret"],
+        secret.as_str()
+    );
+
+    // Neither the database file nor its write-ahead log holds the secret in clear.
+    let base = db.dir.path().join("sipsim.db");
+    for suffix in ["", "-wal"] {
+        let path = format!("{}{suffix}", base.display());
+        if let Ok(bytes) = std::fs::read(&path) {
+            let needle = secret.as_bytes();
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle),
+                "{path} contains the signing secret in clear"
+            );
+        }
+    }
+
+    // Without the key, the secret cannot be read, and the error says why.
+    let err = db.json_error(&["integration", "show", "--account", &account]);
+    assert!(err.contains("SIPSIM_ENCRYPTION_KEY"), "{err}");
+    // A malformed key is refused up front.
+    let out = db
+        .cmd(&["integration", "show", "--account", &account])
+        .env("SIPSIM_ENCRYPTION_KEY", "not-a-key")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("32 bytes"));
 }

@@ -19,6 +19,7 @@ pub const JWT_SECRET: &str = "test-jwt-secret-that-is-at-least-32-bytes";
 /// A running server and its database.
 pub struct TestApp {
     pub addr: SocketAddr,
+    pub database_url: String,
     pub store: Arc<dyn Store>,
     pub http: reqwest::Client,
     shutdown: CancellationToken,
@@ -41,11 +42,12 @@ impl TestApp {
     pub async fn spawn() -> TestApp {
         let dir = tempfile::tempdir().unwrap();
         let database_url = format!("sqlite://{}", dir.path().join("sipsim.db").display());
-        let store = open_store(&database_url).await.unwrap();
+        let store = open_store(&database_url, None).await.unwrap();
         let config = ServerConfig {
             database_url: database_url.clone(),
             jwt_secret: Some(SecretString::new(JWT_SECRET.to_owned())),
             target_policy: TargetPolicy::PublicHttpsOnly,
+            encryption: None,
         };
         let state = AppState::new(store.clone(), &config).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -56,6 +58,7 @@ impl TestApp {
             addr,
             store,
             http: reqwest::Client::new(),
+            database_url,
             shutdown,
             _dir: dir,
         }

@@ -153,3 +153,34 @@ async fn oversized_bodies_are_413_and_change_nothing() {
         .unwrap();
     assert_eq!(resp.status(), 200);
 }
+
+#[tokio::test]
+async fn a_database_failure_is_500_without_internals() {
+    use sqlx::Connection;
+
+    let app = TestApp::spawn().await;
+    let (_, token) = app.ready(&["sms"]).await;
+    // Break the database behind the server's back: the table it reads is gone.
+    let mut conn = sqlx::SqliteConnection::connect(&app.database_url)
+        .await
+        .unwrap();
+    sqlx::query("DROP TABLE integrations")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+
+    let r = app
+        .call(Method::GET, "/api/v2/webhooks", Some(&token))
+        .await;
+    assert_error(&r, 500, "Internal server error.", "/api/v2/webhooks");
+    let text = r.2.to_string().to_lowercase();
+    for leak in ["integrations", "sqlite", "no such table", "select"] {
+        assert!(!text.contains(leak), "500 body leaks '{leak}': {text}");
+    }
+    // Routes that need no database still work.
+    let r = app
+        .call(Method::GET, "/api/v2/webhooks/available", Some(&token))
+        .await;
+    assert_eq!(r.0, 200);
+}
