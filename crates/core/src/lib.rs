@@ -10,9 +10,11 @@ pub mod clock;
 pub mod envelope;
 pub mod event;
 pub mod ids;
+pub mod payload;
 pub mod random;
 pub mod scope;
 pub mod secret;
+pub mod signing;
 pub mod store;
 pub mod target;
 
