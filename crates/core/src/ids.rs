@@ -107,6 +107,19 @@ prefixed_id!(
     "client"
 );
 
+prefixed_id!(
+    /// An ingested event, the same across every attempt and resend (`X-Webhook-Id`): `msg_…`.
+    MessageId,
+    "msg_",
+    "message"
+);
+prefixed_id!(
+    /// One message's delivery to one integration: `dlv_…`.
+    DeliveryId,
+    "dlv_",
+    "delivery"
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

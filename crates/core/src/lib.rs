@@ -11,7 +11,9 @@ pub mod envelope;
 pub mod event;
 pub mod ids;
 pub mod payload;
+pub mod queue;
 pub mod random;
+pub mod retry;
 pub mod scope;
 pub mod secret;
 pub mod signing;
@@ -19,6 +21,6 @@ pub mod store;
 pub mod target;
 
 pub use event::{Event, EventSet};
-pub use ids::{AccountId, ClientId};
+pub use ids::{AccountId, ClientId, DeliveryId, MessageId};
 pub use scope::{Scope, ScopeSet};
 pub use store::{Store, StoreError};

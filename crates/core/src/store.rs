@@ -9,9 +9,12 @@ use async_trait::async_trait;
 
 use crate::envelope::WebhookSetting;
 use crate::event::Event;
+use crate::queue::{
+    AttemptRecord, ClaimedDelivery, Completion, DeliveryRecord, IngestOutcome, NewMessage,
+};
 use crate::secret::{SecretHash, SigningSecret};
 use crate::target::WebhookUrl;
-use crate::{AccountId, ClientId, EventSet, ScopeSet};
+use crate::{AccountId, ClientId, DeliveryId, EventSet, ScopeSet};
 
 /// What can go wrong in a store.
 #[derive(Debug, thiserror::Error)]
@@ -214,4 +217,48 @@ pub trait Store: Send + Sync + 'static {
     /// Returns the value stored under `key`, storing `candidate` first if there is none. Concurrent
     /// callers with different candidates all get the same, first-stored value.
     async fn setting_or_insert(&self, key: &str, candidate: &str) -> Result<String, StoreError>;
+
+    // --- The delivery queue (see `crate::queue`). ---
+
+    /// Stores a batch of messages atomically: all or none. Each message gets a delivery, due at
+    /// `now_ms`, when its account's integration is enabled and subscribed to its event at this moment
+    /// (the subscription is snapshotted here). A repeated idempotency key within 24 h stores nothing.
+    /// Fails with [`StoreError::AccountNotFound`] (and stores nothing) if an account does not exist.
+    async fn ingest(
+        &self,
+        batch: &[NewMessage],
+        now_ms: i64,
+    ) -> Result<Vec<IngestOutcome>, StoreError>;
+
+    /// Claims up to `limit` deliveries due at `now_ms` whose integration is enabled, leasing them until
+    /// `now_ms + lease_ms`. The lease is committed before this returns.
+    async fn claim_due(
+        &self,
+        now_ms: i64,
+        limit: u32,
+        lease_ms: i64,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError>;
+
+    /// Records an attempt and ends a claimed delivery's lease with `completion`, only if
+    /// `lease_token` still holds it. Returns whether it did (false: the lease had expired and the
+    /// delivery was claimed again, so this result is dropped).
+    async fn complete(
+        &self,
+        id: &DeliveryId,
+        lease_token: &str,
+        record: &AttemptRecord,
+        completion: Completion,
+    ) -> Result<bool, StoreError>;
+
+    /// Makes deliveries whose lease expired at or before `now_ms` due again at once. Returns how many.
+    async fn release_expired_leases(&self, now_ms: i64) -> Result<u64, StoreError>;
+
+    /// When the earliest pending delivery of an enabled integration is due, if any.
+    async fn next_due_at(&self) -> Result<Option<i64>, StoreError>;
+
+    /// Reads a delivery.
+    async fn get_delivery(&self, id: &DeliveryId) -> Result<Option<DeliveryRecord>, StoreError>;
+
+    /// A delivery's attempts, oldest first.
+    async fn list_attempts(&self, id: &DeliveryId) -> Result<Vec<AttemptRecord>, StoreError>;
 }

@@ -240,3 +240,318 @@ async fn sqlite_settings_keep_the_first_value() {
     let (store, _dir) = sqlite().await;
     settings_keep_the_first_value(&*store).await;
 }
+
+// --- The delivery queue. ---
+
+use sipsim_core::queue::{
+    AttemptRecord, Completion, DeliveryStatus, IngestOutcome, NewMessage, SkipReason,
+};
+
+fn message(account: &AccountId, event: Event, key: Option<&str>) -> NewMessage {
+    NewMessage {
+        account_id: account.clone(),
+        event,
+        body: format!(r#"{{"event":"{event}"}}"#).into_bytes(),
+        ordering_key: Some("call_1".into()),
+        idempotency_key: key.map(str::to_owned),
+    }
+}
+
+fn record(at: i64, status: Option<u16>, error: Option<&str>) -> AttemptRecord {
+    AttemptRecord {
+        started_at_ms: at,
+        duration_ms: 12,
+        status_code: status,
+        error: error.map(str::to_owned),
+        response_snippet: Some("ok".into()),
+    }
+}
+
+async fn ingest_snapshots_subscriptions_and_dedups(store: &dyn Store) {
+    let now = 1_000_000;
+    let with = store.create_account("subscribed").await.unwrap();
+    let events: EventSet = [Event::Sms].into_iter().collect();
+    store
+        .put_integration(
+            &with.id,
+            update("https://example.com/", false, Some(events)),
+        )
+        .await
+        .unwrap();
+    let off = store.create_account("disabled").await.unwrap();
+    store
+        .put_integration(&off.id, update("https://example.com/", true, Some(events)))
+        .await
+        .unwrap();
+    let none = store.create_account("none").await.unwrap();
+
+    let out = store
+        .ingest(
+            &[
+                message(&with.id, Event::Sms, Some("k1")),
+                message(&with.id, Event::Tags, None),
+                message(&off.id, Event::Sms, None),
+                message(&none.id, Event::Sms, None),
+                message(&with.id, Event::Sms, Some("k1")),
+            ],
+            now,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(out[0], IngestOutcome::Enqueued { .. }));
+    assert!(matches!(
+        out[1],
+        IngestOutcome::Skipped {
+            reason: SkipReason::NotSubscribed,
+            ..
+        }
+    ));
+    assert!(matches!(
+        out[2],
+        IngestOutcome::Skipped {
+            reason: SkipReason::Disabled,
+            ..
+        }
+    ));
+    assert!(matches!(
+        out[3],
+        IngestOutcome::Skipped {
+            reason: SkipReason::NoIntegration,
+            ..
+        }
+    ));
+    assert_eq!(
+        out[4],
+        IngestOutcome::Duplicate {
+            message_id: out[0].message_id().clone()
+        }
+    );
+
+    // The key is remembered across requests for 24 h, then may be used again.
+    let again = store
+        .ingest(&[message(&with.id, Event::Sms, Some("k1"))], now + 1000)
+        .await
+        .unwrap();
+    assert_eq!(
+        again[0],
+        IngestOutcome::Duplicate {
+            message_id: out[0].message_id().clone()
+        }
+    );
+    let later = store
+        .ingest(
+            &[message(&with.id, Event::Sms, Some("k1"))],
+            now + 24 * 3600 * 1000 + 1,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(later[0], IngestOutcome::Enqueued { .. }));
+
+    // Keys are per account.
+    let other = store
+        .ingest(&[message(&off.id, Event::Sms, Some("k1"))], now)
+        .await
+        .unwrap();
+    assert!(matches!(other[0], IngestOutcome::Skipped { .. }));
+
+    // An unknown account fails the whole batch: the valid item before it is not stored either.
+    let before = store
+        .claim_due(i64::MAX / 2, 100, 1000)
+        .await
+        .unwrap()
+        .len();
+    assert_eq!(before, 2, "the two enqueued sms deliveries");
+    let err = store
+        .ingest(
+            &[
+                message(&with.id, Event::Sms, None),
+                message(&AccountId::generate(), Event::Sms, None),
+            ],
+            now,
+        )
+        .await;
+    assert!(matches!(err, Err(StoreError::AccountNotFound(_))));
+    assert!(
+        store
+            .claim_due(i64::MAX / 2, 100, 1000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn claims_lease_fence_and_retry(store: &dyn Store) {
+    let now = 5_000_000;
+    let acc = store.create_account("q").await.unwrap();
+    let events: EventSet = [Event::Sms, Event::Tags].into_iter().collect();
+    let (integration, _) = store
+        .put_integration(
+            &acc.id,
+            update("https://example.com/hook", false, Some(events)),
+        )
+        .await
+        .unwrap();
+    let out = store
+        .ingest(&[message(&acc.id, Event::Sms, None)], now)
+        .await
+        .unwrap();
+    let IngestOutcome::Enqueued {
+        delivery_id,
+        message_id,
+    } = out[0].clone()
+    else {
+        panic!("not enqueued: {out:?}")
+    };
+    assert_eq!(store.next_due_at().await.unwrap(), Some(now));
+
+    // Not due yet: nothing to claim.
+    assert!(store.claim_due(now - 1, 10, 1000).await.unwrap().is_empty());
+    let claimed = store.claim_due(now, 10, 1000).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    let c = &claimed[0];
+    assert_eq!(c.id, delivery_id);
+    assert_eq!(c.message_id, message_id);
+    assert_eq!(c.attempt, 1);
+    assert_eq!(c.body, br#"{"event":"sms"}"#);
+    assert_eq!(c.webhook_url, "https://example.com/hook");
+    assert_eq!(c.signing_secret, integration.signing_secret);
+    assert_eq!(
+        store
+            .get_delivery(&delivery_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        DeliveryStatus::Delivering
+    );
+    // Leased: a second claim does not get it.
+    assert!(store.claim_due(now, 10, 1000).await.unwrap().is_empty());
+    assert_eq!(store.next_due_at().await.unwrap(), None);
+
+    // A wrong token changes nothing.
+    assert!(
+        !store
+            .complete(
+                &delivery_id,
+                "lease_other",
+                &record(now, Some(500), None),
+                Completion::Failed
+            )
+            .await
+            .unwrap()
+    );
+    // Retry later.
+    assert!(
+        store
+            .complete(
+                &c.id,
+                &c.lease_token,
+                &record(now, Some(500), None),
+                Completion::RetryAt(now + 5000)
+            )
+            .await
+            .unwrap()
+    );
+    let d = store.get_delivery(&delivery_id).await.unwrap().unwrap();
+    assert_eq!(d.status, DeliveryStatus::Pending);
+    assert_eq!(d.next_attempt_at_ms, Some(now + 5000));
+    assert_eq!(d.last_status_code, Some(500));
+    assert!(
+        store
+            .claim_due(now + 4999, 10, 1000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Second attempt: the lease expires (a dead worker), the sweeper releases it, another claims it.
+    let second = store.claim_due(now + 5000, 10, 1000).await.unwrap();
+    assert_eq!(second[0].attempt, 2);
+    assert_eq!(store.release_expired_leases(now + 5999).await.unwrap(), 0);
+    assert_eq!(store.release_expired_leases(now + 6000).await.unwrap(), 1);
+    let third = store.claim_due(now + 6000, 10, 1000).await.unwrap();
+    assert_eq!(third[0].attempt, 3);
+    assert_ne!(third[0].lease_token, second[0].lease_token);
+    // The dead worker's late result is fenced off.
+    assert!(
+        !store
+            .complete(
+                &delivery_id,
+                &second[0].lease_token,
+                &record(now, Some(200), None),
+                Completion::Succeeded
+            )
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .complete(
+                &delivery_id,
+                &third[0].lease_token,
+                &record(now + 6000, Some(204), None),
+                Completion::Succeeded
+            )
+            .await
+            .unwrap()
+    );
+    let d = store.get_delivery(&delivery_id).await.unwrap().unwrap();
+    assert_eq!(d.status, DeliveryStatus::Succeeded);
+    assert_eq!(d.attempts, 3);
+    let attempts = store.list_attempts(&delivery_id).await.unwrap();
+    assert_eq!(
+        attempts.iter().map(|a| a.status_code).collect::<Vec<_>>(),
+        [Some(500), Some(204)],
+        "the fenced-off result is not logged"
+    );
+
+    // A disabled integration's deliveries wait: not claimed until it is enabled again.
+    let out = store
+        .ingest(&[message(&acc.id, Event::Tags, None)], now)
+        .await
+        .unwrap();
+    assert!(matches!(out[0], IngestOutcome::Enqueued { .. }));
+    store
+        .put_integration(&acc.id, update("https://example.com/hook", true, None))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .claim_due(now + 10_000, 10, 1000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    store
+        .put_integration(&acc.id, update("https://example.com/hook", false, None))
+        .await
+        .unwrap();
+    let c = store.claim_due(now + 10_000, 10, 1000).await.unwrap();
+    assert_eq!(c.len(), 1);
+    assert!(
+        store
+            .complete(
+                &c[0].id,
+                &c[0].lease_token,
+                &record(now, None, Some("timeout")),
+                Completion::Failed
+            )
+            .await
+            .unwrap()
+    );
+    let d = store.get_delivery(&c[0].id).await.unwrap().unwrap();
+    assert_eq!(d.status, DeliveryStatus::Failed);
+    assert_eq!(d.last_error.as_deref(), Some("timeout"));
+}
+
+#[tokio::test]
+async fn sqlite_ingest_snapshots_subscriptions_and_dedups() {
+    let (store, _dir) = sqlite().await;
+    ingest_snapshots_subscriptions_and_dedups(&*store).await;
+}
+
+#[tokio::test]
+async fn sqlite_claims_lease_fence_and_retry() {
+    let (store, _dir) = sqlite().await;
+    claims_lease_fence_and_retry(&*store).await;
+}

@@ -14,13 +14,16 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sipsim_core::cipher::{SecretCipher, seal, unseal};
 use sipsim_core::clock::now_ms;
+use sipsim_core::queue::{
+    AttemptRecord, ClaimedDelivery, Completion, DeliveryRecord, IngestOutcome, NewMessage,
+};
 use sipsim_core::secret::{SecretHash, SigningSecret};
 use sipsim_core::store::{
     Account, ApiClient, Integration, IntegrationState, IntegrationUpdate, NewApiClient, Revocation,
     SubscriptionChange,
 };
 use sipsim_core::target::WebhookUrl;
-use sipsim_core::{AccountId, ClientId, EventSet, ScopeSet, Store, StoreError};
+use sipsim_core::{AccountId, ClientId, DeliveryId, EventSet, ScopeSet, Store, StoreError};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -30,12 +33,21 @@ use sqlx::{AssertSqlSafe, Row, SqlSafeStr as _};
 
 use crate::{backend, migrate_error};
 
+mod queue;
+
 /// The SQLite migrations, embedded at compile time (no sqlx macros needed).
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "accounts clients integrations",
-    include_str!("../migrations/sqlite/0001_accounts_clients_integrations.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "accounts clients integrations",
+        include_str!("../../migrations/sqlite/0001_accounts_clients_integrations.sql"),
+    ),
+    (
+        2,
+        "delivery queue",
+        include_str!("../../migrations/sqlite/0002_delivery_queue.sql"),
+    ),
+];
 
 /// Columns of `integrations` in the order [`integration_from_row`] reads them.
 const INTEGRATION_COLUMNS: &str =
@@ -453,6 +465,50 @@ impl Store for SqliteStore {
             .map_err(backend)?
             .map(|row| integration_from_row(&row, self.cipher.as_ref()))
             .transpose()
+    }
+
+    async fn ingest(
+        &self,
+        batch: &[NewMessage],
+        now_ms: i64,
+    ) -> Result<Vec<IngestOutcome>, StoreError> {
+        self.ingest_batch(batch, now_ms).await
+    }
+
+    async fn claim_due(
+        &self,
+        now_ms: i64,
+        limit: u32,
+        lease_ms: i64,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        self.claim(now_ms, limit, lease_ms).await
+    }
+
+    async fn complete(
+        &self,
+        id: &DeliveryId,
+        lease_token: &str,
+        record: &AttemptRecord,
+        completion: Completion,
+    ) -> Result<bool, StoreError> {
+        self.complete_attempt(id, lease_token, record, completion)
+            .await
+    }
+
+    async fn release_expired_leases(&self, now_ms: i64) -> Result<u64, StoreError> {
+        self.release_leases(now_ms).await
+    }
+
+    async fn next_due_at(&self) -> Result<Option<i64>, StoreError> {
+        self.earliest_due().await
+    }
+
+    async fn get_delivery(&self, id: &DeliveryId) -> Result<Option<DeliveryRecord>, StoreError> {
+        self.delivery(id).await
+    }
+
+    async fn list_attempts(&self, id: &DeliveryId) -> Result<Vec<AttemptRecord>, StoreError> {
+        self.attempts_of(id).await
     }
 
     async fn setting_or_insert(&self, key: &str, candidate: &str) -> Result<String, StoreError> {

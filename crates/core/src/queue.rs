@@ -1,0 +1,196 @@
+//! The delivery queue's types: what ingest writes, what a dispatcher claims, how an attempt ends.
+//!
+//! The queue is an outbox in the database: a message and its delivery row are written in one
+//! transaction; a dispatcher claims due deliveries by setting a lease (committed *before* sending), and
+//! completes them with a write fenced by the lease token, so a late worker whose lease expired cannot
+//! overwrite a newer result. An expired lease makes the delivery claimable again.
+
+use crate::event::Event;
+use crate::{AccountId, DeliveryId, MessageId};
+
+/// One event to store, already validated.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    /// The account it belongs to.
+    pub account_id: AccountId,
+    /// Its event.
+    pub event: Event,
+    /// The exact request body every attempt will send.
+    pub body: Vec<u8>,
+    /// Deliveries sharing this key reach the account in order (`pbx_id` or `call_id`).
+    pub ordering_key: Option<String>,
+    /// A sender-chosen key: a repeat within 24 h is not stored again.
+    pub idempotency_key: Option<String>,
+}
+
+/// Why a stored message got no delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+    /// The account has no webhook integration.
+    NoIntegration,
+    /// The integration was disabled by a user.
+    Disabled,
+    /// The integration is not subscribed to the event.
+    NotSubscribed,
+}
+
+impl SkipReason {
+    /// The text ingest answers with.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::NoIntegration => "no integration",
+            SkipReason::Disabled => "integration disabled",
+            SkipReason::NotSubscribed => "not subscribed",
+        }
+    }
+}
+
+/// What ingest did with one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IngestOutcome {
+    /// Stored, with a delivery due now.
+    Enqueued {
+        /// The message.
+        message_id: MessageId,
+        /// Its delivery.
+        delivery_id: DeliveryId,
+    },
+    /// Stored without a delivery.
+    Skipped {
+        /// The message.
+        message_id: MessageId,
+        /// Why.
+        reason: SkipReason,
+    },
+    /// The idempotency key was used within 24 h: nothing stored, the first message's id returned.
+    Duplicate {
+        /// The first message with this key.
+        message_id: MessageId,
+    },
+}
+
+impl IngestOutcome {
+    /// The message id the caller gets back.
+    pub fn message_id(&self) -> &MessageId {
+        match self {
+            IngestOutcome::Enqueued { message_id, .. }
+            | IngestOutcome::Skipped { message_id, .. }
+            | IngestOutcome::Duplicate { message_id } => message_id,
+        }
+    }
+}
+
+/// A delivery claimed for one attempt, with everything needed to send it.
+#[derive(Debug, Clone)]
+pub struct ClaimedDelivery {
+    /// The delivery.
+    pub id: DeliveryId,
+    /// Its message (`X-Webhook-Id`).
+    pub message_id: MessageId,
+    /// The account.
+    pub account_id: AccountId,
+    /// The event.
+    pub event: Event,
+    /// The body to send.
+    pub body: Vec<u8>,
+    /// This attempt's number, from 1.
+    pub attempt: u32,
+    /// The lease's fencing token: completion must present it.
+    pub lease_token: String,
+    /// Where to send it (the integration's URL now, not at ingest).
+    pub webhook_url: String,
+    /// The integration's current signing secret.
+    pub signing_secret: crate::secret::SigningSecret,
+}
+
+/// What happened on one attempt, as recorded in the attempt log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptRecord {
+    /// When the attempt started, Unix ms.
+    pub started_at_ms: i64,
+    /// How long it took, ms.
+    pub duration_ms: i64,
+    /// The HTTP status, if a response came.
+    pub status_code: Option<u16>,
+    /// What went wrong, if it did (timeout, connection refused, blocked target, …).
+    pub error: Option<String>,
+    /// The first KiB of the response body.
+    pub response_snippet: Option<String>,
+}
+
+/// How a claimed delivery ends its attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Completion {
+    /// A 2xx arrived: done.
+    Succeeded,
+    /// Failed; try again at this time (Unix ms).
+    RetryAt(i64),
+    /// Failed, and no attempt is left.
+    Failed,
+}
+
+/// A delivery's state (`GET /api/v2/webhook-deliveries` items will come from this).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryStatus {
+    /// Waiting for its next attempt.
+    Pending,
+    /// Claimed by a dispatcher.
+    Delivering,
+    /// A 2xx arrived.
+    Succeeded,
+    /// Every attempt failed.
+    Failed,
+    /// Kept while the integration is paused.
+    Paused,
+}
+
+impl DeliveryStatus {
+    /// The stored and displayed name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Delivering => "delivering",
+            DeliveryStatus::Succeeded => "succeeded",
+            DeliveryStatus::Failed => "failed",
+            DeliveryStatus::Paused => "paused",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Self::Pending,
+            Self::Delivering,
+            Self::Succeeded,
+            Self::Failed,
+            Self::Paused,
+        ]
+        .into_iter()
+        .find(|st| st.as_str() == s)
+    }
+}
+
+/// A delivery as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryRecord {
+    /// Its id.
+    pub id: DeliveryId,
+    /// Its message.
+    pub message_id: MessageId,
+    /// The account.
+    pub account_id: AccountId,
+    /// The event.
+    pub event: Event,
+    /// Its state.
+    pub status: DeliveryStatus,
+    /// Attempts made (or started).
+    pub attempts: u32,
+    /// When the next attempt is due (pending only), Unix ms.
+    pub next_attempt_at_ms: Option<i64>,
+    /// The last response's status.
+    pub last_status_code: Option<u16>,
+    /// The last attempt's error.
+    pub last_error: Option<String>,
+    /// Created, Unix ms.
+    pub created_at_ms: i64,
+}

@@ -1,0 +1,408 @@
+//! The delivery queue on SQLite: ingest, claim, complete, release expired leases.
+//!
+//! Every write runs on the single writer connection inside `BEGIN IMMEDIATE`, so a claim's
+//! select-then-update cannot interleave with another writer, and a lease is committed before the
+//! claimed deliveries are handed out.
+
+use std::collections::HashMap;
+
+use sipsim_core::cipher::unseal;
+use sipsim_core::event::Event;
+use sipsim_core::queue::{
+    AttemptRecord, ClaimedDelivery, Completion, DeliveryRecord, DeliveryStatus, IngestOutcome,
+    NewMessage, SkipReason,
+};
+use sipsim_core::secret::SigningSecret;
+use sipsim_core::store::IntegrationState;
+use sipsim_core::{AccountId, DeliveryId, EventSet, MessageId, StoreError};
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use super::{SqliteStore, corrupt, ensure_account, secret_context};
+use crate::backend;
+
+/// How long an idempotency key is remembered.
+const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 3600 * 1000;
+
+/// What ingest needs to know of an account's integration, read once per account per batch.
+#[derive(Clone, Copy)]
+enum Snapshot {
+    None,
+    Integration(IntegrationState, EventSet),
+}
+
+impl SqliteStore {
+    pub(super) async fn ingest_batch(
+        &self,
+        batch: &[NewMessage],
+        now: i64,
+    ) -> Result<Vec<IngestOutcome>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let mut snapshots: HashMap<&AccountId, Snapshot> = HashMap::new();
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for msg in batch {
+            if let Some(key) = &msg.idempotency_key {
+                let seen = sqlx::query(
+                    "SELECT message_id FROM idempotency_keys \
+                     WHERE account_id = ?1 AND key = ?2 AND created_at > ?3",
+                )
+                .bind(msg.account_id.as_str())
+                .bind(key)
+                .bind(now - IDEMPOTENCY_WINDOW_MS)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend)?;
+                if let Some(row) = seen {
+                    let id: String = row.try_get(0).map_err(backend)?;
+                    outcomes.push(IngestOutcome::Duplicate {
+                        message_id: MessageId::parse(&id).map_err(corrupt)?,
+                    });
+                    continue;
+                }
+            }
+            let snapshot = match snapshots.get(&msg.account_id) {
+                Some(s) => *s,
+                None => {
+                    ensure_account(&mut tx, &msg.account_id).await?;
+                    let row = sqlx::query(
+                        "SELECT state, event_mask FROM integrations WHERE account_id = ?1",
+                    )
+                    .bind(msg.account_id.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+                    let s = match row {
+                        None => Snapshot::None,
+                        Some(row) => {
+                            let state: String = row.try_get(0).map_err(backend)?;
+                            Snapshot::Integration(
+                                IntegrationState::parse(&state).ok_or_else(|| corrupt(&state))?,
+                                EventSet::from_bits_truncate(row.try_get(1).map_err(backend)?),
+                            )
+                        }
+                    };
+                    snapshots.insert(&msg.account_id, s);
+                    s
+                }
+            };
+
+            let message_id = MessageId::generate();
+            sqlx::query(
+                "INSERT INTO messages (id, account_id, event, body, ordering_key, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .bind(message_id.as_str())
+            .bind(msg.account_id.as_str())
+            .bind(msg.event.name())
+            .bind(&msg.body)
+            .bind(msg.ordering_key.as_deref())
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+            if let Some(key) = &msg.idempotency_key {
+                sqlx::query(
+                    "INSERT INTO idempotency_keys (account_id, key, message_id, created_at) \
+                     VALUES (?1, ?2, ?3, ?4) \
+                     ON CONFLICT (account_id, key) DO UPDATE SET \
+                        message_id = excluded.message_id, created_at = excluded.created_at",
+                )
+                .bind(msg.account_id.as_str())
+                .bind(key)
+                .bind(message_id.as_str())
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            }
+
+            let status = match snapshot {
+                Snapshot::None => Err(SkipReason::NoIntegration),
+                Snapshot::Integration(IntegrationState::Disabled, _) => Err(SkipReason::Disabled),
+                Snapshot::Integration(_, events) if !events.contains(msg.event) => {
+                    Err(SkipReason::NotSubscribed)
+                }
+                Snapshot::Integration(IntegrationState::Paused, _) => Ok(DeliveryStatus::Paused),
+                Snapshot::Integration(IntegrationState::Enabled, _) => Ok(DeliveryStatus::Pending),
+            };
+            match status {
+                Err(reason) => outcomes.push(IngestOutcome::Skipped { message_id, reason }),
+                Ok(status) => {
+                    let delivery_id = DeliveryId::generate();
+                    sqlx::query(
+                        "INSERT INTO deliveries (id, message_id, account_id, event, status, \
+                                                 next_attempt_at, created_at, updated_at) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?6)",
+                    )
+                    .bind(delivery_id.as_str())
+                    .bind(message_id.as_str())
+                    .bind(msg.account_id.as_str())
+                    .bind(msg.event.name())
+                    .bind(status.as_str())
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+                    outcomes.push(IngestOutcome::Enqueued {
+                        message_id,
+                        delivery_id,
+                    });
+                }
+            }
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(outcomes)
+    }
+
+    pub(super) async fn claim(
+        &self,
+        now: i64,
+        limit: u32,
+        lease_ms: i64,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        let token = format!(
+            "lease_{}",
+            sipsim_core::ids::MessageId::generate()
+                .as_str()
+                .trim_start_matches("msg_")
+        );
+        let mut tx = self.begin_write().await?;
+        let claimed = sqlx::query(
+            "UPDATE deliveries SET status = 'delivering', lease_token = ?1, lease_expires_at = ?2, \
+                    attempts = attempts + 1, updated_at = ?3 \
+             WHERE id IN ( \
+                SELECT d.id FROM deliveries d JOIN integrations i ON i.account_id = d.account_id \
+                WHERE d.status = 'pending' AND d.next_attempt_at <= ?3 AND i.state = 'enabled' \
+                ORDER BY d.next_attempt_at LIMIT ?4)",
+        )
+        .bind(&token)
+        .bind(now + lease_ms)
+        .bind(now)
+        .bind(limit as i64)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?
+        .rows_affected();
+        if claimed == 0 {
+            tx.commit().await.map_err(backend)?;
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(
+            "SELECT d.id, d.message_id, d.account_id, m.event, m.body, d.attempts, \
+                    i.webhook_url, i.signing_secret \
+             FROM deliveries d \
+             JOIN messages m ON m.id = d.message_id \
+             JOIN integrations i ON i.account_id = d.account_id \
+             WHERE d.lease_token = ?1",
+        )
+        .bind(&token)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            match self.claimed_from_row(row, &token) {
+                Ok(c) => out.push(c),
+                // A secret that cannot be opened (wrong or missing SIPSIM_ENCRYPTION_KEY) would fail
+                // every attempt the same way: fail the delivery now, saying why, and go on.
+                Err(ClaimError::Secret(id, why)) => {
+                    sqlx::query(
+                        "UPDATE deliveries SET status = 'failed', lease_token = NULL, \
+                                lease_expires_at = NULL, last_error = ?2, updated_at = ?3 \
+                         WHERE id = ?1",
+                    )
+                    .bind(id)
+                    .bind(format!("signing secret unreadable: {why}"))
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+                }
+                Err(ClaimError::Store(e)) => return Err(e),
+            }
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(out)
+    }
+
+    fn claimed_from_row(
+        &self,
+        row: &SqliteRow,
+        token: &str,
+    ) -> Result<ClaimedDelivery, ClaimError> {
+        let get = |e: sqlx::Error| ClaimError::Store(backend(e));
+        let id: String = row.try_get(0).map_err(get)?;
+        let message_id: String = row.try_get(1).map_err(get)?;
+        let account: String = row.try_get(2).map_err(get)?;
+        let event: String = row.try_get(3).map_err(get)?;
+        let attempts: i64 = row.try_get(5).map_err(get)?;
+        let account_id = AccountId::parse(&account).map_err(|e| ClaimError::Store(corrupt(e)))?;
+        let stored_secret: String = row.try_get(7).map_err(get)?;
+        let secret = unseal(
+            self.cipher.as_ref(),
+            &stored_secret,
+            &secret_context(&account_id),
+        )
+        .map_err(|e| ClaimError::Secret(id.clone(), e.to_string()))?;
+        Ok(ClaimedDelivery {
+            id: DeliveryId::parse(&id).map_err(|e| ClaimError::Store(corrupt(e)))?,
+            message_id: MessageId::parse(&message_id).map_err(|e| ClaimError::Store(corrupt(e)))?,
+            account_id,
+            event: Event::from_name(&event)
+                .ok_or_else(|| ClaimError::Store(corrupt(format!("event '{event}'"))))?,
+            body: row.try_get(4).map_err(get)?,
+            attempt: attempts.max(1) as u32,
+            lease_token: token.to_owned(),
+            webhook_url: row.try_get(6).map_err(get)?,
+            signing_secret: SigningSecret::from_stored(secret),
+        })
+    }
+
+    pub(super) async fn complete_attempt(
+        &self,
+        id: &DeliveryId,
+        lease_token: &str,
+        record: &AttemptRecord,
+        completion: Completion,
+    ) -> Result<bool, StoreError> {
+        let (status, next) = match completion {
+            Completion::Succeeded => (DeliveryStatus::Succeeded, None),
+            Completion::RetryAt(at) => (DeliveryStatus::Pending, Some(at)),
+            Completion::Failed => (DeliveryStatus::Failed, None),
+        };
+        let now = record.started_at_ms + record.duration_ms;
+        let mut tx = self.begin_write().await?;
+        let attempt = sqlx::query(
+            "UPDATE deliveries SET status = ?3, next_attempt_at = ?4, lease_token = NULL, \
+                    lease_expires_at = NULL, last_status_code = ?5, last_error = ?6, updated_at = ?7 \
+             WHERE id = ?1 AND lease_token = ?2 AND status = 'delivering' \
+             RETURNING attempts",
+        )
+        .bind(id.as_str())
+        .bind(lease_token)
+        .bind(status.as_str())
+        .bind(next)
+        .bind(record.status_code.map(i64::from))
+        .bind(record.error.as_deref())
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let Some(row) = attempt else {
+            tx.commit().await.map_err(backend)?;
+            return Ok(false);
+        };
+        let attempt: i64 = row.try_get(0).map_err(backend)?;
+        sqlx::query(
+            "INSERT INTO delivery_attempts (delivery_id, attempt, started_at, duration_ms, \
+                                            status_code, error, response_snippet) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+             ON CONFLICT (delivery_id, attempt) DO NOTHING",
+        )
+        .bind(id.as_str())
+        .bind(attempt)
+        .bind(record.started_at_ms)
+        .bind(record.duration_ms)
+        .bind(record.status_code.map(i64::from))
+        .bind(record.error.as_deref())
+        .bind(record.response_snippet.as_deref())
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(true)
+    }
+
+    pub(super) async fn release_leases(&self, now: i64) -> Result<u64, StoreError> {
+        Ok(sqlx::query(
+            "UPDATE deliveries SET status = 'pending', next_attempt_at = ?1, lease_token = NULL, \
+                    lease_expires_at = NULL, updated_at = ?1 \
+             WHERE status = 'delivering' AND lease_expires_at <= ?1",
+        )
+        .bind(now)
+        .execute(&self.write)
+        .await
+        .map_err(backend)?
+        .rows_affected())
+    }
+
+    pub(super) async fn earliest_due(&self) -> Result<Option<i64>, StoreError> {
+        let row = sqlx::query(
+            "SELECT MIN(d.next_attempt_at) FROM deliveries d \
+             JOIN integrations i ON i.account_id = d.account_id \
+             WHERE d.status = 'pending' AND i.state = 'enabled'",
+        )
+        .fetch_one(&self.read)
+        .await
+        .map_err(backend)?;
+        row.try_get(0).map_err(backend)
+    }
+
+    pub(super) async fn delivery(
+        &self,
+        id: &DeliveryId,
+    ) -> Result<Option<DeliveryRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, message_id, account_id, event, status, attempts, next_attempt_at, \
+                    last_status_code, last_error, created_at \
+             FROM deliveries WHERE id = ?1",
+        )
+        .bind(id.as_str())
+        .fetch_optional(&self.read)
+        .await
+        .map_err(backend)?;
+        row.map(|r| delivery_from_row(&r)).transpose()
+    }
+
+    pub(super) async fn attempts_of(
+        &self,
+        id: &DeliveryId,
+    ) -> Result<Vec<AttemptRecord>, StoreError> {
+        sqlx::query(
+            "SELECT started_at, duration_ms, status_code, error, response_snippet \
+             FROM delivery_attempts WHERE delivery_id = ?1 ORDER BY attempt",
+        )
+        .bind(id.as_str())
+        .fetch_all(&self.read)
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(|r| {
+            let code: Option<i64> = r.try_get(2).map_err(backend)?;
+            Ok(AttemptRecord {
+                started_at_ms: r.try_get(0).map_err(backend)?,
+                duration_ms: r.try_get(1).map_err(backend)?,
+                status_code: code.and_then(|c| u16::try_from(c).ok()),
+                error: r.try_get(3).map_err(backend)?,
+                response_snippet: r.try_get(4).map_err(backend)?,
+            })
+        })
+        .collect()
+    }
+}
+
+enum ClaimError {
+    Secret(String, String),
+    Store(StoreError),
+}
+
+fn delivery_from_row(r: &SqliteRow) -> Result<DeliveryRecord, StoreError> {
+    let text = |i: usize| -> Result<String, StoreError> { r.try_get(i).map_err(backend) };
+    let event = text(3)?;
+    let status = text(4)?;
+    let code: Option<i64> = r.try_get(7).map_err(backend)?;
+    let attempts: i64 = r.try_get(5).map_err(backend)?;
+    Ok(DeliveryRecord {
+        id: DeliveryId::parse(&text(0)?).map_err(corrupt)?,
+        message_id: MessageId::parse(&text(1)?).map_err(corrupt)?,
+        account_id: AccountId::parse(&text(2)?).map_err(corrupt)?,
+        event: Event::from_name(&event).ok_or_else(|| corrupt(format!("event '{event}'")))?,
+        status: DeliveryStatus::parse(&status)
+            .ok_or_else(|| corrupt(format!("delivery status '{status}'")))?,
+        attempts: attempts.max(0) as u32,
+        next_attempt_at_ms: r.try_get(6).map_err(backend)?,
+        last_status_code: code.and_then(|c| u16::try_from(c).ok()),
+        last_error: r.try_get(8).map_err(backend)?,
+        created_at_ms: r.try_get(9).map_err(backend)?,
+    })
+}
