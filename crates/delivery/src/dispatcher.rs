@@ -1,0 +1,216 @@
+//! The dispatcher: claim due deliveries, attempt each, complete or reschedule.
+//!
+//! It sleeps until woken — by ingest through [`Dispatcher::waker`], by a completion that scheduled a
+//! retry, by the next due time, or at the latest after the fallback poll (which covers writers in other
+//! processes). Concurrency is bounded by a semaphore; a claim never takes more deliveries than there
+//! are free slots, so a claimed delivery is never left waiting while its lease runs. A sweeper makes
+//! deliveries whose lease expired (their worker died) due again.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sipsim_core::Store;
+use sipsim_core::clock::now_ms;
+use sipsim_core::queue::{ClaimedDelivery, Completion};
+use sipsim_core::retry::RetrySchedule;
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use crate::sender::{Sender, Verdict};
+
+/// How the dispatcher runs.
+#[derive(Debug, Clone)]
+pub struct DispatcherConfig {
+    /// Attempts in flight at once, across all integrations.
+    pub concurrency: usize,
+    /// Most deliveries taken by one claim.
+    pub claim_batch: u32,
+    /// Delays before each attempt.
+    pub schedule: RetrySchedule,
+    /// The attempt timeout (the lease is sized from it).
+    pub timeout: Duration,
+    /// The longest sleep without a wake-up.
+    pub fallback_poll: Duration,
+}
+
+impl Default for DispatcherConfig {
+    fn default() -> Self {
+        DispatcherConfig {
+            concurrency: 128,
+            claim_batch: 64,
+            schedule: RetrySchedule::default(),
+            timeout: Duration::from_secs(2),
+            fallback_poll: Duration::from_secs(1),
+        }
+    }
+}
+
+impl DispatcherConfig {
+    /// A lease outlives the whole attempt (its timeout) plus the time to record the result, so a slow
+    /// receiver never causes a second, concurrent send of the same delivery.
+    pub fn lease(&self) -> Duration {
+        self.timeout * 2 + Duration::from_secs(10)
+    }
+}
+
+/// Claims and attempts deliveries until shut down.
+pub struct Dispatcher {
+    store: Arc<dyn Store>,
+    sender: Sender,
+    config: DispatcherConfig,
+    wake: Arc<Notify>,
+}
+
+impl Dispatcher {
+    /// A dispatcher over `store`, sending with `sender`.
+    pub fn new(store: Arc<dyn Store>, sender: Sender, config: DispatcherConfig) -> Self {
+        Dispatcher {
+            store,
+            sender,
+            config,
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Call `notify_one` on this after enqueueing, and the dispatcher claims at once.
+    pub fn waker(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
+    /// Runs until `shutdown` is cancelled, then waits (at most one lease) for attempts in flight.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let slots = Arc::new(Semaphore::new(self.config.concurrency));
+        let sweeper = tokio::spawn(sweep_expired_leases(
+            self.store.clone(),
+            self.config.lease() / 2,
+            shutdown.clone(),
+        ));
+        let lease_ms = self.config.lease().as_millis() as i64;
+        loop {
+            let first = tokio::select! {
+                permit = slots.clone().acquire_owned() => match permit {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
+                _ = shutdown.cancelled() => break,
+            };
+            let free = (slots.available_permits() + 1) as u32;
+            let limit = free.min(self.config.claim_batch);
+            let claimed = match self.store.claim_due(now_ms(), limit, lease_ms).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(error = %e, "claiming deliveries failed; retrying in 1 s");
+                    drop(first);
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {},
+                        _ = shutdown.cancelled() => break,
+                    }
+                    continue;
+                }
+            };
+            if claimed.is_empty() {
+                drop(first);
+                self.idle(&shutdown).await;
+                continue;
+            }
+            let mut permit = Some(first);
+            for delivery in claimed {
+                let slot = match permit.take() {
+                    Some(p) => p,
+                    // Only this loop takes slots, so the ones counted free are still free.
+                    None => match slots.clone().acquire_owned().await {
+                        Ok(p) => p,
+                        Err(_) => break,
+                    },
+                };
+                let store = self.store.clone();
+                let sender = self.sender.clone();
+                let schedule = self.config.schedule.clone();
+                let wake = self.wake.clone();
+                tokio::spawn(async move {
+                    attempt(&*store, &sender, &schedule, &wake, delivery).await;
+                    drop(slot);
+                });
+            }
+        }
+        // Let attempts in flight finish and record their results, for at most one lease.
+        let all = self.config.concurrency as u32;
+        let _ = tokio::time::timeout(self.config.lease(), slots.acquire_many(all)).await;
+        let _ = sweeper.await;
+    }
+
+    /// Sleeps until woken, until the next delivery is due, or for the fallback poll.
+    async fn idle(&self, shutdown: &CancellationToken) {
+        let mut sleep_for = self.config.fallback_poll;
+        match self.store.next_due_at().await {
+            Ok(Some(due)) => {
+                let wait = Duration::from_millis((due - now_ms()).max(0) as u64);
+                sleep_for = sleep_for.min(wait);
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "reading the next due time failed"),
+        }
+        tokio::select! {
+            _ = self.wake.notified() => {},
+            _ = tokio::time::sleep(sleep_for) => {},
+            _ = shutdown.cancelled() => {},
+        }
+    }
+}
+
+/// One attempt of one claimed delivery, recorded and followed up.
+async fn attempt(
+    store: &dyn Store,
+    sender: &Sender,
+    schedule: &RetrySchedule,
+    wake: &Notify,
+    delivery: ClaimedDelivery,
+) {
+    let (record, verdict) = sender.deliver(&delivery).await;
+    let completion = match verdict {
+        Verdict::Success => Completion::Succeeded,
+        Verdict::Failure => match schedule.delay_before(delivery.attempt + 1) {
+            Some(delay) => Completion::RetryAt(now_ms() + delay.as_millis() as i64),
+            None => Completion::Failed,
+        },
+    };
+    tracing::debug!(
+        delivery_id = %delivery.id, attempt = delivery.attempt, status = ?record.status_code,
+        error = ?record.error, ?completion, "attempt finished"
+    );
+    match store
+        .complete(&delivery.id, &delivery.lease_token, &record, completion)
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => tracing::warn!(
+            delivery_id = %delivery.id,
+            "lease expired before the attempt was recorded; the delivery was claimed again"
+        ),
+        // The lease will expire and the sweeper make the delivery due again: at-least-once holds.
+        Err(e) => {
+            tracing::error!(delivery_id = %delivery.id, error = %e, "recording an attempt failed")
+        }
+    }
+    if matches!(completion, Completion::RetryAt(_)) {
+        // The dispatcher may be sleeping past this retry's due time: let it recompute.
+        wake.notify_one();
+    }
+}
+
+async fn sweep_expired_leases(store: Arc<dyn Store>, every: Duration, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {},
+            _ = shutdown.cancelled() => return,
+        }
+        match store.release_expired_leases(now_ms()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(
+                released = n,
+                "made deliveries with expired leases due again"
+            ),
+            Err(e) => tracing::warn!(error = %e, "releasing expired leases failed"),
+        }
+    }
+}

@@ -1,0 +1,468 @@
+//! The sender and the dispatcher against real receivers on loopback.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use sipsim_core::clock::now_secs;
+use sipsim_core::payload::Payload;
+use sipsim_core::queue::{DeliveryStatus, IngestOutcome, NewMessage};
+use sipsim_core::retry::RetrySchedule;
+use sipsim_core::secret::SigningSecret;
+use sipsim_core::signing::{verify_sipsim, verify_standard};
+use sipsim_core::store::IntegrationUpdate;
+use sipsim_core::target::{TargetPolicy, WebhookUrl};
+use sipsim_core::{Event, EventSet, Store};
+use sipsim_delivery::resolve::parse_overrides;
+use sipsim_delivery::sender::Outgoing;
+use sipsim_delivery::{Dispatcher, DispatcherConfig, Sender, SenderConfig, Verdict};
+use sipsim_store::SqliteStore;
+use tokio_util::sync::CancellationToken;
+
+/// What the receiver does with one request.
+#[derive(Clone, Debug)]
+enum Reply {
+    Status(u16),
+    Hang,
+    Redirect(&'static str),
+    Big(usize),
+}
+
+#[derive(Clone, Debug)]
+struct Received {
+    headers: HeaderMap,
+    body: Bytes,
+    at: Instant,
+}
+
+#[derive(Clone, Default)]
+struct Receiver {
+    script: Arc<Mutex<VecDeque<Reply>>>,
+    got: Arc<Mutex<Vec<Received>>>,
+}
+
+impl Receiver {
+    /// Starts a receiver that answers with `script` in order, then 200.
+    async fn start(script: Vec<Reply>) -> (Receiver, SocketAddr) {
+        let r = Receiver {
+            script: Arc::new(Mutex::new(script.into())),
+            got: Arc::default(),
+        };
+        let app = Router::new().fallback(receive).with_state(r.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (r, addr)
+    }
+
+    fn requests(&self) -> Vec<Received> {
+        self.got.lock().unwrap().clone()
+    }
+
+    async fn wait_for(&self, n: usize, within: Duration) -> Vec<Received> {
+        let deadline = Instant::now() + within;
+        loop {
+            let got = self.requests();
+            if got.len() >= n || Instant::now() > deadline {
+                return got;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: Bytes) -> Response {
+    r.got.lock().unwrap().push(Received {
+        headers,
+        body,
+        at: Instant::now(),
+    });
+    let reply = r
+        .script
+        .lock()
+        .unwrap()
+        .pop_front()
+        .unwrap_or(Reply::Status(200));
+    match reply {
+        Reply::Status(s) => (StatusCode::from_u16(s).unwrap(), "receiver says hi").into_response(),
+        Reply::Hang => {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            StatusCode::OK.into_response()
+        }
+        Reply::Redirect(to) => (StatusCode::FOUND, [("location", to)]).into_response(),
+        Reply::Big(n) => Response::new(Body::from(vec![b'x'; n])),
+    }
+}
+
+fn insecure(timeout_ms: u64) -> Sender {
+    Sender::new(SenderConfig {
+        timeout: Duration::from_millis(timeout_ms),
+        policy: TargetPolicy::AllowInsecure,
+        ..SenderConfig::default()
+    })
+    .unwrap()
+}
+
+fn header<'a>(h: &'a HeaderMap, name: &str) -> &'a str {
+    h.get(name)
+        .unwrap_or_else(|| panic!("no {name}"))
+        .to_str()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_request_carries_the_exact_body_and_every_header_and_verifies_both_ways() {
+    let (rx, addr) = Receiver::start(vec![]).await;
+    let secret = SigningSecret::generate();
+    for event in Event::CATALOG {
+        let body = Payload::example(event).to_json();
+        let url = format!("http://{addr}/hook?x=1");
+        let (record, verdict) = insecure(2000)
+            .send(Outgoing {
+                url: &url,
+                message_id: "msg_01jd8k3m4n5p6q7r8s9t0v1w2x",
+                event: event.name(),
+                body: &body,
+                secret: secret.expose(),
+            })
+            .await;
+        assert_eq!(verdict, Verdict::Success, "{record:?}");
+        assert_eq!(record.status_code, Some(200));
+        assert_eq!(record.response_snippet.as_deref(), Some("receiver says hi"));
+    }
+    let got = rx.requests();
+    assert_eq!(got.len(), 14);
+    for (req, event) in got.iter().zip(Event::CATALOG) {
+        let h = &req.headers;
+        assert_eq!(
+            req.body.as_ref(),
+            Payload::example(event).to_json().as_slice()
+        );
+        assert_eq!(header(h, "content-type"), "application/json");
+        assert_eq!(header(h, "x-webhook-event"), event.name());
+        assert_eq!(header(h, "x-webhook-id"), "msg_01jd8k3m4n5p6q7r8s9t0v1w2x");
+        assert_eq!(header(h, "webhook-id"), "msg_01jd8k3m4n5p6q7r8s9t0v1w2x");
+        assert!(header(h, "user-agent").starts_with("sipsim-webhooks/"));
+        let ts = header(h, "x-webhook-timestamp");
+        assert_eq!(ts, header(h, "webhook-timestamp"));
+        assert!((ts.parse::<i64>().unwrap() - now_secs()).abs() < 5);
+        let sig = header(h, "x-webhook-signature");
+        assert_eq!(sig.len(), 64);
+        assert!(
+            sig.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        );
+        verify_sipsim(secret.expose(), ts, sig, &req.body).unwrap();
+        verify_standard(
+            secret.expose(),
+            header(h, "webhook-id"),
+            ts,
+            header(h, "webhook-signature"),
+            &req.body,
+            now_secs(),
+        )
+        .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn hangs_redirects_big_bodies_and_errors_are_failures_within_the_timeout() {
+    let (rx, addr) = Receiver::start(vec![
+        Reply::Hang,
+        Reply::Redirect("http://169.254.169.254/latest/meta-data"),
+        Reply::Big(10 * 1024 * 1024),
+        Reply::Status(503),
+    ])
+    .await;
+    let sender = insecure(500);
+    let url = format!("http://{addr}/");
+    let send = |sender: Sender, url: String| async move {
+        sender
+            .send(Outgoing {
+                url: &url,
+                message_id: "msg_x",
+                event: "sms",
+                body: b"{}",
+                secret: "whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+            })
+            .await
+    };
+
+    let started = Instant::now();
+    let (hang, v) = send(sender.clone(), url.clone()).await;
+    assert_eq!(v, Verdict::Failure);
+    assert_eq!(hang.error.as_deref(), Some("timeout after 500ms"));
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "cut at the timeout"
+    );
+
+    let (redirect, v) = send(sender.clone(), url.clone()).await;
+    assert_eq!(v, Verdict::Failure);
+    assert_eq!(redirect.status_code, Some(302));
+    assert_eq!(rx.requests().len(), 2, "the redirect was not followed");
+
+    let (big, v) = send(sender.clone(), url.clone()).await;
+    assert_eq!(v, Verdict::Success);
+    assert_eq!(big.response_snippet.as_ref().map(String::len), Some(1024));
+
+    let (unavailable, v) = send(sender.clone(), url.clone()).await;
+    assert_eq!(v, Verdict::Failure);
+    assert_eq!(unavailable.status_code, Some(503));
+    assert_eq!(unavailable.error.as_deref(), Some("HTTP 503"));
+
+    // Nobody listening.
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dead = format!("http://{}/", closed.local_addr().unwrap());
+    drop(closed);
+    let (refused, v) = send(sender.clone(), dead).await;
+    assert_eq!(v, Verdict::Failure);
+    assert!(
+        refused
+            .error
+            .as_deref()
+            .unwrap()
+            .starts_with("connection failed"),
+        "{refused:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_ssrf_guard_refuses_private_targets_before_connecting() {
+    let (rx, addr) = Receiver::start(vec![]).await;
+    let port = addr.port();
+    let guarded = Sender::new(SenderConfig {
+        timeout: Duration::from_millis(1000),
+        policy: TargetPolicy::PublicHttpsOnly,
+        dns_overrides: parse_overrides(
+            "private.test=10.0.0.1,loop.test=127.0.0.1,mapped.test=::ffff:127.0.0.1,v6.test=::1,meta.test=169.254.169.254",
+        )
+        .unwrap(),
+        extra_ca_pem: None,
+    })
+    .unwrap();
+    let cases = [
+        (
+            format!("https://127.0.0.1:{port}/"),
+            "blocked: 127.0.0.1 is a loopback address",
+        ),
+        (
+            format!("https://[::1]:{port}/"),
+            "blocked: ::1 is a loopback address",
+        ),
+        (
+            format!("https://[::ffff:127.0.0.1]:{port}/"),
+            "blocked: ::ffff:127.0.0.1 is a loopback address",
+        ),
+        (
+            format!("http://example.com:{port}/"),
+            "blocked: only https:// targets are allowed",
+        ),
+        (
+            format!("https://private.test:{port}/"),
+            "blocked: private.test resolves only to private addresses",
+        ),
+        (
+            format!("https://loop.test:{port}/"),
+            "blocked: loop.test resolves only to loopback addresses",
+        ),
+        (
+            format!("https://mapped.test:{port}/"),
+            "blocked: mapped.test resolves only to loopback addresses",
+        ),
+        (
+            format!("https://v6.test:{port}/"),
+            "blocked: v6.test resolves only to loopback addresses",
+        ),
+        (
+            format!("https://meta.test:{port}/"),
+            "blocked: meta.test resolves only to link-local addresses",
+        ),
+    ];
+    for (url, expected) in cases {
+        let (record, verdict) = guarded
+            .send(Outgoing {
+                url: &url,
+                message_id: "msg_x",
+                event: "sms",
+                body: b"{}",
+                secret: "whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+            })
+            .await;
+        assert_eq!(verdict, Verdict::Failure);
+        assert_eq!(record.error.as_deref(), Some(expected), "{url}");
+        assert_eq!(record.status_code, None);
+    }
+    assert!(rx.requests().is_empty(), "nothing reached the receiver");
+}
+
+async fn store_with_integration(
+    url: &str,
+    events: &[Event],
+) -> (Arc<dyn Store>, sipsim_core::AccountId, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&format!("sqlite://{}", dir.path().join("q.db").display()))
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    let store: Arc<dyn Store> = Arc::new(store);
+    let acc = store.create_account("Acme").await.unwrap().id;
+    store
+        .put_integration(
+            &acc,
+            IntegrationUpdate {
+                webhook_url: WebhookUrl::parse(url, TargetPolicy::AllowInsecure).unwrap(),
+                disabled: false,
+                events: Some(events.iter().copied().collect::<EventSet>()),
+                new_signing_secret: SigningSecret::generate(),
+            },
+        )
+        .await
+        .unwrap();
+    (store, acc, dir)
+}
+
+#[tokio::test]
+async fn the_dispatcher_retries_on_schedule_with_the_same_id_and_a_fresh_signature() {
+    let (rx, addr) = Receiver::start(vec![Reply::Status(500), Reply::Status(500)]).await;
+    let (store, acc, _dir) =
+        store_with_integration(&format!("http://{addr}/hook"), &[Event::Sms]).await;
+    let dispatcher = Dispatcher::new(
+        store.clone(),
+        insecure(1000),
+        DispatcherConfig {
+            schedule: RetrySchedule::parse("0s,1100ms,300ms,10s", 0.0).unwrap(),
+            timeout: Duration::from_millis(1000),
+            ..DispatcherConfig::default()
+        },
+    );
+    let wake = dispatcher.waker();
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(dispatcher.run(shutdown.clone()));
+
+    let body = Payload::example(Event::Sms).to_json();
+    let enqueued_at = Instant::now();
+    let out = store
+        .ingest(
+            &[NewMessage {
+                account_id: acc.clone(),
+                event: Event::Sms,
+                body: body.clone(),
+                ordering_key: None,
+                idempotency_key: None,
+            }],
+            sipsim_core::clock::now_ms(),
+        )
+        .await
+        .unwrap();
+    wake.notify_one();
+    let IngestOutcome::Enqueued {
+        delivery_id,
+        message_id,
+    } = out[0].clone()
+    else {
+        panic!("{out:?}")
+    };
+
+    let got = rx.wait_for(3, Duration::from_secs(10)).await;
+    assert_eq!(got.len(), 3, "500, 500, then 200");
+    assert!(
+        got[0].at.duration_since(enqueued_at) < Duration::from_millis(500),
+        "the first attempt does not wait for a poll"
+    );
+    let gap1 = got[1].at.duration_since(got[0].at);
+    let gap2 = got[2].at.duration_since(got[1].at);
+    assert!(
+        gap1 >= Duration::from_millis(1100) && gap1 < Duration::from_millis(2100),
+        "{gap1:?}"
+    );
+    assert!(
+        gap2 >= Duration::from_millis(300) && gap2 < Duration::from_millis(1300),
+        "{gap2:?}"
+    );
+    for r in &got {
+        assert_eq!(header(&r.headers, "x-webhook-id"), message_id.as_str());
+        assert_eq!(r.body.as_ref(), body.as_slice());
+    }
+    assert_ne!(
+        header(&got[0].headers, "x-webhook-signature"),
+        header(&got[1].headers, "x-webhook-signature"),
+        "signed afresh (a second later)"
+    );
+
+    // The result is recorded once the attempt completes.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let record = loop {
+        let d = store.get_delivery(&delivery_id).await.unwrap().unwrap();
+        if d.status == DeliveryStatus::Succeeded || Instant::now() > deadline {
+            break d;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(record.status, DeliveryStatus::Succeeded);
+    assert_eq!(record.attempts, 3);
+    let attempts = store.list_attempts(&delivery_id).await.unwrap();
+    assert_eq!(
+        attempts.iter().map(|a| a.status_code).collect::<Vec<_>>(),
+        [Some(500), Some(500), Some(200)]
+    );
+    shutdown.cancel();
+    running.await.unwrap();
+}
+
+#[tokio::test]
+async fn the_last_failed_attempt_marks_the_delivery_failed() {
+    let (rx, addr) = Receiver::start(vec![Reply::Status(500); 5]).await;
+    let (store, acc, _dir) =
+        store_with_integration(&format!("http://{addr}/hook"), &[Event::Tags]).await;
+    let dispatcher = Dispatcher::new(
+        store.clone(),
+        insecure(1000),
+        DispatcherConfig {
+            schedule: RetrySchedule::parse("0s,50ms", 0.0).unwrap(),
+            timeout: Duration::from_millis(1000),
+            ..DispatcherConfig::default()
+        },
+    );
+    let wake = dispatcher.waker();
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(dispatcher.run(shutdown.clone()));
+    let out = store
+        .ingest(
+            &[NewMessage {
+                account_id: acc,
+                event: Event::Tags,
+                body: b"{}".to_vec(),
+                ordering_key: None,
+                idempotency_key: None,
+            }],
+            sipsim_core::clock::now_ms(),
+        )
+        .await
+        .unwrap();
+    wake.notify_one();
+    let IngestOutcome::Enqueued { delivery_id, .. } = out[0].clone() else {
+        panic!()
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let d = loop {
+        let d = store.get_delivery(&delivery_id).await.unwrap().unwrap();
+        if d.status == DeliveryStatus::Failed || Instant::now() > deadline {
+            break d;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(d.status, DeliveryStatus::Failed);
+    assert_eq!(d.attempts, 2);
+    assert_eq!(d.last_error.as_deref(), Some("HTTP 500"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(rx.requests().len(), 2, "no attempt after the last one");
+    shutdown.cancel();
+    running.await.unwrap();
+}
