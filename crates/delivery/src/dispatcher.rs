@@ -72,6 +72,12 @@ impl Dispatcher {
         }
     }
 
+    /// Uses `wake` (shared with the code that enqueues) as this dispatcher's wake-up.
+    pub fn with_waker(mut self, wake: Arc<Notify>) -> Self {
+        self.wake = wake;
+        self
+    }
+
     /// Call `notify_one` on this after enqueueing, and the dispatcher claims at once.
     pub fn waker(&self) -> Arc<Notify> {
         self.wake.clone()

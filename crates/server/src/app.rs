@@ -13,13 +13,13 @@ use tower_http::catch_panic::CatchPanicLayer;
 use utoipa::openapi::OpenApi as OpenApiDoc;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
-use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
 use crate::api::webhooks;
-use crate::oauth;
 use crate::request::{self, API_BODY_LIMIT};
 use crate::state::AppState;
+use crate::{ingest, oauth};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -32,6 +32,7 @@ use crate::state::AppState;
     tags(
         (name = "webhooks", description = "List available and enabled events; enable or disable one."),
         (name = "oauth", description = "OAuth 2.0 client-credentials tokens."),
+        (name = "internal", description = "Event ingest from the telephony core (SIPSIM_INGEST_KEY)."),
     )
 )]
 struct ApiDoc;
@@ -44,6 +45,10 @@ impl Modify for BearerScheme {
         let mut http = Http::new(HttpAuthScheme::Bearer);
         http.bearer_format = Some("JWT".to_owned());
         components.add_security_scheme("bearer", SecurityScheme::Http(http));
+        components.add_security_scheme(
+            "ingest_key",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
     }
 }
 
@@ -57,6 +62,9 @@ pub fn api_routes() -> (Router<AppState>, OpenApiDoc) {
         .routes(routes!(webhooks::list_available_events))
         .routes(routes!(webhooks::list_enabled_events))
         .routes(routes!(webhooks::enable_event, webhooks::disable_event))
+        .routes(
+            routes!(ingest::ingest_events).layer(DefaultBodyLimit::max(ingest::INGEST_BODY_LIMIT)),
+        )
         .split_for_parts()
 }
 

@@ -5,6 +5,7 @@ use std::fmt;
 
 use sipsim_core::cipher::SecretCipher;
 use sipsim_core::target::TargetPolicy;
+use sipsim_delivery::resolve::{DnsOverrides, parse_overrides};
 
 /// A secret configuration value; `Debug` never shows it.
 #[derive(Clone)]
@@ -41,6 +42,13 @@ pub struct ServerConfig {
     /// `SIPSIM_ENCRYPTION_KEY` (base64 of 32 bytes): signing secrets and the generated JWT key are
     /// encrypted at rest with it. Every process using the database needs the same key.
     pub encryption: Option<SecretCipher>,
+    /// `SIPSIM_INGEST_KEY` (≥ 16 bytes): the bearer key of `POST /internal/v1/events`. Without it the
+    /// route is not served.
+    pub ingest_key: Option<SecretString>,
+    /// `SIPSIM_DNS_OVERRIDES` (`name=addr,…`): names the dispatcher resolves without DNS (tests).
+    pub dns_overrides: DnsOverrides,
+    /// `SIPSIM_EXTRA_CA_CERTS`: a PEM file of extra roots the dispatcher trusts (tests).
+    pub extra_ca_pem: Option<Vec<u8>>,
 }
 
 impl ServerConfig {
@@ -56,6 +64,23 @@ impl ServerConfig {
             jwt_secret,
             target_policy: target_policy_from_env(),
             encryption: encryption_from_env()?,
+            ingest_key: match std::env::var("SIPSIM_INGEST_KEY") {
+                Ok(k) if k.len() >= 16 => Some(SecretString::new(k)),
+                Ok(k) if k.is_empty() => None,
+                Ok(_) => anyhow::bail!("SIPSIM_INGEST_KEY must be at least 16 bytes long"),
+                Err(_) => None,
+            },
+            dns_overrides: match std::env::var("SIPSIM_DNS_OVERRIDES") {
+                Ok(spec) => parse_overrides(&spec)
+                    .map_err(|e| anyhow::anyhow!("SIPSIM_DNS_OVERRIDES: {e}"))?,
+                Err(_) => DnsOverrides::new(),
+            },
+            extra_ca_pem: match std::env::var("SIPSIM_EXTRA_CA_CERTS") {
+                Ok(path) if !path.is_empty() => Some(std::fs::read(&path).map_err(|e| {
+                    anyhow::anyhow!("SIPSIM_EXTRA_CA_CERTS: cannot read {path}: {e}")
+                })?),
+                _ => None,
+            },
         })
     }
 }

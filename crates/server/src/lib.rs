@@ -8,27 +8,42 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod ingest;
 pub mod oauth;
 pub mod request;
 pub mod state;
 
+use sipsim_delivery::Dispatcher;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::state::AppState;
 
-/// Serves the API on `listener` until `shutdown` is cancelled, then finishes in-flight requests and
-/// stops the background tasks.
+/// Runs a node until `shutdown` is cancelled: the API on `listener` (if any) and `dispatcher` (if
+/// any). Then it finishes in-flight requests and attempts, and stops the background tasks.
 pub async fn run(
     state: AppState,
-    listener: TcpListener,
+    listener: Option<TcpListener>,
+    dispatcher: Option<Dispatcher>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let background = state.spawn_background(shutdown.clone());
-    let served = axum::serve(listener, app::app(state))
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await;
+    let delivering = dispatcher.map(|d| tokio::spawn(d.run(shutdown.clone())));
+    let served = match listener {
+        Some(listener) => {
+            axum::serve(listener, app::app(state))
+                .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+                .await
+        }
+        None => {
+            shutdown.cancelled().await;
+            Ok(())
+        }
+    };
     shutdown.cancel();
+    if let Some(d) = delivering {
+        let _ = d.await;
+    }
     let _ = background.await;
     served
 }

@@ -65,8 +65,9 @@ pub async fn context(mut request: Request, next: Next) -> Response {
     let path = request.uri().path().to_owned();
     request.extensions_mut().insert(id);
 
-    let mut response = if declared_length(request.headers()).is_some_and(|n| n > API_BODY_LIMIT) {
-        error_response(StatusCode::PAYLOAD_TOO_LARGE, too_large_message())
+    let limit = body_limit(&path);
+    let mut response = if declared_length(request.headers()).is_some_and(|n| n > limit) {
+        error_response(StatusCode::PAYLOAD_TOO_LARGE, too_large_message(limit))
     } else {
         next.run(request).await
     };
@@ -143,7 +144,7 @@ fn default_message(status: StatusCode, headers: &HeaderMap) -> String {
             }
             _ => "Method not allowed.".to_owned(),
         },
-        StatusCode::PAYLOAD_TOO_LARGE => too_large_message(),
+        StatusCode::PAYLOAD_TOO_LARGE => too_large_message(API_BODY_LIMIT),
         StatusCode::INTERNAL_SERVER_ERROR => "Internal server error.".to_owned(),
         other => other
             .canonical_reason()
@@ -152,11 +153,27 @@ fn default_message(status: StatusCode, headers: &HeaderMap) -> String {
     }
 }
 
-fn too_large_message() -> String {
-    format!(
-        "Request body too large (the limit is {} KiB).",
-        API_BODY_LIMIT / 1024
-    )
+/// The body limit of a path: 4 MiB for ingest, 16 KiB for everything else.
+pub fn body_limit(path: &str) -> usize {
+    if path.starts_with("/internal/") {
+        crate::ingest::INGEST_BODY_LIMIT
+    } else {
+        API_BODY_LIMIT
+    }
+}
+
+fn too_large_message(limit: usize) -> String {
+    if limit >= 1024 * 1024 {
+        format!(
+            "Request body too large (the limit is {} MiB).",
+            limit / (1024 * 1024)
+        )
+    } else {
+        format!(
+            "Request body too large (the limit is {} KiB).",
+            limit / 1024
+        )
+    }
 }
 
 fn declared_length(headers: &HeaderMap) -> Option<usize> {

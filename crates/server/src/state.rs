@@ -9,8 +9,10 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use sipsim_core::Store;
 use sipsim_core::cipher::{SecretCipher, seal, unseal};
+use sipsim_core::secret::SecretHash;
 use sipsim_core::target::TargetPolicy;
 use sipsim_store::SqliteStore;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::jwt::JwtKey;
@@ -54,6 +56,10 @@ pub struct Inner {
     pub revocations: Revocations,
     /// Which webhook URLs may be saved.
     pub target_policy: TargetPolicy,
+    /// Hash of `SIPSIM_INGEST_KEY`; without one the ingest route is not served.
+    pub ingest_key: Option<SecretHash>,
+    /// Wakes this process's dispatcher after an enqueue (a no-op when it runs none).
+    pub wake: Arc<Notify>,
 }
 
 impl Deref for AppState {
@@ -65,7 +71,12 @@ impl Deref for AppState {
 
 impl AppState {
     /// Builds the state over an open store: loads (or creates) the JWT key and the revocation list.
-    pub async fn new(store: Arc<dyn Store>, config: &ServerConfig) -> anyhow::Result<Self> {
+    /// `wake` is the dispatcher's waker when this process delivers.
+    pub async fn new(
+        store: Arc<dyn Store>,
+        config: &ServerConfig,
+        wake: Arc<Notify>,
+    ) -> anyhow::Result<Self> {
         let key = match &config.jwt_secret {
             Some(secret) => secret.expose().as_bytes().to_vec(),
             None => {
@@ -92,6 +103,11 @@ impl AppState {
             jwt: JwtKey::new(&key),
             revocations,
             target_policy: config.target_policy,
+            ingest_key: config
+                .ingest_key
+                .as_ref()
+                .map(|k| SecretHash::of(k.expose())),
+            wake,
         })))
     }
 

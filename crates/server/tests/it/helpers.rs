@@ -2,19 +2,26 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
+use sipsim_core::retry::RetrySchedule;
 use sipsim_core::secret::{ClientSecret, SigningSecret};
 use sipsim_core::store::{IntegrationUpdate, NewApiClient};
 use sipsim_core::target::{TargetPolicy, WebhookUrl};
 use sipsim_core::{AccountId, ClientId, EventSet, ScopeSet, Store};
+use sipsim_delivery::{Dispatcher, DispatcherConfig, Sender, SenderConfig};
 use sipsim_server::config::{SecretString, ServerConfig};
 use sipsim_server::state::{AppState, open_store};
 use tokio_util::sync::CancellationToken;
 
 /// The JWT key the test servers use, so tests can mint tokens (expired ones, say) themselves.
 pub const JWT_SECRET: &str = "test-jwt-secret-that-is-at-least-32-bytes";
+/// The ingest key of the test servers.
+pub const INGEST_KEY: &str = "test-ingest-key-0123456789";
+/// The test servers' retry schedule: short, so retries happen within a test.
+pub const RETRY_SCHEDULE: &str = "0s,300ms,300ms";
 
 /// A running server and its database.
 pub struct TestApp {
@@ -48,12 +55,38 @@ impl TestApp {
             jwt_secret: Some(SecretString::new(JWT_SECRET.to_owned())),
             target_policy: TargetPolicy::PublicHttpsOnly,
             encryption: None,
+            ingest_key: Some(SecretString::new(INGEST_KEY.to_owned())),
+            dns_overrides: Default::default(),
+            extra_ca_pem: None,
         };
-        let state = AppState::new(store.clone(), &config).await.unwrap();
+        // The dispatcher may send to loopback receivers: tests run them there.
+        let sender = Sender::new(SenderConfig {
+            timeout: Duration::from_millis(1000),
+            policy: TargetPolicy::AllowInsecure,
+            ..SenderConfig::default()
+        })
+        .unwrap();
+        let dispatcher = Dispatcher::new(
+            store.clone(),
+            sender,
+            DispatcherConfig {
+                schedule: RetrySchedule::parse(RETRY_SCHEDULE, 0.0).unwrap(),
+                timeout: Duration::from_millis(1000),
+                ..DispatcherConfig::default()
+            },
+        );
+        let state = AppState::new(store.clone(), &config, dispatcher.waker())
+            .await
+            .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
-        tokio::spawn(sipsim_server::run(state, listener, shutdown.clone()));
+        tokio::spawn(sipsim_server::run(
+            state,
+            Some(listener),
+            Some(dispatcher),
+            shutdown.clone(),
+        ));
         TestApp {
             addr,
             store,
@@ -92,13 +125,32 @@ impl TestApp {
 
     /// Sets the account's integration as the dashboard would.
     pub async fn integration(&self, account: &AccountId, url: &str, events: &[&str]) {
+        self.integration_with(account, url, events, TargetPolicy::PublicHttpsOnly, false)
+            .await;
+    }
+
+    /// Sets an integration that delivers to a local receiver (http, loopback).
+    pub async fn local_integration(&self, account: &AccountId, url: &str, events: &[&str]) {
+        self.integration_with(account, url, events, TargetPolicy::AllowInsecure, false)
+            .await;
+    }
+
+    /// Sets an integration with every knob.
+    pub async fn integration_with(
+        &self,
+        account: &AccountId,
+        url: &str,
+        events: &[&str],
+        policy: TargetPolicy,
+        disabled: bool,
+    ) {
         let events = EventSet::parse_list(&events.join(",")).unwrap();
         self.store
             .put_integration(
                 account,
                 IntegrationUpdate {
-                    webhook_url: WebhookUrl::parse(url, TargetPolicy::PublicHttpsOnly).unwrap(),
-                    disabled: false,
+                    webhook_url: WebhookUrl::parse(url, policy).unwrap(),
+                    disabled,
                     events: Some(events),
                     new_signing_secret: SigningSecret::generate(),
                 },
@@ -153,6 +205,27 @@ impl TestApp {
             serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
         };
         (status, headers, body)
+    }
+
+    /// POSTs `body` to the ingest route with `key`; returns the status and the JSON answer.
+    pub async fn ingest_with(&self, key: Option<&str>, body: Vec<u8>) -> (StatusCode, Value) {
+        let mut req = self
+            .http
+            .post(self.url("/internal/v1/events"))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(k) = key {
+            req = req.bearer_auth(k);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Ingests a JSON value with the right key.
+    pub async fn ingest(&self, body: &Value) -> (StatusCode, Value) {
+        self.ingest_with(Some(INGEST_KEY), serde_json::to_vec(body).unwrap())
+            .await
     }
 
     /// POSTs a form (raw pairs, repeats allowed) with an optional `Authorization` header.

@@ -5,6 +5,8 @@ mod auth;
 mod cli;
 mod contract;
 mod helpers;
+mod ingest;
 mod input;
 mod oauth;
 mod openapi;
+mod receiver;

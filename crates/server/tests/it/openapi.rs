@@ -32,6 +32,7 @@ async fn every_documented_operation_is_served_and_every_served_route_is_document
             "GET /api/v2/webhooks",
             "GET /api/v2/webhooks/available",
             "POST /api/v2/webhooks/{event}",
+            "POST /internal/v1/events",
             "POST /oauth/token",
         ]
     );

@@ -1,0 +1,269 @@
+//! The `sipsimd` command line: `serve`, `migrate` and the operator commands, which open the database
+//! directly. With `--json`, each command prints exactly one JSON object on stdout (errors included, as
+//! `{"error": "…"}`) and exits non-zero on failure.
+
+mod operator;
+mod serve;
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::bail;
+use clap::{Args, Parser, Subcommand};
+use serde_json::{Value, json};
+
+use crate::config::encryption_from_env;
+use crate::state::open_store;
+
+/// sipsimd: SIPSIM's webhook system — the API server and its operator commands.
+///
+/// Every command honours SIPSIM_ALLOW_INSECURE_TARGETS=1, which allows http:// and private or
+/// loopback webhook URLs (for development and tests only).
+#[derive(Debug, Parser)]
+#[command(name = "sipsimd", version)]
+pub struct Cli {
+    /// Database URL: sqlite://PATH (created if missing).
+    #[arg(
+        long,
+        global = true,
+        env = "SIPSIM_DATABASE_URL",
+        default_value = "sqlite://sipsim.db"
+    )]
+    pub database: String,
+
+    /// Print exactly one JSON object instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server (migrations are applied first).
+    Serve(ServeArgs),
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage accounts.
+    #[command(subcommand)]
+    Account(AccountCommand),
+    /// Manage an account's API clients (OAuth client credentials).
+    #[command(subcommand)]
+    Client(ClientCommand),
+    /// Manage an account's webhook integration (what the dashboard does).
+    #[command(subcommand)]
+    Integration(IntegrationCommand),
+    /// Ingest one event for an account, as the telephony core does through POST /internal/v1/events.
+    /// A running server delivers it within a second.
+    Emit(EmitArgs),
+}
+
+/// `emit`'s options.
+#[derive(Debug, Args)]
+pub struct EmitArgs {
+    /// The account.
+    #[arg(long)]
+    pub account: String,
+    /// The event name.
+    pub event: String,
+    /// The payload as JSON.
+    #[arg(long, conflicts_with = "example", required_unless_present = "example")]
+    pub payload: Option<String>,
+    /// Send the event's documented example payload.
+    #[arg(long)]
+    pub example: bool,
+    /// An idempotency key: a repeat within 24 h is not stored again.
+    #[arg(long)]
+    pub idempotency_key: Option<String>,
+}
+
+/// What a `serve` process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    /// The HTTP API only.
+    Api,
+    /// The dispatcher only.
+    Worker,
+    /// Both.
+    All,
+}
+
+/// `serve`'s options.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "SIPSIM_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Log format: `text` or `json`. Verbosity comes from RUST_LOG (default `info`).
+    #[arg(long, env = "SIPSIM_LOG_FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
+    /// What this process runs: the API, the dispatcher, or both.
+    #[arg(long, env = "SIPSIM_ROLE", default_value = "all")]
+    pub role: Role,
+    /// Delays before each delivery attempt (units ms, s, m, h); the delivery fails after the last.
+    #[arg(long, env = "SIPSIM_RETRY_SCHEDULE", default_value = sipsim_core::retry::RetrySchedule::DEFAULT)]
+    pub retry_schedule: String,
+    /// Random spread applied to each delay, as a fraction (0 to 0.5).
+    #[arg(long, env = "SIPSIM_RETRY_JITTER", default_value_t = 0.1)]
+    pub retry_jitter: f64,
+    /// Time limit of one whole delivery attempt.
+    #[arg(long, env = "SIPSIM_DELIVERY_TIMEOUT", default_value = "2s", value_parser = parse_duration_arg)]
+    pub delivery_timeout: Duration,
+    /// Delivery attempts in flight at once.
+    #[arg(long, env = "SIPSIM_DELIVERY_CONCURRENCY", default_value_t = 128)]
+    pub delivery_concurrency: usize,
+}
+
+fn parse_duration_arg(s: &str) -> Result<Duration, String> {
+    sipsim_core::retry::parse_duration(s)
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `account …`
+#[derive(Debug, Subcommand)]
+pub enum AccountCommand {
+    /// Create an account; prints its id.
+    Create {
+        /// A display name.
+        name: String,
+    },
+}
+
+/// `client …`
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Create an API client; prints its client_id and client_secret (the secret is shown only now).
+    Create {
+        /// The account the client acts for.
+        #[arg(long)]
+        account: String,
+        /// Scopes it may request, separated by spaces or commas: webhooks.read, webhooks.write.
+        #[arg(long)]
+        scopes: String,
+        /// A display name.
+        #[arg(long, default_value = "API client")]
+        name: String,
+    },
+    /// List an account's API clients.
+    List {
+        /// The account.
+        #[arg(long)]
+        account: String,
+    },
+    /// Delete an API client; its tokens stop working within seconds.
+    Delete {
+        /// The client_id.
+        client_id: String,
+    },
+}
+
+/// `integration …`
+#[derive(Debug, Subcommand)]
+pub enum IntegrationCommand {
+    /// Create the webhook integration, or change its URL, state or events.
+    Set {
+        /// The account.
+        #[arg(long)]
+        account: String,
+        /// The webhook URL (https, public host; see SIPSIM_ALLOW_INSECURE_TARGETS).
+        #[arg(long)]
+        url: String,
+        /// Switch the integration off (without it, a disabled integration is enabled again).
+        #[arg(long)]
+        disabled: bool,
+        /// Replace the subscribed events (comma- or space-separated); kept as they are when absent.
+        #[arg(long)]
+        events: Option<String>,
+    },
+    /// Show the integration: URL, state, subscribed events and signing secret.
+    Show {
+        /// The account.
+        #[arg(long)]
+        account: String,
+    },
+    /// Remove the integration.
+    Remove {
+        /// The account.
+        #[arg(long)]
+        account: String,
+    },
+}
+
+/// Runs a parsed command line; the exit code tells success.
+pub async fn run(cli: Cli) -> ExitCode {
+    if let Command::Serve(args) = &cli.command {
+        init_logging(args.log_format);
+    }
+    let json = cli.json;
+    match execute(cli).await {
+        Ok(Output { json: value, text }) => {
+            if json {
+                println!("{value}");
+            } else if !text.is_empty() {
+                println!("{text}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            let message = format!("{e:#}");
+            if json {
+                println!("{}", json!({ "error": message }));
+            } else {
+                eprintln!("error: {message}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// What a command prints: a JSON object for `--json`, text otherwise.
+struct Output {
+    json: Value,
+    text: String,
+}
+
+async fn execute(cli: Cli) -> anyhow::Result<Output> {
+    let url = cli.database;
+    let command = match cli.command {
+        Command::Serve(args) => return serve::serve(url, args).await,
+        other => other,
+    };
+    // Every operator command opens the database itself, migrating it if needed.
+    let store = open_store(&url, encryption_from_env()?).await?;
+    match command {
+        Command::Migrate => Ok(Output {
+            json: json!({ "migrated": true }),
+            text: "migrations applied".to_owned(),
+        }),
+        Command::Account(cmd) => operator::account(&*store, cmd).await,
+        Command::Client(cmd) => operator::client(&*store, cmd).await,
+        Command::Integration(cmd) => operator::integration(&*store, cmd).await,
+        Command::Emit(args) => operator::emit(&*store, args).await,
+        Command::Serve(_) => bail!("serve is handled above"),
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}

@@ -1,0 +1,279 @@
+//! Operator commands: accounts, API clients, the webhook integration and `emit`. They open the
+//! database directly, as the dashboard will through the server.
+
+use anyhow::{anyhow, bail};
+use serde_json::{Value, json};
+use sipsim_core::clock::{now_ms, rfc3339_seconds_from_ms};
+use sipsim_core::secret::{ClientSecret, SigningSecret};
+use sipsim_core::store::{ApiClient, Integration, IntegrationUpdate, NewApiClient};
+use sipsim_core::target::WebhookUrl;
+use sipsim_core::{AccountId, ClientId, EventSet, ScopeSet, Store, StoreError};
+
+use super::{AccountCommand, ClientCommand, EmitArgs, IntegrationCommand, Output};
+use crate::config::target_policy_from_env;
+
+fn parse_account(s: &str) -> anyhow::Result<AccountId> {
+    Ok(AccountId::parse(s)?)
+}
+
+/// Turns "no such account" into a message naming the account.
+fn account_error(e: StoreError) -> anyhow::Error {
+    match e {
+        StoreError::AccountNotFound(id) => anyhow!("account {id} does not exist"),
+        other => anyhow::Error::new(other),
+    }
+}
+
+async fn require_account(store: &dyn Store, id: &AccountId) -> anyhow::Result<()> {
+    match store.get_account(id).await? {
+        Some(_) => Ok(()),
+        None => bail!("account {id} does not exist"),
+    }
+}
+
+pub(super) async fn account(store: &dyn Store, cmd: AccountCommand) -> anyhow::Result<Output> {
+    match cmd {
+        AccountCommand::Create { name } => {
+            let name = name.trim();
+            if name.is_empty() {
+                bail!("the account name must not be empty");
+            }
+            let acc = store.create_account(name).await?;
+            Ok(Output {
+                json: json!({ "account_id": acc.id, "name": acc.name }),
+                text: acc.id.to_string(),
+            })
+        }
+    }
+}
+
+fn client_json(c: &ApiClient) -> Value {
+    json!({
+        "client_id": c.id,
+        "account_id": c.account_id,
+        "name": c.name,
+        "scopes": c.scopes.to_string(),
+        "created_at": rfc3339_seconds_from_ms(c.created_at_ms),
+        "last_used_at": c.last_used_at_ms.map(rfc3339_seconds_from_ms),
+    })
+}
+
+pub(super) async fn client(store: &dyn Store, cmd: ClientCommand) -> anyhow::Result<Output> {
+    match cmd {
+        ClientCommand::Create {
+            account,
+            scopes,
+            name,
+        } => {
+            let account_id = parse_account(&account)?;
+            let scopes = ScopeSet::parse_list(&scopes).map_err(|s| {
+                anyhow!("unknown scope '{s}' (the scopes are webhooks.read and webhooks.write)")
+            })?;
+            if scopes.is_empty() {
+                bail!("give at least one scope: webhooks.read, webhooks.write");
+            }
+            let secret = ClientSecret::generate();
+            let created = store
+                .create_client(NewApiClient {
+                    account_id,
+                    name,
+                    scopes,
+                    secret_hash: secret.hash(),
+                })
+                .await
+                .map_err(account_error)?;
+            let mut value = client_json(&created);
+            value["client_secret"] = json!(secret.expose());
+            Ok(Output {
+                json: value,
+                text: format!(
+                    "client_id:     {}\nclient_secret: {}\nscopes:        {}\n(the secret is shown only now; store it safely)",
+                    created.id,
+                    secret.expose(),
+                    created.scopes
+                ),
+            })
+        }
+        ClientCommand::List { account } => {
+            let account_id = parse_account(&account)?;
+            require_account(store, &account_id).await?;
+            let clients = store.list_clients(&account_id).await?;
+            let text = clients
+                .iter()
+                .map(|c| {
+                    format!(
+                        "{}  {:<30}  {}  last used: {}",
+                        c.id,
+                        c.scopes.to_string(),
+                        c.name,
+                        c.last_used_at_ms
+                            .map(rfc3339_seconds_from_ms)
+                            .unwrap_or_else(|| "never".to_owned())
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            Ok(Output {
+                json: json!({ "clients": clients.iter().map(client_json).collect::<Vec<_>>() }),
+                text: if clients.is_empty() {
+                    "no API clients".to_owned()
+                } else {
+                    text
+                },
+            })
+        }
+        ClientCommand::Delete { client_id } => {
+            let id = ClientId::parse(&client_id)?;
+            if !store.delete_client(&id).await? {
+                bail!("client {id} does not exist");
+            }
+            Ok(Output {
+                json: json!({ "deleted": true, "client_id": id }),
+                text: format!("deleted {id}; its tokens stop working within 5 seconds"),
+            })
+        }
+    }
+}
+
+fn integration_json(i: &Integration) -> Value {
+    json!({
+        "account_id": i.account_id,
+        "webhook_url": i.webhook_url.as_str(),
+        "enabled": i.setting().enabled,
+        "state": i.state.as_str(),
+        "subscribed_events": i.events.names(),
+        "signing_secret": i.signing_secret.expose(),
+    })
+}
+
+fn integration_text(i: &Integration) -> String {
+    let events = i.events.names();
+    format!(
+        "account:        {}\nwebhook_url:    {}\nstate:          {}\nevents:         {}\nsigning_secret: {}",
+        i.account_id,
+        i.webhook_url,
+        i.state.as_str(),
+        if events.is_empty() {
+            "(none)".to_owned()
+        } else {
+            events.join(", ")
+        },
+        i.signing_secret.expose()
+    )
+}
+
+pub(super) async fn integration(
+    store: &dyn Store,
+    cmd: IntegrationCommand,
+) -> anyhow::Result<Output> {
+    match cmd {
+        IntegrationCommand::Set {
+            account,
+            url,
+            disabled,
+            events,
+        } => {
+            let account_id = parse_account(&account)?;
+            let webhook_url = WebhookUrl::parse(&url, target_policy_from_env())?;
+            let events = events
+                .map(|list| {
+                    EventSet::parse_list(&list).map_err(|name| {
+                        anyhow!(
+                            "unknown event '{name}' (see GET /api/v2/webhooks/available; 'test' cannot be subscribed to)"
+                        )
+                    })
+                })
+                .transpose()?;
+            let (i, created) = store
+                .put_integration(
+                    &account_id,
+                    IntegrationUpdate {
+                        webhook_url,
+                        disabled,
+                        events,
+                        new_signing_secret: SigningSecret::generate(),
+                    },
+                )
+                .await
+                .map_err(account_error)?;
+            let mut value = integration_json(&i);
+            value["created"] = json!(created);
+            Ok(Output {
+                json: value,
+                text: format!(
+                    "{} integration\n{}",
+                    if created { "created" } else { "updated" },
+                    integration_text(&i)
+                ),
+            })
+        }
+        IntegrationCommand::Show { account } => {
+            let account_id = parse_account(&account)?;
+            require_account(store, &account_id).await?;
+            let i = store
+                .get_integration(&account_id)
+                .await?
+                .ok_or_else(|| anyhow!("account {account_id} has no webhook integration"))?;
+            Ok(Output {
+                json: integration_json(&i),
+                text: integration_text(&i),
+            })
+        }
+        IntegrationCommand::Remove { account } => {
+            let account_id = parse_account(&account)?;
+            require_account(store, &account_id).await?;
+            if !store.remove_integration(&account_id).await? {
+                bail!("account {account_id} has no webhook integration");
+            }
+            Ok(Output {
+                json: json!({ "removed": true, "account_id": account_id }),
+                text: format!("removed the webhook integration of {account_id}"),
+            })
+        }
+    }
+}
+
+pub(super) async fn emit(store: &dyn Store, args: EmitArgs) -> anyhow::Result<Output> {
+    let payload: Value = match (&args.payload, args.example) {
+        (Some(text), _) => {
+            serde_json::from_str(text).map_err(|e| anyhow!("--payload is not valid JSON: {e}"))?
+        }
+        (None, true) => {
+            let event = sipsim_core::Event::from_name(&args.event)
+                .ok_or_else(|| anyhow!("unknown event '{}'", args.event))?;
+            serde_json::from_str(sipsim_core::payload::example_json(event))?
+        }
+        (None, false) => bail!("give --payload JSON or --example"),
+    };
+    let mut item = json!({ "account_id": args.account, "event": args.event, "payload": payload });
+    if let Some(key) = args.idempotency_key {
+        item["idempotency_key"] = json!(key);
+    }
+    let message = crate::ingest::parse_item(0, &item).map_err(|errors| {
+        anyhow!(
+            "{}",
+            errors
+                .iter()
+                .map(|e| e.trim_start_matches("[0]."))
+                .collect::<Vec<_>>()
+                .join("; ")
+        )
+    })?;
+    let outcomes = store
+        .ingest(std::slice::from_ref(&message), now_ms())
+        .await
+        .map_err(account_error)?;
+    let result = outcomes
+        .first()
+        .map(crate::ingest::IngestResult::from)
+        .ok_or_else(|| anyhow!("the store returned no result"))?;
+    let text = match (result.enqueued, result.reason) {
+        (true, _) => format!("{} enqueued", result.message_id),
+        (false, Some(reason)) => format!("{} stored, not enqueued: {reason}", result.message_id),
+        (false, None) => format!("{} stored", result.message_id),
+    };
+    Ok(Output {
+        json: serde_json::to_value(&result)?,
+        text,
+    })
+}

@@ -1,0 +1,112 @@
+//! `sipsimd serve`: assemble a node (API, dispatcher or both) and run it until a signal.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use serde_json::json;
+use sipsim_core::retry::RetrySchedule;
+use sipsim_delivery::{Dispatcher, DispatcherConfig, Sender, SenderConfig};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::{Output, Role, ServeArgs};
+use crate::config::ServerConfig;
+use crate::state::{AppState, open_store};
+
+pub(super) async fn serve(database_url: String, args: ServeArgs) -> anyhow::Result<Output> {
+    let config = ServerConfig::from_env(database_url)?;
+    let schedule = RetrySchedule::parse(&args.retry_schedule, args.retry_jitter)
+        .map_err(|e| anyhow::anyhow!("--retry-schedule: {e}"))?;
+    let _lock = crate::config::lock_database(&config.database_url)?;
+    let store = open_store(&config.database_url, config.encryption.clone()).await?;
+    if config.database_url.starts_with("sqlite:") {
+        // One server per SQLite file (the lock above), so every lease left is a previous run's.
+        let reclaimed = store.release_expired_leases(i64::MAX).await?;
+        if reclaimed > 0 {
+            tracing::warn!(
+                reclaimed,
+                "a previous run stopped mid-delivery; those deliveries are due again"
+            );
+        }
+    }
+    let wake = Arc::new(Notify::new());
+    let dispatcher = match args.role {
+        Role::Api => None,
+        Role::Worker | Role::All => {
+            let sender = Sender::new(SenderConfig {
+                timeout: args.delivery_timeout,
+                policy: config.target_policy,
+                dns_overrides: config.dns_overrides.clone(),
+                extra_ca_pem: config.extra_ca_pem.clone(),
+            })?;
+            let dispatcher_config = DispatcherConfig {
+                concurrency: args.delivery_concurrency.max(1),
+                schedule,
+                timeout: args.delivery_timeout,
+                ..DispatcherConfig::default()
+            };
+            Some(Dispatcher::new(store.clone(), sender, dispatcher_config).with_waker(wake.clone()))
+        }
+    };
+    let state = AppState::new(store, &config, wake).await?;
+    let listener = match args.role {
+        Role::Worker => None,
+        Role::Api | Role::All => Some(
+            TcpListener::bind(args.listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", args.listen))?,
+        ),
+    };
+    match &listener {
+        Some(l) => tracing::info!(
+            listen = %l.local_addr()?, role = ?args.role,
+            database = %redact_url(&config.database_url), "sipsimd serving"
+        ),
+        None => tracing::info!(role = ?args.role, "sipsimd delivering (no HTTP listener)"),
+    }
+    if listener.is_some() && config.ingest_key.is_none() {
+        tracing::warn!("SIPSIM_INGEST_KEY is not set: POST /internal/v1/events is off (404)");
+    }
+    let shutdown = CancellationToken::new();
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+    crate::run(state, listener, dispatcher, shutdown).await?;
+    tracing::info!("sipsimd stopped");
+    Ok(Output {
+        json: json!({ "stopped": true }),
+        text: String::new(),
+    })
+}
+
+/// Cancels `shutdown` on SIGINT or SIGTERM.
+async fn stop_on_signal(shutdown: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown signal received; finishing in-flight requests");
+    shutdown.cancel();
+}
+
+/// A database URL without its password, for logs.
+fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("redacted"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
