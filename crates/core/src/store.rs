@@ -253,6 +253,10 @@ pub trait Store: Send + Sync + 'static {
     /// Makes deliveries whose lease expired at or before `now_ms` due again at once. Returns how many.
     async fn release_expired_leases(&self, now_ms: i64) -> Result<u64, StoreError>;
 
+    /// Makes *every* leased delivery due again at `now_ms`, expired or not. Only for a single-node
+    /// backend starting up (SQLite), where every lease left belongs to a previous run of this node.
+    async fn reclaim_all_leases(&self, now_ms: i64) -> Result<u64, StoreError>;
+
     /// When the earliest pending delivery of an enabled integration is due, if any.
     async fn next_due_at(&self) -> Result<Option<i64>, StoreError>;
 

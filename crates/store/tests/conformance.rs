@@ -473,6 +473,12 @@ async fn claims_lease_fence_and_retry(store: &dyn Store) {
     assert_eq!(third[0].attempt, 3);
     assert_ne!(third[0].lease_token, second[0].lease_token);
     // The dead worker's late result is fenced off.
+    // (A restarting single node may also reclaim leases that have not expired, due at once.)
+    let fourth_try = store.reclaim_all_leases(now + 6001).await.unwrap();
+    assert_eq!(fourth_try, 1);
+    assert_eq!(store.next_due_at().await.unwrap(), Some(now + 6001));
+    let third = store.claim_due(now + 6001, 10, 1000).await.unwrap();
+    assert_eq!(third[0].attempt, 4);
     assert!(
         !store
             .complete(
@@ -497,7 +503,7 @@ async fn claims_lease_fence_and_retry(store: &dyn Store) {
     );
     let d = store.get_delivery(&delivery_id).await.unwrap().unwrap();
     assert_eq!(d.status, DeliveryStatus::Succeeded);
-    assert_eq!(d.attempts, 3);
+    assert_eq!(d.attempts, 4);
     let attempts = store.list_attempts(&delivery_id).await.unwrap();
     assert_eq!(
         attempts.iter().map(|a| a.status_code).collect::<Vec<_>>(),

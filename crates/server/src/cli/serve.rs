@@ -22,7 +22,9 @@ pub(super) async fn serve(database_url: String, args: ServeArgs) -> anyhow::Resu
     let store = open_store(&config.database_url, config.encryption.clone()).await?;
     if config.database_url.starts_with("sqlite:") {
         // One server per SQLite file (the lock above), so every lease left is a previous run's.
-        let reclaimed = store.release_expired_leases(i64::MAX).await?;
+        let reclaimed = store
+            .reclaim_all_leases(sipsim_core::clock::now_ms())
+            .await?;
         if reclaimed > 0 {
             tracing::warn!(
                 reclaimed,

@@ -340,7 +340,7 @@ async fn readme_walkthrough_reaches_200_and_client_delete_revokes() {
     assert!(!second.status.success());
     assert!(String::from_utf8_lossy(&second.stderr).contains("already serving"));
 
-    let http = reqwest::Client::new();
+    let http = crate::helpers::http();
     let token: Value = http
         .post(format!("{}/oauth/token", server.base))
         .header("Content-Type", "application/x-www-form-urlencoded")

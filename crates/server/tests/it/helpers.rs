@@ -90,7 +90,7 @@ impl TestApp {
         TestApp {
             addr,
             store,
-            http: reqwest::Client::new(),
+            http: http(),
             database_url,
             shutdown,
             _dir: dir,
@@ -304,4 +304,11 @@ fn is_timestamp(s: &str) -> bool {
             19 => *c == b'Z',
             _ => c.is_ascii_digit(),
         })
+}
+
+/// A plain HTTP client for tests. reqwest is built with `rustls-no-provider` in this workspace, so the
+/// crypto provider must be installed before any client exists.
+pub fn http() -> reqwest::Client {
+    sipsim_delivery::install_crypto_provider();
+    reqwest::Client::new()
 }

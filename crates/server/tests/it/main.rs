@@ -4,6 +4,7 @@
 mod auth;
 mod cli;
 mod contract;
+mod crash;
 mod helpers;
 mod ingest;
 mod input;

@@ -496,7 +496,11 @@ impl Store for SqliteStore {
     }
 
     async fn release_expired_leases(&self, now_ms: i64) -> Result<u64, StoreError> {
-        self.release_leases(now_ms).await
+        self.release_leases(now_ms, now_ms).await
+    }
+
+    async fn reclaim_all_leases(&self, now_ms: i64) -> Result<u64, StoreError> {
+        self.release_leases(i64::MAX, now_ms).await
     }
 
     async fn next_due_at(&self) -> Result<Option<i64>, StoreError> {

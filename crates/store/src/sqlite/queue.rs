@@ -313,12 +313,18 @@ impl SqliteStore {
         Ok(true)
     }
 
-    pub(super) async fn release_leases(&self, now: i64) -> Result<u64, StoreError> {
+    /// Makes deliveries whose lease expires at or before `expired_by` due at `now`.
+    pub(super) async fn release_leases(
+        &self,
+        expired_by: i64,
+        now: i64,
+    ) -> Result<u64, StoreError> {
         Ok(sqlx::query(
-            "UPDATE deliveries SET status = 'pending', next_attempt_at = ?1, lease_token = NULL, \
-                    lease_expires_at = NULL, updated_at = ?1 \
+            "UPDATE deliveries SET status = 'pending', next_attempt_at = ?2, lease_token = NULL, \
+                    lease_expires_at = NULL, updated_at = ?2 \
              WHERE status = 'delivering' AND lease_expires_at <= ?1",
         )
+        .bind(expired_by)
         .bind(now)
         .execute(&self.write)
         .await
