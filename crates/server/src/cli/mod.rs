@@ -57,6 +57,13 @@ pub enum Command {
     /// Manage an account's webhook integration (what the dashboard does).
     #[command(subcommand)]
     Integration(IntegrationCommand),
+    /// Run a complete demo: API, dispatcher and a built-in receiver on a fresh database, with one
+    /// realistic call emitted and every signed delivery printed as it arrives.
+    Demo {
+        /// Address of the demo's API.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+    },
     /// Ingest one event for an account, as the telephony core does through POST /internal/v1/events.
     /// A running server delivers it within a second.
     Emit(EmitArgs),
@@ -203,8 +210,11 @@ pub enum IntegrationCommand {
 
 /// Runs a parsed command line; the exit code tells success.
 pub async fn run(cli: Cli) -> ExitCode {
-    if let Command::Serve(args) = &cli.command {
-        init_logging(args.log_format);
+    match &cli.command {
+        Command::Serve(args) => init_logging(args.log_format, "info"),
+        // The demo's own lines are its output; only warnings and errors are logged beside them.
+        Command::Demo { .. } => init_logging(LogFormat::Text, "warn"),
+        _ => {}
     }
     let json = cli.json;
     match execute(cli).await {
@@ -238,6 +248,7 @@ async fn execute(cli: Cli) -> anyhow::Result<Output> {
     let url = cli.database;
     let command = match cli.command {
         Command::Serve(args) => return serve::serve(url, args).await,
+        Command::Demo { listen } => return serve::demo(listen).await,
         other => other,
     };
     // Every operator command opens the database itself, migrating it if needed.
@@ -251,13 +262,13 @@ async fn execute(cli: Cli) -> anyhow::Result<Output> {
         Command::Client(cmd) => operator::client(&*store, cmd).await,
         Command::Integration(cmd) => operator::integration(&*store, cmd).await,
         Command::Emit(args) => operator::emit(&*store, args).await,
-        Command::Serve(_) => bail!("serve is handled above"),
+        Command::Serve(_) | Command::Demo { .. } => bail!("handled above"),
     }
 }
 
-fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -80,6 +80,16 @@ pub(super) async fn serve(database_url: String, args: ServeArgs) -> anyhow::Resu
     })
 }
 
+pub(super) async fn demo(listen: std::net::SocketAddr) -> anyhow::Result<Output> {
+    let shutdown = CancellationToken::new();
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+    crate::demo::run(listen, shutdown).await?;
+    Ok(Output {
+        json: json!({ "stopped": true }),
+        text: String::new(),
+    })
+}
+
 /// Cancels `shutdown` on SIGINT or SIGTERM.
 async fn stop_on_signal(shutdown: CancellationToken) {
     let ctrl_c = tokio::signal::ctrl_c();

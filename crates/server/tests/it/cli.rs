@@ -474,3 +474,100 @@ fn signing_secrets_are_encrypted_at_rest_when_a_key_is_configured() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("32 bytes"));
 }
+
+/// README's first command: the demo shows signed events arriving, and its credentials work.
+#[tokio::test(flavor = "multi_thread")]
+async fn demo_shows_verified_deliveries_and_working_credentials() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sipsimd"))
+        .args(["demo", "--listen", "127.0.0.1:0"])
+        .env_remove("SIPSIM_DATABASE_URL")
+        .env_remove("SIPSIM_ENCRYPTION_KEY")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut lines = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while lines
+        .iter()
+        .filter(|l: &&String| l.contains("signatures verified"))
+        .count()
+        < 6
+    {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => lines.push(line),
+            Err(_) => panic!("demo printed only:\n{}", lines.join("\n")),
+        }
+    }
+    assert!(!lines.iter().any(|l| l.contains("NOT VERIFIED")));
+    let events: Vec<&str> = lines
+        .iter()
+        .filter(|l| l.contains("signatures verified"))
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .collect();
+    assert_eq!(
+        events,
+        [
+            "incoming_call_start",
+            "incoming_call_start_chain_member_call",
+            "incoming_call_answer",
+            "incoming_call_end_chain_member_call",
+            "incoming_call_end",
+            "summary"
+        ]
+    );
+    let value = |label: &str| {
+        lines
+            .iter()
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix(label)
+                    .map(|v| v.split_whitespace().next().unwrap().to_owned())
+            })
+            .unwrap_or_else(|| panic!("no {label} line"))
+    };
+    let api = value("API");
+    let http = crate::helpers::http();
+    let token: Value = http
+        .post(format!("{api}/oauth/token"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", &value("client_id")),
+            ("client_secret", &value("client_secret")),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let list: Value = http
+        .get(format!("{api}/api/v2/webhooks"))
+        .bearer_auth(token["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["data"].as_array().unwrap().len(), 14);
+
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+}

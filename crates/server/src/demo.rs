@@ -1,0 +1,210 @@
+//! `sipsimd demo`: the whole system on one machine in one command, for a newcomer.
+//!
+//! It serves the API on a fresh SQLite file, creates an account, an API client and an integration that
+//! points at a receiver built into the demo, subscribes to every event, emits one realistic incoming
+//! call, and prints each delivery as the receiver gets it — after checking both of its signatures with
+//! the same verifier receivers use. Because that receiver is local, the demo allows loopback targets
+//! (for its own integration only; nothing else is created).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use serde_json::{Value, json};
+use sipsim_core::clock::{now_ms, now_secs, rfc3339_seconds_from_ms};
+use sipsim_core::secret::{ClientSecret, SigningSecret};
+use sipsim_core::signing::{verify_sipsim, verify_standard};
+use sipsim_core::store::{IntegrationUpdate, NewApiClient};
+use sipsim_core::target::{TargetPolicy, WebhookUrl};
+use sipsim_core::{AccountId, EventSet, ScopeSet, Store};
+use sipsim_delivery::{Dispatcher, DispatcherConfig, Sender, SenderConfig};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ServerConfig;
+use crate::state::{AppState, open_store};
+
+/// Runs the demo on `listen` until `shutdown`.
+pub async fn run(listen: SocketAddr, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let dir = tempfile_dir()?;
+    let database_url = format!("sqlite://{}", dir.join("sipsim.db").display());
+    let mut config = ServerConfig::from_env(database_url.clone())?;
+    config.target_policy = TargetPolicy::AllowInsecure;
+    let store = open_store(&database_url, config.encryption.clone()).await?;
+
+    let api = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let api_url = format!("http://{}", api.local_addr()?);
+    let receiver = TcpListener::bind("127.0.0.1:0").await?;
+    let receiver_url = format!("http://{}/webhooks/sipsim", receiver.local_addr()?);
+
+    let account = store.create_account("Demo Company").await?.id;
+    let client_secret = ClientSecret::generate();
+    let client = store
+        .create_client(NewApiClient {
+            account_id: account.clone(),
+            name: "demo".into(),
+            scopes: ScopeSet::all(),
+            secret_hash: client_secret.hash(),
+        })
+        .await?;
+    let (integration, _) = store
+        .put_integration(
+            &account,
+            IntegrationUpdate {
+                webhook_url: WebhookUrl::parse(&receiver_url, TargetPolicy::AllowInsecure)?,
+                disabled: false,
+                events: Some(EventSet::ALL),
+                new_signing_secret: SigningSecret::generate(),
+            },
+        )
+        .await?;
+    let secret = integration.signing_secret.expose().to_owned();
+
+    let wake = Arc::new(Notify::new());
+    let sender = Sender::new(SenderConfig {
+        policy: TargetPolicy::AllowInsecure,
+        ..SenderConfig::default()
+    })?;
+    let dispatcher = Dispatcher::new(store.clone(), sender, DispatcherConfig::default())
+        .with_waker(wake.clone());
+    let state = AppState::new(store.clone(), &config, wake.clone()).await?;
+
+    let app = Router::new()
+        .fallback(receive)
+        .with_state(Arc::new(secret.clone()));
+    let receiving = shutdown.clone();
+    tokio::spawn(async move {
+        let _ = axum::serve(receiver, app)
+            .with_graceful_shutdown(receiving.cancelled_owned())
+            .await;
+    });
+
+    println!(
+        "sipsim-webhooks demo: a fresh system in {}\n",
+        dir.display()
+    );
+    println!("  API            {api_url}");
+    println!("  receiver       {receiver_url} (built in; checks every signature)");
+    println!("  account        {account}");
+    println!("  client_id      {}", client.id);
+    println!("  client_secret  {}", client_secret.expose());
+    println!("  signing secret {secret}\n");
+    println!("Try the API (the contract's own curl lines, with this base URL):\n");
+    println!(
+        "  TOKEN=$(curl -s -X POST {api_url}/oauth/token -d grant_type=client_credentials \\\n    -d client_id={} -d client_secret={} \\\n    | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')",
+        client.id,
+        client_secret.expose()
+    );
+    println!("  curl \"{api_url}/api/v2/webhooks\" -H \"Authorization: Bearer $TOKEN\"");
+    println!(
+        "  curl -X DELETE \"{api_url}/api/v2/webhooks/summary\" -H \"Authorization: Bearer $TOKEN\"\n"
+    );
+    println!("Emitting one incoming call; each delivery is printed as the receiver verifies it:\n");
+
+    let emitting = tokio::spawn(emit_call(store, wake, account));
+    crate::run(state, Some(api), Some(dispatcher), shutdown).await?;
+    emitting.abort();
+    Ok(())
+}
+
+fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("sipsim-demo-{}", now_ms()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(dir)
+}
+
+/// The events of one answered incoming call through a two-member dial chain, then its summary.
+async fn emit_call(store: Arc<dyn Store>, wake: Arc<Notify>, account: AccountId) {
+    let pbx_id = format!("call_demo{}", now_secs() % 1_000_000);
+    // The call started 95 s ago and has just ended; its events come out now, in order.
+    let started = now_ms() - 95_000;
+    let t = |offset_s: i64| rfc3339_seconds_from_ms(started + offset_s * 1000);
+    let (caller, number, member) = ("+33612345678", "+33198765432", "+33198765001");
+    let call = [
+        (
+            "incoming_call_start",
+            json!({"event": "incoming_call_start", "caller": caller, "receiver": number, "time": t(0), "pbx_id": pbx_id}),
+        ),
+        (
+            "incoming_call_start_chain_member_call",
+            json!({"event": "incoming_call_start_chain_member_call", "caller": caller, "receiver": member, "time": t(1), "pbx_id": pbx_id}),
+        ),
+        (
+            "incoming_call_answer",
+            json!({"event": "incoming_call_answer", "caller": caller, "receiver": member, "time": t(6), "pbx_id": pbx_id}),
+        ),
+        (
+            "incoming_call_end_chain_member_call",
+            json!({"event": "incoming_call_end_chain_member_call", "caller": caller, "receiver": member, "time": t(95), "pbx_id": pbx_id, "duration": 89, "status": "ANSWER"}),
+        ),
+        (
+            "incoming_call_end",
+            json!({"event": "incoming_call_end", "caller": caller, "receiver": number, "time": t(95), "pbx_id": pbx_id, "duration": 89,
+               "audio_path": format!("https://app.sipsim.com/recordings/{pbx_id}.mp3"), "status": "ANSWER"}),
+        ),
+        (
+            "summary",
+            json!({"id": 1, "summary": "The caller asked about business phone plans for a 15-person team and requested pricing by email.", "call_id": 4242}),
+        ),
+    ];
+    for (event, payload) in call {
+        let item = json!({"account_id": account, "event": event, "payload": payload});
+        match crate::ingest::parse_item(0, &item) {
+            Ok(message) => match store.ingest(&[message], now_ms()).await {
+                Ok(_) => wake.notify_one(),
+                Err(e) => eprintln!("demo: could not store an event: {e}"),
+            },
+            Err(errors) => eprintln!("demo: invalid demo event: {}", errors.join("; ")),
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// The built-in receiver: verify both signatures, print one line, answer 200 (or 400 if unverified).
+async fn receive(State(secret): State<Arc<String>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let h = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    };
+    let sipsim = verify_sipsim(
+        &secret,
+        h("x-webhook-timestamp"),
+        h("x-webhook-signature"),
+        &body,
+    );
+    let standard = verify_standard(
+        &secret,
+        h("webhook-id"),
+        h("webhook-timestamp"),
+        h("webhook-signature"),
+        &body,
+        now_secs(),
+    );
+    let verdict = match (&sipsim, &standard) {
+        (Ok(()), Ok(())) => "signatures verified".to_owned(),
+        _ => format!(
+            "NOT VERIFIED (X-Webhook-Signature: {sipsim:?}, webhook-signature: {standard:?})"
+        ),
+    };
+    let compact: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    println!(
+        "  received {:<38} {}  {verdict}\n           {compact}",
+        h("x-webhook-event"),
+        h("x-webhook-id"),
+    );
+    if sipsim.is_ok() && standard.is_ok() {
+        StatusCode::OK
+    } else {
+        StatusCode::BAD_REQUEST
+    }
+}
