@@ -129,6 +129,19 @@ pub enum Completion {
     Failed,
 }
 
+/// A finished attempt, ready to be recorded: what [`crate::Store::complete`] takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FinishedAttempt {
+    /// The delivery.
+    pub id: DeliveryId,
+    /// The lease it was claimed under.
+    pub lease_token: String,
+    /// What happened.
+    pub record: AttemptRecord,
+    /// How the delivery goes on.
+    pub completion: Completion,
+}
+
 /// A delivery's state (`GET /api/v2/webhook-deliveries` items will come from this).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeliveryStatus {

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use crate::envelope::WebhookSetting;
 use crate::event::Event;
 use crate::queue::{
-    AttemptRecord, ClaimedDelivery, Completion, DeliveryRecord, IngestOutcome, NewMessage,
+    AttemptRecord, ClaimedDelivery, DeliveryRecord, FinishedAttempt, IngestOutcome, NewMessage,
 };
 use crate::secret::{SecretHash, SigningSecret};
 use crate::target::WebhookUrl;
@@ -220,15 +220,29 @@ pub trait Store: Send + Sync + 'static {
 
     // --- The delivery queue (see `crate::queue`). ---
 
-    /// Stores a batch of messages atomically: all or none. Each message gets a delivery, due at
-    /// `now_ms`, when its account's integration is enabled and subscribed to its event at this moment
-    /// (the subscription is snapshotted here). A repeated idempotency key within 24 h stores nothing.
-    /// Fails with [`StoreError::AccountNotFound`] (and stores nothing) if an account does not exist.
+    /// Stores several independent batches of messages in one transaction (group commit). Each batch
+    /// is atomic on its own: all of it or none. Each message gets a delivery, due at `now_ms`, when its
+    /// account's integration is enabled and subscribed to its event at this moment (the subscription
+    /// is snapshotted here). A repeated idempotency key within 24 h stores nothing. A batch naming an
+    /// account that does not exist gets [`StoreError::AccountNotFound`] and stores nothing; the other
+    /// batches are unaffected. The outer error means nothing at all was stored.
+    async fn ingest_groups(
+        &self,
+        groups: &[&[NewMessage]],
+        now_ms: i64,
+    ) -> Result<Vec<Result<Vec<IngestOutcome>, StoreError>>, StoreError>;
+
+    /// [`Store::ingest_groups`] for a single batch.
     async fn ingest(
         &self,
         batch: &[NewMessage],
         now_ms: i64,
-    ) -> Result<Vec<IngestOutcome>, StoreError>;
+    ) -> Result<Vec<IngestOutcome>, StoreError> {
+        self.ingest_groups(&[batch], now_ms)
+            .await?
+            .pop()
+            .unwrap_or_else(|| Err(StoreError::Corrupt("no result for the batch".into())))
+    }
 
     /// Claims up to `limit` deliveries due at `now_ms` whose integration is enabled, leasing them until
     /// `now_ms + lease_ms`. The lease is committed before this returns.
@@ -239,16 +253,11 @@ pub trait Store: Send + Sync + 'static {
         lease_ms: i64,
     ) -> Result<Vec<ClaimedDelivery>, StoreError>;
 
-    /// Records an attempt and ends a claimed delivery's lease with `completion`, only if
-    /// `lease_token` still holds it. Returns whether it did (false: the lease had expired and the
-    /// delivery was claimed again, so this result is dropped).
-    async fn complete(
-        &self,
-        id: &DeliveryId,
-        lease_token: &str,
-        record: &AttemptRecord,
-        completion: Completion,
-    ) -> Result<bool, StoreError>;
+    /// Records attempts and ends their deliveries' leases with their completions, in one transaction
+    /// (group commit). Each is applied only if its lease token still holds the delivery; the result
+    /// says, for each, whether it did (false: the lease had expired and the delivery was claimed
+    /// again, so this result is dropped and not logged).
+    async fn complete(&self, finished: &[FinishedAttempt]) -> Result<Vec<bool>, StoreError>;
 
     /// Makes deliveries whose lease expired at or before `now_ms` due again at once. Returns how many.
     async fn release_expired_leases(&self, now_ms: i64) -> Result<u64, StoreError>;

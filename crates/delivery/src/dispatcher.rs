@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use sipsim_core::Store;
 use sipsim_core::clock::now_ms;
-use sipsim_core::queue::{ClaimedDelivery, Completion};
+use sipsim_core::queue::{ClaimedDelivery, Completion, FinishedAttempt};
 use sipsim_core::retry::RetrySchedule;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::sender::{Sender, Verdict};
@@ -92,6 +92,13 @@ impl Dispatcher {
             shutdown.clone(),
         ));
         let lease_ms = self.config.lease().as_millis() as i64;
+        // Attempts hand their results to one recorder, which writes them in batches (group commit).
+        let (results, pending) = mpsc::channel(self.config.concurrency.max(1) * 2);
+        let recorder = tokio::spawn(record_results(
+            self.store.clone(),
+            pending,
+            self.wake.clone(),
+        ));
         loop {
             let first = tokio::select! {
                 permit = slots.clone().acquire_owned() => match permit {
@@ -129,12 +136,14 @@ impl Dispatcher {
                         Err(_) => break,
                     },
                 };
-                let store = self.store.clone();
                 let sender = self.sender.clone();
                 let schedule = self.config.schedule.clone();
-                let wake = self.wake.clone();
+                let results = results.clone();
                 tokio::spawn(async move {
-                    attempt(&*store, &sender, &schedule, &wake, delivery).await;
+                    let finished = attempt(&sender, &schedule, delivery).await;
+                    // If the recorder is gone (shutting down), the lease expires and the delivery
+                    // is retried: at-least-once holds.
+                    let _ = results.send(finished).await;
                     drop(slot);
                 });
             }
@@ -142,6 +151,8 @@ impl Dispatcher {
         // Let attempts in flight finish and record their results, for at most one lease.
         let all = self.config.concurrency as u32;
         let _ = tokio::time::timeout(self.config.lease(), slots.acquire_many(all)).await;
+        drop(results);
+        let _ = tokio::time::timeout(self.config.lease(), recorder).await;
         let _ = sweeper.await;
     }
 
@@ -164,14 +175,12 @@ impl Dispatcher {
     }
 }
 
-/// One attempt of one claimed delivery, recorded and followed up.
+/// One attempt of one claimed delivery, judged: what to record and how the delivery goes on.
 async fn attempt(
-    store: &dyn Store,
     sender: &Sender,
     schedule: &RetrySchedule,
-    wake: &Notify,
     delivery: ClaimedDelivery,
-) {
+) -> FinishedAttempt {
     let (record, verdict) = sender.deliver(&delivery).await;
     let completion = match verdict {
         Verdict::Success => Completion::Succeeded,
@@ -184,23 +193,49 @@ async fn attempt(
         delivery_id = %delivery.id, attempt = delivery.attempt, status = ?record.status_code,
         error = ?record.error, ?completion, "attempt finished"
     );
-    match store
-        .complete(&delivery.id, &delivery.lease_token, &record, completion)
-        .await
-    {
-        Ok(true) => {}
-        Ok(false) => tracing::warn!(
-            delivery_id = %delivery.id,
-            "lease expired before the attempt was recorded; the delivery was claimed again"
-        ),
-        // The lease will expire and the sweeper make the delivery due again: at-least-once holds.
-        Err(e) => {
-            tracing::error!(delivery_id = %delivery.id, error = %e, "recording an attempt failed")
-        }
+    FinishedAttempt {
+        id: delivery.id,
+        lease_token: delivery.lease_token,
+        record,
+        completion,
     }
-    if matches!(completion, Completion::RetryAt(_)) {
-        // The dispatcher may be sleeping past this retry's due time: let it recompute.
-        wake.notify_one();
+}
+
+/// Most results written in one transaction.
+const RECORD_BATCH: usize = 256;
+
+/// Writes attempt results as they come, as many per transaction as are waiting (group commit).
+async fn record_results(
+    store: Arc<dyn Store>,
+    mut pending: mpsc::Receiver<FinishedAttempt>,
+    wake: Arc<Notify>,
+) {
+    let mut batch = Vec::with_capacity(RECORD_BATCH);
+    while pending.recv_many(&mut batch, RECORD_BATCH).await > 0 {
+        match store.complete(&batch).await {
+            Ok(applied) => {
+                for (finished, ok) in batch.iter().zip(applied) {
+                    if !ok {
+                        tracing::warn!(
+                            delivery_id = %finished.id,
+                            "lease expired before the attempt was recorded; the delivery was claimed again"
+                        );
+                    }
+                }
+            }
+            // The leases will expire and the sweeper make these deliveries due again.
+            Err(e) => {
+                tracing::error!(error = %e, results = batch.len(), "recording attempts failed")
+            }
+        }
+        if batch
+            .iter()
+            .any(|f| matches!(f.completion, Completion::RetryAt(_)))
+        {
+            // The dispatcher may be sleeping past a retry's due time: let it recompute.
+            wake.notify_one();
+        }
+        batch.clear();
     }
 }
 

@@ -15,7 +15,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::Value;
-use sipsim_core::clock::{now_ms, timestamp_now};
+use sipsim_core::clock::timestamp_now;
 use sipsim_core::envelope::{Envelope, ErrorEnvelope};
 use sipsim_core::event::Event;
 use sipsim_core::payload::Payload;
@@ -259,14 +259,8 @@ pub async fn ingest_events(
     if let Some(missing) = unknown_accounts(&state, &messages).await {
         return missing;
     }
-    match state.store.ingest(&messages, now_ms()).await {
+    match state.ingest.ingest(messages).await {
         Ok(outcomes) => {
-            if outcomes
-                .iter()
-                .any(|o| matches!(o, IngestOutcome::Enqueued { .. }))
-            {
-                state.wake.notify_one();
-            }
             let data: Vec<IngestResult> = outcomes.iter().map(IngestResult::from).collect();
             (
                 StatusCode::ACCEPTED,

@@ -10,6 +10,7 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod ingest;
+pub mod ingest_writer;
 pub mod oauth;
 pub mod request;
 pub mod state;

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::jwt::JwtKey;
 use crate::auth::revocations::{REFRESH_EVERY, Revocations};
 use crate::config::ServerConfig;
+use crate::ingest_writer::IngestWriter;
 
 /// Access tokens live two hours, as SIPSIM documents (`expires_in: 7200`).
 pub const TOKEN_TTL_SECS: i64 = 7200;
@@ -58,8 +59,8 @@ pub struct Inner {
     pub target_policy: TargetPolicy,
     /// Hash of `SIPSIM_INGEST_KEY`; without one the ingest route is not served.
     pub ingest_key: Option<SecretHash>,
-    /// Wakes this process's dispatcher after an enqueue (a no-op when it runs none).
-    pub wake: Arc<Notify>,
+    /// Group-commits ingest requests, then wakes this process's dispatcher.
+    pub ingest: IngestWriter,
 }
 
 impl Deref for AppState {
@@ -99,7 +100,7 @@ impl AppState {
             .await
             .context("cannot load the revoked API clients")?;
         Ok(AppState(Arc::new(Inner {
-            store,
+            store: store.clone(),
             jwt: JwtKey::new(&key),
             revocations,
             target_policy: config.target_policy,
@@ -107,7 +108,7 @@ impl AppState {
                 .ingest_key
                 .as_ref()
                 .map(|k| SecretHash::of(k.expose())),
-            wake,
+            ingest: IngestWriter::spawn(store.clone(), wake),
         })))
     }
 

@@ -244,7 +244,8 @@ async fn sqlite_settings_keep_the_first_value() {
 // --- The delivery queue. ---
 
 use sipsim_core::queue::{
-    AttemptRecord, Completion, DeliveryStatus, IngestOutcome, NewMessage, SkipReason,
+    AttemptRecord, Completion, DeliveryStatus, FinishedAttempt, IngestOutcome, NewMessage,
+    SkipReason,
 };
 
 fn message(account: &AccountId, event: Event, key: Option<&str>) -> NewMessage {
@@ -255,6 +256,25 @@ fn message(account: &AccountId, event: Event, key: Option<&str>) -> NewMessage {
         ordering_key: Some("call_1".into()),
         idempotency_key: key.map(str::to_owned),
     }
+}
+
+/// Completes one attempt through the group-commit API.
+async fn finish(
+    store: &dyn Store,
+    id: &sipsim_core::DeliveryId,
+    lease_token: &str,
+    record: &AttemptRecord,
+    completion: Completion,
+) -> Result<bool, StoreError> {
+    let applied = store
+        .complete(&[FinishedAttempt {
+            id: id.clone(),
+            lease_token: lease_token.to_owned(),
+            record: record.clone(),
+            completion,
+        }])
+        .await?;
+    Ok(applied[0])
 }
 
 fn record(at: i64, status: Option<u16>, error: Option<&str>) -> AttemptRecord {
@@ -380,6 +400,65 @@ async fn ingest_snapshots_subscriptions_and_dedups(store: &dyn Store) {
     );
 }
 
+async fn group_commit_keeps_each_batch_atomic(store: &dyn Store) {
+    let now = 7_000_000;
+    let acc = store.create_account("g").await.unwrap();
+    let events: EventSet = [Event::Sms].into_iter().collect();
+    store
+        .put_integration(&acc.id, update("https://example.com/", false, Some(events)))
+        .await
+        .unwrap();
+    let good = [
+        message(&acc.id, Event::Sms, Some("g1")),
+        message(&acc.id, Event::Sms, None),
+    ];
+    let bad = [
+        message(&acc.id, Event::Sms, Some("g2")),
+        message(&AccountId::generate(), Event::Sms, None),
+    ];
+    let also_good = [message(&acc.id, Event::Sms, Some("g2"))];
+    let results = store
+        .ingest_groups(&[&good, &bad, &also_good], now)
+        .await
+        .unwrap();
+    assert_eq!(results[0].as_ref().unwrap().len(), 2);
+    assert!(matches!(results[1], Err(StoreError::AccountNotFound(_))));
+    // The failed batch's idempotency key was rolled back with it, so the next batch may use it.
+    assert!(matches!(
+        results[2].as_ref().unwrap()[0],
+        IngestOutcome::Enqueued { .. }
+    ));
+    assert_eq!(store.claim_due(now, 100, 1000).await.unwrap().len(), 3);
+
+    // Completions are group-committed too, each fenced on its own.
+    let claimed_again = {
+        store.release_expired_leases(now + 1000).await.unwrap();
+        store.claim_due(now + 1000, 100, 1000).await.unwrap()
+    };
+    assert_eq!(claimed_again.len(), 3);
+    let mut finished: Vec<FinishedAttempt> = claimed_again
+        .iter()
+        .map(|c| FinishedAttempt {
+            id: c.id.clone(),
+            lease_token: c.lease_token.clone(),
+            record: record(now + 1000, Some(200), None),
+            completion: Completion::Succeeded,
+        })
+        .collect();
+    finished[1].lease_token = "lease_stale".into();
+    let applied = store.complete(&finished).await.unwrap();
+    assert_eq!(applied, [true, false, true]);
+    assert_eq!(
+        store
+            .get_delivery(&finished[1].id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        DeliveryStatus::Delivering
+    );
+}
+
 async fn claims_lease_fence_and_retry(store: &dyn Store) {
     let now = 5_000_000;
     let acc = store.create_account("q").await.unwrap();
@@ -430,27 +509,27 @@ async fn claims_lease_fence_and_retry(store: &dyn Store) {
 
     // A wrong token changes nothing.
     assert!(
-        !store
-            .complete(
-                &delivery_id,
-                "lease_other",
-                &record(now, Some(500), None),
-                Completion::Failed
-            )
-            .await
-            .unwrap()
+        !finish(
+            store,
+            &delivery_id,
+            "lease_other",
+            &record(now, Some(500), None),
+            Completion::Failed
+        )
+        .await
+        .unwrap()
     );
     // Retry later.
     assert!(
-        store
-            .complete(
-                &c.id,
-                &c.lease_token,
-                &record(now, Some(500), None),
-                Completion::RetryAt(now + 5000)
-            )
-            .await
-            .unwrap()
+        finish(
+            store,
+            &c.id,
+            &c.lease_token,
+            &record(now, Some(500), None),
+            Completion::RetryAt(now + 5000)
+        )
+        .await
+        .unwrap()
     );
     let d = store.get_delivery(&delivery_id).await.unwrap().unwrap();
     assert_eq!(d.status, DeliveryStatus::Pending);
@@ -480,26 +559,26 @@ async fn claims_lease_fence_and_retry(store: &dyn Store) {
     let third = store.claim_due(now + 6001, 10, 1000).await.unwrap();
     assert_eq!(third[0].attempt, 4);
     assert!(
-        !store
-            .complete(
-                &delivery_id,
-                &second[0].lease_token,
-                &record(now, Some(200), None),
-                Completion::Succeeded
-            )
-            .await
-            .unwrap()
+        !finish(
+            store,
+            &delivery_id,
+            &second[0].lease_token,
+            &record(now, Some(200), None),
+            Completion::Succeeded
+        )
+        .await
+        .unwrap()
     );
     assert!(
-        store
-            .complete(
-                &delivery_id,
-                &third[0].lease_token,
-                &record(now + 6000, Some(204), None),
-                Completion::Succeeded
-            )
-            .await
-            .unwrap()
+        finish(
+            store,
+            &delivery_id,
+            &third[0].lease_token,
+            &record(now + 6000, Some(204), None),
+            Completion::Succeeded
+        )
+        .await
+        .unwrap()
     );
     let d = store.get_delivery(&delivery_id).await.unwrap().unwrap();
     assert_eq!(d.status, DeliveryStatus::Succeeded);
@@ -535,15 +614,15 @@ async fn claims_lease_fence_and_retry(store: &dyn Store) {
     let c = store.claim_due(now + 10_000, 10, 1000).await.unwrap();
     assert_eq!(c.len(), 1);
     assert!(
-        store
-            .complete(
-                &c[0].id,
-                &c[0].lease_token,
-                &record(now, None, Some("timeout")),
-                Completion::Failed
-            )
-            .await
-            .unwrap()
+        finish(
+            store,
+            &c[0].id,
+            &c[0].lease_token,
+            &record(now, None, Some("timeout")),
+            Completion::Failed
+        )
+        .await
+        .unwrap()
     );
     let d = store.get_delivery(&c[0].id).await.unwrap().unwrap();
     assert_eq!(d.status, DeliveryStatus::Failed);
@@ -554,6 +633,12 @@ async fn claims_lease_fence_and_retry(store: &dyn Store) {
 async fn sqlite_ingest_snapshots_subscriptions_and_dedups() {
     let (store, _dir) = sqlite().await;
     ingest_snapshots_subscriptions_and_dedups(&*store).await;
+}
+
+#[tokio::test]
+async fn sqlite_group_commit_keeps_each_batch_atomic() {
+    let (store, _dir) = sqlite().await;
+    group_commit_keeps_each_batch_atomic(&*store).await;
 }
 
 #[tokio::test]

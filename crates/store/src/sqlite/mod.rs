@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use sipsim_core::cipher::{SecretCipher, seal, unseal};
 use sipsim_core::clock::now_ms;
 use sipsim_core::queue::{
-    AttemptRecord, ClaimedDelivery, Completion, DeliveryRecord, IngestOutcome, NewMessage,
+    AttemptRecord, ClaimedDelivery, DeliveryRecord, FinishedAttempt, IngestOutcome, NewMessage,
 };
 use sipsim_core::secret::{SecretHash, SigningSecret};
 use sipsim_core::store::{
@@ -166,12 +166,12 @@ impl SqliteStore {
 
 /// Fails with [`StoreError::AccountNotFound`] unless `account` exists, inside `tx`.
 async fn ensure_account(
-    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    conn: &mut sqlx::SqliteConnection,
     account: &AccountId,
 ) -> Result<(), StoreError> {
     let exists = sqlx::query("SELECT 1 FROM accounts WHERE id = ?1")
         .bind(account.as_str())
-        .fetch_optional(&mut **tx)
+        .fetch_optional(conn)
         .await
         .map_err(backend)?;
     match exists {
@@ -467,12 +467,12 @@ impl Store for SqliteStore {
             .transpose()
     }
 
-    async fn ingest(
+    async fn ingest_groups(
         &self,
-        batch: &[NewMessage],
+        groups: &[&[NewMessage]],
         now_ms: i64,
-    ) -> Result<Vec<IngestOutcome>, StoreError> {
-        self.ingest_batch(batch, now_ms).await
+    ) -> Result<Vec<Result<Vec<IngestOutcome>, StoreError>>, StoreError> {
+        self.ingest_groups(groups, now_ms).await
     }
 
     async fn claim_due(
@@ -484,15 +484,8 @@ impl Store for SqliteStore {
         self.claim(now_ms, limit, lease_ms).await
     }
 
-    async fn complete(
-        &self,
-        id: &DeliveryId,
-        lease_token: &str,
-        record: &AttemptRecord,
-        completion: Completion,
-    ) -> Result<bool, StoreError> {
-        self.complete_attempt(id, lease_token, record, completion)
-            .await
+    async fn complete(&self, finished: &[FinishedAttempt]) -> Result<Vec<bool>, StoreError> {
+        self.complete_attempts(finished).await
     }
 
     async fn release_expired_leases(&self, now_ms: i64) -> Result<u64, StoreError> {

@@ -9,14 +9,15 @@ use std::collections::HashMap;
 use sipsim_core::cipher::unseal;
 use sipsim_core::event::Event;
 use sipsim_core::queue::{
-    AttemptRecord, ClaimedDelivery, Completion, DeliveryRecord, DeliveryStatus, IngestOutcome,
-    NewMessage, SkipReason,
+    AttemptRecord, ClaimedDelivery, Completion, DeliveryRecord, DeliveryStatus, FinishedAttempt,
+    IngestOutcome, NewMessage, SkipReason,
 };
 use sipsim_core::secret::SigningSecret;
 use sipsim_core::store::IntegrationState;
 use sipsim_core::{AccountId, DeliveryId, EventSet, MessageId, StoreError};
-use sqlx::Row;
+use sqlx::sqlite::SqliteConnection;
 use sqlx::sqlite::SqliteRow;
+use sqlx::{Acquire, Row};
 
 use super::{SqliteStore, corrupt, ensure_account, secret_context};
 use crate::backend;
@@ -32,126 +33,30 @@ enum Snapshot {
 }
 
 impl SqliteStore {
-    pub(super) async fn ingest_batch(
+    /// Group commit: several independent batches in one transaction, each inside its own savepoint,
+    /// so one batch failing (an unknown account) rolls back only that batch.
+    pub(super) async fn ingest_groups(
         &self,
-        batch: &[NewMessage],
+        groups: &[&[NewMessage]],
         now: i64,
-    ) -> Result<Vec<IngestOutcome>, StoreError> {
+    ) -> Result<Vec<Result<Vec<IngestOutcome>, StoreError>>, StoreError> {
         let mut tx = self.begin_write().await?;
-        let mut snapshots: HashMap<&AccountId, Snapshot> = HashMap::new();
-        let mut outcomes = Vec::with_capacity(batch.len());
-        for msg in batch {
-            if let Some(key) = &msg.idempotency_key {
-                let seen = sqlx::query(
-                    "SELECT message_id FROM idempotency_keys \
-                     WHERE account_id = ?1 AND key = ?2 AND created_at > ?3",
-                )
-                .bind(msg.account_id.as_str())
-                .bind(key)
-                .bind(now - IDEMPOTENCY_WINDOW_MS)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(backend)?;
-                if let Some(row) = seen {
-                    let id: String = row.try_get(0).map_err(backend)?;
-                    outcomes.push(IngestOutcome::Duplicate {
-                        message_id: MessageId::parse(&id).map_err(corrupt)?,
-                    });
-                    continue;
+        let mut results = Vec::with_capacity(groups.len());
+        for group in groups {
+            let mut savepoint = (&mut *tx).begin().await.map_err(backend)?;
+            match ingest_into(&mut savepoint, group, now).await {
+                Ok(outcomes) => {
+                    savepoint.commit().await.map_err(backend)?;
+                    results.push(Ok(outcomes));
                 }
-            }
-            let snapshot = match snapshots.get(&msg.account_id) {
-                Some(s) => *s,
-                None => {
-                    ensure_account(&mut tx, &msg.account_id).await?;
-                    let row = sqlx::query(
-                        "SELECT state, event_mask FROM integrations WHERE account_id = ?1",
-                    )
-                    .bind(msg.account_id.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(backend)?;
-                    let s = match row {
-                        None => Snapshot::None,
-                        Some(row) => {
-                            let state: String = row.try_get(0).map_err(backend)?;
-                            Snapshot::Integration(
-                                IntegrationState::parse(&state).ok_or_else(|| corrupt(&state))?,
-                                EventSet::from_bits_truncate(row.try_get(1).map_err(backend)?),
-                            )
-                        }
-                    };
-                    snapshots.insert(&msg.account_id, s);
-                    s
-                }
-            };
-
-            let message_id = MessageId::generate();
-            sqlx::query(
-                "INSERT INTO messages (id, account_id, event, body, ordering_key, created_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )
-            .bind(message_id.as_str())
-            .bind(msg.account_id.as_str())
-            .bind(msg.event.name())
-            .bind(&msg.body)
-            .bind(msg.ordering_key.as_deref())
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-            if let Some(key) = &msg.idempotency_key {
-                sqlx::query(
-                    "INSERT INTO idempotency_keys (account_id, key, message_id, created_at) \
-                     VALUES (?1, ?2, ?3, ?4) \
-                     ON CONFLICT (account_id, key) DO UPDATE SET \
-                        message_id = excluded.message_id, created_at = excluded.created_at",
-                )
-                .bind(msg.account_id.as_str())
-                .bind(key)
-                .bind(message_id.as_str())
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
-            }
-
-            let status = match snapshot {
-                Snapshot::None => Err(SkipReason::NoIntegration),
-                Snapshot::Integration(IntegrationState::Disabled, _) => Err(SkipReason::Disabled),
-                Snapshot::Integration(_, events) if !events.contains(msg.event) => {
-                    Err(SkipReason::NotSubscribed)
-                }
-                Snapshot::Integration(IntegrationState::Paused, _) => Ok(DeliveryStatus::Paused),
-                Snapshot::Integration(IntegrationState::Enabled, _) => Ok(DeliveryStatus::Pending),
-            };
-            match status {
-                Err(reason) => outcomes.push(IngestOutcome::Skipped { message_id, reason }),
-                Ok(status) => {
-                    let delivery_id = DeliveryId::generate();
-                    sqlx::query(
-                        "INSERT INTO deliveries (id, message_id, account_id, event, status, \
-                                                 next_attempt_at, created_at, updated_at) \
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?6)",
-                    )
-                    .bind(delivery_id.as_str())
-                    .bind(message_id.as_str())
-                    .bind(msg.account_id.as_str())
-                    .bind(msg.event.name())
-                    .bind(status.as_str())
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(backend)?;
-                    outcomes.push(IngestOutcome::Enqueued {
-                        message_id,
-                        delivery_id,
-                    });
+                Err(e) => {
+                    savepoint.rollback().await.map_err(backend)?;
+                    results.push(Err(e));
                 }
             }
         }
         tx.commit().await.map_err(backend)?;
-        Ok(outcomes)
+        Ok(results)
     }
 
     pub(super) async fn claim(
@@ -258,59 +163,19 @@ impl SqliteStore {
         })
     }
 
-    pub(super) async fn complete_attempt(
+    /// Group commit of attempt results: one transaction for all of them. Returns, for each, whether
+    /// its lease still held (see [`complete_in`]).
+    pub(super) async fn complete_attempts(
         &self,
-        id: &DeliveryId,
-        lease_token: &str,
-        record: &AttemptRecord,
-        completion: Completion,
-    ) -> Result<bool, StoreError> {
-        let (status, next) = match completion {
-            Completion::Succeeded => (DeliveryStatus::Succeeded, None),
-            Completion::RetryAt(at) => (DeliveryStatus::Pending, Some(at)),
-            Completion::Failed => (DeliveryStatus::Failed, None),
-        };
-        let now = record.started_at_ms + record.duration_ms;
+        results: &[FinishedAttempt],
+    ) -> Result<Vec<bool>, StoreError> {
         let mut tx = self.begin_write().await?;
-        let attempt = sqlx::query(
-            "UPDATE deliveries SET status = ?3, next_attempt_at = ?4, lease_token = NULL, \
-                    lease_expires_at = NULL, last_status_code = ?5, last_error = ?6, updated_at = ?7 \
-             WHERE id = ?1 AND lease_token = ?2 AND status = 'delivering' \
-             RETURNING attempts",
-        )
-        .bind(id.as_str())
-        .bind(lease_token)
-        .bind(status.as_str())
-        .bind(next)
-        .bind(record.status_code.map(i64::from))
-        .bind(record.error.as_deref())
-        .bind(now)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(backend)?;
-        let Some(row) = attempt else {
-            tx.commit().await.map_err(backend)?;
-            return Ok(false);
-        };
-        let attempt: i64 = row.try_get(0).map_err(backend)?;
-        sqlx::query(
-            "INSERT INTO delivery_attempts (delivery_id, attempt, started_at, duration_ms, \
-                                            status_code, error, response_snippet) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
-             ON CONFLICT (delivery_id, attempt) DO NOTHING",
-        )
-        .bind(id.as_str())
-        .bind(attempt)
-        .bind(record.started_at_ms)
-        .bind(record.duration_ms)
-        .bind(record.status_code.map(i64::from))
-        .bind(record.error.as_deref())
-        .bind(record.response_snippet.as_deref())
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
+        let mut applied = Vec::with_capacity(results.len());
+        for r in results {
+            applied.push(complete_in(&mut tx, r).await?);
+        }
         tx.commit().await.map_err(backend)?;
-        Ok(true)
+        Ok(applied)
     }
 
     /// Makes deliveries whose lease expires at or before `expired_by` due at `now`.
@@ -385,6 +250,174 @@ impl SqliteStore {
         })
         .collect()
     }
+}
+
+/// Stores one batch inside the caller's transaction (or savepoint).
+async fn ingest_into(
+    conn: &mut SqliteConnection,
+    batch: &[NewMessage],
+    now: i64,
+) -> Result<Vec<IngestOutcome>, StoreError> {
+    let mut snapshots: HashMap<&AccountId, Snapshot> = HashMap::new();
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for msg in batch {
+        if let Some(key) = &msg.idempotency_key {
+            let seen = sqlx::query(
+                "SELECT message_id FROM idempotency_keys \
+                 WHERE account_id = ?1 AND key = ?2 AND created_at > ?3",
+            )
+            .bind(msg.account_id.as_str())
+            .bind(key)
+            .bind(now - IDEMPOTENCY_WINDOW_MS)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(backend)?;
+            if let Some(row) = seen {
+                let id: String = row.try_get(0).map_err(backend)?;
+                outcomes.push(IngestOutcome::Duplicate {
+                    message_id: MessageId::parse(&id).map_err(corrupt)?,
+                });
+                continue;
+            }
+        }
+        let snapshot = match snapshots.get(&msg.account_id) {
+            Some(s) => *s,
+            None => {
+                ensure_account(conn, &msg.account_id).await?;
+                let row =
+                    sqlx::query("SELECT state, event_mask FROM integrations WHERE account_id = ?1")
+                        .bind(msg.account_id.as_str())
+                        .fetch_optional(&mut *conn)
+                        .await
+                        .map_err(backend)?;
+                let s = match row {
+                    None => Snapshot::None,
+                    Some(row) => {
+                        let state: String = row.try_get(0).map_err(backend)?;
+                        Snapshot::Integration(
+                            IntegrationState::parse(&state).ok_or_else(|| corrupt(&state))?,
+                            EventSet::from_bits_truncate(row.try_get(1).map_err(backend)?),
+                        )
+                    }
+                };
+                snapshots.insert(&msg.account_id, s);
+                s
+            }
+        };
+
+        let message_id = MessageId::generate();
+        sqlx::query(
+            "INSERT INTO messages (id, account_id, event, body, ordering_key, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .bind(message_id.as_str())
+        .bind(msg.account_id.as_str())
+        .bind(msg.event.name())
+        .bind(&msg.body)
+        .bind(msg.ordering_key.as_deref())
+        .bind(now)
+        .execute(&mut *conn)
+        .await
+        .map_err(backend)?;
+        if let Some(key) = &msg.idempotency_key {
+            sqlx::query(
+                "INSERT INTO idempotency_keys (account_id, key, message_id, created_at) \
+                 VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (account_id, key) DO UPDATE SET \
+                    message_id = excluded.message_id, created_at = excluded.created_at",
+            )
+            .bind(msg.account_id.as_str())
+            .bind(key)
+            .bind(message_id.as_str())
+            .bind(now)
+            .execute(&mut *conn)
+            .await
+            .map_err(backend)?;
+        }
+
+        let status = match snapshot {
+            Snapshot::None => Err(SkipReason::NoIntegration),
+            Snapshot::Integration(IntegrationState::Disabled, _) => Err(SkipReason::Disabled),
+            Snapshot::Integration(_, events) if !events.contains(msg.event) => {
+                Err(SkipReason::NotSubscribed)
+            }
+            Snapshot::Integration(IntegrationState::Paused, _) => Ok(DeliveryStatus::Paused),
+            Snapshot::Integration(IntegrationState::Enabled, _) => Ok(DeliveryStatus::Pending),
+        };
+        match status {
+            Err(reason) => outcomes.push(IngestOutcome::Skipped { message_id, reason }),
+            Ok(status) => {
+                let delivery_id = DeliveryId::generate();
+                sqlx::query(
+                    "INSERT INTO deliveries (id, message_id, account_id, event, status, \
+                                             next_attempt_at, created_at, updated_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?6)",
+                )
+                .bind(delivery_id.as_str())
+                .bind(message_id.as_str())
+                .bind(msg.account_id.as_str())
+                .bind(msg.event.name())
+                .bind(status.as_str())
+                .bind(now)
+                .execute(&mut *conn)
+                .await
+                .map_err(backend)?;
+                outcomes.push(IngestOutcome::Enqueued {
+                    message_id,
+                    delivery_id,
+                });
+            }
+        }
+    }
+    Ok(outcomes)
+}
+
+/// Records an attempt and ends its lease, if `lease_token` still holds the delivery.
+async fn complete_in(conn: &mut SqliteConnection, r: &FinishedAttempt) -> Result<bool, StoreError> {
+    let (status, next) = match r.completion {
+        Completion::Succeeded => (DeliveryStatus::Succeeded, None),
+        Completion::RetryAt(at) => (DeliveryStatus::Pending, Some(at)),
+        Completion::Failed => (DeliveryStatus::Failed, None),
+    };
+    let record = &r.record;
+    let now = record.started_at_ms + record.duration_ms;
+    let attempt = sqlx::query(
+        "UPDATE deliveries SET status = ?3, next_attempt_at = ?4, lease_token = NULL, \
+                lease_expires_at = NULL, last_status_code = ?5, last_error = ?6, updated_at = ?7 \
+         WHERE id = ?1 AND lease_token = ?2 AND status = 'delivering' \
+         RETURNING attempts",
+    )
+    .bind(r.id.as_str())
+    .bind(&r.lease_token)
+    .bind(status.as_str())
+    .bind(next)
+    .bind(record.status_code.map(i64::from))
+    .bind(record.error.as_deref())
+    .bind(now)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(backend)?;
+    let Some(row) = attempt else {
+        return Ok(false);
+    };
+    let attempt: i64 = row.try_get(0).map_err(backend)?;
+    sqlx::query(
+        "INSERT INTO delivery_attempts (delivery_id, attempt, started_at, duration_ms, \
+                                        status_code, error, response_snippet) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+         ON CONFLICT (delivery_id, attempt) DO NOTHING",
+    )
+    .bind(r.id.as_str())
+    .bind(attempt)
+    .bind(record.started_at_ms)
+    .bind(record.duration_ms)
+    .bind(record.status_code.map(i64::from))
+    .bind(record.error.as_deref())
+    .bind(record.response_snippet.as_deref())
+    .execute(&mut *conn)
+    .await
+    .map_err(backend)?;
+    Ok(true)
 }
 
 enum ClaimError {
