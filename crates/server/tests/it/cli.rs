@@ -271,6 +271,24 @@ fn operator_errors_name_the_problem() {
 struct Server {
     child: Child,
     base: String,
+    /// Log lines after the one that announced the listener.
+    log: std::sync::mpsc::Receiver<String>,
+}
+
+impl Server {
+    /// Waits up to `within` for a log line containing `needle`.
+    fn log_contains(&self, needle: &str, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while let Ok(line) = self
+            .log
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            if line.contains(needle) {
+                return true;
+            }
+        }
+        false
+    }
 }
 
 impl Drop for Server {
@@ -300,10 +318,16 @@ fn serve(db: &Db) -> Server {
         }
     };
     // Keep draining stderr so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
+    let (tx, log) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
     Server {
         child,
         base: format!("http://{addr}"),
+        log,
     }
 }
 
@@ -334,6 +358,16 @@ async fn readme_walkthrough_reaches_200_and_client_delete_revokes() {
         "incoming_call_start,incoming_call_end",
     ]);
     let server = serve(&db);
+
+    // Without SIPSIM_INGEST_KEY the ingest route is off, and the log says so.
+    assert!(server.log_contains("SIPSIM_INGEST_KEY is not set", Duration::from_secs(5)));
+    let off = crate::helpers::http()
+        .post(format!("{}/internal/v1/events", server.base))
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(off.status(), 404);
 
     // A second server on the same SQLite file is refused.
     let second = db.run(&["serve", "--listen", "127.0.0.1:0"]);
