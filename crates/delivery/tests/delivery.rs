@@ -328,16 +328,20 @@ async fn store_with_integration(
     (store, acc, dir)
 }
 
-#[tokio::test]
-async fn the_dispatcher_retries_on_schedule_with_the_same_id_and_a_fresh_signature() {
-    let (rx, addr) = Receiver::start(vec![Reply::Status(500), Reply::Status(500)]).await;
-    let (store, acc, _dir) =
-        store_with_integration(&format!("http://{addr}/hook"), &[Event::Sms]).await;
+/// Runs a dispatcher over `store` with `schedule` until the returned token is cancelled.
+fn start_dispatcher(
+    store: &Arc<dyn Store>,
+    schedule: &str,
+) -> (
+    Arc<tokio::sync::Notify>,
+    CancellationToken,
+    tokio::task::JoinHandle<()>,
+) {
     let dispatcher = Dispatcher::new(
         store.clone(),
         insecure(1000),
         DispatcherConfig {
-            schedule: RetrySchedule::parse("0s,1100ms,300ms,10s", 0.0).unwrap(),
+            schedule: RetrySchedule::parse(schedule, 0.0).unwrap(),
             timeout: Duration::from_millis(1000),
             ..DispatcherConfig::default()
         },
@@ -345,15 +349,22 @@ async fn the_dispatcher_retries_on_schedule_with_the_same_id_and_a_fresh_signatu
     let wake = dispatcher.waker();
     let shutdown = CancellationToken::new();
     let running = tokio::spawn(dispatcher.run(shutdown.clone()));
+    (wake, shutdown, running)
+}
 
-    let body = Payload::example(Event::Sms).to_json();
-    let enqueued_at = Instant::now();
+/// Ingests one message and returns its ids.
+async fn enqueue(
+    store: &Arc<dyn Store>,
+    account: &sipsim_core::AccountId,
+    event: Event,
+    body: Vec<u8>,
+) -> (sipsim_core::DeliveryId, sipsim_core::MessageId) {
     let out = store
         .ingest(
             &[NewMessage {
-                account_id: acc.clone(),
-                event: Event::Sms,
-                body: body.clone(),
+                account_id: account.clone(),
+                event,
+                body,
                 ordering_key: None,
                 idempotency_key: None,
             }],
@@ -361,14 +372,41 @@ async fn the_dispatcher_retries_on_schedule_with_the_same_id_and_a_fresh_signatu
         )
         .await
         .unwrap();
+    match out[0].clone() {
+        IngestOutcome::Enqueued {
+            delivery_id,
+            message_id,
+        } => (delivery_id, message_id),
+        other => panic!("not enqueued: {other:?}"),
+    }
+}
+
+/// Polls the delivery until it has `status` (or 5 s pass) and returns it.
+async fn wait_for_status(
+    store: &Arc<dyn Store>,
+    id: &sipsim_core::DeliveryId,
+    status: DeliveryStatus,
+) -> sipsim_core::queue::DeliveryRecord {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let d = store.get_delivery(id).await.unwrap().unwrap();
+        if d.status == status || Instant::now() > deadline {
+            return d;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_dispatcher_retries_on_schedule_with_the_same_id_and_a_fresh_signature() {
+    let (rx, addr) = Receiver::start(vec![Reply::Status(500), Reply::Status(500)]).await;
+    let (store, acc, _dir) =
+        store_with_integration(&format!("http://{addr}/hook"), &[Event::Sms]).await;
+    let (wake, shutdown, running) = start_dispatcher(&store, "0s,1100ms,300ms,10s");
+    let body = Payload::example(Event::Sms).to_json();
+    let enqueued_at = Instant::now();
+    let (delivery_id, message_id) = enqueue(&store, &acc, Event::Sms, body.clone()).await;
     wake.notify_one();
-    let IngestOutcome::Enqueued {
-        delivery_id,
-        message_id,
-    } = out[0].clone()
-    else {
-        panic!("{out:?}")
-    };
 
     let got = rx.wait_for(3, Duration::from_secs(10)).await;
     assert_eq!(got.len(), 3, "500, 500, then 200");
@@ -397,14 +435,7 @@ async fn the_dispatcher_retries_on_schedule_with_the_same_id_and_a_fresh_signatu
     );
 
     // The result is recorded once the attempt completes.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let record = loop {
-        let d = store.get_delivery(&delivery_id).await.unwrap().unwrap();
-        if d.status == DeliveryStatus::Succeeded || Instant::now() > deadline {
-            break d;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let record = wait_for_status(&store, &delivery_id, DeliveryStatus::Succeeded).await;
     assert_eq!(record.status, DeliveryStatus::Succeeded);
     assert_eq!(record.attempts, 3);
     let attempts = store.list_attempts(&delivery_id).await.unwrap();
@@ -421,43 +452,10 @@ async fn the_last_failed_attempt_marks_the_delivery_failed() {
     let (rx, addr) = Receiver::start(vec![Reply::Status(500); 5]).await;
     let (store, acc, _dir) =
         store_with_integration(&format!("http://{addr}/hook"), &[Event::Tags]).await;
-    let dispatcher = Dispatcher::new(
-        store.clone(),
-        insecure(1000),
-        DispatcherConfig {
-            schedule: RetrySchedule::parse("0s,50ms", 0.0).unwrap(),
-            timeout: Duration::from_millis(1000),
-            ..DispatcherConfig::default()
-        },
-    );
-    let wake = dispatcher.waker();
-    let shutdown = CancellationToken::new();
-    let running = tokio::spawn(dispatcher.run(shutdown.clone()));
-    let out = store
-        .ingest(
-            &[NewMessage {
-                account_id: acc,
-                event: Event::Tags,
-                body: b"{}".to_vec(),
-                ordering_key: None,
-                idempotency_key: None,
-            }],
-            sipsim_core::clock::now_ms(),
-        )
-        .await
-        .unwrap();
+    let (wake, shutdown, running) = start_dispatcher(&store, "0s,50ms");
+    let (delivery_id, _) = enqueue(&store, &acc, Event::Tags, b"{}".to_vec()).await;
     wake.notify_one();
-    let IngestOutcome::Enqueued { delivery_id, .. } = out[0].clone() else {
-        panic!()
-    };
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let d = loop {
-        let d = store.get_delivery(&delivery_id).await.unwrap().unwrap();
-        if d.status == DeliveryStatus::Failed || Instant::now() > deadline {
-            break d;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let d = wait_for_status(&store, &delivery_id, DeliveryStatus::Failed).await;
     assert_eq!(d.status, DeliveryStatus::Failed);
     assert_eq!(d.attempts, 2);
     assert_eq!(d.last_error.as_deref(), Some("HTTP 500"));

@@ -1,10 +1,12 @@
 //! The `sipsimd` binary itself: operator commands with `--json`, and `serve` as a user runs it.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+use crate::helpers::Server;
 
 struct Db {
     dir: tempfile::TempDir,
@@ -267,68 +269,8 @@ fn operator_errors_name_the_problem() {
     );
 }
 
-/// A `sipsimd serve` child process, killed on drop.
-struct Server {
-    child: Child,
-    base: String,
-    /// Log lines after the one that announced the listener.
-    log: std::sync::mpsc::Receiver<String>,
-}
-
-impl Server {
-    /// Waits up to `within` for a log line containing `needle`.
-    fn log_contains(&self, needle: &str, within: Duration) -> bool {
-        let deadline = Instant::now() + within;
-        while let Ok(line) = self
-            .log
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-        {
-            if line.contains(needle) {
-                return true;
-            }
-        }
-        false
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn serve(db: &Db) -> Server {
-    let mut child = db
-        .cmd(&["serve", "--listen", "127.0.0.1:0"])
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("sipsimd exited before serving")
-            .unwrap();
-        if let Some(rest) = line.split("listen=").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_owned();
-        }
-    };
-    // Keep draining stderr so the child never blocks on a full pipe.
-    let (tx, log) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in lines.map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    Server {
-        child,
-        base: format!("http://{addr}"),
-        log,
-    }
+    Server::spawn(db.cmd(&["serve", "--listen", "127.0.0.1:0"]))
 }
 
 /// What README.md tells a new user to do, end to end, with the real binary.

@@ -2,8 +2,7 @@
 //! event still arrives (at least once). Prints how many arrived twice.
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -11,49 +10,20 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
+
+use crate::helpers::Server;
 use sqlx::Connection;
 
 const KEY: &str = "crash-test-ingest-key-0123";
 
-struct Node {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(db_url: &str) -> Node {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sipsimd"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--retry-jitter", "0"])
+fn start(db_url: &str) -> Server {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sipsimd"));
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--retry-jitter", "0"])
         .args(["--retry-schedule", "0s,200ms,500ms,1s,1s,1s,1s,1s"])
         .env("SIPSIM_DATABASE_URL", db_url)
         .env("SIPSIM_INGEST_KEY", KEY)
-        .env("SIPSIM_ALLOW_INSECURE_TARGETS", "1")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("sipsimd exited before serving")
-            .unwrap();
-        if let Some(rest) = line.split("listen=").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    Node {
-        child,
-        base: format!("http://{addr}"),
-    }
+        .env("SIPSIM_ALLOW_INSECURE_TARGETS", "1");
+    Server::spawn(cmd)
 }
 
 fn sipsimd(db_url: &str, args: &[&str]) -> Value {

@@ -312,3 +312,67 @@ pub fn http() -> reqwest::Client {
     sipsim_delivery::install_crypto_provider();
     reqwest::Client::new()
 }
+
+/// A `sipsimd serve` child process, killed on drop.
+pub struct Server {
+    pub child: std::process::Child,
+    pub base: String,
+    /// Log lines after the one that announced the listener.
+    log: std::sync::mpsc::Receiver<String>,
+}
+
+impl Server {
+    /// Spawns `cmd` (a `sipsimd serve --listen 127.0.0.1:0 …`) and waits for its listen address.
+    pub fn spawn(mut cmd: std::process::Command) -> Server {
+        use std::io::{BufRead, BufReader};
+        let mut child = cmd
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let addr = loop {
+            let line = lines
+                .next()
+                .expect("sipsimd exited before serving")
+                .unwrap();
+            if let Some(rest) = line.split("listen=").nth(1) {
+                break rest.split_whitespace().next().unwrap().to_owned();
+            }
+        };
+        // Keep draining stderr so the child never blocks on a full pipe.
+        let (tx, log) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        Server {
+            child,
+            base: format!("http://{addr}"),
+            log,
+        }
+    }
+
+    /// Waits up to `within` for a log line containing `needle`.
+    pub fn log_contains(&self, needle: &str, within: Duration) -> bool {
+        let deadline = std::time::Instant::now() + within;
+        while let Ok(line) = self
+            .log
+            .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+        {
+            if line.contains(needle) {
+                return true;
+            }
+        }
+        false
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
