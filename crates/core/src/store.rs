@@ -14,7 +14,7 @@ use crate::queue::{
 };
 use crate::secret::{SecretHash, SigningSecret};
 use crate::target::WebhookUrl;
-use crate::{AccountId, ClientId, DeliveryId, EventSet, ScopeSet};
+use crate::{AccountId, ClientId, DeliveryId, EventSet, MessageId, ScopeSet};
 
 /// What can go wrong in a store.
 #[derive(Debug, thiserror::Error)]
@@ -268,6 +268,17 @@ pub trait Store: Send + Sync + 'static {
 
     /// When the earliest pending delivery of an enabled integration is due, if any.
     async fn next_due_at(&self) -> Result<Option<i64>, StoreError>;
+
+    /// Logs a *Send Test* attempt that was already made (the `test` event is never queued or retried):
+    /// a message, its delivery in its final state and the attempt, in one transaction.
+    async fn record_test_attempt(
+        &self,
+        account: &AccountId,
+        message_id: &MessageId,
+        body: &[u8],
+        record: &AttemptRecord,
+        succeeded: bool,
+    ) -> Result<DeliveryId, StoreError>;
 
     /// Reads a delivery.
     async fn get_delivery(&self, id: &DeliveryId) -> Result<Option<DeliveryRecord>, StoreError>;

@@ -14,6 +14,7 @@ pub mod ingest_writer;
 pub mod oauth;
 pub mod request;
 pub mod state;
+pub mod test_event;
 
 use sipsim_delivery::Dispatcher;
 use tokio::net::TcpListener;

@@ -206,6 +206,16 @@ pub enum IntegrationCommand {
         #[arg(long)]
         account: String,
     },
+    /// Send the documented `test` event once, now, and print the result: `Success (HTTP 200)`,
+    /// `Error (HTTP 503)` or `Connection failed: …`. Exits 0 only on success. Logged, not retried.
+    Test {
+        /// The account.
+        #[arg(long)]
+        account: String,
+        /// Time limit of the attempt.
+        #[arg(long, env = "SIPSIM_DELIVERY_TIMEOUT", default_value = "2s", value_parser = parse_duration_arg)]
+        timeout: Duration,
+    },
 }
 
 /// Runs a parsed command line; the exit code tells success.
@@ -218,13 +228,21 @@ pub async fn run(cli: Cli) -> ExitCode {
     }
     let json = cli.json;
     match execute(cli).await {
-        Ok(Output { json: value, text }) => {
+        Ok(Output {
+            json: value,
+            text,
+            failed,
+        }) => {
             if json {
                 println!("{value}");
             } else if !text.is_empty() {
                 println!("{text}");
             }
-            ExitCode::SUCCESS
+            if failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
         }
         Err(e) => {
             let message = format!("{e:#}");
@@ -242,6 +260,18 @@ pub async fn run(cli: Cli) -> ExitCode {
 struct Output {
     json: Value,
     text: String,
+    /// Printed as usual, but the command exits non-zero (`integration test` that did not succeed).
+    failed: bool,
+}
+
+impl Output {
+    fn ok(json: Value, text: String) -> Self {
+        Output {
+            json,
+            text,
+            failed: false,
+        }
+    }
 }
 
 async fn execute(cli: Cli) -> anyhow::Result<Output> {
@@ -254,10 +284,10 @@ async fn execute(cli: Cli) -> anyhow::Result<Output> {
     // Every operator command opens the database itself, migrating it if needed.
     let store = open_store(&url, encryption_from_env()?).await?;
     match command {
-        Command::Migrate => Ok(Output {
-            json: json!({ "migrated": true }),
-            text: "migrations applied".to_owned(),
-        }),
+        Command::Migrate => Ok(Output::ok(
+            json!({ "migrated": true }),
+            "migrations applied".to_owned(),
+        )),
         Command::Account(cmd) => operator::account(&*store, cmd).await,
         Command::Client(cmd) => operator::client(&*store, cmd).await,
         Command::Integration(cmd) => operator::integration(&*store, cmd).await,

@@ -39,10 +39,10 @@ pub(super) async fn account(store: &dyn Store, cmd: AccountCommand) -> anyhow::R
                 bail!("the account name must not be empty");
             }
             let acc = store.create_account(name).await?;
-            Ok(Output {
-                json: json!({ "account_id": acc.id, "name": acc.name }),
-                text: acc.id.to_string(),
-            })
+            Ok(Output::ok(
+                json!({ "account_id": acc.id, "name": acc.name }),
+                acc.id.to_string(),
+            ))
         }
     }
 }
@@ -84,15 +84,15 @@ pub(super) async fn client(store: &dyn Store, cmd: ClientCommand) -> anyhow::Res
                 .map_err(account_error)?;
             let mut value = client_json(&created);
             value["client_secret"] = json!(secret.expose());
-            Ok(Output {
-                json: value,
-                text: format!(
+            Ok(Output::ok(
+                value,
+                format!(
                     "client_id:     {}\nclient_secret: {}\nscopes:        {}\n(the secret is shown only now; store it safely)",
                     created.id,
                     secret.expose(),
                     created.scopes
                 ),
-            })
+            ))
         }
         ClientCommand::List { account } => {
             let account_id = parse_account(&account)?;
@@ -113,24 +113,24 @@ pub(super) async fn client(store: &dyn Store, cmd: ClientCommand) -> anyhow::Res
                 })
                 .collect::<Vec<_>>()
                 .join("\n");
-            Ok(Output {
-                json: json!({ "clients": clients.iter().map(client_json).collect::<Vec<_>>() }),
-                text: if clients.is_empty() {
+            Ok(Output::ok(
+                json!({ "clients": clients.iter().map(client_json).collect::<Vec<_>>() }),
+                if clients.is_empty() {
                     "no API clients".to_owned()
                 } else {
                     text
                 },
-            })
+            ))
         }
         ClientCommand::Delete { client_id } => {
             let id = ClientId::parse(&client_id)?;
             if !store.delete_client(&id).await? {
                 bail!("client {id} does not exist");
             }
-            Ok(Output {
-                json: json!({ "deleted": true, "client_id": id }),
-                text: format!("deleted {id}; its tokens stop working within 5 seconds"),
-            })
+            Ok(Output::ok(
+                json!({ "deleted": true, "client_id": id }),
+                format!("deleted {id}; its tokens stop working within 5 seconds"),
+            ))
         }
     }
 }
@@ -198,14 +198,14 @@ pub(super) async fn integration(
                 .map_err(account_error)?;
             let mut value = integration_json(&i);
             value["created"] = json!(created);
-            Ok(Output {
-                json: value,
-                text: format!(
+            Ok(Output::ok(
+                value,
+                format!(
                     "{} integration\n{}",
                     if created { "created" } else { "updated" },
                     integration_text(&i)
                 ),
-            })
+            ))
         }
         IntegrationCommand::Show { account } => {
             let account_id = parse_account(&account)?;
@@ -214,10 +214,7 @@ pub(super) async fn integration(
                 .get_integration(&account_id)
                 .await?
                 .ok_or_else(|| anyhow!("account {account_id} has no webhook integration"))?;
-            Ok(Output {
-                json: integration_json(&i),
-                text: integration_text(&i),
-            })
+            Ok(Output::ok(integration_json(&i), integration_text(&i)))
         }
         IntegrationCommand::Remove { account } => {
             let account_id = parse_account(&account)?;
@@ -225,10 +222,13 @@ pub(super) async fn integration(
             if !store.remove_integration(&account_id).await? {
                 bail!("account {account_id} has no webhook integration");
             }
-            Ok(Output {
-                json: json!({ "removed": true, "account_id": account_id }),
-                text: format!("removed the webhook integration of {account_id}"),
-            })
+            Ok(Output::ok(
+                json!({ "removed": true, "account_id": account_id }),
+                format!("removed the webhook integration of {account_id}"),
+            ))
+        }
+        IntegrationCommand::Test { account, timeout } => {
+            test_integration(store, &account, timeout).await
         }
     }
 }
@@ -272,8 +272,27 @@ pub(super) async fn emit(store: &dyn Store, args: EmitArgs) -> anyhow::Result<Ou
         (false, Some(reason)) => format!("{} stored, not enqueued: {reason}", result.message_id),
         (false, None) => format!("{} stored", result.message_id),
     };
+    Ok(Output::ok(serde_json::to_value(&result)?, text))
+}
+
+pub(super) async fn test_integration(
+    store: &dyn Store,
+    account: &str,
+    timeout: std::time::Duration,
+) -> anyhow::Result<Output> {
+    let account_id = parse_account(account)?;
+    require_account(store, &account_id).await?;
+    let config = crate::config::ServerConfig::from_env(String::new())?;
+    let sender = sipsim_delivery::Sender::new(sipsim_delivery::SenderConfig {
+        timeout,
+        policy: config.target_policy,
+        dns_overrides: config.dns_overrides,
+        extra_ca_pem: config.extra_ca_pem,
+    })?;
+    let result = crate::test_event::send_test(store, &sender, &account_id).await?;
     Ok(Output {
         json: serde_json::to_value(&result)?,
-        text,
+        text: result.result.clone(),
+        failed: !result.ok,
     })
 }

@@ -74,20 +74,14 @@ pub(super) async fn serve(database_url: String, args: ServeArgs) -> anyhow::Resu
     tokio::spawn(stop_on_signal(shutdown.clone()));
     crate::run(state, listener, dispatcher, shutdown).await?;
     tracing::info!("sipsimd stopped");
-    Ok(Output {
-        json: json!({ "stopped": true }),
-        text: String::new(),
-    })
+    Ok(Output::ok(json!({ "stopped": true }), String::new()))
 }
 
 pub(super) async fn demo(listen: std::net::SocketAddr) -> anyhow::Result<Output> {
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
     crate::demo::run(listen, shutdown).await?;
-    Ok(Output {
-        json: json!({ "stopped": true }),
-        text: String::new(),
-    })
+    Ok(Output::ok(json!({ "stopped": true }), String::new()))
 }
 
 /// Cancels `shutdown` on SIGINT or SIGTERM.

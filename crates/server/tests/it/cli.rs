@@ -547,3 +547,146 @@ async fn demo_shows_verified_deliveries_and_working_credentials() {
     let status = child.wait().unwrap();
     assert!(status.success(), "{status}");
 }
+
+/// `integration test` against receivers answering 200, 503, and nothing at all.
+#[tokio::test(flavor = "multi_thread")]
+async fn integration_test_reports_success_error_and_connection_failure() {
+    use sqlx::Connection;
+
+    let db = Db::new();
+    let account = db.json(&["account", "create", "Acme"])["account_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let err = db.json_error(&["integration", "test", "--account", &account]);
+    assert!(err.contains("no webhook integration"), "{err}");
+
+    let rx = crate::receiver::Receiver::start(&[200, 503]).await;
+    let set = |url: &str| {
+        let out = db
+            .cmd(&[
+                "integration",
+                "set",
+                "--account",
+                &account,
+                "--url",
+                url,
+                "--json",
+            ])
+            .env("SIPSIM_ALLOW_INSECURE_TARGETS", "1")
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        one_object(&out.stdout)["signing_secret"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let test = |timeout: &str| {
+        db.cmd(&[
+            "integration",
+            "test",
+            "--account",
+            &account,
+            "--timeout",
+            timeout,
+        ])
+        .env("SIPSIM_ALLOW_INSECURE_TARGETS", "1")
+        .output()
+        .unwrap()
+    };
+    let secret = set(&rx.url("/hook"));
+
+    let out = test("2s");
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "Success (HTTP 200)"
+    );
+    let out = test("2s");
+    assert!(!out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "Error (HTTP 503)"
+    );
+
+    // What arrived is the documented test event, signed.
+    let got = rx.requests();
+    assert_eq!(got.len(), 2);
+    let body: Value = serde_json::from_slice(&got[0].body).unwrap();
+    assert_eq!(body["event"], "test");
+    assert_eq!(body["pbx_id"], "test_000000");
+    assert_eq!(
+        body["message"],
+        "This is a test webhook from SIPSIM. If you receive this, your endpoint is configured correctly."
+    );
+    assert_eq!(got[0].header("x-webhook-event"), "test");
+    sipsim_core::signing::verify_sipsim(
+        &secret,
+        got[0].header("x-webhook-timestamp"),
+        got[0].header("x-webhook-signature"),
+        &got[0].body,
+    )
+    .unwrap();
+
+    // A receiver that accepts connections and never answers: a timeout is a connection failure.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_url = format!("http://{}/hook", silent.local_addr().unwrap());
+    let held = std::thread::spawn(move || {
+        let mut open = Vec::new();
+        for conn in silent.incoming().take(1) {
+            open.push(conn);
+        }
+        std::thread::sleep(Duration::from_secs(3));
+    });
+    set(&silent_url);
+    let started = Instant::now();
+    let out = test("1s");
+    assert!(!out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "Connection failed: timeout after 1s"
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+    held.join().unwrap();
+
+    // Nobody listening at all.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_url = format!("http://{}/hook", closed.local_addr().unwrap());
+    drop(closed);
+    set(&closed_url);
+    let out = db
+        .cmd(&["integration", "test", "--account", &account, "--json"])
+        .env("SIPSIM_ALLOW_INSECURE_TARGETS", "1")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let result = one_object(&out.stdout);
+    assert!(
+        result["result"]
+            .as_str()
+            .unwrap()
+            .starts_with("Connection failed: "),
+        "{result}"
+    );
+    assert_eq!(result["ok"], false);
+    assert_eq!(result["status_code"], Value::Null);
+
+    // Every test was logged as one attempt, none queued for retry.
+    let mut conn = sqlx::SqliteConnection::connect(&db.url()).await.unwrap();
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT status, attempts FROM deliveries WHERE event = 'test' ORDER BY created_at, id",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(
+        rows,
+        [
+            ("succeeded".to_owned(), 1),
+            ("failed".to_owned(), 1),
+            ("failed".to_owned(), 1),
+            ("failed".to_owned(), 1)
+        ]
+    );
+}

@@ -23,7 +23,9 @@ use sipsim_core::store::{
     SubscriptionChange,
 };
 use sipsim_core::target::WebhookUrl;
-use sipsim_core::{AccountId, ClientId, DeliveryId, EventSet, ScopeSet, Store, StoreError};
+use sipsim_core::{
+    AccountId, ClientId, DeliveryId, EventSet, MessageId, ScopeSet, Store, StoreError,
+};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -498,6 +500,18 @@ impl Store for SqliteStore {
 
     async fn next_due_at(&self) -> Result<Option<i64>, StoreError> {
         self.earliest_due().await
+    }
+
+    async fn record_test_attempt(
+        &self,
+        account: &AccountId,
+        message_id: &MessageId,
+        body: &[u8],
+        record: &AttemptRecord,
+        succeeded: bool,
+    ) -> Result<DeliveryId, StoreError> {
+        self.log_test_attempt(account, message_id, body, record, succeeded)
+            .await
     }
 
     async fn get_delivery(&self, id: &DeliveryId) -> Result<Option<DeliveryRecord>, StoreError> {

@@ -178,6 +178,53 @@ impl SqliteStore {
         Ok(applied)
     }
 
+    pub(super) async fn log_test_attempt(
+        &self,
+        account: &AccountId,
+        message_id: &MessageId,
+        body: &[u8],
+        record: &AttemptRecord,
+        succeeded: bool,
+    ) -> Result<DeliveryId, StoreError> {
+        let delivery_id = DeliveryId::generate();
+        let status = if succeeded {
+            DeliveryStatus::Succeeded
+        } else {
+            DeliveryStatus::Failed
+        };
+        let mut tx = self.begin_write().await?;
+        ensure_account(&mut tx, account).await?;
+        sqlx::query(
+            "INSERT INTO messages (id, account_id, event, body, ordering_key, created_at) \
+             VALUES (?1, ?2, 'test', ?3, NULL, ?4)",
+        )
+        .bind(message_id.as_str())
+        .bind(account.as_str())
+        .bind(body)
+        .bind(record.started_at_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        sqlx::query(
+            "INSERT INTO deliveries (id, message_id, account_id, event, status, attempts, \
+                                     last_status_code, last_error, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, 'test', ?4, 1, ?5, ?6, ?7, ?7)",
+        )
+        .bind(delivery_id.as_str())
+        .bind(message_id.as_str())
+        .bind(account.as_str())
+        .bind(status.as_str())
+        .bind(record.status_code.map(i64::from))
+        .bind(record.error.as_deref())
+        .bind(record.started_at_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        insert_attempt(&mut tx, &delivery_id, 1, record).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(delivery_id)
+    }
+
     /// Makes deliveries whose lease expires at or before `expired_by` due at `now`.
     pub(super) async fn release_leases(
         &self,
@@ -401,23 +448,34 @@ async fn complete_in(conn: &mut SqliteConnection, r: &FinishedAttempt) -> Result
         return Ok(false);
     };
     let attempt: i64 = row.try_get(0).map_err(backend)?;
+    insert_attempt(conn, &r.id, attempt, record).await?;
+    Ok(true)
+}
+
+/// Appends an attempt to the log (once per attempt number).
+async fn insert_attempt(
+    conn: &mut SqliteConnection,
+    id: &DeliveryId,
+    attempt: i64,
+    record: &AttemptRecord,
+) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO delivery_attempts (delivery_id, attempt, started_at, duration_ms, \
                                         status_code, error, response_snippet) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
          ON CONFLICT (delivery_id, attempt) DO NOTHING",
     )
-    .bind(r.id.as_str())
+    .bind(id.as_str())
     .bind(attempt)
     .bind(record.started_at_ms)
     .bind(record.duration_ms)
     .bind(record.status_code.map(i64::from))
     .bind(record.error.as_deref())
     .bind(record.response_snippet.as_deref())
-    .execute(&mut *conn)
+    .execute(conn)
     .await
     .map_err(backend)?;
-    Ok(true)
+    Ok(())
 }
 
 enum ClaimError {
