@@ -23,6 +23,38 @@ pub struct Envelope<T> {
     pub data: T,
 }
 
+/// A successful list response with keyset pagination: `{"status", "request_id", "timestamp", "data",
+/// "pagination"}`, as SIPSIM's list endpoints answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PagedEnvelope<T> {
+    /// The HTTP status code, repeated.
+    #[schema(example = 200)]
+    pub status: u16,
+    /// A UUID naming this request; also sent as the `X-Request-Id` header.
+    pub request_id: String,
+    /// When the response was made: RFC 3339 UTC to the second.
+    pub timestamp: String,
+    /// This page's items.
+    pub data: Vec<T>,
+    /// Where the next page is.
+    pub pagination: Pagination,
+}
+
+/// SIPSIM's keyset pagination object.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Pagination {
+    /// Items in this response.
+    pub count: usize,
+    /// The most items a page holds.
+    pub limit: u32,
+    /// The token of the next page (pass it as `page`); absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "eyJpZCI6ImRsdl8wMW04ZzVobjQ1ZTkyeWgyZDkzc3diYmExeCJ9")]
+    pub page: Option<String>,
+    /// Whether more pages exist.
+    pub has_more: bool,
+}
+
 /// An error response: `{"status", "errors", "request_id", "timestamp", "path"}`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorEnvelope {

@@ -207,3 +207,14 @@ pub struct DeliveryRecord {
     /// Created, Unix ms.
     pub created_at_ms: i64,
 }
+
+/// Which deliveries `GET /api/v2/webhook-deliveries` lists.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeliveryFilter {
+    /// Only deliveries in this state.
+    pub status: Option<DeliveryStatus>,
+    /// Only deliveries of this event.
+    pub event: Option<Event>,
+    /// Only deliveries created at or after this time, Unix ms.
+    pub since_ms: Option<i64>,
+}

@@ -10,7 +10,8 @@ use async_trait::async_trait;
 use crate::envelope::WebhookSetting;
 use crate::event::Event;
 use crate::queue::{
-    AttemptRecord, ClaimedDelivery, DeliveryRecord, FinishedAttempt, IngestOutcome, NewMessage,
+    AttemptRecord, ClaimedDelivery, DeliveryFilter, DeliveryRecord, FinishedAttempt, IngestOutcome,
+    NewMessage,
 };
 use crate::secret::{SecretHash, SigningSecret};
 use crate::target::WebhookUrl;
@@ -279,6 +280,25 @@ pub trait Store: Send + Sync + 'static {
         record: &AttemptRecord,
         succeeded: bool,
     ) -> Result<DeliveryId, StoreError>;
+
+    /// An account's deliveries matching `filter`, newest first, starting after `before` (keyset
+    /// pagination), at most `limit`.
+    async fn list_deliveries(
+        &self,
+        account: &AccountId,
+        filter: &DeliveryFilter,
+        before: Option<&DeliveryId>,
+        limit: u32,
+    ) -> Result<Vec<DeliveryRecord>, StoreError>;
+
+    /// Queues the message of `account`'s delivery `id` again as a new delivery, due at `now_ms`,
+    /// and returns it; `None` when the account has no such delivery.
+    async fn resend(
+        &self,
+        account: &AccountId,
+        id: &DeliveryId,
+        now_ms: i64,
+    ) -> Result<Option<DeliveryRecord>, StoreError>;
 
     /// Reads a delivery.
     async fn get_delivery(&self, id: &DeliveryId) -> Result<Option<DeliveryRecord>, StoreError>;

@@ -16,7 +16,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
-use crate::api::webhooks;
+use crate::api::{deliveries, webhooks};
 use crate::request::{self, API_BODY_LIMIT};
 use crate::state::AppState;
 use crate::{ingest, oauth};
@@ -31,6 +31,7 @@ use crate::{ingest, oauth};
     modifiers(&BearerScheme),
     tags(
         (name = "webhooks", description = "List available and enabled events; enable or disable one."),
+        (name = "deliveries", description = "The attempt log: list deliveries, resend one."),
         (name = "oauth", description = "OAuth 2.0 client-credentials tokens."),
         (name = "internal", description = "Event ingest from the telephony core (SIPSIM_INGEST_KEY)."),
     )
@@ -62,6 +63,8 @@ pub fn api_routes() -> (Router<AppState>, OpenApiDoc) {
         .routes(routes!(webhooks::list_available_events))
         .routes(routes!(webhooks::list_enabled_events))
         .routes(routes!(webhooks::enable_event, webhooks::disable_event))
+        .routes(routes!(deliveries::list_deliveries))
+        .routes(routes!(deliveries::resend_delivery))
         .routes(
             routes!(ingest::ingest_events).layer(DefaultBodyLimit::max(ingest::INGEST_BODY_LIMIT)),
         )

@@ -36,6 +36,12 @@ pub enum ApiError {
     /// The account has no integration yet (the contract's text).
     #[error("Webhook integration not configured. Set a webhook URL via the dashboard first.")]
     NotConfigured,
+    /// A malformed query parameter or request; the message says which and why.
+    #[error("{0}")]
+    BadRequest(String),
+    /// No delivery with that id in the caller's account.
+    #[error("Delivery not found.")]
+    DeliveryNotFound,
     /// A store failure: 500, with the cause only in the logs.
     #[error("Internal server error.")]
     Store(#[from] StoreError),
@@ -54,8 +60,8 @@ impl ApiError {
         match self {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::InsufficientScope(_) => StatusCode::FORBIDDEN,
-            ApiError::UnknownEvent(_) => StatusCode::BAD_REQUEST,
-            ApiError::NotConfigured => StatusCode::NOT_FOUND,
+            ApiError::UnknownEvent(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotConfigured | ApiError::DeliveryNotFound => StatusCode::NOT_FOUND,
             ApiError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -83,7 +89,10 @@ impl IntoResponse for ApiError {
                     .extensions_mut()
                     .insert(InternalCause(error_chain(e)));
             }
-            ApiError::UnknownEvent(_) | ApiError::NotConfigured => {}
+            ApiError::UnknownEvent(_)
+            | ApiError::NotConfigured
+            | ApiError::BadRequest(_)
+            | ApiError::DeliveryNotFound => {}
         }
         response
     }

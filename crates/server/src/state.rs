@@ -61,6 +61,8 @@ pub struct Inner {
     pub ingest_key: Option<SecretHash>,
     /// Group-commits ingest requests, then wakes this process's dispatcher.
     pub ingest: IngestWriter,
+    /// Wakes this process's dispatcher (after a resend); a no-op when it runs none.
+    pub wake: Arc<Notify>,
 }
 
 impl Deref for AppState {
@@ -108,7 +110,8 @@ impl AppState {
                 .ingest_key
                 .as_ref()
                 .map(|k| SecretHash::of(k.expose())),
-            ingest: IngestWriter::spawn(store.clone(), wake),
+            ingest: IngestWriter::spawn(store.clone(), wake.clone()),
+            wake,
         })))
     }
 

@@ -5,6 +5,7 @@ mod auth;
 mod cli;
 mod contract;
 mod crash;
+mod deliveries;
 mod helpers;
 mod ingest;
 mod input;

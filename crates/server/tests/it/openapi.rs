@@ -29,8 +29,10 @@ async fn every_documented_operation_is_served_and_every_served_route_is_document
         documented,
         [
             "DELETE /api/v2/webhooks/{event}",
+            "GET /api/v2/webhook-deliveries",
             "GET /api/v2/webhooks",
             "GET /api/v2/webhooks/available",
+            "POST /api/v2/webhook-deliveries/{id}/resend",
             "POST /api/v2/webhooks/{event}",
             "POST /internal/v1/events",
             "POST /oauth/token",
@@ -39,15 +41,20 @@ async fn every_documented_operation_is_served_and_every_served_route_is_document
     // Each documented operation answers (not 404/405) when called without credentials.
     for op in &documented {
         let (method, path) = op.split_once(' ').unwrap();
-        let path = path.replace("{event}", "sms");
+        let path = path
+            .replace("{event}", "sms")
+            .replace("{id}", "dlv_0123456789abcdefghjkmnpqrs");
         let method = Method::from_bytes(method.as_bytes()).unwrap();
         let (status, _, _) = app.call(method.clone(), &path, None).await;
         assert!(
             status != 404 && status != 405,
             "{method} {path} is documented but answers {status}"
         );
-        let documented_statuses: Vec<u16> = doc["paths"][path.replace("sms", "{event}")]
-            [method.as_str().to_lowercase()]["responses"]
+        let template = path
+            .replace("/sms", "/{event}")
+            .replace("dlv_0123456789abcdefghjkmnpqrs", "{id}");
+        let documented_statuses: Vec<u16> = doc["paths"][template][method.as_str().to_lowercase()]
+            ["responses"]
             .as_object()
             .unwrap()
             .keys()

@@ -15,7 +15,8 @@ use async_trait::async_trait;
 use sipsim_core::cipher::{SecretCipher, seal, unseal};
 use sipsim_core::clock::now_ms;
 use sipsim_core::queue::{
-    AttemptRecord, ClaimedDelivery, DeliveryRecord, FinishedAttempt, IngestOutcome, NewMessage,
+    AttemptRecord, ClaimedDelivery, DeliveryFilter, DeliveryRecord, FinishedAttempt, IngestOutcome,
+    NewMessage,
 };
 use sipsim_core::secret::{SecretHash, SigningSecret};
 use sipsim_core::store::{
@@ -48,6 +49,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "delivery queue",
         include_str!("../../migrations/sqlite/0002_delivery_queue.sql"),
+    ),
+    (
+        3,
+        "deliveries by account and id",
+        include_str!("../../migrations/sqlite/0003_deliveries_by_account_id.sql"),
     ),
 ];
 
@@ -512,6 +518,25 @@ impl Store for SqliteStore {
     ) -> Result<DeliveryId, StoreError> {
         self.log_test_attempt(account, message_id, body, record, succeeded)
             .await
+    }
+
+    async fn list_deliveries(
+        &self,
+        account: &AccountId,
+        filter: &DeliveryFilter,
+        before: Option<&DeliveryId>,
+        limit: u32,
+    ) -> Result<Vec<DeliveryRecord>, StoreError> {
+        self.deliveries_of(account, filter, before, limit).await
+    }
+
+    async fn resend(
+        &self,
+        account: &AccountId,
+        id: &DeliveryId,
+        now_ms: i64,
+    ) -> Result<Option<DeliveryRecord>, StoreError> {
+        self.resend_delivery(account, id, now_ms).await
     }
 
     async fn get_delivery(&self, id: &DeliveryId) -> Result<Option<DeliveryRecord>, StoreError> {

@@ -9,15 +9,15 @@ use std::collections::HashMap;
 use sipsim_core::cipher::unseal;
 use sipsim_core::event::Event;
 use sipsim_core::queue::{
-    AttemptRecord, ClaimedDelivery, Completion, DeliveryRecord, DeliveryStatus, FinishedAttempt,
-    IngestOutcome, NewMessage, SkipReason,
+    AttemptRecord, ClaimedDelivery, Completion, DeliveryFilter, DeliveryRecord, DeliveryStatus,
+    FinishedAttempt, IngestOutcome, NewMessage, SkipReason,
 };
 use sipsim_core::secret::SigningSecret;
 use sipsim_core::store::IntegrationState;
 use sipsim_core::{AccountId, DeliveryId, EventSet, MessageId, StoreError};
 use sqlx::sqlite::SqliteConnection;
 use sqlx::sqlite::SqliteRow;
-use sqlx::{Acquire, Row};
+use sqlx::{Acquire, AssertSqlSafe, Row};
 
 use super::{SqliteStore, corrupt, ensure_account, secret_context};
 use crate::backend;
@@ -256,19 +256,98 @@ impl SqliteStore {
         row.try_get(0).map_err(backend)
     }
 
+    pub(super) async fn deliveries_of(
+        &self,
+        account: &AccountId,
+        filter: &DeliveryFilter,
+        before: Option<&DeliveryId>,
+        limit: u32,
+    ) -> Result<Vec<DeliveryRecord>, StoreError> {
+        // Only fixed fragments are spliced in; every value is bound.
+        let mut sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE account_id = ?1");
+        if before.is_some() {
+            sql.push_str(" AND id < ?2");
+        }
+        if filter.status.is_some() {
+            sql.push_str(" AND status = ?3");
+        }
+        if filter.event.is_some() {
+            sql.push_str(" AND event = ?4");
+        }
+        if filter.since_ms.is_some() {
+            sql.push_str(" AND created_at >= ?5");
+        }
+        sql.push_str(" ORDER BY id DESC LIMIT ?6");
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(account.as_str())
+            .bind(before.map(|b| b.as_str().to_owned()))
+            .bind(filter.status.map(|s| s.as_str()))
+            .bind(filter.event.map(|e| e.name()))
+            .bind(filter.since_ms)
+            .bind(i64::from(limit))
+            .fetch_all(&self.read)
+            .await
+            .map_err(backend)?
+            .iter()
+            .map(delivery_from_row)
+            .collect()
+    }
+
+    pub(super) async fn resend_delivery(
+        &self,
+        account: &AccountId,
+        id: &DeliveryId,
+        now: i64,
+    ) -> Result<Option<DeliveryRecord>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let original = sqlx::query(
+            "SELECT message_id, event FROM deliveries WHERE id = ?1 AND account_id = ?2",
+        )
+        .bind(id.as_str())
+        .bind(account.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let Some(row) = original else {
+            return Ok(None);
+        };
+        let message_id: String = row.try_get(0).map_err(backend)?;
+        let event: String = row.try_get(1).map_err(backend)?;
+        let new_id = DeliveryId::generate();
+        sqlx::query(
+            "INSERT INTO deliveries (id, message_id, account_id, event, status, next_attempt_at, \
+                                     created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5, ?5)",
+        )
+        .bind(new_id.as_str())
+        .bind(&message_id)
+        .bind(account.as_str())
+        .bind(&event)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = ?1");
+        let created = sqlx::query(AssertSqlSafe(sql))
+            .bind(new_id.as_str())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let record = delivery_from_row(&created)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(Some(record))
+    }
+
     pub(super) async fn delivery(
         &self,
         id: &DeliveryId,
     ) -> Result<Option<DeliveryRecord>, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, message_id, account_id, event, status, attempts, next_attempt_at, \
-                    last_status_code, last_error, created_at \
-             FROM deliveries WHERE id = ?1",
-        )
-        .bind(id.as_str())
-        .fetch_optional(&self.read)
-        .await
-        .map_err(backend)?;
+        let sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = ?1");
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(id.as_str())
+            .fetch_optional(&self.read)
+            .await
+            .map_err(backend)?;
         row.map(|r| delivery_from_row(&r)).transpose()
     }
 
@@ -477,6 +556,10 @@ async fn insert_attempt(
     .map_err(backend)?;
     Ok(())
 }
+
+/// Columns of `deliveries` in the order [`delivery_from_row`] reads them.
+const DELIVERY_COLUMNS: &str = "id, message_id, account_id, event, status, attempts, next_attempt_at, \
+                                last_status_code, last_error, created_at";
 
 enum ClaimError {
     Secret(String, String),
