@@ -127,6 +127,8 @@ pub enum Completion {
     RetryAt(i64),
     /// Failed, and no attempt is left.
     Failed,
+    /// The endpoint is gone (410): the delivery is kept, paused with its integration.
+    Paused,
 }
 
 /// A finished attempt, ready to be recorded: what [`crate::Store::complete`] takes.

@@ -131,6 +131,8 @@ pub struct Integration {
     pub created_at_ms: i64,
     /// Last change, Unix ms.
     pub updated_at_ms: i64,
+    /// Why it is paused, when it is.
+    pub paused_reason: Option<String>,
 }
 
 impl Integration {
@@ -156,6 +158,15 @@ pub struct IntegrationUpdate {
     pub events: Option<EventSet>,
     /// The signing secret a *new* integration gets. Never applied to an existing one.
     pub new_signing_secret: SigningSecret,
+}
+
+/// What resuming a paused integration does with the events kept during the pause.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeptDeliveries {
+    /// Deliver them now.
+    Deliver,
+    /// Mark them failed ("dropped"), without sending.
+    Drop,
 }
 
 /// One subscription change from the API.
@@ -269,6 +280,32 @@ pub trait Store: Send + Sync + 'static {
 
     /// When the earliest pending delivery of an enabled integration is due, if any.
     async fn next_due_at(&self) -> Result<Option<i64>, StoreError>;
+
+    /// Pauses an enabled integration at once (its endpoint answered 410 Gone). Returns whether it was
+    /// enabled.
+    async fn pause_integration(
+        &self,
+        account: &AccountId,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// Pauses every enabled integration whose attempts have all failed since before
+    /// `failing_since_before`; returns their accounts.
+    async fn pause_failing_integrations(
+        &self,
+        failing_since_before: i64,
+        now_ms: i64,
+    ) -> Result<Vec<AccountId>, StoreError>;
+
+    /// Ends a pause: the integration is enabled again and the deliveries kept while it was paused
+    /// are delivered now or dropped. `None` if it was not paused; otherwise how many were kept.
+    async fn resume_integration(
+        &self,
+        account: &AccountId,
+        kept: KeptDeliveries,
+        now_ms: i64,
+    ) -> Result<Option<u64>, StoreError>;
 
     /// Logs a *Send Test* attempt that was already made (the `test` event is never queued or retried):
     /// a message, its delivery in its final state and the attempt, in one transaction.

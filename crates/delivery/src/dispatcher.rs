@@ -31,6 +31,8 @@ pub struct DispatcherConfig {
     pub timeout: Duration,
     /// The longest sleep without a wake-up.
     pub fallback_poll: Duration,
+    /// An integration whose every attempt has failed for this long is paused (`--pause-after`).
+    pub pause_after: Duration,
 }
 
 impl Default for DispatcherConfig {
@@ -41,6 +43,7 @@ impl Default for DispatcherConfig {
             schedule: RetrySchedule::default(),
             timeout: Duration::from_secs(2),
             fallback_poll: Duration::from_secs(1),
+            pause_after: Duration::from_secs(5 * 24 * 3600),
         }
     }
 }
@@ -86,9 +89,15 @@ impl Dispatcher {
     /// Runs until `shutdown` is cancelled, then waits (at most one lease) for attempts in flight.
     pub async fn run(self, shutdown: CancellationToken) {
         let slots = Arc::new(Semaphore::new(self.config.concurrency));
-        let sweeper = tokio::spawn(sweep_expired_leases(
+        // Often enough for the pause period (tests use seconds), never more than once a second.
+        let every = (self.config.pause_after / 4).clamp(
+            Duration::from_secs(1),
+            (self.config.lease() / 2).max(Duration::from_secs(1)),
+        );
+        let sweeper = tokio::spawn(periodic_jobs(
             self.store.clone(),
-            self.config.lease() / 2,
+            every,
+            self.config.pause_after,
             shutdown.clone(),
         ));
         let lease_ms = self.config.lease().as_millis() as i64;
@@ -136,11 +145,12 @@ impl Dispatcher {
                         Err(_) => break,
                     },
                 };
+                let store = self.store.clone();
                 let sender = self.sender.clone();
                 let schedule = self.config.schedule.clone();
                 let results = results.clone();
                 tokio::spawn(async move {
-                    let finished = attempt(&sender, &schedule, delivery).await;
+                    let finished = attempt(&*store, &sender, &schedule, delivery).await;
                     // If the recorder is gone (shutting down), the lease expires and the delivery
                     // is retried: at-least-once holds.
                     let _ = results.send(finished).await;
@@ -175,8 +185,26 @@ impl Dispatcher {
     }
 }
 
+/// The longest a `Retry-After` may stretch a retry beyond the schedule's own delay.
+pub const RETRY_AFTER_CAP: Duration = Duration::from_secs(2 * 3600);
+
+/// The delay before the next attempt: the schedule's, or a longer `Retry-After`, capped at the
+/// schedule's delay + 2 h (DESIGN.md § Retries). `None` when no attempt is left.
+pub fn next_delay(
+    schedule: &RetrySchedule,
+    next_attempt: u32,
+    retry_after: Option<Duration>,
+) -> Option<Duration> {
+    let backoff = schedule.delay_before(next_attempt)?;
+    Some(match retry_after {
+        Some(asked) => asked.max(backoff).min(backoff + RETRY_AFTER_CAP),
+        None => backoff,
+    })
+}
+
 /// One attempt of one claimed delivery, judged: what to record and how the delivery goes on.
 async fn attempt(
+    store: &dyn Store,
     sender: &Sender,
     schedule: &RetrySchedule,
     delivery: ClaimedDelivery,
@@ -184,10 +212,28 @@ async fn attempt(
     let (record, verdict) = sender.deliver(&delivery).await;
     let completion = match verdict {
         Verdict::Success => Completion::Succeeded,
-        Verdict::Failure => match schedule.delay_before(delivery.attempt + 1) {
-            Some(delay) => Completion::RetryAt(now_ms() + delay.as_millis() as i64),
-            None => Completion::Failed,
-        },
+        Verdict::Gone => {
+            // 410: the endpoint is gone for good. Pause the integration at once; this delivery and
+            // every new one are kept until a user resumes it.
+            let reason = "the endpoint answered 410 Gone";
+            match store
+                .pause_integration(&delivery.account_id, reason, now_ms())
+                .await
+            {
+                Ok(true) => {
+                    tracing::warn!(account_id = %delivery.account_id, "{reason}: integration paused")
+                }
+                Ok(false) => {}
+                Err(e) => tracing::error!(error = %e, "pausing an integration failed"),
+            }
+            Completion::Paused
+        }
+        Verdict::Failure { retry_after } => {
+            match next_delay(schedule, delivery.attempt + 1, retry_after) {
+                Some(delay) => Completion::RetryAt(now_ms() + delay.as_millis() as i64),
+                None => Completion::Failed,
+            }
+        }
     };
     tracing::debug!(
         delivery_id = %delivery.id, attempt = delivery.attempt, status = ?record.status_code,
@@ -239,13 +285,20 @@ async fn record_results(
     }
 }
 
-async fn sweep_expired_leases(store: Arc<dyn Store>, every: Duration, shutdown: CancellationToken) {
+/// The sweeper (expired leases) and the automatic pause, every `every`.
+async fn periodic_jobs(
+    store: Arc<dyn Store>,
+    every: Duration,
+    pause_after: Duration,
+    shutdown: CancellationToken,
+) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(every) => {},
             _ = shutdown.cancelled() => return,
         }
-        match store.release_expired_leases(now_ms()).await {
+        let now = now_ms();
+        match store.release_expired_leases(now).await {
             Ok(0) => {}
             Ok(n) => tracing::warn!(
                 released = n,
@@ -253,5 +306,40 @@ async fn sweep_expired_leases(store: Arc<dyn Store>, every: Duration, shutdown: 
             ),
             Err(e) => tracing::warn!(error = %e, "releasing expired leases failed"),
         }
+        let failing_since_before = now - pause_after.as_millis() as i64;
+        match store
+            .pause_failing_integrations(failing_since_before, now)
+            .await
+        {
+            Ok(paused) => {
+                for account in paused {
+                    tracing::warn!(account_id = %account, "every delivery failed for the pause period: integration paused");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "pausing failing integrations failed"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_stretches_the_backoff_within_the_cap() {
+        let s = RetrySchedule::parse("0s,5s,30s", 0.0).unwrap();
+        let secs = Duration::from_secs;
+        assert_eq!(next_delay(&s, 2, None), Some(secs(5)));
+        assert_eq!(next_delay(&s, 2, Some(secs(60))), Some(secs(60)));
+        assert_eq!(
+            next_delay(&s, 2, Some(secs(1))),
+            Some(secs(5)),
+            "never shorter than backoff"
+        );
+        assert_eq!(
+            next_delay(&s, 2, Some(secs(99_999))),
+            Some(secs(5) + RETRY_AFTER_CAP)
+        );
+        assert_eq!(next_delay(&s, 4, Some(secs(60))), None, "no attempt left");
     }
 }

@@ -60,7 +60,17 @@ pub enum Verdict {
     /// A 2xx arrived.
     Success,
     /// Anything else: another status, a timeout, a refused or failed connection, a blocked target.
-    Failure,
+    Failure {
+        /// A `429` or `503` with `Retry-After` asked us to wait this long.
+        retry_after: Option<Duration>,
+    },
+    /// `410 Gone`: the endpoint says it will never take deliveries again.
+    Gone,
+}
+
+impl Verdict {
+    /// A failure with nothing more to say.
+    pub const FAILURE: Verdict = Verdict::Failure { retry_after: None };
 }
 
 /// What one request carries besides its body.
@@ -143,20 +153,24 @@ impl Sender {
         };
         let duration_ms = clock.elapsed().as_millis() as i64;
         let (status_code, error, response_snippet, verdict) = match result {
-            Ok((status, snippet)) => {
-                let ok = (200..300).contains(&status);
+            Ok(answer) => {
+                let status = answer.status;
+                let verdict = match status {
+                    200..=299 => Verdict::Success,
+                    410 => Verdict::Gone,
+                    429 | 503 => Verdict::Failure {
+                        retry_after: answer.retry_after,
+                    },
+                    _ => Verdict::FAILURE,
+                };
                 (
                     Some(status),
-                    (!ok).then(|| format!("HTTP {status}")),
-                    Some(snippet),
-                    if ok {
-                        Verdict::Success
-                    } else {
-                        Verdict::Failure
-                    },
+                    (verdict != Verdict::Success).then(|| format!("HTTP {status}")),
+                    Some(answer.snippet),
+                    verdict,
                 )
             }
-            Err(error) => (None, Some(error), None, Verdict::Failure),
+            Err(error) => (None, Some(error), None, Verdict::FAILURE),
         };
         (
             AttemptRecord {
@@ -190,7 +204,7 @@ impl Sender {
         forbidden_reason(ip).map(|reason| format!("blocked: {ip} is a {reason} address"))
     }
 
-    async fn exchange(&self, out: Outgoing<'_>) -> Result<(u16, String), String> {
+    async fn exchange(&self, out: Outgoing<'_>) -> Result<Answer, String> {
         let headers = signed_headers(out).map_err(|e| format!("cannot sign: {e}"))?;
         let mut response = self
             .client
@@ -201,6 +215,11 @@ impl Sender {
             .await
             .map_err(|e| describe(&e))?;
         let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
         let mut snippet = Vec::new();
         while snippet.len() < SNIPPET_BYTES {
             match response.chunk().await {
@@ -213,8 +232,31 @@ impl Sender {
             }
         }
         // Dropping the response here closes a connection whose body was not read to the end.
-        Ok((status, String::from_utf8_lossy(&snippet).into_owned()))
+        Ok(Answer {
+            status,
+            snippet: String::from_utf8_lossy(&snippet).into_owned(),
+            retry_after,
+        })
     }
+}
+
+/// What came back from the endpoint.
+struct Answer {
+    status: u16,
+    snippet: String,
+    retry_after: Option<Duration>,
+}
+
+/// `Retry-After`: delay-seconds, or an HTTP-date (RFC 9110 §10.2.3). A date in the past is no delay.
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at =
+        time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc2822).ok()?;
+    let wait = at - time::OffsetDateTime::now_utc();
+    Some(Duration::try_from(wait).unwrap_or(Duration::ZERO))
 }
 
 /// The request headers of DESIGN.md § Delivery, signed now.

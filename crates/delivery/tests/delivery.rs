@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 #[derive(Clone, Debug)]
 enum Reply {
     Status(u16),
+    RetryAfter(u16, &'static str),
     Hang,
     Redirect(&'static str),
     Big(usize),
@@ -91,6 +92,9 @@ async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: Bytes) -> 
         .unwrap_or(Reply::Status(200));
     match reply {
         Reply::Status(s) => (StatusCode::from_u16(s).unwrap(), "receiver says hi").into_response(),
+        Reply::RetryAfter(s, after) => {
+            (StatusCode::from_u16(s).unwrap(), [("retry-after", after)]).into_response()
+        }
         Reply::Hang => {
             tokio::time::sleep(Duration::from_secs(30)).await;
             StatusCode::OK.into_response()
@@ -196,7 +200,7 @@ async fn hangs_redirects_big_bodies_and_errors_are_failures_within_the_timeout()
 
     let started = Instant::now();
     let (hang, v) = send(sender.clone(), url.clone()).await;
-    assert_eq!(v, Verdict::Failure);
+    assert_eq!(v, Verdict::FAILURE);
     assert_eq!(hang.error.as_deref(), Some("timeout after 500ms"));
     assert!(
         started.elapsed() < Duration::from_millis(1500),
@@ -204,7 +208,7 @@ async fn hangs_redirects_big_bodies_and_errors_are_failures_within_the_timeout()
     );
 
     let (redirect, v) = send(sender.clone(), url.clone()).await;
-    assert_eq!(v, Verdict::Failure);
+    assert_eq!(v, Verdict::FAILURE);
     assert_eq!(redirect.status_code, Some(302));
     assert_eq!(rx.requests().len(), 2, "the redirect was not followed");
 
@@ -213,7 +217,7 @@ async fn hangs_redirects_big_bodies_and_errors_are_failures_within_the_timeout()
     assert_eq!(big.response_snippet.as_ref().map(String::len), Some(1024));
 
     let (unavailable, v) = send(sender.clone(), url.clone()).await;
-    assert_eq!(v, Verdict::Failure);
+    assert_eq!(v, Verdict::FAILURE);
     assert_eq!(unavailable.status_code, Some(503));
     assert_eq!(unavailable.error.as_deref(), Some("HTTP 503"));
 
@@ -222,7 +226,7 @@ async fn hangs_redirects_big_bodies_and_errors_are_failures_within_the_timeout()
     let dead = format!("http://{}/", closed.local_addr().unwrap());
     drop(closed);
     let (refused, v) = send(sender.clone(), dead).await;
-    assert_eq!(v, Verdict::Failure);
+    assert_eq!(v, Verdict::FAILURE);
     assert!(
         refused
             .error
@@ -295,7 +299,7 @@ async fn the_ssrf_guard_refuses_private_targets_before_connecting() {
                 secret: "whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
             })
             .await;
-        assert_eq!(verdict, Verdict::Failure);
+        assert_eq!(verdict, Verdict::FAILURE);
         assert_eq!(record.error.as_deref(), Some(expected), "{url}");
         assert_eq!(record.status_code, None);
     }
@@ -337,12 +341,25 @@ fn start_dispatcher(
     CancellationToken,
     tokio::task::JoinHandle<()>,
 ) {
+    start_dispatcher_pausing_after(store, schedule, Duration::from_secs(5 * 24 * 3600))
+}
+
+fn start_dispatcher_pausing_after(
+    store: &Arc<dyn Store>,
+    schedule: &str,
+    pause_after: Duration,
+) -> (
+    Arc<tokio::sync::Notify>,
+    CancellationToken,
+    tokio::task::JoinHandle<()>,
+) {
     let dispatcher = Dispatcher::new(
         store.clone(),
         insecure(1000),
         DispatcherConfig {
             schedule: RetrySchedule::parse(schedule, 0.0).unwrap(),
             timeout: Duration::from_millis(1000),
+            pause_after,
             ..DispatcherConfig::default()
         },
     );
@@ -461,6 +478,163 @@ async fn the_last_failed_attempt_marks_the_delivery_failed() {
     assert_eq!(d.last_error.as_deref(), Some("HTTP 500"));
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(rx.requests().len(), 2, "no attempt after the last one");
+    shutdown.cancel();
+    running.await.unwrap();
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured_beyond_the_schedule() {
+    let (rx, addr) = Receiver::start(vec![
+        Reply::RetryAfter(503, "2"),
+        Reply::RetryAfter(429, "0"),
+    ])
+    .await;
+    let (store, acc, _dir) =
+        store_with_integration(&format!("http://{addr}/hook"), &[Event::Sms]).await;
+    let (wake, shutdown, running) = start_dispatcher(&store, "0s,100ms,100ms");
+    let (delivery_id, _) = enqueue(&store, &acc, Event::Sms, b"{}".to_vec()).await;
+    wake.notify_one();
+    let got = rx.wait_for(3, Duration::from_secs(10)).await;
+    assert_eq!(got.len(), 3);
+    let waited = got[1].at.duration_since(got[0].at);
+    assert!(
+        waited >= Duration::from_secs(2) && waited < Duration::from_millis(3000),
+        "503 with Retry-After: 2 waited {waited:?}, not the schedule's 100 ms"
+    );
+    let waited = got[2].at.duration_since(got[1].at);
+    assert!(
+        waited < Duration::from_millis(1000),
+        "Retry-After: 0 keeps the schedule: {waited:?}"
+    );
+    let d = wait_for_status(&store, &delivery_id, DeliveryStatus::Succeeded).await;
+    assert_eq!(d.attempts, 3);
+    shutdown.cancel();
+    running.await.unwrap();
+}
+
+#[tokio::test]
+async fn gone_pauses_at_once_keeps_new_events_and_delivers_them_on_resume() {
+    use sipsim_core::store::{IntegrationState, KeptDeliveries};
+
+    let (rx, addr) = Receiver::start(vec![Reply::Status(410)]).await;
+    let (store, acc, _dir) =
+        store_with_integration(&format!("http://{addr}/hook"), &[Event::Sms, Event::Tags]).await;
+    let (wake, shutdown, running) = start_dispatcher(&store, "0s,100ms,100ms");
+    let (first, _) = enqueue(&store, &acc, Event::Sms, b"{\"n\":1}".to_vec()).await;
+    wake.notify_one();
+    let d = wait_for_status(&store, &first, DeliveryStatus::Paused).await;
+    assert_eq!(d.status, DeliveryStatus::Paused);
+    assert_eq!(d.last_status_code, Some(410));
+    let i = store.get_integration(&acc).await.unwrap().unwrap();
+    assert_eq!(i.state, IntegrationState::Paused);
+    assert_eq!(
+        i.paused_reason.as_deref(),
+        Some("the endpoint answered 410 Gone")
+    );
+    assert!(!i.setting().enabled);
+
+    // While paused, new events are kept (not dropped, not sent).
+    let (second, _) = enqueue(&store, &acc, Event::Tags, b"{\"n\":2}".to_vec()).await;
+    wake.notify_one();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(rx.requests().len(), 1, "nothing sent while paused");
+    assert_eq!(
+        store.get_delivery(&second).await.unwrap().unwrap().status,
+        DeliveryStatus::Paused
+    );
+
+    // Resuming with "deliver" sends both.
+    assert_eq!(
+        store
+            .resume_integration(&acc, KeptDeliveries::Deliver, sipsim_core::clock::now_ms())
+            .await
+            .unwrap(),
+        Some(2)
+    );
+    wake.notify_one();
+    let got = rx.wait_for(3, Duration::from_secs(5)).await;
+    assert_eq!(got.len(), 3);
+    let bodies: Vec<&[u8]> = got[1..].iter().map(|r| r.body.as_ref()).collect();
+    assert!(bodies.contains(&b"{\"n\":1}".as_slice()) && bodies.contains(&b"{\"n\":2}".as_slice()));
+    assert_eq!(
+        wait_for_status(&store, &second, DeliveryStatus::Succeeded)
+            .await
+            .status,
+        DeliveryStatus::Succeeded
+    );
+    assert_eq!(
+        store
+            .resume_integration(&acc, KeptDeliveries::Deliver, 0)
+            .await
+            .unwrap(),
+        None,
+        "not paused any more"
+    );
+    shutdown.cancel();
+    running.await.unwrap();
+}
+
+#[tokio::test]
+async fn an_endpoint_failing_for_the_pause_period_is_paused_and_drop_drops_what_was_kept() {
+    use sipsim_core::store::{IntegrationState, KeptDeliveries};
+
+    let (rx, addr) = Receiver::start(vec![Reply::Status(500); 100]).await;
+    let (store, acc, _dir) =
+        store_with_integration(&format!("http://{addr}/hook"), &[Event::Sms]).await;
+    let (wake, shutdown, running) = start_dispatcher_pausing_after(
+        &store,
+        "0s,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms",
+        Duration::from_secs(1),
+    );
+    let (failing, _) = enqueue(&store, &acc, Event::Sms, b"{}".to_vec()).await;
+    wake.notify_one();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let paused = loop {
+        let i = store.get_integration(&acc).await.unwrap().unwrap();
+        if i.state == IntegrationState::Paused || Instant::now() > deadline {
+            break i;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(paused.state, IntegrationState::Paused);
+    assert!(paused.paused_reason.unwrap().contains("failed"));
+    let sent_when_paused = rx.requests().len();
+    assert!(sent_when_paused >= 2);
+
+    let (kept, _) = enqueue(&store, &acc, Event::Sms, b"{}".to_vec()).await;
+    assert_eq!(
+        store.get_delivery(&kept).await.unwrap().unwrap().status,
+        DeliveryStatus::Paused
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        rx.requests().len(),
+        sent_when_paused,
+        "no attempts while paused"
+    );
+
+    assert_eq!(
+        store
+            .resume_integration(&acc, KeptDeliveries::Drop, sipsim_core::clock::now_ms())
+            .await
+            .unwrap(),
+        Some(1)
+    );
+    let dropped = store.get_delivery(&kept).await.unwrap().unwrap();
+    assert_eq!(dropped.status, DeliveryStatus::Failed);
+    assert_eq!(
+        dropped.last_error.as_deref(),
+        Some("dropped when the paused integration was resumed")
+    );
+    // The delivery that was retrying when the pause came goes on retrying after the resume.
+    let before = rx.requests().len();
+    wake.notify_one();
+    let _ = rx.wait_for(before + 1, Duration::from_secs(3)).await;
+    assert!(rx.requests().len() > before);
+    assert_ne!(
+        store.get_delivery(&failing).await.unwrap().unwrap().status,
+        DeliveryStatus::Paused
+    );
     shutdown.cancel();
     running.await.unwrap();
 }

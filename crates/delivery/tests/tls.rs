@@ -125,7 +125,7 @@ async fn a_certificate_from_a_trusted_extra_ca_is_accepted() {
 async fn an_untrusted_or_self_signed_certificate_is_refused() {
     let (port, _ca_pem, served) = tls_receiver(false).await;
     let (record, verdict) = send(&sender(None), port).await;
-    assert_eq!(verdict, Verdict::Failure);
+    assert_eq!(verdict, Verdict::FAILURE);
     let error = record.error.unwrap_or_default();
     assert!(
         error.contains("certificate") || error.contains("UnknownIssuer"),
@@ -135,7 +135,7 @@ async fn an_untrusted_or_self_signed_certificate_is_refused() {
     let (port, ca_pem, served_self) = tls_receiver(true).await;
     // Trusting some CA does not make a self-signed leaf acceptable.
     let (record, verdict) = send(&sender(Some(ca_pem)), port).await;
-    assert_eq!(verdict, Verdict::Failure, "{record:?}");
+    assert_eq!(verdict, Verdict::FAILURE, "{record:?}");
     assert_eq!(
         served.load(Ordering::SeqCst) + served_self.load(Ordering::SeqCst),
         0

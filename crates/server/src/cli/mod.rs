@@ -88,6 +88,15 @@ pub struct EmitArgs {
     pub idempotency_key: Option<String>,
 }
 
+/// `integration resume --kept`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Kept {
+    /// Deliver the kept events now.
+    Deliver,
+    /// Drop them (they are marked failed, not sent).
+    Drop,
+}
+
 /// What a `serve` process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Role {
@@ -123,6 +132,9 @@ pub struct ServeArgs {
     /// Delivery attempts in flight at once.
     #[arg(long, env = "SIPSIM_DELIVERY_CONCURRENCY", default_value_t = 128)]
     pub delivery_concurrency: usize,
+    /// Pause an integration whose every delivery attempt has failed for this long.
+    #[arg(long, env = "SIPSIM_PAUSE_AFTER", default_value = "120h", value_parser = parse_duration_arg)]
+    pub pause_after: Duration,
 }
 
 fn parse_duration_arg(s: &str) -> Result<Duration, String> {
@@ -205,6 +217,16 @@ pub enum IntegrationCommand {
         /// The account.
         #[arg(long)]
         account: String,
+    },
+    /// End a pause (automatic after days of failures, or after a 410 Gone): the integration is
+    /// enabled again and the events kept meanwhile are delivered now or dropped.
+    Resume {
+        /// The account.
+        #[arg(long)]
+        account: String,
+        /// What to do with the events kept while paused.
+        #[arg(long)]
+        kept: Kept,
     },
     /// Send the documented `test` event once, now, and print the result: `Success (HTTP 200)`,
     /// `Error (HTTP 503)` or `Connection failed: …`. Exits 0 only on success. Logged, not retried.

@@ -5,7 +5,7 @@ use anyhow::{anyhow, bail};
 use serde_json::{Value, json};
 use sipsim_core::clock::{now_ms, rfc3339_seconds_from_ms};
 use sipsim_core::secret::{ClientSecret, SigningSecret};
-use sipsim_core::store::{ApiClient, Integration, IntegrationUpdate, NewApiClient};
+use sipsim_core::store::{ApiClient, Integration, IntegrationUpdate, KeptDeliveries, NewApiClient};
 use sipsim_core::target::WebhookUrl;
 use sipsim_core::{AccountId, ClientId, EventSet, ScopeSet, Store, StoreError};
 
@@ -148,11 +148,15 @@ fn integration_json(i: &Integration) -> Value {
 
 fn integration_text(i: &Integration) -> String {
     let events = i.events.names();
+    let state = match &i.paused_reason {
+        Some(why) => format!("{} ({why})", i.state.as_str()),
+        None => i.state.as_str().to_owned(),
+    };
     format!(
         "account:        {}\nwebhook_url:    {}\nstate:          {}\nevents:         {}\nsigning_secret: {}",
         i.account_id,
         i.webhook_url,
-        i.state.as_str(),
+        state,
         if events.is_empty() {
             "(none)".to_owned()
         } else {
@@ -225,6 +229,30 @@ pub(super) async fn integration(
             Ok(Output::ok(
                 json!({ "removed": true, "account_id": account_id }),
                 format!("removed the webhook integration of {account_id}"),
+            ))
+        }
+        IntegrationCommand::Resume { account, kept } => {
+            let account_id = parse_account(&account)?;
+            require_account(store, &account_id).await?;
+            let choice = match kept {
+                super::Kept::Deliver => KeptDeliveries::Deliver,
+                super::Kept::Drop => KeptDeliveries::Drop,
+            };
+            let Some(count) = store
+                .resume_integration(&account_id, choice, now_ms())
+                .await?
+            else {
+                bail!("the webhook integration of {account_id} is not paused");
+            };
+            let verb = match kept {
+                super::Kept::Deliver => "delivering",
+                super::Kept::Drop => "dropped",
+            };
+            Ok(Output::ok(
+                json!({ "resumed": true, "account_id": account_id, "kept": count, "kept_action": verb }),
+                format!(
+                    "resumed the webhook integration of {account_id}; {verb} {count} kept event(s)"
+                ),
             ))
         }
         IntegrationCommand::Test { account, timeout } => {

@@ -46,6 +46,7 @@ pub(super) async fn serve(database_url: String, args: ServeArgs) -> anyhow::Resu
                 concurrency: args.delivery_concurrency.max(1),
                 schedule,
                 timeout: args.delivery_timeout,
+                pause_after: args.pause_after,
                 ..DispatcherConfig::default()
             };
             Some(Dispatcher::new(store.clone(), sender, dispatcher_config).with_waker(wake.clone()))

@@ -690,3 +690,73 @@ async fn integration_test_reports_success_error_and_connection_failure() {
         ]
     );
 }
+
+/// `integration resume` ends a pause; `integration set` never does.
+#[tokio::test(flavor = "multi_thread")]
+async fn resume_ends_a_pause_and_set_does_not() {
+    use sqlx::Connection;
+
+    let db = Db::new();
+    let account = db.json(&["account", "create", "Acme"])["account_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    db.json(&[
+        "integration",
+        "set",
+        "--account",
+        &account,
+        "--url",
+        "https://example.com/h",
+    ]);
+    let err = db.json_error(&[
+        "integration",
+        "resume",
+        "--account",
+        &account,
+        "--kept",
+        "deliver",
+    ]);
+    assert_eq!(
+        err,
+        format!("the webhook integration of {account} is not paused")
+    );
+
+    // Paused as a 410 would pause it (the pausing itself is tested in sipsim-delivery).
+    let mut conn = sqlx::SqliteConnection::connect(&db.url()).await.unwrap();
+    sqlx::query("UPDATE integrations SET state = 'paused', paused_reason = 'the endpoint answered 410 Gone'")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let set = db.json(&[
+        "integration",
+        "set",
+        "--account",
+        &account,
+        "--url",
+        "https://example.com/new",
+    ]);
+    assert_eq!(
+        set["state"], "paused",
+        "set changes the URL but does not resume"
+    );
+    assert_eq!(set["enabled"], false);
+    let text = db.run(&["integration", "show", "--account", &account]);
+    assert!(
+        String::from_utf8_lossy(&text.stdout).contains("paused (the endpoint answered 410 Gone)")
+    );
+
+    let resumed = db.json(&[
+        "integration",
+        "resume",
+        "--account",
+        &account,
+        "--kept",
+        "drop",
+    ]);
+    assert_eq!(resumed["resumed"], true);
+    assert_eq!(resumed["kept"], 0);
+    let show = db.json(&["integration", "show", "--account", &account]);
+    assert_eq!(show["state"], "enabled");
+    assert_eq!(show["webhook_url"], "https://example.com/new");
+}

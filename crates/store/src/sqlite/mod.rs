@@ -20,8 +20,8 @@ use sipsim_core::queue::{
 };
 use sipsim_core::secret::{SecretHash, SigningSecret};
 use sipsim_core::store::{
-    Account, ApiClient, Integration, IntegrationState, IntegrationUpdate, NewApiClient, Revocation,
-    SubscriptionChange,
+    Account, ApiClient, Integration, IntegrationState, IntegrationUpdate, KeptDeliveries,
+    NewApiClient, Revocation, SubscriptionChange,
 };
 use sipsim_core::target::WebhookUrl;
 use sipsim_core::{
@@ -55,11 +55,16 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "deliveries by account and id",
         include_str!("../../migrations/sqlite/0003_deliveries_by_account_id.sql"),
     ),
+    (
+        4,
+        "pause",
+        include_str!("../../migrations/sqlite/0004_pause.sql"),
+    ),
 ];
 
 /// Columns of `integrations` in the order [`integration_from_row`] reads them.
-const INTEGRATION_COLUMNS: &str =
-    "account_id, webhook_url, state, event_mask, signing_secret, version, created_at, updated_at";
+const INTEGRATION_COLUMNS: &str = "account_id, webhook_url, state, event_mask, signing_secret, \
+                                   version, created_at, updated_at, paused_reason";
 
 const CLIENT_COLUMNS: &str = "id, account_id, name, scopes, secret_hash, created_at, last_used_at";
 
@@ -160,9 +165,8 @@ impl SqliteStore {
         &self,
         account: &AccountId,
     ) -> Result<Option<Integration>, StoreError> {
-        const SQL: &str = "SELECT account_id, webhook_url, state, event_mask, signing_secret, version, \
-                           created_at, updated_at FROM integrations WHERE account_id = ?1";
-        sqlx::query(SQL)
+        let sql = format!("SELECT {INTEGRATION_COLUMNS} FROM integrations WHERE account_id = ?1");
+        sqlx::query(AssertSqlSafe(sql))
             .bind(account.as_str())
             .fetch_optional(&self.read)
             .await
@@ -217,6 +221,7 @@ fn integration_from_row(
         version: row.try_get(5).map_err(get)?,
         created_at_ms: row.try_get(6).map_err(get)?,
         updated_at_ms: row.try_get(7).map_err(get)?,
+        paused_reason: row.try_get(8).map_err(get)?,
     })
 }
 
@@ -537,6 +542,32 @@ impl Store for SqliteStore {
         now_ms: i64,
     ) -> Result<Option<DeliveryRecord>, StoreError> {
         self.resend_delivery(account, id, now_ms).await
+    }
+
+    async fn pause_integration(
+        &self,
+        account: &AccountId,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        self.pause(account, reason, now_ms).await
+    }
+
+    async fn pause_failing_integrations(
+        &self,
+        failing_since_before: i64,
+        now_ms: i64,
+    ) -> Result<Vec<AccountId>, StoreError> {
+        self.pause_failing(failing_since_before, now_ms).await
+    }
+
+    async fn resume_integration(
+        &self,
+        account: &AccountId,
+        kept: KeptDeliveries,
+        now_ms: i64,
+    ) -> Result<Option<u64>, StoreError> {
+        self.resume(account, kept, now_ms).await
     }
 
     async fn get_delivery(&self, id: &DeliveryId) -> Result<Option<DeliveryRecord>, StoreError> {

@@ -13,7 +13,7 @@ use sipsim_core::queue::{
     FinishedAttempt, IngestOutcome, NewMessage, SkipReason,
 };
 use sipsim_core::secret::SigningSecret;
-use sipsim_core::store::IntegrationState;
+use sipsim_core::store::{IntegrationState, KeptDeliveries};
 use sipsim_core::{AccountId, DeliveryId, EventSet, MessageId, StoreError};
 use sqlx::sqlite::SqliteConnection;
 use sqlx::sqlite::SqliteRow;
@@ -223,6 +223,95 @@ impl SqliteStore {
         insert_attempt(&mut tx, &delivery_id, 1, record).await?;
         tx.commit().await.map_err(backend)?;
         Ok(delivery_id)
+    }
+
+    pub(super) async fn pause(
+        &self,
+        account: &AccountId,
+        reason: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        Ok(sqlx::query(
+            "UPDATE integrations SET state = 'paused', paused_reason = ?2, version = version + 1, \
+                    updated_at = ?3 \
+             WHERE account_id = ?1 AND state = 'enabled'",
+        )
+        .bind(account.as_str())
+        .bind(reason)
+        .bind(now)
+        .execute(&self.write)
+        .await
+        .map_err(backend)?
+        .rows_affected()
+            > 0)
+    }
+
+    pub(super) async fn pause_failing(
+        &self,
+        failing_since_before: i64,
+        now: i64,
+    ) -> Result<Vec<AccountId>, StoreError> {
+        sqlx::query(
+            "UPDATE integrations SET state = 'paused', version = version + 1, updated_at = ?2, \
+                    paused_reason = 'every delivery attempt has failed for the whole pause period' \
+             WHERE state = 'enabled' AND failing_since IS NOT NULL AND failing_since <= ?1 \
+             RETURNING account_id",
+        )
+        .bind(failing_since_before)
+        .bind(now)
+        .fetch_all(&self.write)
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(|row| {
+            let id: String = row.try_get(0).map_err(backend)?;
+            AccountId::parse(&id).map_err(corrupt)
+        })
+        .collect()
+    }
+
+    pub(super) async fn resume(
+        &self,
+        account: &AccountId,
+        kept: KeptDeliveries,
+        now: i64,
+    ) -> Result<Option<u64>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let resumed = sqlx::query(
+            "UPDATE integrations SET state = 'enabled', paused_reason = NULL, failing_since = NULL, \
+                    version = version + 1, updated_at = ?2 \
+             WHERE account_id = ?1 AND state = 'paused'",
+        )
+        .bind(account.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?
+        .rows_affected();
+        if resumed == 0 {
+            tx.commit().await.map_err(backend)?;
+            return Ok(None);
+        }
+        let sql = match kept {
+            KeptDeliveries::Deliver => {
+                "UPDATE deliveries SET status = 'pending', next_attempt_at = ?2, updated_at = ?2 \
+                 WHERE account_id = ?1 AND status = 'paused'"
+            }
+            KeptDeliveries::Drop => {
+                "UPDATE deliveries SET status = 'failed', next_attempt_at = NULL, updated_at = ?2, \
+                        last_error = 'dropped when the paused integration was resumed' \
+                 WHERE account_id = ?1 AND status = 'paused'"
+            }
+        };
+        let affected = sqlx::query(sql)
+            .bind(account.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?
+            .rows_affected();
+        tx.commit().await.map_err(backend)?;
+        Ok(Some(affected))
     }
 
     /// Makes deliveries whose lease expires at or before `expired_by` due at `now`.
@@ -504,6 +593,7 @@ async fn complete_in(conn: &mut SqliteConnection, r: &FinishedAttempt) -> Result
         Completion::Succeeded => (DeliveryStatus::Succeeded, None),
         Completion::RetryAt(at) => (DeliveryStatus::Pending, Some(at)),
         Completion::Failed => (DeliveryStatus::Failed, None),
+        Completion::Paused => (DeliveryStatus::Paused, None),
     };
     let record = &r.record;
     let now = record.started_at_ms + record.duration_ms;
@@ -511,7 +601,7 @@ async fn complete_in(conn: &mut SqliteConnection, r: &FinishedAttempt) -> Result
         "UPDATE deliveries SET status = ?3, next_attempt_at = ?4, lease_token = NULL, \
                 lease_expires_at = NULL, last_status_code = ?5, last_error = ?6, updated_at = ?7 \
          WHERE id = ?1 AND lease_token = ?2 AND status = 'delivering' \
-         RETURNING attempts",
+         RETURNING attempts, account_id",
     )
     .bind(r.id.as_str())
     .bind(&r.lease_token)
@@ -527,7 +617,24 @@ async fn complete_in(conn: &mut SqliteConnection, r: &FinishedAttempt) -> Result
         return Ok(false);
     };
     let attempt: i64 = row.try_get(0).map_err(backend)?;
+    let account: String = row.try_get(1).map_err(backend)?;
     insert_attempt(conn, &r.id, attempt, record).await?;
+    // Track how long every attempt to this integration has been failing (for the automatic pause):
+    // any success clears it; the first failure after a success starts it. Each statement touches the
+    // row only when the value really changes.
+    let track = if r.completion == Completion::Succeeded {
+        "UPDATE integrations SET failing_since = NULL \
+         WHERE account_id = ?1 AND failing_since IS NOT NULL"
+    } else {
+        "UPDATE integrations SET failing_since = ?2 \
+         WHERE account_id = ?1 AND failing_since IS NULL"
+    };
+    sqlx::query(track)
+        .bind(&account)
+        .bind(record.started_at_ms)
+        .execute(&mut *conn)
+        .await
+        .map_err(backend)?;
     Ok(true)
 }
 
