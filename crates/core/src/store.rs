@@ -257,13 +257,19 @@ pub trait Store: Send + Sync + 'static {
     }
 
     /// Claims up to `limit` deliveries due at `now_ms` whose integration is enabled, leasing them until
-    /// `now_ms + lease_ms`. The lease is committed before this returns.
+    /// `now_ms + lease_ms`, oldest due first, skipping the accounts in `skip` (those already using all
+    /// their slots). The lease is committed before this returns.
     async fn claim_due(
         &self,
         now_ms: i64,
         limit: u32,
         lease_ms: i64,
+        skip: &[AccountId],
     ) -> Result<Vec<ClaimedDelivery>, StoreError>;
+
+    /// Hands claimed deliveries back untouched (due as before, the attempt not counted), for those a
+    /// dispatcher took but has no slot for. Each only if its lease token still holds it.
+    async fn unclaim(&self, claimed: &[(DeliveryId, String)]) -> Result<(), StoreError>;
 
     /// Records attempts and ends their deliveries' leases with their completions, in one transaction
     /// (group commit). Each is applied only if its lease token still holds the delivery; the result

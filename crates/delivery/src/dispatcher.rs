@@ -9,10 +9,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sipsim_core::Store;
+use std::collections::HashMap;
+
 use sipsim_core::clock::now_ms;
 use sipsim_core::queue::{ClaimedDelivery, Completion, FinishedAttempt};
 use sipsim_core::retry::RetrySchedule;
+use sipsim_core::{AccountId, Store};
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
@@ -23,6 +25,9 @@ use crate::sender::{Sender, Verdict};
 pub struct DispatcherConfig {
     /// Attempts in flight at once, across all integrations.
     pub concurrency: usize,
+    /// Attempts in flight at once for one integration, so that a slow or hanging endpoint holds at
+    /// most this many slots (each for at most the timeout) and never starves the others.
+    pub per_integration: usize,
     /// Most deliveries taken by one claim.
     pub claim_batch: u32,
     /// Delays before each attempt.
@@ -39,6 +44,7 @@ impl Default for DispatcherConfig {
     fn default() -> Self {
         DispatcherConfig {
             concurrency: 128,
+            per_integration: 16,
             claim_batch: 64,
             schedule: RetrySchedule::default(),
             timeout: Duration::from_secs(2),
@@ -108,6 +114,8 @@ impl Dispatcher {
             pending,
             self.wake.clone(),
         ));
+        let in_flight = Arc::new(InFlight::default());
+        let cap = self.config.per_integration.max(1);
         loop {
             let first = tokio::select! {
                 permit = slots.clone().acquire_owned() => match permit {
@@ -118,7 +126,8 @@ impl Dispatcher {
             };
             let free = (slots.available_permits() + 1) as u32;
             let limit = free.min(self.config.claim_batch);
-            let claimed = match self.store.claim_due(now_ms(), limit, lease_ms).await {
+            let skip = in_flight.saturated(cap);
+            let claimed = match self.store.claim_due(now_ms(), limit, lease_ms, &skip).await {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::error!(error = %e, "claiming deliveries failed; retrying in 1 s");
@@ -136,7 +145,13 @@ impl Dispatcher {
                 continue;
             }
             let mut permit = Some(first);
+            let mut handed_back = Vec::new();
             for delivery in claimed {
+                // One claim may bring more of one account than it has slots left: those go back.
+                if !in_flight.try_take(&delivery.account_id, cap) {
+                    handed_back.push((delivery.id, delivery.lease_token));
+                    continue;
+                }
                 let slot = match permit.take() {
                     Some(p) => p,
                     // Only this loop takes slots, so the ones counted free are still free.
@@ -149,13 +164,22 @@ impl Dispatcher {
                 let sender = self.sender.clone();
                 let schedule = self.config.schedule.clone();
                 let results = results.clone();
+                let in_flight = in_flight.clone();
                 tokio::spawn(async move {
+                    let account = delivery.account_id.clone();
                     let finished = attempt(&*store, &sender, &schedule, delivery).await;
                     // If the recorder is gone (shutting down), the lease expires and the delivery
                     // is retried: at-least-once holds.
                     let _ = results.send(finished).await;
+                    in_flight.release(&account);
                     drop(slot);
                 });
+            }
+            if !handed_back.is_empty()
+                && let Err(e) = self.store.unclaim(&handed_back).await
+            {
+                // Their leases will expire and the sweeper make them due again.
+                tracing::warn!(error = %e, "handing back deliveries without a slot failed");
             }
         }
         // Let attempts in flight finish and record their results, for at most one lease.
@@ -181,6 +205,47 @@ impl Dispatcher {
             _ = self.wake.notified() => {},
             _ = tokio::time::sleep(sleep_for) => {},
             _ = shutdown.cancelled() => {},
+        }
+    }
+}
+
+/// Attempts in flight per account, on this node.
+#[derive(Debug, Default)]
+struct InFlight(std::sync::Mutex<HashMap<AccountId, usize>>);
+
+impl InFlight {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<AccountId, usize>> {
+        // A poisoned lock only means a panic while counting; the counts are still usable.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Accounts using all `cap` of their slots.
+    fn saturated(&self, cap: usize) -> Vec<AccountId> {
+        self.lock()
+            .iter()
+            .filter(|(_, n)| **n >= cap)
+            .map(|(a, _)| a.clone())
+            .collect()
+    }
+
+    /// Takes a slot of `account` if it has one left.
+    fn try_take(&self, account: &AccountId, cap: usize) -> bool {
+        let mut map = self.lock();
+        let n = map.entry(account.clone()).or_default();
+        if *n >= cap {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    fn release(&self, account: &AccountId) {
+        let mut map = self.lock();
+        if let Some(n) = map.get_mut(account) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(account);
+            }
         }
     }
 }

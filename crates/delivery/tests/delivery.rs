@@ -638,3 +638,121 @@ async fn an_endpoint_failing_for_the_pause_period_is_paused_and_drop_drops_what_
     shutdown.cancel();
     running.await.unwrap();
 }
+
+/// Counts requests in progress (and the most at once); each one hangs until the client gives up.
+#[derive(Clone, Default)]
+struct HangingReceiver {
+    now: Arc<std::sync::atomic::AtomicUsize>,
+    most: Arc<std::sync::atomic::AtomicUsize>,
+    total: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+struct InProgress(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for InProgress {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl HangingReceiver {
+    async fn start() -> (HangingReceiver, SocketAddr) {
+        use std::sync::atomic::Ordering;
+        let r = HangingReceiver::default();
+        let state = r.clone();
+        let app = Router::new().fallback(move || {
+            let state = state.clone();
+            async move {
+                let n = state.now.fetch_add(1, Ordering::SeqCst) + 1;
+                state.most.fetch_max(n, Ordering::SeqCst);
+                state.total.fetch_add(1, Ordering::SeqCst);
+                // Dropped (and so counted out) when the sender's timeout closes the connection.
+                let _guard = InProgress(state.now.clone());
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                StatusCode::OK
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (r, addr)
+    }
+}
+
+/// How long the healthy account's 50 events take to arrive, with or without a hanging account that
+/// has 60 deliveries queued ahead of them. Returns (elapsed, most hanging requests at once).
+async fn healthy_account_run(with_hanging: bool) -> (Duration, usize) {
+    let (healthy_rx, healthy_addr) = Receiver::start(vec![]).await;
+    let (store, healthy, _dir) =
+        store_with_integration(&format!("http://{healthy_addr}/ok"), &[Event::Sms]).await;
+    let (hanging_rx, hanging_addr) = HangingReceiver::start().await;
+    let hanging = store.create_account("hangs").await.unwrap().id;
+    store
+        .put_integration(
+            &hanging,
+            IntegrationUpdate {
+                webhook_url: WebhookUrl::parse(
+                    &format!("http://{hanging_addr}/slow"),
+                    TargetPolicy::AllowInsecure,
+                )
+                .unwrap(),
+                disabled: false,
+                events: Some([Event::Sms].into_iter().collect()),
+                new_signing_secret: SigningSecret::generate(),
+            },
+        )
+        .await
+        .unwrap();
+    if with_hanging {
+        for _ in 0..60 {
+            enqueue(&store, &hanging, Event::Sms, b"{}".to_vec()).await;
+        }
+    }
+    let dispatcher = Dispatcher::new(
+        store.clone(),
+        insecure(1000),
+        DispatcherConfig {
+            concurrency: 32,
+            per_integration: 4,
+            schedule: RetrySchedule::parse("0s,30s", 0.0).unwrap(),
+            timeout: Duration::from_millis(1000),
+            ..DispatcherConfig::default()
+        },
+    );
+    let wake = dispatcher.waker();
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(dispatcher.run(shutdown.clone()));
+    let started = Instant::now();
+    for _ in 0..50 {
+        enqueue(&store, &healthy, Event::Sms, b"{}".to_vec()).await;
+    }
+    wake.notify_one();
+    let got = healthy_rx.wait_for(50, Duration::from_secs(20)).await;
+    let elapsed = started.elapsed();
+    assert_eq!(got.len(), 50, "every healthy event arrived");
+    shutdown.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(20), running).await;
+    let most = hanging_rx.most.load(std::sync::atomic::Ordering::SeqCst);
+    if with_hanging {
+        assert!(
+            hanging_rx.total.load(std::sync::atomic::Ordering::SeqCst) > 0,
+            "the hanging endpoint was tried"
+        );
+    }
+    (elapsed, most)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_endpoint_holds_only_its_own_slots() {
+    let (alone, _) = healthy_account_run(false).await;
+    let (beside_hanging, most) = healthy_account_run(true).await;
+    println!(
+        "isolation: 50 healthy events took {alone:.2?} alone and {beside_hanging:.2?} beside an endpoint \
+         that hangs with 60 deliveries queued ahead of them; the hanging one held at most {most} of 32 slots"
+    );
+    assert!(
+        most <= 4,
+        "the hanging endpoint held {most} slots, more than its 4"
+    );
+    assert!(most >= 1);
+}

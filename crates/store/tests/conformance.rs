@@ -376,7 +376,7 @@ async fn ingest_snapshots_subscriptions_and_dedups(store: &dyn Store) {
 
     // An unknown account fails the whole batch: the valid item before it is not stored either.
     let before = store
-        .claim_due(i64::MAX / 2, 100, 1000)
+        .claim_due(i64::MAX / 2, 100, 1000, &[])
         .await
         .unwrap()
         .len();
@@ -393,7 +393,7 @@ async fn ingest_snapshots_subscriptions_and_dedups(store: &dyn Store) {
     assert!(matches!(err, Err(StoreError::AccountNotFound(_))));
     assert!(
         store
-            .claim_due(i64::MAX / 2, 100, 1000)
+            .claim_due(i64::MAX / 2, 100, 1000, &[])
             .await
             .unwrap()
             .is_empty()
@@ -428,12 +428,12 @@ async fn group_commit_keeps_each_batch_atomic(store: &dyn Store) {
         results[2].as_ref().unwrap()[0],
         IngestOutcome::Enqueued { .. }
     ));
-    assert_eq!(store.claim_due(now, 100, 1000).await.unwrap().len(), 3);
+    assert_eq!(store.claim_due(now, 100, 1000, &[]).await.unwrap().len(), 3);
 
     // Completions are group-committed too, each fenced on its own.
     let claimed_again = {
         store.release_expired_leases(now + 1000).await.unwrap();
-        store.claim_due(now + 1000, 100, 1000).await.unwrap()
+        store.claim_due(now + 1000, 100, 1000, &[]).await.unwrap()
     };
     assert_eq!(claimed_again.len(), 3);
     let mut finished: Vec<FinishedAttempt> = claimed_again
@@ -456,6 +456,46 @@ async fn group_commit_keeps_each_batch_atomic(store: &dyn Store) {
             .unwrap()
             .status,
         DeliveryStatus::Delivering
+    );
+}
+
+async fn claims_skip_saturated_accounts_and_unclaim_restores(store: &dyn Store) {
+    let now = 9_000_000;
+    let events: EventSet = [Event::Sms].into_iter().collect();
+    let a = store.create_account("a").await.unwrap().id;
+    let b = store.create_account("b").await.unwrap().id;
+    for acc in [&a, &b] {
+        store
+            .put_integration(acc, update("https://example.com/", false, Some(events)))
+            .await
+            .unwrap();
+        store
+            .ingest(
+                &[
+                    message(acc, Event::Sms, None),
+                    message(acc, Event::Sms, None),
+                ],
+                now,
+            )
+            .await
+            .unwrap();
+    }
+    let only_b = store
+        .claim_due(now, 10, 1000, std::slice::from_ref(&a))
+        .await
+        .unwrap();
+    assert_eq!(only_b.len(), 2);
+    assert!(only_b.iter().all(|c| c.account_id == b));
+    let handed_back: Vec<_> = only_b
+        .iter()
+        .map(|c| (c.id.clone(), c.lease_token.clone()))
+        .collect();
+    store.unclaim(&handed_back).await.unwrap();
+    let again = store.claim_due(now, 10, 1000, &[]).await.unwrap();
+    assert_eq!(again.len(), 4);
+    assert!(
+        again.iter().all(|c| c.attempt == 1),
+        "an unclaimed delivery's attempt is not counted"
     );
 }
 
@@ -484,8 +524,14 @@ async fn claims_lease_fence_and_retry(store: &dyn Store) {
     assert_eq!(store.next_due_at().await.unwrap(), Some(now));
 
     // Not due yet: nothing to claim.
-    assert!(store.claim_due(now - 1, 10, 1000).await.unwrap().is_empty());
-    let claimed = store.claim_due(now, 10, 1000).await.unwrap();
+    assert!(
+        store
+            .claim_due(now - 1, 10, 1000, &[])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let claimed = store.claim_due(now, 10, 1000, &[]).await.unwrap();
     assert_eq!(claimed.len(), 1);
     let c = &claimed[0];
     assert_eq!(c.id, delivery_id);
@@ -504,7 +550,13 @@ async fn claims_lease_fence_and_retry(store: &dyn Store) {
         DeliveryStatus::Delivering
     );
     // Leased: a second claim does not get it.
-    assert!(store.claim_due(now, 10, 1000).await.unwrap().is_empty());
+    assert!(
+        store
+            .claim_due(now, 10, 1000, &[])
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(store.next_due_at().await.unwrap(), None);
 
     // A wrong token changes nothing.
@@ -537,18 +589,18 @@ async fn claims_lease_fence_and_retry(store: &dyn Store) {
     assert_eq!(d.last_status_code, Some(500));
     assert!(
         store
-            .claim_due(now + 4999, 10, 1000)
+            .claim_due(now + 4999, 10, 1000, &[])
             .await
             .unwrap()
             .is_empty()
     );
 
     // Second attempt: the lease expires (a dead worker), the sweeper releases it, another claims it.
-    let second = store.claim_due(now + 5000, 10, 1000).await.unwrap();
+    let second = store.claim_due(now + 5000, 10, 1000, &[]).await.unwrap();
     assert_eq!(second[0].attempt, 2);
     assert_eq!(store.release_expired_leases(now + 5999).await.unwrap(), 0);
     assert_eq!(store.release_expired_leases(now + 6000).await.unwrap(), 1);
-    let third = store.claim_due(now + 6000, 10, 1000).await.unwrap();
+    let third = store.claim_due(now + 6000, 10, 1000, &[]).await.unwrap();
     assert_eq!(third[0].attempt, 3);
     assert_ne!(third[0].lease_token, second[0].lease_token);
     // The dead worker's late result is fenced off.
@@ -556,7 +608,7 @@ async fn claims_lease_fence_and_retry(store: &dyn Store) {
     let fourth_try = store.reclaim_all_leases(now + 6001).await.unwrap();
     assert_eq!(fourth_try, 1);
     assert_eq!(store.next_due_at().await.unwrap(), Some(now + 6001));
-    let third = store.claim_due(now + 6001, 10, 1000).await.unwrap();
+    let third = store.claim_due(now + 6001, 10, 1000, &[]).await.unwrap();
     assert_eq!(third[0].attempt, 4);
     assert!(
         !finish(
@@ -602,7 +654,7 @@ async fn claims_lease_fence_and_retry(store: &dyn Store) {
         .unwrap();
     assert!(
         store
-            .claim_due(now + 10_000, 10, 1000)
+            .claim_due(now + 10_000, 10, 1000, &[])
             .await
             .unwrap()
             .is_empty()
@@ -611,7 +663,7 @@ async fn claims_lease_fence_and_retry(store: &dyn Store) {
         .put_integration(&acc.id, update("https://example.com/hook", false, None))
         .await
         .unwrap();
-    let c = store.claim_due(now + 10_000, 10, 1000).await.unwrap();
+    let c = store.claim_due(now + 10_000, 10, 1000, &[]).await.unwrap();
     assert_eq!(c.len(), 1);
     assert!(
         finish(
@@ -639,6 +691,12 @@ async fn sqlite_ingest_snapshots_subscriptions_and_dedups() {
 async fn sqlite_group_commit_keeps_each_batch_atomic() {
     let (store, _dir) = sqlite().await;
     group_commit_keeps_each_batch_atomic(&*store).await;
+}
+
+#[tokio::test]
+async fn sqlite_claims_skip_saturated_accounts_and_unclaim_restores() {
+    let (store, _dir) = sqlite().await;
+    claims_skip_saturated_accounts_and_unclaim_restores(&*store).await;
 }
 
 #[tokio::test]

@@ -132,6 +132,13 @@ pub struct ServeArgs {
     /// Delivery attempts in flight at once.
     #[arg(long, env = "SIPSIM_DELIVERY_CONCURRENCY", default_value_t = 128)]
     pub delivery_concurrency: usize,
+    /// Delivery attempts in flight at once for one integration (a slow endpoint holds no more).
+    #[arg(
+        long,
+        env = "SIPSIM_DELIVERY_CONCURRENCY_PER_INTEGRATION",
+        default_value_t = 16
+    )]
+    pub delivery_concurrency_per_integration: usize,
     /// Pause an integration whose every delivery attempt has failed for this long.
     #[arg(long, env = "SIPSIM_PAUSE_AFTER", default_value = "120h", value_parser = parse_duration_arg)]
     pub pause_after: Duration,

@@ -493,8 +493,13 @@ impl Store for SqliteStore {
         now_ms: i64,
         limit: u32,
         lease_ms: i64,
+        skip: &[AccountId],
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
-        self.claim(now_ms, limit, lease_ms).await
+        self.claim(now_ms, limit, lease_ms, skip).await
+    }
+
+    async fn unclaim(&self, claimed: &[(DeliveryId, String)]) -> Result<(), StoreError> {
+        self.unclaim_all(claimed).await
     }
 
     async fn complete(&self, finished: &[FinishedAttempt]) -> Result<Vec<bool>, StoreError> {

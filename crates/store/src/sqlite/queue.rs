@@ -64,6 +64,7 @@ impl SqliteStore {
         now: i64,
         limit: u32,
         lease_ms: i64,
+        skip: &[AccountId],
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
         let token = format!(
             "lease_{}",
@@ -72,22 +73,34 @@ impl SqliteStore {
                 .trim_start_matches("msg_")
         );
         let mut tx = self.begin_write().await?;
-        let claimed = sqlx::query(
+        // Only placeholders are spliced in (one per skipped account); every value is bound.
+        let skipped: String = (0..skip.len()).map(|i| format!(", ?{}", i + 5)).collect();
+        let skip_clause = if skip.is_empty() {
+            String::new()
+        } else {
+            format!(" AND d.account_id NOT IN ({})", &skipped[2..])
+        };
+        let sql = format!(
             "UPDATE deliveries SET status = 'delivering', lease_token = ?1, lease_expires_at = ?2, \
                     attempts = attempts + 1, updated_at = ?3 \
              WHERE id IN ( \
                 SELECT d.id FROM deliveries d JOIN integrations i ON i.account_id = d.account_id \
-                WHERE d.status = 'pending' AND d.next_attempt_at <= ?3 AND i.state = 'enabled' \
-                ORDER BY d.next_attempt_at LIMIT ?4)",
-        )
-        .bind(&token)
-        .bind(now + lease_ms)
-        .bind(now)
-        .bind(limit as i64)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?
-        .rows_affected();
+                WHERE d.status = 'pending' AND d.next_attempt_at <= ?3 AND i.state = 'enabled'{skip_clause} \
+                ORDER BY d.next_attempt_at LIMIT ?4)"
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql))
+            .bind(&token)
+            .bind(now + lease_ms)
+            .bind(now)
+            .bind(limit as i64);
+        for account in skip {
+            query = query.bind(account.as_str());
+        }
+        let claimed = query
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?
+            .rows_affected();
         if claimed == 0 {
             tx.commit().await.map_err(backend)?;
             return Ok(Vec::new());
@@ -343,6 +356,26 @@ impl SqliteStore {
         .await
         .map_err(backend)?;
         row.try_get(0).map_err(backend)
+    }
+
+    pub(super) async fn unclaim_all(
+        &self,
+        claimed: &[(DeliveryId, String)],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        for (id, token) in claimed {
+            sqlx::query(
+                "UPDATE deliveries SET status = 'pending', attempts = attempts - 1, \
+                        lease_token = NULL, lease_expires_at = NULL \
+                 WHERE id = ?1 AND lease_token = ?2 AND status = 'delivering'",
+            )
+            .bind(id.as_str())
+            .bind(token)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)
     }
 
     pub(super) async fn deliveries_of(
