@@ -253,9 +253,112 @@ fn message(account: &AccountId, event: Event, key: Option<&str>) -> NewMessage {
         account_id: account.clone(),
         event,
         body: format!(r#"{{"event":"{event}"}}"#).into_bytes(),
-        ordering_key: Some("call_1".into()),
+        ordering_key: None,
         idempotency_key: key.map(str::to_owned),
     }
+}
+
+/// A message of the call `pbx_id`: it is ordered after the call's earlier messages.
+fn call_message(account: &AccountId, event: Event, pbx_id: &str) -> NewMessage {
+    NewMessage {
+        ordering_key: Some(pbx_id.to_owned()),
+        ..message(account, event, None)
+    }
+}
+
+async fn one_attempt(
+    store: &dyn Store,
+    c: &sipsim_core::queue::ClaimedDelivery,
+    completion: Completion,
+) {
+    let applied = finish(
+        store,
+        &c.id,
+        &c.lease_token,
+        &record(0, Some(200), None),
+        completion,
+    )
+    .await
+    .unwrap();
+    assert!(applied);
+}
+
+async fn a_calls_events_go_out_one_at_a_time_in_order(store: &dyn Store) {
+    let now = 11_000_000;
+    let acc = store.create_account("ordered").await.unwrap().id;
+    let events: EventSet = [
+        Event::IncomingCallStart,
+        Event::IncomingCallAnswer,
+        Event::IncomingCallEnd,
+    ]
+    .into_iter()
+    .collect();
+    store
+        .put_integration(&acc, update("https://example.com/", false, Some(events)))
+        .await
+        .unwrap();
+    let ids: Vec<sipsim_core::DeliveryId> = store
+        .ingest(
+            &[
+                call_message(&acc, Event::IncomingCallStart, "call_a"),
+                call_message(&acc, Event::IncomingCallAnswer, "call_a"),
+                call_message(&acc, Event::IncomingCallStart, "call_b"),
+                call_message(&acc, Event::IncomingCallEnd, "call_a"),
+            ],
+            now,
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| match o {
+            IngestOutcome::Enqueued { delivery_id, .. } => delivery_id,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    let names = |claimed: &[sipsim_core::queue::ClaimedDelivery]| {
+        let mut v: Vec<String> = claimed.iter().map(|c| format!("{}", c.event)).collect();
+        v.sort();
+        v
+    };
+    // Only each call's first event is due; the other calls never wait on call_a.
+    let first = store.claim_due(now, 10, 1000, &[]).await.unwrap();
+    assert_eq!(
+        names(&first),
+        ["incoming_call_start", "incoming_call_start"]
+    );
+    let a1 = first.iter().find(|c| c.id == ids[0]).unwrap().clone();
+    let b1 = first.iter().find(|c| c.id == ids[2]).unwrap().clone();
+    let waiting = store.get_delivery(&ids[1]).await.unwrap().unwrap();
+    assert_eq!(waiting.status, DeliveryStatus::Pending);
+    assert_eq!(
+        waiting.next_attempt_at_ms, None,
+        "waiting for the call's first event"
+    );
+    // A failed attempt with a retry keeps the next event of its call waiting.
+    one_attempt(store, &b1, Completion::Succeeded).await;
+    one_attempt(store, &a1, Completion::RetryAt(now + 500)).await;
+    assert!(
+        store
+            .claim_due(now + 100, 10, 1000, &[])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let retry = store.claim_due(now + 500, 10, 1000, &[]).await.unwrap();
+    assert_eq!(retry.len(), 1);
+    assert_eq!(
+        retry[0].id, a1.id,
+        "the retry comes before anything after it"
+    );
+    // Success releases the next event of the call, and only that one.
+    one_attempt(store, &retry[0], Completion::Succeeded).await;
+    let second = store.claim_due(now + 600, 10, 1000, &[]).await.unwrap();
+    assert_eq!(names(&second), ["incoming_call_answer"]);
+    // A final failure releases the next one too.
+    one_attempt(store, &second[0], Completion::Failed).await;
+    let third = store.claim_due(now + 700, 10, 1000, &[]).await.unwrap();
+    assert_eq!(names(&third), ["incoming_call_end"]);
+    assert_eq!(third[0].id, ids[3]);
 }
 
 /// Completes one attempt through the group-commit API.
@@ -697,6 +800,12 @@ async fn sqlite_group_commit_keeps_each_batch_atomic() {
 async fn sqlite_claims_skip_saturated_accounts_and_unclaim_restores() {
     let (store, _dir) = sqlite().await;
     claims_skip_saturated_accounts_and_unclaim_restores(&*store).await;
+}
+
+#[tokio::test]
+async fn sqlite_a_calls_events_go_out_one_at_a_time_in_order() {
+    let (store, _dir) = sqlite().await;
+    a_calls_events_go_out_one_at_a_time_in_order(&*store).await;
 }
 
 #[tokio::test]

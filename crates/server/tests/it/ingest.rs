@@ -327,3 +327,86 @@ async fn the_ingest_key_is_required_and_bodies_are_limited_to_4_mib() {
     assert_eq!(status, 202, "{answer}");
     assert_eq!(answer["data"].as_array().unwrap().len(), 1000);
 }
+
+/// Per-call ordering: the first event of a call fails twice; the second event of that call waits for
+/// it; an unrelated call does not wait.
+#[tokio::test]
+async fn a_calls_second_event_waits_for_its_first_and_other_calls_do_not() {
+    use std::sync::{Arc, Mutex};
+    use std::time::Instant;
+
+    use axum::http::StatusCode;
+
+    let seen: Arc<Mutex<Vec<(String, String, Instant)>>> = Arc::default();
+    let log = seen.clone();
+    let app_rx = axum::Router::new().fallback(move |body: axum::body::Bytes| {
+        let log = log.clone();
+        async move {
+            let v: Value = serde_json::from_slice(&body).unwrap();
+            let event = v["event"].as_str().unwrap().to_owned();
+            let call = v["pbx_id"].as_str().unwrap().to_owned();
+            let mut log = log.lock().unwrap();
+            let earlier = log
+                .iter()
+                .filter(|(e, c, _)| *e == event && *c == call)
+                .count();
+            log.push((event.clone(), call.clone(), Instant::now()));
+            if call == "call_a" && event == "incoming_call_start" && earlier < 2 {
+                StatusCode::INTERNAL_SERVER_ERROR
+            } else {
+                StatusCode::OK
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/h", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app_rx).await.unwrap() });
+
+    let app = TestApp::spawn().await;
+    let account = app.account().await;
+    app.local_integration(
+        &account,
+        &url,
+        &["incoming_call_start", "incoming_call_answer"],
+    )
+    .await;
+    let call = |event: Event, pbx_id: &str| {
+        let mut i = item(&account, event);
+        i["payload"]["pbx_id"] = json!(pbx_id);
+        i
+    };
+    let (status, _) = app
+        .ingest(&json!([
+            call(Event::IncomingCallStart, "call_a"),
+            call(Event::IncomingCallAnswer, "call_a"),
+            call(Event::IncomingCallStart, "call_b"),
+        ]))
+        .await;
+    assert_eq!(status, 202);
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while seen.lock().unwrap().len() < 5 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let log = seen.lock().unwrap().clone();
+    let order: Vec<String> = log.iter().map(|(e, c, _)| format!("{c}/{e}")).collect();
+    assert_eq!(log.len(), 5, "{order:?}");
+    let at = |call: &str, event: &str, nth: usize| {
+        log.iter()
+            .filter(|(e, c, _)| c == call && e == event)
+            .nth(nth)
+            .unwrap_or_else(|| panic!("no {call}/{event} #{nth} in {order:?}"))
+            .2
+    };
+    let a_start_ok = at("call_a", "incoming_call_start", 2);
+    let a_answer = at("call_a", "incoming_call_answer", 0);
+    let b_start = at("call_b", "incoming_call_start", 0);
+    assert!(
+        a_answer > a_start_ok,
+        "the answer waited for the start's success: {order:?}"
+    );
+    assert!(
+        b_start < at("call_a", "incoming_call_start", 1),
+        "the unrelated call went out before call_a's first retry: {order:?}"
+    );
+}

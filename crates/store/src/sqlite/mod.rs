@@ -60,6 +60,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "pause",
         include_str!("../../migrations/sqlite/0004_pause.sql"),
     ),
+    (
+        5,
+        "ordering",
+        include_str!("../../migrations/sqlite/0005_ordering.sql"),
+    ),
 ];
 
 /// Columns of `integrations` in the order [`integration_from_row`] reads them.

@@ -124,17 +124,22 @@ impl SqliteStore {
                 // A secret that cannot be opened (wrong or missing SIPSIM_ENCRYPTION_KEY) would fail
                 // every attempt the same way: fail the delivery now, saying why, and go on.
                 Err(ClaimError::Secret(id, why)) => {
-                    sqlx::query(
+                    let failed = sqlx::query(
                         "UPDATE deliveries SET status = 'failed', lease_token = NULL, \
                                 lease_expires_at = NULL, last_error = ?2, updated_at = ?3 \
-                         WHERE id = ?1",
+                         WHERE id = ?1 RETURNING account_id, ordering_key",
                     )
                     .bind(id)
                     .bind(format!("signing secret unreadable: {why}"))
                     .bind(now)
-                    .execute(&mut *tx)
+                    .fetch_one(&mut *tx)
                     .await
                     .map_err(backend)?;
+                    let account: String = failed.try_get(0).map_err(backend)?;
+                    let key: Option<String> = failed.try_get(1).map_err(backend)?;
+                    if let Some(key) = key {
+                        release_chain_heads(&mut tx, &account, Some(&key), now).await?;
+                    }
                 }
                 Err(ClaimError::Store(e)) => return Err(e),
             }
@@ -306,8 +311,10 @@ impl SqliteStore {
             return Ok(None);
         }
         let sql = match kept {
+            // Kept deliveries of a chain wait for their turn; the chains' heads are released below.
             KeptDeliveries::Deliver => {
-                "UPDATE deliveries SET status = 'pending', next_attempt_at = ?2, updated_at = ?2 \
+                "UPDATE deliveries SET status = 'pending', updated_at = ?2, \
+                        next_attempt_at = CASE WHEN ordering_key IS NULL THEN ?2 ELSE NULL END \
                  WHERE account_id = ?1 AND status = 'paused'"
             }
             KeptDeliveries::Drop => {
@@ -323,6 +330,7 @@ impl SqliteStore {
             .await
             .map_err(backend)?
             .rows_affected();
+        release_chain_heads(&mut tx, account.as_str(), None, now).await?;
         tx.commit().await.map_err(backend)?;
         Ok(Some(affected))
     }
@@ -596,16 +604,41 @@ async fn ingest_into(
             Err(reason) => outcomes.push(IngestOutcome::Skipped { message_id, reason }),
             Ok(status) => {
                 let delivery_id = DeliveryId::generate();
+                // In a chain, the next sequence number; and a delivery behind an unfinished one of
+                // the same key waits (no due time) until that one ends. The write lock held by this
+                // transaction makes the sequence and the commit order the same.
+                let (seq, waits) = match &msg.ordering_key {
+                    None => (None, false),
+                    Some(key) => {
+                        let row = sqlx::query(
+                            "SELECT COALESCE(MAX(seq), 0) + 1, \
+                                    COUNT(CASE WHEN status IN ('pending', 'delivering', 'paused') \
+                                               THEN 1 END) \
+                             FROM deliveries WHERE account_id = ?1 AND ordering_key = ?2",
+                        )
+                        .bind(msg.account_id.as_str())
+                        .bind(key)
+                        .fetch_one(&mut *conn)
+                        .await
+                        .map_err(backend)?;
+                        let seq: i64 = row.try_get(0).map_err(backend)?;
+                        let unfinished: i64 = row.try_get(1).map_err(backend)?;
+                        (Some(seq), unfinished > 0)
+                    }
+                };
                 sqlx::query(
                     "INSERT INTO deliveries (id, message_id, account_id, event, status, \
-                                             next_attempt_at, created_at, updated_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?6)",
+                                             next_attempt_at, ordering_key, seq, created_at, updated_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
                 )
                 .bind(delivery_id.as_str())
                 .bind(message_id.as_str())
                 .bind(msg.account_id.as_str())
                 .bind(msg.event.name())
                 .bind(status.as_str())
+                .bind((!waits).then_some(now))
+                .bind(msg.ordering_key.as_deref())
+                .bind(seq)
                 .bind(now)
                 .execute(&mut *conn)
                 .await
@@ -634,7 +667,7 @@ async fn complete_in(conn: &mut SqliteConnection, r: &FinishedAttempt) -> Result
         "UPDATE deliveries SET status = ?3, next_attempt_at = ?4, lease_token = NULL, \
                 lease_expires_at = NULL, last_status_code = ?5, last_error = ?6, updated_at = ?7 \
          WHERE id = ?1 AND lease_token = ?2 AND status = 'delivering' \
-         RETURNING attempts, account_id",
+         RETURNING attempts, account_id, ordering_key",
     )
     .bind(r.id.as_str())
     .bind(&r.lease_token)
@@ -651,7 +684,11 @@ async fn complete_in(conn: &mut SqliteConnection, r: &FinishedAttempt) -> Result
     };
     let attempt: i64 = row.try_get(0).map_err(backend)?;
     let account: String = row.try_get(1).map_err(backend)?;
+    let ordering_key: Option<String> = row.try_get(2).map_err(backend)?;
     insert_attempt(conn, &r.id, attempt, record).await?;
+    if let (Some(key), Completion::Succeeded | Completion::Failed) = (&ordering_key, r.completion) {
+        release_chain_heads(conn, &account, Some(key), now).await?;
+    }
     // Track how long every attempt to this integration has been failing (for the automatic pause):
     // any success clears it; the first failure after a success starts it. Each statement touches the
     // row only when the value really changes.
@@ -669,6 +706,33 @@ async fn complete_in(conn: &mut SqliteConnection, r: &FinishedAttempt) -> Result
         .await
         .map_err(backend)?;
     Ok(true)
+}
+
+/// Makes the head of each of `account`'s chains (of `key` only, when given) due at `now`, if it is
+/// waiting: the earliest unfinished delivery of a key is the only one that may be sent. Called when a
+/// delivery of a chain ends for good, and when a pause ends.
+async fn release_chain_heads(
+    conn: &mut SqliteConnection,
+    account: &str,
+    key: Option<&str>,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE deliveries SET next_attempt_at = ?3, updated_at = ?3 \
+         WHERE account_id = ?1 AND (?2 IS NULL OR ordering_key = ?2) \
+           AND ordering_key IS NOT NULL AND status = 'pending' AND next_attempt_at IS NULL \
+           AND seq = (SELECT MIN(x.seq) FROM deliveries x \
+                      WHERE x.account_id = deliveries.account_id \
+                        AND x.ordering_key = deliveries.ordering_key \
+                        AND x.status IN ('pending', 'delivering', 'paused'))",
+    )
+    .bind(account)
+    .bind(key)
+    .bind(now)
+    .execute(conn)
+    .await
+    .map_err(backend)?;
+    Ok(())
 }
 
 /// Appends an attempt to the log (once per attempt number).
