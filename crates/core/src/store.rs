@@ -313,6 +313,16 @@ pub trait Store: Send + Sync + 'static {
         now_ms: i64,
     ) -> Result<Option<u64>, StoreError>;
 
+    /// Retention: deletes messages created before `cutoff_ms` (with their deliveries and attempts)
+    /// unless a delivery of theirs is still pending or in flight; idempotency keys past their 24 h;
+    /// and revocations older than `revocations_before_ms`. Returns how many messages were deleted.
+    async fn prune(
+        &self,
+        cutoff_ms: i64,
+        revocations_before_ms: i64,
+        now_ms: i64,
+    ) -> Result<u64, StoreError>;
+
     /// Logs a *Send Test* attempt that was already made (the `test` event is never queued or retried):
     /// a message, its delivery in its final state and the attempt, in one transaction.
     async fn record_test_attempt(

@@ -38,6 +38,8 @@ pub struct DispatcherConfig {
     pub fallback_poll: Duration,
     /// An integration whose every attempt has failed for this long is paused (`--pause-after`).
     pub pause_after: Duration,
+    /// Messages, their deliveries and attempts older than this are deleted (`--retention`).
+    pub retention: Duration,
 }
 
 impl Default for DispatcherConfig {
@@ -50,6 +52,7 @@ impl Default for DispatcherConfig {
             timeout: Duration::from_secs(2),
             fallback_poll: Duration::from_secs(1),
             pause_after: Duration::from_secs(5 * 24 * 3600),
+            retention: Duration::from_secs(30 * 24 * 3600),
         }
     }
 }
@@ -104,6 +107,7 @@ impl Dispatcher {
             self.store.clone(),
             every,
             self.config.pause_after,
+            self.config.retention,
             shutdown.clone(),
         ));
         let lease_ms = self.config.lease().as_millis() as i64;
@@ -350,14 +354,39 @@ async fn record_results(
     }
 }
 
-/// The sweeper (expired leases) and the automatic pause, every `every`.
+/// How often retention pruning runs.
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
+
+/// Revocations are kept this long: longer than any token they revoke can live.
+const KEEP_REVOCATIONS_MS: i64 = 24 * 3600 * 1000;
+
+/// The sweeper (expired leases) and the automatic pause, every `every`; retention pruning every
+/// [`PRUNE_EVERY`] (and once at start).
 async fn periodic_jobs(
     store: Arc<dyn Store>,
     every: Duration,
     pause_after: Duration,
+    retention: Duration,
     shutdown: CancellationToken,
 ) {
+    let mut last_prune: Option<std::time::Instant> = None;
     loop {
+        if last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
+            last_prune = Some(std::time::Instant::now());
+            let now = now_ms();
+            match store
+                .prune(
+                    now - retention.as_millis() as i64,
+                    now - KEEP_REVOCATIONS_MS,
+                    now,
+                )
+                .await
+            {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(messages = n, "pruned messages past the retention period"),
+                Err(e) => tracing::warn!(error = %e, "retention pruning failed"),
+            }
+        }
         tokio::select! {
             _ = tokio::time::sleep(every) => {},
             _ = shutdown.cancelled() => return,

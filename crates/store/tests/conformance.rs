@@ -602,6 +602,78 @@ async fn claims_skip_saturated_accounts_and_unclaim_restores(store: &dyn Store) 
     );
 }
 
+async fn retention_prunes_finished_old_messages_only(store: &dyn Store) {
+    let old = 1_000_000;
+    let acc = store.create_account("r").await.unwrap().id;
+    let events: EventSet = [Event::Sms].into_iter().collect();
+    store
+        .put_integration(&acc, update("https://example.com/", false, Some(events)))
+        .await
+        .unwrap();
+    let done = store
+        .ingest(&[message(&acc, Event::Sms, Some("old-key"))], old)
+        .await
+        .unwrap();
+    let IngestOutcome::Enqueued {
+        delivery_id: done_id,
+        ..
+    } = done[0].clone()
+    else {
+        panic!()
+    };
+    let claimed = store.claim_due(old, 10, 1000, &[]).await.unwrap();
+    assert!(
+        finish(
+            store,
+            &claimed[0].id,
+            &claimed[0].lease_token,
+            &record(old, Some(200), None),
+            Completion::Succeeded
+        )
+        .await
+        .unwrap()
+    );
+    let waiting = store
+        .ingest(&[message(&acc, Event::Sms, None)], old)
+        .await
+        .unwrap();
+    let IngestOutcome::Enqueued {
+        delivery_id: waiting_id,
+        ..
+    } = waiting[0].clone()
+    else {
+        panic!()
+    };
+    let recent = store
+        .ingest(&[message(&acc, Event::Sms, None)], old + 10_000)
+        .await
+        .unwrap();
+    let IngestOutcome::Enqueued {
+        delivery_id: recent_id,
+        ..
+    } = recent[0].clone()
+    else {
+        panic!()
+    };
+
+    let now = old + 25 * 3600 * 1000;
+    let pruned = store.prune(old + 5_000, 0, now).await.unwrap();
+    assert_eq!(pruned, 1, "only the old, finished message");
+    assert_eq!(store.get_delivery(&done_id).await.unwrap(), None);
+    assert!(store.list_attempts(&done_id).await.unwrap().is_empty());
+    assert!(
+        store.get_delivery(&waiting_id).await.unwrap().is_some(),
+        "pending is kept"
+    );
+    assert!(store.get_delivery(&recent_id).await.unwrap().is_some());
+    // A key past its 24 h (pruned or not) can be used again.
+    let again = store
+        .ingest(&[message(&acc, Event::Sms, Some("old-key"))], now)
+        .await
+        .unwrap();
+    assert!(matches!(again[0], IngestOutcome::Enqueued { .. }));
+}
+
 async fn claims_lease_fence_and_retry(store: &dyn Store) {
     let now = 5_000_000;
     let acc = store.create_account("q").await.unwrap();
@@ -806,6 +878,12 @@ async fn sqlite_claims_skip_saturated_accounts_and_unclaim_restores() {
 async fn sqlite_a_calls_events_go_out_one_at_a_time_in_order() {
     let (store, _dir) = sqlite().await;
     a_calls_events_go_out_one_at_a_time_in_order(&*store).await;
+}
+
+#[tokio::test]
+async fn sqlite_retention_prunes_finished_old_messages_only() {
+    let (store, _dir) = sqlite().await;
+    retention_prunes_finished_old_messages_only(&*store).await;
 }
 
 #[tokio::test]

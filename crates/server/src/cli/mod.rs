@@ -139,6 +139,9 @@ pub struct ServeArgs {
         default_value_t = 16
     )]
     pub delivery_concurrency_per_integration: usize,
+    /// Delete messages, their deliveries and attempt logs older than this (pending ones are kept).
+    #[arg(long, env = "SIPSIM_RETENTION", default_value = "720h", value_parser = parse_duration_arg)]
+    pub retention: Duration,
     /// Pause an integration whose every delivery attempt has failed for this long.
     #[arg(long, env = "SIPSIM_PAUSE_AFTER", default_value = "120h", value_parser = parse_duration_arg)]
     pub pause_after: Duration,

@@ -47,6 +47,7 @@ pub(super) async fn serve(database_url: String, args: ServeArgs) -> anyhow::Resu
                 schedule,
                 timeout: args.delivery_timeout,
                 pause_after: args.pause_after,
+                retention: args.retention,
                 per_integration: args.delivery_concurrency_per_integration.max(1),
                 ..DispatcherConfig::default()
             };

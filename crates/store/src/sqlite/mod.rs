@@ -554,6 +554,16 @@ impl Store for SqliteStore {
         self.resend_delivery(account, id, now_ms).await
     }
 
+    async fn prune(
+        &self,
+        cutoff_ms: i64,
+        revocations_before_ms: i64,
+        now_ms: i64,
+    ) -> Result<u64, StoreError> {
+        self.prune_old(cutoff_ms, revocations_before_ms, now_ms)
+            .await
+    }
+
     async fn pause_integration(
         &self,
         account: &AccountId,

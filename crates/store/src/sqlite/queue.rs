@@ -243,6 +243,39 @@ impl SqliteStore {
         Ok(delivery_id)
     }
 
+    pub(super) async fn prune_old(
+        &self,
+        cutoff: i64,
+        revocations_before: i64,
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.begin_write().await?;
+        // Deliveries and their attempts go with their message (ON DELETE CASCADE). Paused deliveries
+        // are kept for the retention period only, as DESIGN.md says; pending and in-flight ones stay.
+        let messages = sqlx::query(
+            "DELETE FROM messages WHERE created_at < ?1 AND NOT EXISTS ( \
+                SELECT 1 FROM deliveries d WHERE d.message_id = messages.id \
+                AND d.status IN ('pending', 'delivering'))",
+        )
+        .bind(cutoff)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?
+        .rows_affected();
+        sqlx::query("DELETE FROM idempotency_keys WHERE created_at <= ?1")
+            .bind(now - IDEMPOTENCY_WINDOW_MS)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        sqlx::query("DELETE FROM client_revocations WHERE revoked_at < ?1")
+            .bind(revocations_before)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(messages)
+    }
+
     pub(super) async fn pause(
         &self,
         account: &AccountId,
