@@ -7,7 +7,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
@@ -15,12 +14,10 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::Value;
-use sipsim_core::clock::timestamp_now;
 use sipsim_core::envelope::{Envelope, ErrorEnvelope};
 use sipsim_core::event::Event;
 use sipsim_core::payload::Payload;
 use sipsim_core::queue::{IngestOutcome, NewMessage};
-use sipsim_core::secret::SecretHash;
 use sipsim_core::{AccountId, StoreError};
 use utoipa::ToSchema;
 
@@ -262,16 +259,7 @@ pub async fn ingest_events(
     match state.ingest.ingest(messages).await {
         Ok(outcomes) => {
             let data: Vec<IngestResult> = outcomes.iter().map(IngestResult::from).collect();
-            (
-                StatusCode::ACCEPTED,
-                Json(Envelope {
-                    status: 202,
-                    request_id: id.0.to_string(),
-                    timestamp: timestamp_now(),
-                    data,
-                }),
-            )
-                .into_response()
+            id.accepted(data)
         }
         Err(StoreError::AccountNotFound(acc)) => errors_response(
             StatusCode::NOT_FOUND,
@@ -307,9 +295,4 @@ async fn unknown_accounts(state: &AppState, messages: &[NewMessage]) -> Option<R
         .map(|(i, acc)| format!("[{i}].account_id: account {acc} does not exist"))
         .collect();
     Some(errors_response(StatusCode::NOT_FOUND, errors))
-}
-
-/// The ingest key as configured: only its hash is kept in memory.
-pub fn ingest_key_hash(key: &str) -> SecretHash {
-    SecretHash::of(key)
 }

@@ -47,13 +47,25 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestId {
 impl RequestId {
     /// A `200` envelope around `data`.
     pub fn ok<T: Serialize>(self, data: T) -> Response {
-        Json(Envelope {
-            status: 200,
-            request_id: self.0.to_string(),
-            timestamp: timestamp_now(),
-            data,
-        })
-        .into_response()
+        self.envelope(StatusCode::OK, data)
+    }
+
+    /// A `202 Accepted` envelope around `data` (stored, to be delivered).
+    pub fn accepted<T: Serialize>(self, data: T) -> Response {
+        self.envelope(StatusCode::ACCEPTED, data)
+    }
+
+    fn envelope<T: Serialize>(self, status: StatusCode, data: T) -> Response {
+        (
+            status,
+            Json(Envelope {
+                status: status.as_u16(),
+                request_id: self.0.to_string(),
+                timestamp: timestamp_now(),
+                data,
+            }),
+        )
+            .into_response()
     }
 }
 

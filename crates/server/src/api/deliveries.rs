@@ -5,7 +5,6 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -274,14 +273,5 @@ pub async fn resend_delivery(
         .await?
         .ok_or(ApiError::DeliveryNotFound)?;
     state.wake.notify_one();
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(Envelope {
-            status: 202,
-            request_id: id.0.to_string(),
-            timestamp: timestamp_now(),
-            data: DeliveryItem::from(&created),
-        }),
-    )
-        .into_response())
+    Ok(id.accepted(DeliveryItem::from(&created)))
 }

@@ -165,20 +165,6 @@ impl SqliteStore {
             .await
             .map_err(backend)
     }
-
-    async fn integration_where_account(
-        &self,
-        account: &AccountId,
-    ) -> Result<Option<Integration>, StoreError> {
-        let sql = format!("SELECT {INTEGRATION_COLUMNS} FROM integrations WHERE account_id = ?1");
-        sqlx::query(AssertSqlSafe(sql))
-            .bind(account.as_str())
-            .fetch_optional(&self.read)
-            .await
-            .map_err(backend)?
-            .map(|row| integration_from_row(&row, self.cipher.as_ref()))
-            .transpose()
-    }
 }
 
 /// Fails with [`StoreError::AccountNotFound`] unless `account` exists, inside `tx`.
@@ -391,7 +377,14 @@ impl Store for SqliteStore {
         &self,
         account: &AccountId,
     ) -> Result<Option<Integration>, StoreError> {
-        self.integration_where_account(account).await
+        let sql = format!("SELECT {INTEGRATION_COLUMNS} FROM integrations WHERE account_id = ?1");
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(account.as_str())
+            .fetch_optional(&self.read)
+            .await
+            .map_err(backend)?
+            .map(|row| integration_from_row(&row, self.cipher.as_ref()))
+            .transpose()
     }
 
     async fn put_integration(
