@@ -1,12 +1,29 @@
 //! Wall-clock helpers. Times are kept as Unix milliseconds (`i64`) in storage, which both SQLite and
 //! PostgreSQL store and compare without dialect-specific types, and shown as RFC 3339 UTC.
 
+use std::sync::atomic::{AtomicI64, Ordering};
+
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-/// Milliseconds since the Unix epoch, now.
+/// How far the shared database's clock is ahead of this machine's, in ms (0 on a single node).
+static OFFSET_MS: AtomicI64 = AtomicI64::new(0);
+
+/// Milliseconds since the Unix epoch, now, by the clock this process follows: its own, corrected by
+/// [`set_offset_ms`] when several nodes share a database whose clock they all follow.
 pub fn now_ms() -> i64 {
+    system_now_ms() + OFFSET_MS.load(Ordering::Relaxed)
+}
+
+/// Milliseconds since the Unix epoch by this machine's own clock.
+pub fn system_now_ms() -> i64 {
     (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// Makes [`now_ms`] run `offset` ms ahead of this machine's clock (negative: behind). Nodes sharing a
+/// PostgreSQL database set it to the database clock's lead, so their leases and due times agree.
+pub fn set_offset_ms(offset: i64) {
+    OFFSET_MS.store(offset, Ordering::Relaxed);
 }
 
 /// Seconds since the Unix epoch, now.

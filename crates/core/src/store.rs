@@ -178,9 +178,38 @@ pub enum SubscriptionChange {
     Unsubscribe(Event),
 }
 
+/// A change made by another process (another node) that this one should act on at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// Deliveries became due (ingest, resend, resume, a call's next event released, a hand-back).
+    Due,
+    /// An API client was deleted: refresh the revocation list now.
+    Revoked,
+}
+
 /// The storage interface every backend implements.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
+    /// Whether one node at most may use this database (SQLite, where the server holds a lock file).
+    /// Such a node owns every lease it finds at start ([`Store::reclaim_all_leases`]).
+    fn single_node(&self) -> bool {
+        false
+    }
+
+    /// The database's clock (Unix ms) when every node should follow it rather than its own
+    /// (PostgreSQL, whose leases several nodes compare); `None` for a single-node backend.
+    async fn database_clock_ms(&self) -> Result<Option<i64>, StoreError> {
+        Ok(None)
+    }
+
+    /// Passes the [`Signal`]s other processes send to `on_signal`, for as long as it can (reconnecting
+    /// by itself), returning only on an error it cannot recover from. A backend without signals
+    /// (SQLite: one node, woken directly by its own writers) returns `Ok(())` at once.
+    async fn watch(&self, on_signal: &(dyn Fn(Signal) + Send + Sync)) -> Result<(), StoreError> {
+        let _ = on_signal;
+        Ok(())
+    }
+
     /// Creates an account.
     async fn create_account(&self, name: &str) -> Result<Account, StoreError>;
 

@@ -10,8 +10,9 @@ use base64::engine::general_purpose::STANDARD;
 use sipsim_core::Store;
 use sipsim_core::cipher::{SecretCipher, seal, unseal};
 use sipsim_core::secret::SecretHash;
+use sipsim_core::store::Signal;
 use sipsim_core::target::TargetPolicy;
-use sipsim_store::SqliteStore;
+use sipsim_store::{PgStore, SqliteStore};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -26,8 +27,12 @@ pub const TOKEN_TTL_SECS: i64 = 7200;
 /// The settings key under which a generated JWT key is shared by every node of one database.
 const JWT_KEY_SETTING: &str = "jwt_hs256_key";
 
-/// Opens the database named by `url` and applies its migrations: `sqlite:` URLs only for now
-/// (PostgreSQL arrives with its own backend). `cipher` seals signing secrets at rest.
+/// Connections a node keeps to PostgreSQL unless `SIPSIM_DATABASE_MAX_CONNECTIONS` says otherwise
+/// (docs/SCALING.md sizes it).
+const DEFAULT_PG_CONNECTIONS: u32 = 16;
+
+/// Opens the database named by `url` (`sqlite:…` or `postgres:…`) and applies its migrations.
+/// `cipher` seals signing secrets at rest.
 pub async fn open_store(url: &str, cipher: Option<SecretCipher>) -> anyhow::Result<Arc<dyn Store>> {
     if url.starts_with("sqlite:") {
         let store = SqliteStore::open(url)
@@ -37,9 +42,23 @@ pub async fn open_store(url: &str, cipher: Option<SecretCipher>) -> anyhow::Resu
         store.migrate().await.context("cannot apply migrations")?;
         Ok(Arc::new(store))
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-        bail!("PostgreSQL is not supported yet: use a sqlite:// URL")
+        let connections = match std::env::var("SIPSIM_DATABASE_MAX_CONNECTIONS") {
+            Ok(n) => n
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n >= 2)
+                .context("SIPSIM_DATABASE_MAX_CONNECTIONS must be a whole number ≥ 2")?,
+            Err(_) => DEFAULT_PG_CONNECTIONS,
+        };
+        // The URL may hold a password: the error says which server, never the URL itself.
+        let store = PgStore::open(url, connections)
+            .await
+            .context("cannot connect to the PostgreSQL database")?
+            .with_cipher(cipher);
+        store.migrate().await.context("cannot apply migrations")?;
+        Ok(Arc::new(store))
     } else {
-        bail!("unsupported database URL (expected sqlite://PATH)")
+        bail!("unsupported database URL (expected sqlite://PATH or postgres://…)")
     }
 }
 
@@ -63,6 +82,8 @@ pub struct Inner {
     pub ingest: IngestWriter,
     /// Wakes this process's dispatcher (after a resend); a no-op when it runs none.
     pub wake: Arc<Notify>,
+    /// Makes the revocation list refresh now (another node deleted a client).
+    refresh_revocations: Arc<Notify>,
 }
 
 impl Deref for AppState {
@@ -112,18 +133,27 @@ impl AppState {
                 .map(|k| SecretHash::of(k.expose())),
             ingest: IngestWriter::spawn(store.clone(), wake.clone()),
             wake,
+            refresh_revocations: Arc::new(Notify::new()),
         })))
     }
 
-    /// Keeps the revocation list fresh until `shutdown` is cancelled.
+    /// Until `shutdown` is cancelled: keeps the revocation list fresh, passes other nodes' signals
+    /// on (wake-ups, revocations) and follows the shared database's clock.
     pub fn spawn_background(&self, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
         let state = self.clone();
         tokio::spawn(async move {
+            let watching = tokio::spawn(watch_signals(state.clone()));
+            let clock = tokio::spawn(follow_database_clock(state.store.clone()));
             let mut tick = tokio::time::interval(REFRESH_EVERY);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
+                    _ = state.refresh_revocations.notified() => {
+                        if let Err(e) = state.revocations.refresh(&*state.store).await {
+                            tracing::warn!(error = %crate::error::error_chain(&e), "revocation refresh failed");
+                        }
+                    }
                     _ = tick.tick() => {
                         if let Err(e) = state.revocations.refresh(&*state.store).await {
                             tracing::warn!(error = %crate::error::error_chain(&e), "revocation refresh failed; retrying");
@@ -132,6 +162,63 @@ impl AppState {
                     }
                 }
             }
+            watching.abort();
+            clock.abort();
         })
+    }
+}
+
+/// Acts on the signals other nodes send through the database (nothing to do on SQLite).
+async fn watch_signals(state: AppState) {
+    let on_signal = |signal: Signal| match signal {
+        Signal::Due => state.wake.notify_one(),
+        Signal::Revoked => state.refresh_revocations.notify_one(),
+    };
+    loop {
+        match state.store.watch(&on_signal).await {
+            Ok(()) => return,
+            Err(e) => {
+                // Meanwhile the fallback poll and the periodic revocation refresh cover the gap.
+                tracing::warn!(error = %crate::error::error_chain(&e), "listening for other nodes failed; retrying in 1 s");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// How often a node re-reads the shared database's clock.
+const CLOCK_EVERY: Duration = Duration::from_secs(30);
+
+/// Makes this process's clock follow the database's, where several nodes share one (PostgreSQL), so
+/// all of them agree when a lease expires or a retry is due, whatever their own clocks say.
+async fn follow_database_clock(store: Arc<dyn Store>) {
+    while sync_clock(&*store).await {
+        tokio::time::sleep(CLOCK_EVERY).await;
+    }
+}
+
+/// Sets this process's clock offset from the database's clock once. Returns `false` when the
+/// backend has no clock to follow (SQLite).
+pub async fn sync_clock(store: &dyn Store) -> bool {
+    let before = sipsim_core::clock::system_now_ms();
+    match store.database_clock_ms().await {
+        Ok(None) => false,
+        Ok(Some(database)) => {
+            let after = sipsim_core::clock::system_now_ms();
+            // The database read its clock somewhere in the round trip: assume the middle.
+            let offset = database - (before + after) / 2;
+            sipsim_core::clock::set_offset_ms(offset);
+            if offset.abs() > 1000 {
+                tracing::warn!(
+                    offset_ms = offset,
+                    "this machine's clock is off from the database's; following the database"
+                );
+            }
+            true
+        }
+        Err(e) => {
+            tracing::warn!(error = %crate::error::error_chain(&e), "reading the database clock failed");
+            true
+        }
     }
 }

@@ -3,8 +3,12 @@
 //! Each backend lives in its own module with its own migrations folder and SQL; nothing outside this
 //! crate sees SQL. The server picks a backend from the database URL in exactly one place.
 
+pub mod postgres;
+mod rows;
 pub mod sqlite;
+pub mod testing;
 
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 use sipsim_core::StoreError;

@@ -1,5 +1,6 @@
 //! The store conformance suite: every `Store` operation's promised semantics, written once against the
-//! trait and run on each backend (SQLite here; PostgreSQL joins when its backend lands).
+//! trait and run on each backend: `sqlite::*` on a temporary file, `postgres::*` on a fresh database
+//! copied from a migrated template (`SIPSIM_TEST_POSTGRES_URL`; see `sipsim_store::testing`).
 
 use std::sync::Arc;
 
@@ -7,7 +8,7 @@ use sipsim_core::secret::{ClientSecret, SigningSecret};
 use sipsim_core::store::{IntegrationState, IntegrationUpdate, NewApiClient, SubscriptionChange};
 use sipsim_core::target::{TargetPolicy, WebhookUrl};
 use sipsim_core::{AccountId, Event, EventSet, Scope, ScopeSet, Store, StoreError};
-use sipsim_store::SqliteStore;
+use sipsim_store::{PgStore, SqliteStore};
 
 async fn sqlite() -> (Arc<dyn Store>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
@@ -186,7 +187,7 @@ async fn integration_lifecycle(store: &dyn Store) {
     assert!(matches!(missing, Err(StoreError::AccountNotFound(_))));
 }
 
-async fn concurrent_subscriptions_all_survive(store: Arc<dyn Store>) {
+async fn concurrent_subscriptions_all_survive(store: &Arc<dyn Store>) {
     let acc = store.create_account("Acme").await.unwrap();
     store
         .put_integration(&acc.id, update("https://example.com/", false, None))
@@ -215,30 +216,6 @@ async fn concurrent_subscriptions_all_survive(store: Arc<dyn Store>) {
 async fn settings_keep_the_first_value(store: &dyn Store) {
     assert_eq!(store.setting_or_insert("k", "one").await.unwrap(), "one");
     assert_eq!(store.setting_or_insert("k", "two").await.unwrap(), "one");
-}
-
-#[tokio::test]
-async fn sqlite_accounts_and_clients() {
-    let (store, _dir) = sqlite().await;
-    accounts_and_clients(&*store).await;
-}
-
-#[tokio::test]
-async fn sqlite_integration_lifecycle() {
-    let (store, _dir) = sqlite().await;
-    integration_lifecycle(&*store).await;
-}
-
-#[tokio::test]
-async fn sqlite_concurrent_subscriptions_all_survive() {
-    let (store, _dir) = sqlite().await;
-    concurrent_subscriptions_all_survive(store).await;
-}
-
-#[tokio::test]
-async fn sqlite_settings_keep_the_first_value() {
-    let (store, _dir) = sqlite().await;
-    settings_keep_the_first_value(&*store).await;
 }
 
 // --- The delivery queue. ---
@@ -856,38 +833,351 @@ async fn claims_lease_fence_and_retry(store: &dyn Store) {
     assert_eq!(d.last_error.as_deref(), Some("timeout"));
 }
 
-#[tokio::test]
-async fn sqlite_ingest_snapshots_subscriptions_and_dedups() {
-    let (store, _dir) = sqlite().await;
-    ingest_snapshots_subscriptions_and_dedups(&*store).await;
+/// Enqueues one message per event for `acc` at `now` and returns the deliveries' ids, in order.
+async fn enqueue(
+    store: &dyn Store,
+    acc: &AccountId,
+    events: &[Event],
+    now: i64,
+) -> Vec<sipsim_core::DeliveryId> {
+    let batch: Vec<NewMessage> = events.iter().map(|e| message(acc, *e, None)).collect();
+    store
+        .ingest(&batch, now)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| match o {
+            IngestOutcome::Enqueued { delivery_id, .. } => delivery_id,
+            other => panic!("{other:?}"),
+        })
+        .collect()
 }
 
-#[tokio::test]
-async fn sqlite_group_commit_keeps_each_batch_atomic() {
-    let (store, _dir) = sqlite().await;
-    group_commit_keeps_each_batch_atomic(&*store).await;
+async fn deliveries_list_page_resend_and_log_tests(store: &dyn Store) {
+    use sipsim_core::queue::DeliveryFilter;
+    let now = 20_000_000;
+    let acc = store.create_account("lister").await.unwrap().id;
+    let other = store.create_account("other").await.unwrap().id;
+    for a in [&acc, &other] {
+        store
+            .put_integration(
+                a,
+                update("https://example.com/", false, Some(EventSet::ALL)),
+            )
+            .await
+            .unwrap();
+    }
+    let ids = enqueue(
+        store,
+        &acc,
+        &[
+            Event::Sms,
+            Event::Voicemail,
+            Event::Sms,
+            Event::Speech,
+            Event::Sms,
+        ],
+        now,
+    )
+    .await;
+    enqueue(store, &other, &[Event::Sms], now).await;
+    // Fail the first delivery for good.
+    let claimed = store.claim_due(now, 1, 1000, &[]).await.unwrap();
+    assert_eq!(claimed[0].id, ids[0], "oldest due first");
+    one_attempt(store, &claimed[0], Completion::Failed).await;
+
+    // Newest first (ids are time-ordered; within one millisecond their order is arbitrary but
+    // fixed), in pages that neither skip nor repeat, never another account's.
+    let mut newest_first = ids.clone();
+    newest_first.sort_by(|a, b| b.as_str().cmp(a.as_str()));
+    let all = DeliveryFilter::default();
+    let mut seen = Vec::new();
+    let mut cursor: Option<sipsim_core::DeliveryId> = None;
+    loop {
+        let page = store
+            .list_deliveries(&acc, &all, cursor.as_ref(), 2)
+            .await
+            .unwrap();
+        assert!(page.len() <= 2);
+        let Some(last) = page.last() else { break };
+        cursor = Some(last.id.clone());
+        seen.extend(page.iter().map(|d| d.id.clone()));
+    }
+    assert_eq!(seen, newest_first);
+    let failed = store.get_delivery(&ids[0]).await.unwrap().unwrap();
+    assert_eq!(failed.status, DeliveryStatus::Failed);
+    assert_eq!(failed.attempts, 1);
+    // Filters combine.
+    let sms = DeliveryFilter {
+        event: Some(Event::Sms),
+        status: Some(DeliveryStatus::Pending),
+        since_ms: Some(now),
+    };
+    let got = store.list_deliveries(&acc, &sms, None, 10).await.unwrap();
+    assert_eq!(got.len(), 2, "{got:?}");
+    let later = DeliveryFilter {
+        since_ms: Some(now + 1),
+        ..DeliveryFilter::default()
+    };
+    assert!(
+        store
+            .list_deliveries(&acc, &later, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Resending queues the same message again as a new, due delivery; only the owner can.
+    assert!(
+        store
+            .resend(&other, &ids[0], now + 10)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let again = store
+        .resend(&acc, &ids[0], now + 10)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(again.id, ids[0]);
+    assert_eq!(again.message_id, failed.message_id);
+    assert_eq!(again.status, DeliveryStatus::Pending);
+    assert_eq!(again.next_attempt_at_ms, Some(now + 10));
+    assert_eq!(store.get_delivery(&again.id).await.unwrap(), Some(again));
+
+    // A Send Test attempt is logged as a finished delivery with its attempt.
+    let test_id = store
+        .record_test_attempt(
+            &acc,
+            &sipsim_core::MessageId::generate(),
+            b"{}",
+            &record(now, Some(500), Some("boom")),
+            false,
+        )
+        .await
+        .unwrap();
+    let test = store.get_delivery(&test_id).await.unwrap().unwrap();
+    assert_eq!(test.status, DeliveryStatus::Failed);
+    assert_eq!(test.last_status_code, Some(500));
+    let attempts = store.list_attempts(&test_id).await.unwrap();
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(attempts[0].error.as_deref(), Some("boom"));
+    let missing = store
+        .record_test_attempt(
+            &AccountId::generate(),
+            &sipsim_core::MessageId::generate(),
+            b"{}",
+            &record(now, Some(200), None),
+            true,
+        )
+        .await;
+    assert!(matches!(missing, Err(StoreError::AccountNotFound(_))));
 }
 
-#[tokio::test]
-async fn sqlite_claims_skip_saturated_accounts_and_unclaim_restores() {
-    let (store, _dir) = sqlite().await;
-    claims_skip_saturated_accounts_and_unclaim_restores(&*store).await;
+async fn pause_keeps_deliveries_until_resumed(store: &dyn Store) {
+    let now = 30_000_000;
+    let acc = store.create_account("pausing").await.unwrap().id;
+    store
+        .put_integration(
+            &acc,
+            update("https://example.com/", false, Some(EventSet::ALL)),
+        )
+        .await
+        .unwrap();
+    let before = enqueue(store, &acc, &[Event::Sms], now).await;
+    assert!(store.pause_integration(&acc, "gone", now).await.unwrap());
+    assert!(
+        !store.pause_integration(&acc, "gone", now).await.unwrap(),
+        "already paused"
+    );
+    let paused = store.get_integration(&acc).await.unwrap().unwrap();
+    assert_eq!(paused.state, IntegrationState::Paused);
+    assert_eq!(paused.paused_reason.as_deref(), Some("gone"));
+    // Nothing of a paused integration is claimed; new events are kept as paused.
+    assert!(
+        store
+            .claim_due(now, 10, 1000, &[])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let kept = enqueue(store, &acc, &[Event::Voicemail, Event::Speech], now + 1).await;
+    for id in &kept {
+        let d = store.get_delivery(id).await.unwrap().unwrap();
+        assert_eq!(d.status, DeliveryStatus::Paused);
+    }
+    // Resuming with "deliver" makes the kept ones due; the one queued before the pause is due again.
+    assert_eq!(
+        store
+            .resume_integration(&acc, sipsim_core::store::KeptDeliveries::Deliver, now + 5)
+            .await
+            .unwrap(),
+        Some(2)
+    );
+    assert_eq!(
+        store
+            .resume_integration(&acc, sipsim_core::store::KeptDeliveries::Deliver, now + 5)
+            .await
+            .unwrap(),
+        None,
+        "not paused any more"
+    );
+    let mut claimed: Vec<_> = store
+        .claim_due(now + 5, 10, 1000, &[])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    claimed.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    let mut expected: Vec<_> = before.iter().chain(&kept).cloned().collect();
+    expected.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    assert_eq!(claimed, expected);
+
+    // "Drop" fails what was kept, without sending it.
+    let acc2 = store.create_account("dropping").await.unwrap().id;
+    store
+        .put_integration(
+            &acc2,
+            update("https://example.com/", false, Some(EventSet::ALL)),
+        )
+        .await
+        .unwrap();
+    store.pause_integration(&acc2, "gone", now).await.unwrap();
+    let dropped = enqueue(store, &acc2, &[Event::Sms], now).await;
+    assert_eq!(
+        store
+            .resume_integration(&acc2, sipsim_core::store::KeptDeliveries::Drop, now + 5)
+            .await
+            .unwrap(),
+        Some(1)
+    );
+    let d = store.get_delivery(&dropped[0]).await.unwrap().unwrap();
+    assert_eq!(d.status, DeliveryStatus::Failed);
+    assert!(d.last_error.unwrap().contains("dropped"));
 }
 
-#[tokio::test]
-async fn sqlite_a_calls_events_go_out_one_at_a_time_in_order() {
-    let (store, _dir) = sqlite().await;
-    a_calls_events_go_out_one_at_a_time_in_order(&*store).await;
+async fn failing_integrations_pause_after_the_period(store: &dyn Store) {
+    let now = 40_000_000;
+    let acc = store.create_account("failing").await.unwrap().id;
+    let healthy = store.create_account("healthy").await.unwrap().id;
+    for a in [&acc, &healthy] {
+        store
+            .put_integration(
+                a,
+                update("https://example.com/", false, Some(EventSet::ALL)),
+            )
+            .await
+            .unwrap();
+        enqueue(store, a, &[Event::Sms, Event::Sms], now).await;
+    }
+    let claimed = store.claim_due(now, 10, 1000, &[]).await.unwrap();
+    assert_eq!(claimed.len(), 4);
+    for c in &claimed {
+        let (code, completion) = if c.account_id == acc {
+            (500, Completion::RetryAt(now + 10_000))
+        } else {
+            (200, Completion::Succeeded)
+        };
+        let at = record(now, Some(code), None);
+        assert!(
+            finish(store, &c.id, &c.lease_token, &at, completion)
+                .await
+                .unwrap()
+        );
+    }
+    // Failing since `now`: not yet past a period that started later; past one that started after.
+    assert!(
+        store
+            .pause_failing_integrations(now - 1, now + 1)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .pause_failing_integrations(now, now + 1)
+            .await
+            .unwrap(),
+        std::slice::from_ref(&acc)
+    );
+    let got = store.get_integration(&acc).await.unwrap().unwrap();
+    assert_eq!(got.state, IntegrationState::Paused);
+    let got = store.get_integration(&healthy).await.unwrap().unwrap();
+    assert_eq!(got.state, IntegrationState::Enabled);
 }
 
-#[tokio::test]
-async fn sqlite_retention_prunes_finished_old_messages_only() {
-    let (store, _dir) = sqlite().await;
-    retention_prunes_finished_old_messages_only(&*store).await;
+/// Runs each suite function on SQLite, and on PostgreSQL in a fresh database, under one name each:
+/// `sqlite::NAME` and `postgres::NAME`.
+macro_rules! on_both_backends {
+    ($($suite:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $suite() {
+                    let (store, _dir) = super::sqlite().await;
+                    super::$suite(super::FromStore::from_store(&store)).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $suite() {
+                    let Some(db) =
+                        sipsim_store::testing::postgres_test_db(stringify!($suite)).await
+                    else {
+                        return;
+                    };
+                    let pg = super::postgres(db.url()).await;
+                    let store: std::sync::Arc<dyn sipsim_core::Store> =
+                        std::sync::Arc::new(pg.clone());
+                    super::$suite(super::FromStore::from_store(&store)).await;
+                    pg.close().await;
+                    db.drop_database().await;
+                }
+            )*
+        }
+    };
 }
 
-#[tokio::test]
-async fn sqlite_claims_lease_fence_and_retry() {
-    let (store, _dir) = sqlite().await;
-    claims_lease_fence_and_retry(&*store).await;
+/// What a suite function takes: most a `&dyn Store`, those that spawn tasks the `Arc`.
+trait FromStore<'a> {
+    fn from_store(store: &'a Arc<dyn Store>) -> Self;
 }
+
+impl<'a> FromStore<'a> for &'a dyn Store {
+    fn from_store(store: &'a Arc<dyn Store>) -> Self {
+        &**store
+    }
+}
+
+impl<'a> FromStore<'a> for &'a Arc<dyn Store> {
+    fn from_store(store: &'a Arc<dyn Store>) -> Self {
+        store
+    }
+}
+
+async fn postgres(url: &str) -> PgStore {
+    let store = PgStore::open(url, 8).await.unwrap();
+    // The template is migrated already: migrating again is a no-op.
+    store.migrate().await.unwrap();
+    store
+}
+
+on_both_backends!(
+    accounts_and_clients,
+    integration_lifecycle,
+    concurrent_subscriptions_all_survive,
+    settings_keep_the_first_value,
+    ingest_snapshots_subscriptions_and_dedups,
+    group_commit_keeps_each_batch_atomic,
+    claims_skip_saturated_accounts_and_unclaim_restores,
+    a_calls_events_go_out_one_at_a_time_in_order,
+    retention_prunes_finished_old_messages_only,
+    claims_lease_fence_and_retry,
+    deliveries_list_page_resend_and_log_tests,
+    pause_keeps_deliveries_until_resumed,
+    failing_integrations_pause_after_the_period,
+);

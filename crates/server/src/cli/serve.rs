@@ -20,8 +20,10 @@ pub(super) async fn serve(database_url: String, args: ServeArgs) -> anyhow::Resu
         .map_err(|e| anyhow::anyhow!("--retry-schedule: {e}"))?;
     let _lock = crate::config::lock_database(&config.database_url)?;
     let store = open_store(&config.database_url, config.encryption.clone()).await?;
-    if config.database_url.starts_with("sqlite:") {
-        // One server per SQLite file (the lock above), so every lease left is a previous run's.
+    crate::state::sync_clock(&*store).await;
+    if store.single_node() {
+        // One server per SQLite file (the lock above), so every lease left is a previous run's. On a
+        // shared database, other nodes' leases are alive: those expire and are swept instead.
         let reclaimed = store
             .reclaim_all_leases(sipsim_core::clock::now_ms())
             .await?;

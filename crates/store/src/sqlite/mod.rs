@@ -12,28 +12,24 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sipsim_core::cipher::{SecretCipher, seal, unseal};
+use sipsim_core::cipher::{SecretCipher, seal};
 use sipsim_core::clock::now_ms;
 use sipsim_core::queue::{
     AttemptRecord, ClaimedDelivery, DeliveryFilter, DeliveryRecord, FinishedAttempt, IngestOutcome,
     NewMessage,
 };
-use sipsim_core::secret::{SecretHash, SigningSecret};
 use sipsim_core::store::{
     Account, ApiClient, Integration, IntegrationState, IntegrationUpdate, KeptDeliveries,
     NewApiClient, Revocation, SubscriptionChange,
 };
-use sipsim_core::target::WebhookUrl;
-use sipsim_core::{
-    AccountId, ClientId, DeliveryId, EventSet, MessageId, ScopeSet, Store, StoreError,
-};
+use sipsim_core::{AccountId, ClientId, DeliveryId, EventSet, MessageId, Store, StoreError};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{AssertSqlSafe, Row, SqlSafeStr as _};
 
+use crate::rows::{self, CLIENT_COLUMNS, INTEGRATION_COLUMNS, secret_context};
 use crate::{backend, migrate_error};
 
 mod queue;
@@ -66,12 +62,6 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0005_ordering.sql"),
     ),
 ];
-
-/// Columns of `integrations` in the order [`integration_from_row`] reads them.
-const INTEGRATION_COLUMNS: &str = "account_id, webhook_url, state, event_mask, signing_secret, \
-                                   version, created_at, updated_at, paused_reason";
-
-const CLIENT_COLUMNS: &str = "id, account_id, name, scopes, secret_hash, created_at, last_used_at";
 
 /// A SQLite database holding all of sipsim-webhooks' state.
 #[derive(Clone, Debug)]
@@ -183,68 +173,12 @@ async fn ensure_account(
     }
 }
 
-fn corrupt(what: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(what.to_string())
-}
-
-/// Where a signing secret is stored, bound into its ciphertext so it cannot be moved to another row.
-fn secret_context(account: &AccountId) -> String {
-    format!("integrations.signing_secret:{account}")
-}
-
-fn integration_from_row(
-    row: &SqliteRow,
-    cipher: Option<&SecretCipher>,
-) -> Result<Integration, StoreError> {
-    let get = |e: sqlx::Error| backend(e);
-    let account: String = row.try_get(0).map_err(get)?;
-    let account_id = AccountId::parse(&account).map_err(corrupt)?;
-    let state: String = row.try_get(2).map_err(get)?;
-    let stored_secret: String = row.try_get(4).map_err(get)?;
-    let secret = unseal(cipher, &stored_secret, &secret_context(&account_id)).map_err(corrupt)?;
-    Ok(Integration {
-        account_id,
-        webhook_url: WebhookUrl::from_stored(row.try_get(1).map_err(get)?),
-        state: IntegrationState::parse(&state)
-            .ok_or_else(|| corrupt(format!("integration state '{state}'")))?,
-        events: EventSet::from_bits_truncate(row.try_get(3).map_err(get)?),
-        signing_secret: SigningSecret::from_stored(secret),
-        version: row.try_get(5).map_err(get)?,
-        created_at_ms: row.try_get(6).map_err(get)?,
-        updated_at_ms: row.try_get(7).map_err(get)?,
-        paused_reason: row.try_get(8).map_err(get)?,
-    })
-}
-
-fn client_from_row(row: &SqliteRow) -> Result<ApiClient, StoreError> {
-    let get = |e: sqlx::Error| backend(e);
-    let id: String = row.try_get(0).map_err(get)?;
-    let account: String = row.try_get(1).map_err(get)?;
-    let scopes: String = row.try_get(3).map_err(get)?;
-    let hash: Vec<u8> = row.try_get(4).map_err(get)?;
-    Ok(ApiClient {
-        id: ClientId::parse(&id).map_err(corrupt)?,
-        account_id: AccountId::parse(&account).map_err(corrupt)?,
-        name: row.try_get(2).map_err(get)?,
-        scopes: ScopeSet::parse_list(&scopes).map_err(|s| corrupt(format!("scope '{s}'")))?,
-        secret_hash: SecretHash::from_bytes(&hash)
-            .ok_or_else(|| corrupt("client secret hash length"))?,
-        created_at_ms: row.try_get(5).map_err(get)?,
-        last_used_at_ms: row.try_get(6).map_err(get)?,
-    })
-}
-
-fn account_from_row(row: &SqliteRow) -> Result<Account, StoreError> {
-    let id: String = row.try_get(0).map_err(backend)?;
-    Ok(Account {
-        id: AccountId::parse(&id).map_err(corrupt)?,
-        name: row.try_get(1).map_err(backend)?,
-        created_at_ms: row.try_get(2).map_err(backend)?,
-    })
-}
-
 #[async_trait]
 impl Store for SqliteStore {
+    fn single_node(&self) -> bool {
+        true
+    }
+
     async fn create_account(&self, name: &str) -> Result<Account, StoreError> {
         let account = Account {
             id: AccountId::generate(),
@@ -267,7 +201,7 @@ impl Store for SqliteStore {
             .fetch_optional(&self.read)
             .await
             .map_err(backend)?
-            .map(|r| account_from_row(&r))
+            .map(|r| rows::account(&r))
             .transpose()
     }
 
@@ -307,7 +241,7 @@ impl Store for SqliteStore {
             .fetch_optional(&self.read)
             .await
             .map_err(backend)?
-            .map(|r| client_from_row(&r))
+            .map(|r| rows::client(&r))
             .transpose()
     }
 
@@ -321,7 +255,7 @@ impl Store for SqliteStore {
             .await
             .map_err(backend)?
             .iter()
-            .map(client_from_row)
+            .map(rows::client)
             .collect()
     }
 
@@ -363,13 +297,7 @@ impl Store for SqliteStore {
             .await
             .map_err(backend)?
             .iter()
-            .map(|row| {
-                let id: String = row.try_get(1).map_err(backend)?;
-                Ok(Revocation {
-                    seq: row.try_get(0).map_err(backend)?,
-                    client_id: ClientId::parse(&id).map_err(corrupt)?,
-                })
-            })
+            .map(rows::revocation)
             .collect()
     }
 
@@ -383,7 +311,7 @@ impl Store for SqliteStore {
             .fetch_optional(&self.read)
             .await
             .map_err(backend)?
-            .map(|row| integration_from_row(&row, self.cipher.as_ref()))
+            .map(|row| rows::integration(&row, self.cipher.as_ref()))
             .transpose()
     }
 
@@ -429,7 +357,7 @@ impl Store for SqliteStore {
             .fetch_one(&mut *tx)
             .await
             .map_err(backend)?;
-        let integration = integration_from_row(&row, self.cipher.as_ref())?;
+        let integration = rows::integration(&row, self.cipher.as_ref())?;
         tx.commit().await.map_err(backend)?;
         let created = integration.version == 1;
         Ok((integration, created))
@@ -474,7 +402,7 @@ impl Store for SqliteStore {
             .fetch_optional(&self.write)
             .await
             .map_err(backend)?
-            .map(|row| integration_from_row(&row, self.cipher.as_ref()))
+            .map(|row| rows::integration(&row, self.cipher.as_ref()))
             .transpose()
     }
 

@@ -6,24 +6,21 @@
 
 use std::collections::HashMap;
 
-use sipsim_core::cipher::unseal;
-use sipsim_core::event::Event;
 use sipsim_core::queue::{
     AttemptRecord, ClaimedDelivery, Completion, DeliveryFilter, DeliveryRecord, DeliveryStatus,
     FinishedAttempt, IngestOutcome, NewMessage, SkipReason,
 };
-use sipsim_core::secret::SigningSecret;
 use sipsim_core::store::{IntegrationState, KeptDeliveries};
 use sipsim_core::{AccountId, DeliveryId, EventSet, MessageId, StoreError};
 use sqlx::sqlite::SqliteConnection;
-use sqlx::sqlite::SqliteRow;
 use sqlx::{Acquire, AssertSqlSafe, Row};
 
-use super::{SqliteStore, corrupt, ensure_account, secret_context};
+use super::{SqliteStore, ensure_account};
 use crate::backend;
-
-/// How long an idempotency key is remembered.
-const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 3600 * 1000;
+use crate::rows::{
+    self, ATTEMPT_COLUMNS, CLAIMED_COLUMNS, ClaimError, DELIVERY_COLUMNS, IDEMPOTENCY_WINDOW_MS,
+    corrupt,
+};
 
 /// What ingest needs to know of an account's integration, read once per account per batch.
 #[derive(Clone, Copy)]
@@ -66,12 +63,7 @@ impl SqliteStore {
         lease_ms: i64,
         skip: &[AccountId],
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
-        let token = format!(
-            "lease_{}",
-            sipsim_core::ids::MessageId::generate()
-                .as_str()
-                .trim_start_matches("msg_")
-        );
+        let token = rows::lease_token();
         let mut tx = self.begin_write().await?;
         // Only placeholders are spliced in (one per skipped account); every value is bound.
         let skipped: String = (0..skip.len()).map(|i| format!(", ?{}", i + 5)).collect();
@@ -105,21 +97,19 @@ impl SqliteStore {
             tx.commit().await.map_err(backend)?;
             return Ok(Vec::new());
         }
-        let rows = sqlx::query(
-            "SELECT d.id, d.message_id, d.account_id, m.event, m.body, d.attempts, \
-                    i.webhook_url, i.signing_secret \
-             FROM deliveries d \
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {CLAIMED_COLUMNS} FROM deliveries d \
              JOIN messages m ON m.id = d.message_id \
              JOIN integrations i ON i.account_id = d.account_id \
-             WHERE d.lease_token = ?1",
-        )
+             WHERE d.lease_token = ?1"
+        )))
         .bind(&token)
         .fetch_all(&mut *tx)
         .await
         .map_err(backend)?;
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
-            match self.claimed_from_row(row, &token) {
+            match rows::claimed(row, &token, self.cipher.as_ref()) {
                 Ok(c) => out.push(c),
                 // A secret that cannot be opened (wrong or missing SIPSIM_ENCRYPTION_KEY) would fail
                 // every attempt the same way: fail the delivery now, saying why, and go on.
@@ -146,39 +136,6 @@ impl SqliteStore {
         }
         tx.commit().await.map_err(backend)?;
         Ok(out)
-    }
-
-    fn claimed_from_row(
-        &self,
-        row: &SqliteRow,
-        token: &str,
-    ) -> Result<ClaimedDelivery, ClaimError> {
-        let get = |e: sqlx::Error| ClaimError::Store(backend(e));
-        let id: String = row.try_get(0).map_err(get)?;
-        let message_id: String = row.try_get(1).map_err(get)?;
-        let account: String = row.try_get(2).map_err(get)?;
-        let event: String = row.try_get(3).map_err(get)?;
-        let attempts: i64 = row.try_get(5).map_err(get)?;
-        let account_id = AccountId::parse(&account).map_err(|e| ClaimError::Store(corrupt(e)))?;
-        let stored_secret: String = row.try_get(7).map_err(get)?;
-        let secret = unseal(
-            self.cipher.as_ref(),
-            &stored_secret,
-            &secret_context(&account_id),
-        )
-        .map_err(|e| ClaimError::Secret(id.clone(), e.to_string()))?;
-        Ok(ClaimedDelivery {
-            id: DeliveryId::parse(&id).map_err(|e| ClaimError::Store(corrupt(e)))?,
-            message_id: MessageId::parse(&message_id).map_err(|e| ClaimError::Store(corrupt(e)))?,
-            account_id,
-            event: Event::from_name(&event)
-                .ok_or_else(|| ClaimError::Store(corrupt(format!("event '{event}'"))))?,
-            body: row.try_get(4).map_err(get)?,
-            attempt: attempts.max(1) as u32,
-            lease_token: token.to_owned(),
-            webhook_url: row.try_get(6).map_err(get)?,
-            signing_secret: SigningSecret::from_stored(secret),
-        })
     }
 
     /// Group commit of attempt results: one transaction for all of them. Returns, for each, whether
@@ -452,7 +409,7 @@ impl SqliteStore {
             .await
             .map_err(backend)?
             .iter()
-            .map(delivery_from_row)
+            .map(rows::delivery)
             .collect()
     }
 
@@ -496,7 +453,7 @@ impl SqliteStore {
             .fetch_one(&mut *tx)
             .await
             .map_err(backend)?;
-        let record = delivery_from_row(&created)?;
+        let record = rows::delivery(&created)?;
         tx.commit().await.map_err(backend)?;
         Ok(Some(record))
     }
@@ -511,7 +468,7 @@ impl SqliteStore {
             .fetch_optional(&self.read)
             .await
             .map_err(backend)?;
-        row.map(|r| delivery_from_row(&r)).transpose()
+        row.map(|r| rows::delivery(&r)).transpose()
     }
 
     pub(super) async fn attempts_of(
@@ -519,24 +476,16 @@ impl SqliteStore {
         id: &DeliveryId,
     ) -> Result<Vec<AttemptRecord>, StoreError> {
         sqlx::query(
-            "SELECT started_at, duration_ms, status_code, error, response_snippet \
-             FROM delivery_attempts WHERE delivery_id = ?1 ORDER BY attempt",
+            AssertSqlSafe(format!(
+            "SELECT {ATTEMPT_COLUMNS} FROM delivery_attempts WHERE delivery_id = ?1 ORDER BY attempt"
+        )),
         )
         .bind(id.as_str())
         .fetch_all(&self.read)
         .await
         .map_err(backend)?
         .iter()
-        .map(|r| {
-            let code: Option<i64> = r.try_get(2).map_err(backend)?;
-            Ok(AttemptRecord {
-                started_at_ms: r.try_get(0).map_err(backend)?,
-                duration_ms: r.try_get(1).map_err(backend)?,
-                status_code: code.and_then(|c| u16::try_from(c).ok()),
-                error: r.try_get(3).map_err(backend)?,
-                response_snippet: r.try_get(4).map_err(backend)?,
-            })
-        })
+        .map(rows::attempt)
         .collect()
     }
 }
@@ -792,34 +741,4 @@ async fn insert_attempt(
     .await
     .map_err(backend)?;
     Ok(())
-}
-
-/// Columns of `deliveries` in the order [`delivery_from_row`] reads them.
-const DELIVERY_COLUMNS: &str = "id, message_id, account_id, event, status, attempts, next_attempt_at, \
-                                last_status_code, last_error, created_at";
-
-enum ClaimError {
-    Secret(String, String),
-    Store(StoreError),
-}
-
-fn delivery_from_row(r: &SqliteRow) -> Result<DeliveryRecord, StoreError> {
-    let text = |i: usize| -> Result<String, StoreError> { r.try_get(i).map_err(backend) };
-    let event = text(3)?;
-    let status = text(4)?;
-    let code: Option<i64> = r.try_get(7).map_err(backend)?;
-    let attempts: i64 = r.try_get(5).map_err(backend)?;
-    Ok(DeliveryRecord {
-        id: DeliveryId::parse(&text(0)?).map_err(corrupt)?,
-        message_id: MessageId::parse(&text(1)?).map_err(corrupt)?,
-        account_id: AccountId::parse(&text(2)?).map_err(corrupt)?,
-        event: Event::from_name(&event).ok_or_else(|| corrupt(format!("event '{event}'")))?,
-        status: DeliveryStatus::parse(&status)
-            .ok_or_else(|| corrupt(format!("delivery status '{status}'")))?,
-        attempts: attempts.max(0) as u32,
-        next_attempt_at_ms: r.try_get(6).map_err(backend)?,
-        last_status_code: code.and_then(|c| u16::try_from(c).ok()),
-        last_error: r.try_get(8).map_err(backend)?,
-        created_at_ms: r.try_get(9).map_err(backend)?,
-    })
 }

@@ -1,0 +1,556 @@
+//! The PostgreSQL backend: for production and for several `sipsimd` nodes on one database
+//! (`postgres://…`).
+//!
+//! The same tables and semantics as SQLite, plus what many nodes need: claims take rows with
+//! `FOR UPDATE SKIP LOCKED` (two nodes never claim one delivery), a per-key advisory lock makes a call's
+//! sequence numbers follow commit order, writes that make work due `NOTIFY` the other nodes
+//! ([`Store::watch`]), periodic jobs take a try-lock so one node runs each at a time, and migrations run
+//! under sqlx's advisory lock so nodes can start together.
+
+use std::borrow::Cow;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sipsim_core::cipher::{SecretCipher, seal};
+use sipsim_core::clock::now_ms;
+use sipsim_core::queue::{
+    AttemptRecord, ClaimedDelivery, DeliveryFilter, DeliveryRecord, FinishedAttempt, IngestOutcome,
+    NewMessage,
+};
+use sipsim_core::store::{
+    Account, ApiClient, Integration, IntegrationState, IntegrationUpdate, KeptDeliveries,
+    NewApiClient, Revocation, Signal, SubscriptionChange,
+};
+use sipsim_core::{AccountId, ClientId, DeliveryId, EventSet, MessageId, Store, StoreError};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions};
+use sqlx::{AssertSqlSafe, Row, SqlSafeStr as _};
+
+use crate::rows::{self, CLIENT_COLUMNS, INTEGRATION_COLUMNS, secret_context};
+use crate::{backend, migrate_error};
+
+mod queue;
+
+/// The PostgreSQL migrations, embedded at compile time.
+pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "schema",
+    include_str!("../../migrations/postgres/0001_schema.sql"),
+)];
+
+/// The channel on which a write that made deliveries due wakes every node's dispatcher.
+const DUE_CHANNEL: &str = "sipsim_due";
+/// The channel on which deleting an API client makes every node refresh its revocations.
+const REVOKED_CHANNEL: &str = "sipsim_revoked";
+
+/// A PostgreSQL database holding all of sipsim-webhooks' state, shared by any number of nodes.
+#[derive(Clone, Debug)]
+pub struct PgStore {
+    pool: PgPool,
+    /// Seals signing secrets at rest when the operator configured a key.
+    cipher: Option<SecretCipher>,
+}
+
+impl PgStore {
+    /// Connects to the database at `url` (`postgres://user:password@host:port/db?…`) with a pool of
+    /// at most `max_connections`. Does not migrate: call [`PgStore::migrate`].
+    pub async fn open(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(backend)?
+            .application_name("sipsimd");
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(2))
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .map_err(backend)?;
+        Ok(PgStore { pool, cipher: None })
+    }
+
+    /// Encrypts signing secrets at rest with `cipher` (and reads sealed ones back with it).
+    pub fn with_cipher(mut self, cipher: Option<SecretCipher>) -> Self {
+        self.cipher = cipher;
+        self
+    }
+
+    /// Applies every pending migration. sqlx holds a PostgreSQL advisory lock for the whole run, so
+    /// nodes starting at the same moment apply each migration exactly once, one after the other.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        migrator().run(&self.pool).await.map_err(migrate_error)
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// The migrator over [`MIGRATIONS`].
+pub(crate) fn migrator() -> Migrator {
+    let migrations = MIGRATIONS
+        .iter()
+        .map(|(version, description, sql)| {
+            Migration::new(
+                *version,
+                Cow::Borrowed(*description),
+                MigrationType::Simple,
+                AssertSqlSafe(*sql).into_sql_str(),
+                false,
+            )
+        })
+        .collect();
+    Migrator::with_migrations(migrations)
+}
+
+/// Queues a wake-up of every node's dispatcher, sent when the surrounding transaction commits
+/// (PostgreSQL folds repeats within one transaction into one).
+async fn notify_due(conn: &mut PgConnection) -> Result<(), StoreError> {
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(DUE_CHANNEL)
+        .execute(conn)
+        .await
+        .map_err(backend)?;
+    Ok(())
+}
+
+/// The advisory-lock keys of periodic jobs, so that one node at a time runs each.
+#[derive(Clone, Copy)]
+#[repr(i64)]
+enum Job {
+    ReleaseLeases = 0x5149_5053_0001,
+    PauseFailing = 0x5149_5053_0002,
+    Prune = 0x5149_5053_0003,
+}
+
+/// Takes the job's transaction-scoped try-lock: `false` when another node is running it right now
+/// (this node then skips its turn).
+async fn job_lock(conn: &mut PgConnection, job: Job) -> Result<bool, StoreError> {
+    sqlx::query("SELECT pg_try_advisory_xact_lock($1)")
+        .bind(job as i64)
+        .fetch_one(conn)
+        .await
+        .map_err(backend)?
+        .try_get(0)
+        .map_err(backend)
+}
+
+/// Fails with [`StoreError::AccountNotFound`] unless `account` exists, inside `tx`.
+async fn ensure_account(
+    conn: &mut sqlx::PgConnection,
+    account: &AccountId,
+) -> Result<(), StoreError> {
+    let exists = sqlx::query("SELECT 1 FROM accounts WHERE id = $1")
+        .bind(account.as_str())
+        .fetch_optional(conn)
+        .await
+        .map_err(backend)?;
+    match exists {
+        Some(_) => Ok(()),
+        None => Err(StoreError::AccountNotFound(account.clone())),
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn database_clock_ms(&self) -> Result<Option<i64>, StoreError> {
+        let row = sqlx::query("SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(Some(row.try_get(0).map_err(backend)?))
+    }
+
+    async fn watch(&self, on_signal: &(dyn Fn(Signal) + Send + Sync)) -> Result<(), StoreError> {
+        // A connection of its own (not from the pool): LISTEN holds it for as long as this runs.
+        let mut listener = PgListener::connect_with(&self.pool)
+            .await
+            .map_err(backend)?;
+        listener
+            .listen_all([DUE_CHANNEL, REVOKED_CHANNEL])
+            .await
+            .map_err(backend)?;
+        loop {
+            // `try_recv` reconnects by itself after a lost connection and says so with `None`:
+            // notifications sent in the gap are lost, so act as if each had come.
+            match listener.try_recv().await.map_err(backend)? {
+                Some(n) if n.channel() == REVOKED_CHANNEL => on_signal(Signal::Revoked),
+                Some(_) => on_signal(Signal::Due),
+                None => {
+                    tracing::warn!("lost the LISTEN connection to PostgreSQL; reconnecting");
+                    on_signal(Signal::Due);
+                    on_signal(Signal::Revoked);
+                }
+            }
+        }
+    }
+
+    async fn create_account(&self, name: &str) -> Result<Account, StoreError> {
+        let account = Account {
+            id: AccountId::generate(),
+            name: name.to_owned(),
+            created_at_ms: now_ms(),
+        };
+        sqlx::query("INSERT INTO accounts (id, name, created_at) VALUES ($1, $2, $3)")
+            .bind(account.id.as_str())
+            .bind(&account.name)
+            .bind(account.created_at_ms)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(account)
+    }
+
+    async fn get_account(&self, id: &AccountId) -> Result<Option<Account>, StoreError> {
+        sqlx::query("SELECT id, name, created_at FROM accounts WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?
+            .map(|r| rows::account(&r))
+            .transpose()
+    }
+
+    async fn create_client(&self, new: NewApiClient) -> Result<ApiClient, StoreError> {
+        let client = ApiClient {
+            id: ClientId::generate(),
+            account_id: new.account_id,
+            name: new.name,
+            scopes: new.scopes,
+            secret_hash: new.secret_hash,
+            created_at_ms: now_ms(),
+            last_used_at_ms: None,
+        };
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        ensure_account(&mut tx, &client.account_id).await?;
+        sqlx::query(
+            "INSERT INTO api_clients (id, account_id, name, scopes, secret_hash, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(client.id.as_str())
+        .bind(client.account_id.as_str())
+        .bind(&client.name)
+        .bind(client.scopes.to_string())
+        .bind(&client.secret_hash.as_bytes()[..])
+        .bind(client.created_at_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(client)
+    }
+
+    async fn get_client(&self, id: &ClientId) -> Result<Option<ApiClient>, StoreError> {
+        let sql = format!("SELECT {CLIENT_COLUMNS} FROM api_clients WHERE id = $1");
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?
+            .map(|r| rows::client(&r))
+            .transpose()
+    }
+
+    async fn list_clients(&self, account: &AccountId) -> Result<Vec<ApiClient>, StoreError> {
+        let sql = format!(
+            "SELECT {CLIENT_COLUMNS} FROM api_clients WHERE account_id = $1 ORDER BY created_at, id"
+        );
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(account.as_str())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?
+            .iter()
+            .map(rows::client)
+            .collect()
+    }
+
+    async fn delete_client(&self, id: &ClientId) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        // Deletions take turns, so the log's sequence numbers are in commit order and a node reading
+        // "after N" can never miss an entry committed late with a smaller number.
+        sqlx::query("LOCK TABLE client_revocations IN SHARE ROW EXCLUSIVE MODE")
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let deleted = sqlx::query("DELETE FROM api_clients WHERE id = $1")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?
+            .rows_affected()
+            > 0;
+        if deleted {
+            sqlx::query("INSERT INTO client_revocations (client_id, revoked_at) VALUES ($1, $2)")
+                .bind(id.as_str())
+                .bind(now_ms())
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(REVOKED_CHANNEL)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(deleted)
+    }
+
+    async fn record_client_use(&self, id: &ClientId, at_ms: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE api_clients SET last_used_at = $2 WHERE id = $1")
+            .bind(id.as_str())
+            .bind(at_ms)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn revocations_after(&self, seq: i64) -> Result<Vec<Revocation>, StoreError> {
+        sqlx::query("SELECT seq, client_id FROM client_revocations WHERE seq > $1 ORDER BY seq")
+            .bind(seq)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?
+            .iter()
+            .map(rows::revocation)
+            .collect()
+    }
+
+    async fn get_integration(
+        &self,
+        account: &AccountId,
+    ) -> Result<Option<Integration>, StoreError> {
+        let sql = format!("SELECT {INTEGRATION_COLUMNS} FROM integrations WHERE account_id = $1");
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(account.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?
+            .map(|row| rows::integration(&row, self.cipher.as_ref()))
+            .transpose()
+    }
+
+    async fn put_integration(
+        &self,
+        account: &AccountId,
+        update: IntegrationUpdate,
+    ) -> Result<(Integration, bool), StoreError> {
+        let now = now_ms();
+        let requested = if update.disabled {
+            IntegrationState::Disabled
+        } else {
+            IntegrationState::Enabled
+        };
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        ensure_account(&mut tx, account).await?;
+        // One upsert: a paused integration stays paused, subscriptions change only when given, and the
+        // signing secret of an existing integration is never replaced. `version = 1` means created.
+        let sql = format!(
+            "INSERT INTO integrations (account_id, webhook_url, state, event_mask, signing_secret, \
+                                       version, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, 1, $6, $6) \
+             ON CONFLICT (account_id) DO UPDATE SET \
+                webhook_url = excluded.webhook_url, \
+                state = CASE WHEN integrations.state = 'paused' THEN 'paused' ELSE excluded.state END, \
+                event_mask = CASE WHEN $7 THEN excluded.event_mask ELSE integrations.event_mask END, \
+                version = integrations.version + 1, \
+                updated_at = excluded.updated_at \
+             RETURNING {INTEGRATION_COLUMNS}"
+        );
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(account.as_str())
+            .bind(update.webhook_url.as_str())
+            .bind(requested.as_str())
+            .bind(update.events.unwrap_or_default().bits())
+            .bind(seal(
+                self.cipher.as_ref(),
+                update.new_signing_secret.expose(),
+                &secret_context(account),
+            ))
+            .bind(now)
+            .bind(update.events.is_some())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let integration = rows::integration(&row, self.cipher.as_ref())?;
+        tx.commit().await.map_err(backend)?;
+        let created = integration.version == 1;
+        Ok((integration, created))
+    }
+
+    async fn remove_integration(&self, account: &AccountId) -> Result<bool, StoreError> {
+        Ok(
+            sqlx::query("DELETE FROM integrations WHERE account_id = $1")
+                .bind(account.as_str())
+                .execute(&self.pool)
+                .await
+                .map_err(backend)?
+                .rows_affected()
+                > 0,
+        )
+    }
+
+    async fn change_subscription(
+        &self,
+        account: &AccountId,
+        change: SubscriptionChange,
+    ) -> Result<Option<Integration>, StoreError> {
+        let (add, remove) = match change {
+            SubscriptionChange::Subscribe(e) => (EventSet::of(e).bits(), 0),
+            SubscriptionChange::Unsubscribe(e) => (0, EventSet::of(e).bits()),
+        };
+        // The new mask is computed in the database from the stored one, so two concurrent changes to
+        // different events both survive. The version moves only when the set really changes.
+        let sql = format!(
+            "UPDATE integrations SET \
+                version = version + CASE WHEN ((event_mask | $2) & ~$3) <> event_mask THEN 1 ELSE 0 END, \
+                updated_at = CASE WHEN ((event_mask | $2) & ~$3) <> event_mask THEN $4 ELSE updated_at END, \
+                event_mask = (event_mask | $2) & ~$3 \
+             WHERE account_id = $1 \
+             RETURNING {INTEGRATION_COLUMNS}"
+        );
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(account.as_str())
+            .bind(add)
+            .bind(remove)
+            .bind(now_ms())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?
+            .map(|row| rows::integration(&row, self.cipher.as_ref()))
+            .transpose()
+    }
+
+    async fn ingest_groups(
+        &self,
+        groups: &[&[NewMessage]],
+        now_ms: i64,
+    ) -> Result<Vec<Result<Vec<IngestOutcome>, StoreError>>, StoreError> {
+        self.ingest_groups(groups, now_ms).await
+    }
+
+    async fn claim_due(
+        &self,
+        now_ms: i64,
+        limit: u32,
+        lease_ms: i64,
+        skip: &[AccountId],
+    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        self.claim(now_ms, limit, lease_ms, skip).await
+    }
+
+    async fn unclaim(&self, claimed: &[(DeliveryId, String)]) -> Result<(), StoreError> {
+        self.unclaim_all(claimed).await
+    }
+
+    async fn complete(&self, finished: &[FinishedAttempt]) -> Result<Vec<bool>, StoreError> {
+        self.complete_attempts(finished).await
+    }
+
+    async fn release_expired_leases(&self, now_ms: i64) -> Result<u64, StoreError> {
+        self.release_leases(now_ms, now_ms).await
+    }
+
+    async fn reclaim_all_leases(&self, now_ms: i64) -> Result<u64, StoreError> {
+        self.release_leases(i64::MAX, now_ms).await
+    }
+
+    async fn next_due_at(&self) -> Result<Option<i64>, StoreError> {
+        self.earliest_due().await
+    }
+
+    async fn record_test_attempt(
+        &self,
+        account: &AccountId,
+        message_id: &MessageId,
+        body: &[u8],
+        record: &AttemptRecord,
+        succeeded: bool,
+    ) -> Result<DeliveryId, StoreError> {
+        self.log_test_attempt(account, message_id, body, record, succeeded)
+            .await
+    }
+
+    async fn list_deliveries(
+        &self,
+        account: &AccountId,
+        filter: &DeliveryFilter,
+        before: Option<&DeliveryId>,
+        limit: u32,
+    ) -> Result<Vec<DeliveryRecord>, StoreError> {
+        self.deliveries_of(account, filter, before, limit).await
+    }
+
+    async fn resend(
+        &self,
+        account: &AccountId,
+        id: &DeliveryId,
+        now_ms: i64,
+    ) -> Result<Option<DeliveryRecord>, StoreError> {
+        self.resend_delivery(account, id, now_ms).await
+    }
+
+    async fn prune(
+        &self,
+        cutoff_ms: i64,
+        revocations_before_ms: i64,
+        now_ms: i64,
+    ) -> Result<u64, StoreError> {
+        self.prune_old(cutoff_ms, revocations_before_ms, now_ms)
+            .await
+    }
+
+    async fn pause_integration(
+        &self,
+        account: &AccountId,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        self.pause(account, reason, now_ms).await
+    }
+
+    async fn pause_failing_integrations(
+        &self,
+        failing_since_before: i64,
+        now_ms: i64,
+    ) -> Result<Vec<AccountId>, StoreError> {
+        self.pause_failing(failing_since_before, now_ms).await
+    }
+
+    async fn resume_integration(
+        &self,
+        account: &AccountId,
+        kept: KeptDeliveries,
+        now_ms: i64,
+    ) -> Result<Option<u64>, StoreError> {
+        self.resume(account, kept, now_ms).await
+    }
+
+    async fn get_delivery(&self, id: &DeliveryId) -> Result<Option<DeliveryRecord>, StoreError> {
+        self.delivery(id).await
+    }
+
+    async fn list_attempts(&self, id: &DeliveryId) -> Result<Vec<AttemptRecord>, StoreError> {
+        self.attempts_of(id).await
+    }
+
+    async fn setting_or_insert(&self, key: &str, candidate: &str) -> Result<String, StoreError> {
+        sqlx::query(
+            "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(key)
+        .bind(candidate)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        // Whichever node inserted first, every node reads the same row back.
+        let row = sqlx::query("SELECT value FROM settings WHERE key = $1")
+            .bind(key)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.try_get(0).map_err(backend)
+    }
+}

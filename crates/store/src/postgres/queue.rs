@@ -1,0 +1,891 @@
+//! The delivery queue on PostgreSQL: ingest, claim, complete, release expired leases — safe with
+//! any number of nodes writing at once.
+//!
+//! Writers on different nodes run concurrently (READ COMMITTED), so what SQLite gets from its single
+//! write lock is made explicit here: claims lock the rows they take and skip rows another node holds
+//! (`FOR UPDATE SKIP LOCKED`); everything that reads or changes a call's chain (ingest assigning the
+//! next `seq`, a finished delivery releasing the next) first takes that chain's advisory lock, and
+//! same-key idempotency checks take theirs, always in ascending key order so two transactions never
+//! wait on each other in a cycle. Each lock is held to commit, so commit order is chain order.
+
+use std::collections::{BTreeMap, HashMap};
+
+use sipsim_core::queue::{
+    AttemptRecord, ClaimedDelivery, Completion, DeliveryFilter, DeliveryRecord, DeliveryStatus,
+    FinishedAttempt, IngestOutcome, NewMessage, SkipReason,
+};
+use sipsim_core::store::{IntegrationState, KeptDeliveries};
+use sipsim_core::{AccountId, DeliveryId, EventSet, MessageId, StoreError};
+use sqlx::postgres::PgConnection;
+use sqlx::{Acquire, AssertSqlSafe, Row};
+
+use super::{Job, PgStore, ensure_account, job_lock, notify_due};
+use crate::backend;
+use crate::rows::{
+    self, ATTEMPT_COLUMNS, CLAIMED_COLUMNS, ClaimError, DELIVERY_COLUMNS, IDEMPOTENCY_WINDOW_MS,
+    corrupt,
+};
+
+/// What ingest needs to know of an account's integration, read once per account per batch.
+#[derive(Clone, Copy)]
+enum Snapshot {
+    None,
+    Integration(IntegrationState, EventSet),
+}
+
+impl PgStore {
+    /// Group commit: several independent batches in one transaction, each inside its own savepoint,
+    /// so one batch failing (an unknown account) rolls back only that batch.
+    pub(super) async fn ingest_groups(
+        &self,
+        groups: &[&[NewMessage]],
+        now: i64,
+    ) -> Result<Vec<Result<Vec<IngestOutcome>, StoreError>>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let messages = groups.iter().flat_map(|g| g.iter());
+        lock_keys(&mut tx, messages.clone().flat_map(lock_keys_of).collect()).await?;
+        lock_integrations(&mut tx, messages.map(|m| m.account_id.as_str()).collect()).await?;
+        let mut results = Vec::with_capacity(groups.len());
+        for group in groups {
+            let mut savepoint = (&mut *tx).begin().await.map_err(backend)?;
+            match ingest_into(&mut savepoint, group, now).await {
+                Ok(outcomes) => {
+                    savepoint.commit().await.map_err(backend)?;
+                    results.push(Ok(outcomes));
+                }
+                Err(e) => {
+                    savepoint.rollback().await.map_err(backend)?;
+                    results.push(Err(e));
+                }
+            }
+        }
+        let enqueued = results
+            .iter()
+            .flatten()
+            .flatten()
+            .any(|o| matches!(o, IngestOutcome::Enqueued { .. }));
+        if enqueued {
+            notify_due(&mut tx).await?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(results)
+    }
+
+    pub(super) async fn claim(
+        &self,
+        now: i64,
+        limit: u32,
+        lease_ms: i64,
+        skip: &[AccountId],
+    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        let token = rows::lease_token();
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        // One statement: pick the oldest due rows no other node holds (their row locks make a
+        // concurrent claim skip them), lease them, and read what sending needs.
+        let sql = format!(
+            "WITH due AS ( \
+                SELECT d.id FROM deliveries d JOIN integrations i ON i.account_id = d.account_id \
+                WHERE d.status = 'pending' AND d.next_attempt_at <= $3 AND i.state = 'enabled' \
+                  AND d.account_id <> ALL($5) \
+                ORDER BY d.next_attempt_at LIMIT $4 \
+                FOR UPDATE OF d SKIP LOCKED), \
+             claimed AS ( \
+                UPDATE deliveries SET status = 'delivering', lease_token = $1, lease_expires_at = $2, \
+                       attempts = deliveries.attempts + 1, updated_at = $3 \
+                FROM due WHERE deliveries.id = due.id \
+                RETURNING deliveries.id, deliveries.message_id, deliveries.account_id, deliveries.attempts) \
+             SELECT {CLAIMED_COLUMNS} FROM claimed d \
+             JOIN messages m ON m.id = d.message_id \
+             JOIN integrations i ON i.account_id = d.account_id"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(&token)
+            .bind(now + lease_ms)
+            .bind(now)
+            .bind(i64::from(limit))
+            .bind(skip.iter().map(AccountId::as_str).collect::<Vec<_>>())
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(backend)?;
+        if rows.is_empty() {
+            tx.commit().await.map_err(backend)?;
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            match rows::claimed(row, &token, self.cipher.as_ref()) {
+                Ok(c) => out.push(c),
+                // A secret that cannot be opened (wrong or missing SIPSIM_ENCRYPTION_KEY) would fail
+                // every attempt the same way: fail the delivery now, saying why, and go on.
+                Err(ClaimError::Secret(id, why)) => {
+                    let failed = sqlx::query(
+                        "UPDATE deliveries SET status = 'failed', lease_token = NULL, \
+                                lease_expires_at = NULL, last_error = $2, updated_at = $3 \
+                         WHERE id = $1 RETURNING account_id, ordering_key",
+                    )
+                    .bind(id)
+                    .bind(format!("signing secret unreadable: {why}"))
+                    .bind(now)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+                    let account: String = failed.try_get(0).map_err(backend)?;
+                    let key: Option<String> = failed.try_get(1).map_err(backend)?;
+                    if let Some(key) = key {
+                        lock_keys(&mut tx, vec![chain_lock(&account, &key)]).await?;
+                        if release_chain_heads(&mut tx, &account, Some(&key), now).await? > 0 {
+                            notify_due(&mut tx).await?;
+                        }
+                    }
+                }
+                Err(ClaimError::Store(e)) => return Err(e),
+            }
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(out)
+    }
+
+    /// Group commit of attempt results: one transaction for all of them. Returns, for each, whether
+    /// its lease still held (see [`complete_in`]).
+    pub(super) async fn complete_attempts(
+        &self,
+        results: &[FinishedAttempt],
+    ) -> Result<Vec<bool>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        // The chains of these deliveries, locked in key order before any row is touched (an ingest
+        // appending to one of them waits, or is waited for: see the module's comment).
+        let ids: Vec<&str> = results.iter().map(|r| r.id.as_str()).collect();
+        sqlx::query(
+            "SELECT pg_advisory_xact_lock(k) FROM ( \
+                SELECT DISTINCT hashtextextended('chain:' || account_id || ':' || ordering_key, 0) AS k \
+                FROM deliveries WHERE id = ANY($1) AND ordering_key IS NOT NULL \
+                ORDER BY k OFFSET 0) AS keys",
+        )
+        .bind(ids)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let mut applied = Vec::with_capacity(results.len());
+        let mut failing: BTreeMap<String, Failing> = BTreeMap::new();
+        let mut released = false;
+        for r in results {
+            match complete_in(&mut tx, r).await? {
+                None => applied.push(false),
+                Some((account, chain_released)) => {
+                    applied.push(true);
+                    released |= chain_released;
+                    let now = r.record.started_at_ms;
+                    let entry = failing.remove(&account);
+                    failing.insert(account, Failing::after(entry, r.completion, now));
+                }
+            }
+        }
+        // Integrations are written in account order, as ingest locks them, so the two never wait on
+        // each other in a cycle.
+        for (account, track) in failing {
+            let (sql, at) = match track {
+                Failing::Since(at) => (
+                    "UPDATE integrations SET failing_since = $2 \
+                     WHERE account_id = $1 AND failing_since IS DISTINCT FROM $2",
+                    at,
+                ),
+                Failing::SinceIfUnset(at) => (
+                    "UPDATE integrations SET failing_since = $2 \
+                     WHERE account_id = $1 AND failing_since IS NULL",
+                    Some(at),
+                ),
+            };
+            sqlx::query(sql)
+                .bind(&account)
+                .bind(at)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+        if released {
+            notify_due(&mut tx).await?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(applied)
+    }
+
+    pub(super) async fn log_test_attempt(
+        &self,
+        account: &AccountId,
+        message_id: &MessageId,
+        body: &[u8],
+        record: &AttemptRecord,
+        succeeded: bool,
+    ) -> Result<DeliveryId, StoreError> {
+        let delivery_id = DeliveryId::generate();
+        let status = if succeeded {
+            DeliveryStatus::Succeeded
+        } else {
+            DeliveryStatus::Failed
+        };
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        ensure_account(&mut tx, account).await?;
+        sqlx::query(
+            "INSERT INTO messages (id, account_id, event, body, ordering_key, created_at) \
+             VALUES ($1, $2, 'test', $3, NULL, $4)",
+        )
+        .bind(message_id.as_str())
+        .bind(account.as_str())
+        .bind(body)
+        .bind(record.started_at_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        sqlx::query(
+            "INSERT INTO deliveries (id, message_id, account_id, event, status, attempts, \
+                                     last_status_code, last_error, created_at, updated_at) \
+             VALUES ($1, $2, $3, 'test', $4, 1, $5, $6, $7, $7)",
+        )
+        .bind(delivery_id.as_str())
+        .bind(message_id.as_str())
+        .bind(account.as_str())
+        .bind(status.as_str())
+        .bind(record.status_code.map(i64::from))
+        .bind(record.error.as_deref())
+        .bind(record.started_at_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        insert_attempt(&mut tx, &delivery_id, 1, record).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(delivery_id)
+    }
+
+    pub(super) async fn prune_old(
+        &self,
+        cutoff: i64,
+        revocations_before: i64,
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        if !job_lock(&mut tx, Job::Prune).await? {
+            return Ok(0);
+        }
+        // Deliveries and their attempts go with their message (ON DELETE CASCADE). Paused deliveries
+        // are kept for the retention period only, as DESIGN.md says; pending and in-flight ones stay.
+        let messages = sqlx::query(
+            "DELETE FROM messages WHERE created_at < $1 AND NOT EXISTS ( \
+                SELECT 1 FROM deliveries d WHERE d.message_id = messages.id \
+                AND d.status IN ('pending', 'delivering'))",
+        )
+        .bind(cutoff)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?
+        .rows_affected();
+        sqlx::query("DELETE FROM idempotency_keys WHERE created_at <= $1")
+            .bind(now - IDEMPOTENCY_WINDOW_MS)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        sqlx::query("DELETE FROM client_revocations WHERE revoked_at < $1")
+            .bind(revocations_before)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(messages)
+    }
+
+    pub(super) async fn pause(
+        &self,
+        account: &AccountId,
+        reason: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        Ok(sqlx::query(
+            "UPDATE integrations SET state = 'paused', paused_reason = $2, version = version + 1, \
+                    updated_at = $3 \
+             WHERE account_id = $1 AND state = 'enabled'",
+        )
+        .bind(account.as_str())
+        .bind(reason)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?
+        .rows_affected()
+            > 0)
+    }
+
+    pub(super) async fn pause_failing(
+        &self,
+        failing_since_before: i64,
+        now: i64,
+    ) -> Result<Vec<AccountId>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        if !job_lock(&mut tx, Job::PauseFailing).await? {
+            return Ok(Vec::new());
+        }
+        let paused = sqlx::query(
+            "UPDATE integrations SET state = 'paused', version = version + 1, updated_at = $2, \
+                    paused_reason = 'every delivery attempt has failed for the whole pause period' \
+             WHERE state = 'enabled' AND failing_since IS NOT NULL AND failing_since <= $1 \
+             RETURNING account_id",
+        )
+        .bind(failing_since_before)
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(|row| {
+            let id: String = row.try_get(0).map_err(backend)?;
+            AccountId::parse(&id).map_err(corrupt)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+        tx.commit().await.map_err(backend)?;
+        Ok(paused)
+    }
+
+    pub(super) async fn resume(
+        &self,
+        account: &AccountId,
+        kept: KeptDeliveries,
+        now: i64,
+    ) -> Result<Option<u64>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let resumed = sqlx::query(
+            "UPDATE integrations SET state = 'enabled', paused_reason = NULL, failing_since = NULL, \
+                    version = version + 1, updated_at = $2 \
+             WHERE account_id = $1 AND state = 'paused'",
+        )
+        .bind(account.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?
+        .rows_affected();
+        if resumed == 0 {
+            tx.commit().await.map_err(backend)?;
+            return Ok(None);
+        }
+        let sql = match kept {
+            // Kept deliveries of a chain wait for their turn; the chains' heads are released below.
+            KeptDeliveries::Deliver => {
+                "UPDATE deliveries SET status = 'pending', updated_at = $2, \
+                        next_attempt_at = CASE WHEN ordering_key IS NULL THEN $2 ELSE NULL END \
+                 WHERE account_id = $1 AND status = 'paused'"
+            }
+            KeptDeliveries::Drop => {
+                "UPDATE deliveries SET status = 'failed', next_attempt_at = NULL, updated_at = $2, \
+                        last_error = 'dropped when the paused integration was resumed' \
+                 WHERE account_id = $1 AND status = 'paused'"
+            }
+        };
+        let affected = sqlx::query(sql)
+            .bind(account.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?
+            .rows_affected();
+        release_chain_heads(&mut tx, account.as_str(), None, now).await?;
+        if kept == KeptDeliveries::Deliver && affected > 0 {
+            notify_due(&mut tx).await?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(Some(affected))
+    }
+
+    /// Makes deliveries whose lease expires at or before `expired_by` due at `now`.
+    pub(super) async fn release_leases(
+        &self,
+        expired_by: i64,
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        if !job_lock(&mut tx, Job::ReleaseLeases).await? {
+            return Ok(0);
+        }
+        // A row a live node is completing right now is locked: skip it; its lease ends anyway.
+        let released = sqlx::query(
+            "UPDATE deliveries SET status = 'pending', next_attempt_at = $2, lease_token = NULL, \
+                    lease_expires_at = NULL, updated_at = $2 \
+             WHERE id IN (SELECT id FROM deliveries \
+                          WHERE status = 'delivering' AND lease_expires_at <= $1 \
+                          FOR UPDATE SKIP LOCKED)",
+        )
+        .bind(expired_by)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?
+        .rows_affected();
+        if released > 0 {
+            notify_due(&mut tx).await?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(released)
+    }
+
+    pub(super) async fn earliest_due(&self) -> Result<Option<i64>, StoreError> {
+        let row = sqlx::query(
+            "SELECT MIN(d.next_attempt_at) FROM deliveries d \
+             JOIN integrations i ON i.account_id = d.account_id \
+             WHERE d.status = 'pending' AND i.state = 'enabled'",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(backend)?;
+        row.try_get(0).map_err(backend)
+    }
+
+    pub(super) async fn unclaim_all(
+        &self,
+        claimed: &[(DeliveryId, String)],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        for (id, token) in claimed {
+            sqlx::query(
+                "UPDATE deliveries SET status = 'pending', attempts = attempts - 1, \
+                        lease_token = NULL, lease_expires_at = NULL \
+                 WHERE id = $1 AND lease_token = $2 AND status = 'delivering'",
+            )
+            .bind(id.as_str())
+            .bind(token)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        notify_due(&mut tx).await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    pub(super) async fn deliveries_of(
+        &self,
+        account: &AccountId,
+        filter: &DeliveryFilter,
+        before: Option<&DeliveryId>,
+        limit: u32,
+    ) -> Result<Vec<DeliveryRecord>, StoreError> {
+        // Only fixed fragments are spliced in; every value is bound.
+        let mut sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE account_id = $1");
+        if before.is_some() {
+            sql.push_str(" AND id < $2");
+        }
+        if filter.status.is_some() {
+            sql.push_str(" AND status = $3");
+        }
+        if filter.event.is_some() {
+            sql.push_str(" AND event = $4");
+        }
+        if filter.since_ms.is_some() {
+            sql.push_str(" AND created_at >= $5");
+        }
+        sql.push_str(" ORDER BY id DESC LIMIT $6");
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(account.as_str())
+            .bind(before.map(|b| b.as_str().to_owned()))
+            .bind(filter.status.map(|s| s.as_str()))
+            .bind(filter.event.map(|e| e.name()))
+            .bind(filter.since_ms)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?
+            .iter()
+            .map(rows::delivery)
+            .collect()
+    }
+
+    pub(super) async fn resend_delivery(
+        &self,
+        account: &AccountId,
+        id: &DeliveryId,
+        now: i64,
+    ) -> Result<Option<DeliveryRecord>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let original = sqlx::query(
+            "SELECT message_id, event FROM deliveries WHERE id = $1 AND account_id = $2",
+        )
+        .bind(id.as_str())
+        .bind(account.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let Some(row) = original else {
+            return Ok(None);
+        };
+        let message_id: String = row.try_get(0).map_err(backend)?;
+        let event: String = row.try_get(1).map_err(backend)?;
+        let new_id = DeliveryId::generate();
+        sqlx::query(
+            "INSERT INTO deliveries (id, message_id, account_id, event, status, next_attempt_at, \
+                                     created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, 'pending', $5, $5, $5)",
+        )
+        .bind(new_id.as_str())
+        .bind(&message_id)
+        .bind(account.as_str())
+        .bind(&event)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = $1");
+        let created = sqlx::query(AssertSqlSafe(sql))
+            .bind(new_id.as_str())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(backend)?;
+        notify_due(&mut tx).await?;
+        let record = rows::delivery(&created)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(Some(record))
+    }
+
+    pub(super) async fn delivery(
+        &self,
+        id: &DeliveryId,
+    ) -> Result<Option<DeliveryRecord>, StoreError> {
+        let sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = $1");
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.map(|r| rows::delivery(&r)).transpose()
+    }
+
+    pub(super) async fn attempts_of(
+        &self,
+        id: &DeliveryId,
+    ) -> Result<Vec<AttemptRecord>, StoreError> {
+        sqlx::query(
+            AssertSqlSafe(format!(
+            "SELECT {ATTEMPT_COLUMNS} FROM delivery_attempts WHERE delivery_id = $1 ORDER BY attempt"
+        )),
+        )
+        .bind(id.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(rows::attempt)
+        .collect()
+    }
+}
+
+/// Stores one batch inside the caller's transaction (or savepoint).
+async fn ingest_into(
+    conn: &mut PgConnection,
+    batch: &[NewMessage],
+    now: i64,
+) -> Result<Vec<IngestOutcome>, StoreError> {
+    let mut snapshots: HashMap<&AccountId, Snapshot> = HashMap::new();
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for msg in batch {
+        if let Some(key) = &msg.idempotency_key {
+            let seen = sqlx::query(
+                "SELECT message_id FROM idempotency_keys \
+                 WHERE account_id = $1 AND key = $2 AND created_at > $3",
+            )
+            .bind(msg.account_id.as_str())
+            .bind(key)
+            .bind(now - IDEMPOTENCY_WINDOW_MS)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(backend)?;
+            if let Some(row) = seen {
+                let id: String = row.try_get(0).map_err(backend)?;
+                outcomes.push(IngestOutcome::Duplicate {
+                    message_id: MessageId::parse(&id).map_err(corrupt)?,
+                });
+                continue;
+            }
+        }
+        let snapshot = match snapshots.get(&msg.account_id) {
+            Some(s) => *s,
+            None => {
+                ensure_account(conn, &msg.account_id).await?;
+                let row = sqlx::query(
+                    "SELECT state, event_mask FROM integrations WHERE account_id = $1 FOR SHARE",
+                )
+                .bind(msg.account_id.as_str())
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(backend)?;
+                let s = match row {
+                    None => Snapshot::None,
+                    Some(row) => {
+                        let state: String = row.try_get(0).map_err(backend)?;
+                        Snapshot::Integration(
+                            IntegrationState::parse(&state).ok_or_else(|| corrupt(&state))?,
+                            EventSet::from_bits_truncate(row.try_get(1).map_err(backend)?),
+                        )
+                    }
+                };
+                snapshots.insert(&msg.account_id, s);
+                s
+            }
+        };
+
+        let message_id = MessageId::generate();
+        sqlx::query(
+            "INSERT INTO messages (id, account_id, event, body, ordering_key, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(message_id.as_str())
+        .bind(msg.account_id.as_str())
+        .bind(msg.event.name())
+        .bind(&msg.body)
+        .bind(msg.ordering_key.as_deref())
+        .bind(now)
+        .execute(&mut *conn)
+        .await
+        .map_err(backend)?;
+        if let Some(key) = &msg.idempotency_key {
+            sqlx::query(
+                "INSERT INTO idempotency_keys (account_id, key, message_id, created_at) \
+                 VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (account_id, key) DO UPDATE SET \
+                    message_id = excluded.message_id, created_at = excluded.created_at",
+            )
+            .bind(msg.account_id.as_str())
+            .bind(key)
+            .bind(message_id.as_str())
+            .bind(now)
+            .execute(&mut *conn)
+            .await
+            .map_err(backend)?;
+        }
+
+        let status = match snapshot {
+            Snapshot::None => Err(SkipReason::NoIntegration),
+            Snapshot::Integration(IntegrationState::Disabled, _) => Err(SkipReason::Disabled),
+            Snapshot::Integration(_, events) if !events.contains(msg.event) => {
+                Err(SkipReason::NotSubscribed)
+            }
+            Snapshot::Integration(IntegrationState::Paused, _) => Ok(DeliveryStatus::Paused),
+            Snapshot::Integration(IntegrationState::Enabled, _) => Ok(DeliveryStatus::Pending),
+        };
+        match status {
+            Err(reason) => outcomes.push(IngestOutcome::Skipped { message_id, reason }),
+            Ok(status) => {
+                let delivery_id = DeliveryId::generate();
+                // In a chain, the next sequence number; and a delivery behind an unfinished one of
+                // the same key waits (no due time) until that one ends. The write lock held by this
+                // transaction makes the sequence and the commit order the same.
+                let (seq, waits) = match &msg.ordering_key {
+                    None => (None, false),
+                    Some(key) => {
+                        let row = sqlx::query(
+                            "SELECT COALESCE(MAX(seq), 0) + 1, \
+                                    COUNT(CASE WHEN status IN ('pending', 'delivering', 'paused') \
+                                               THEN 1 END) \
+                             FROM deliveries WHERE account_id = $1 AND ordering_key = $2",
+                        )
+                        .bind(msg.account_id.as_str())
+                        .bind(key)
+                        .fetch_one(&mut *conn)
+                        .await
+                        .map_err(backend)?;
+                        let seq: i64 = row.try_get(0).map_err(backend)?;
+                        let unfinished: i64 = row.try_get(1).map_err(backend)?;
+                        (Some(seq), unfinished > 0)
+                    }
+                };
+                sqlx::query(
+                    "INSERT INTO deliveries (id, message_id, account_id, event, status, \
+                                             next_attempt_at, ordering_key, seq, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
+                )
+                .bind(delivery_id.as_str())
+                .bind(message_id.as_str())
+                .bind(msg.account_id.as_str())
+                .bind(msg.event.name())
+                .bind(status.as_str())
+                .bind((!waits).then_some(now))
+                .bind(msg.ordering_key.as_deref())
+                .bind(seq)
+                .bind(now)
+                .execute(&mut *conn)
+                .await
+                .map_err(backend)?;
+                outcomes.push(IngestOutcome::Enqueued {
+                    message_id,
+                    delivery_id,
+                });
+            }
+        }
+    }
+    Ok(outcomes)
+}
+
+/// Records an attempt and ends its lease, if `lease_token` still holds the delivery. Returns its
+/// account and whether the next delivery of its chain was released; `None` when the lease was lost.
+async fn complete_in(
+    conn: &mut PgConnection,
+    r: &FinishedAttempt,
+) -> Result<Option<(String, bool)>, StoreError> {
+    let (status, next) = match r.completion {
+        Completion::Succeeded => (DeliveryStatus::Succeeded, None),
+        Completion::RetryAt(at) => (DeliveryStatus::Pending, Some(at)),
+        Completion::Failed => (DeliveryStatus::Failed, None),
+        Completion::Paused => (DeliveryStatus::Paused, None),
+    };
+    let record = &r.record;
+    let now = record.started_at_ms + record.duration_ms;
+    let attempt = sqlx::query(
+        "UPDATE deliveries SET status = $3, next_attempt_at = $4, lease_token = NULL, \
+                lease_expires_at = NULL, last_status_code = $5, last_error = $6, updated_at = $7 \
+         WHERE id = $1 AND lease_token = $2 AND status = 'delivering' \
+         RETURNING attempts, account_id, ordering_key",
+    )
+    .bind(r.id.as_str())
+    .bind(&r.lease_token)
+    .bind(status.as_str())
+    .bind(next)
+    .bind(record.status_code.map(i64::from))
+    .bind(record.error.as_deref())
+    .bind(now)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(backend)?;
+    let Some(row) = attempt else {
+        return Ok(None);
+    };
+    let attempt: i64 = row.try_get(0).map_err(backend)?;
+    let account: String = row.try_get(1).map_err(backend)?;
+    let ordering_key: Option<String> = row.try_get(2).map_err(backend)?;
+    insert_attempt(conn, &r.id, attempt, record).await?;
+    let mut released = false;
+    if let (Some(key), Completion::Succeeded | Completion::Failed) = (&ordering_key, r.completion) {
+        released = release_chain_heads(conn, &account, Some(key), now).await? > 0;
+    }
+    Ok(Some((account, released)))
+}
+
+/// How a batch of results moves an integration's `failing_since` (how long every attempt to it has
+/// failed, for the automatic pause): the same end state as applying them one by one, where a success
+/// clears it and a failure sets it if unset.
+#[derive(Clone, Copy)]
+enum Failing {
+    /// Set it to this (a success came; then perhaps a failure at this time).
+    Since(Option<i64>),
+    /// Only failures: set it to the first one's time unless already set.
+    SinceIfUnset(i64),
+}
+
+impl Failing {
+    fn after(before: Option<Failing>, completion: Completion, at: i64) -> Failing {
+        match (before, completion) {
+            (_, Completion::Succeeded) => Failing::Since(None),
+            (None, _) => Failing::SinceIfUnset(at),
+            (Some(Failing::Since(None)), _) => Failing::Since(Some(at)),
+            (Some(kept), _) => kept,
+        }
+    }
+}
+
+/// Takes the advisory locks named by `keys` (hashed), in ascending order, each until commit.
+async fn lock_keys(conn: &mut PgConnection, keys: Vec<String>) -> Result<(), StoreError> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock(k) FROM ( \
+            SELECT DISTINCT hashtextextended(t, 0) AS k FROM unnest($1::TEXT[]) AS t \
+            ORDER BY k OFFSET 0) AS keys",
+    )
+    .bind(keys)
+    .execute(conn)
+    .await
+    .map_err(backend)?;
+    Ok(())
+}
+
+/// The lock of one call's chain of deliveries (hashed the same way in SQL by `complete`).
+fn chain_lock(account: &str, key: &str) -> String {
+    format!("chain:{account}:{key}")
+}
+
+/// The locks ingesting `msg` needs: its chain's, and its idempotency key's (so that two nodes given
+/// the same key at once store it once).
+fn lock_keys_of(msg: &NewMessage) -> impl Iterator<Item = String> + '_ {
+    let account = msg.account_id.as_str();
+    let chain = msg.ordering_key.as_deref().map(|k| chain_lock(account, k));
+    let idempotency = msg
+        .idempotency_key
+        .as_deref()
+        .map(|k| format!("idem:{account}:{k}"));
+    chain.into_iter().chain(idempotency)
+}
+
+/// Share-locks the integrations of `accounts` in account order until commit, so the subscriptions
+/// ingest snapshots cannot change (a pause ending, say) before its deliveries are committed.
+async fn lock_integrations(
+    conn: &mut PgConnection,
+    mut accounts: Vec<&str>,
+) -> Result<(), StoreError> {
+    accounts.sort_unstable();
+    accounts.dedup();
+    sqlx::query(
+        "SELECT 1 FROM integrations WHERE account_id = ANY($1) ORDER BY account_id FOR SHARE",
+    )
+    .bind(accounts)
+    .execute(conn)
+    .await
+    .map_err(backend)?;
+    Ok(())
+}
+
+/// Makes the head of each of `account`'s chains (of `key` only, when given) due at `now`, if it is
+/// waiting: the earliest unfinished delivery of a key is the only one that may be sent. Called when a
+/// delivery of a chain ends for good, and when a pause ends.
+async fn release_chain_heads(
+    conn: &mut PgConnection,
+    account: &str,
+    key: Option<&str>,
+    now: i64,
+) -> Result<u64, StoreError> {
+    let released = sqlx::query(
+        "UPDATE deliveries SET next_attempt_at = $3, updated_at = $3 \
+         WHERE account_id = $1 AND ($2::TEXT IS NULL OR ordering_key = $2) \
+           AND ordering_key IS NOT NULL AND status = 'pending' AND next_attempt_at IS NULL \
+           AND seq = (SELECT MIN(x.seq) FROM deliveries x \
+                      WHERE x.account_id = deliveries.account_id \
+                        AND x.ordering_key = deliveries.ordering_key \
+                        AND x.status IN ('pending', 'delivering', 'paused'))",
+    )
+    .bind(account)
+    .bind(key)
+    .bind(now)
+    .execute(conn)
+    .await
+    .map_err(backend)?
+    .rows_affected();
+    Ok(released)
+}
+
+/// Appends an attempt to the log (once per attempt number).
+async fn insert_attempt(
+    conn: &mut PgConnection,
+    id: &DeliveryId,
+    attempt: i64,
+    record: &AttemptRecord,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO delivery_attempts (delivery_id, attempt, started_at, duration_ms, \
+                                        status_code, error, response_snippet) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) \
+         ON CONFLICT (delivery_id, attempt) DO NOTHING",
+    )
+    .bind(id.as_str())
+    .bind(attempt)
+    .bind(record.started_at_ms)
+    .bind(record.duration_ms)
+    .bind(record.status_code.map(i64::from))
+    .bind(record.error.as_deref())
+    .bind(record.response_snippet.as_deref())
+    .execute(conn)
+    .await
+    .map_err(backend)?;
+    Ok(())
+}

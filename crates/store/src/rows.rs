@@ -1,0 +1,208 @@
+//! Reading rows back into domain types, once for both backends.
+//!
+//! The two backends store the same columns with the same meanings (text ids, Unix-ms integers, byte
+//! blobs), so each mapper is written once against [`Columns`], which both row types implement.
+
+use sipsim_core::cipher::{SecretCipher, unseal};
+use sipsim_core::event::Event;
+use sipsim_core::queue::{AttemptRecord, ClaimedDelivery, DeliveryRecord, DeliveryStatus};
+use sipsim_core::secret::{SecretHash, SigningSecret};
+use sipsim_core::store::{Account, ApiClient, Integration, IntegrationState, Revocation};
+use sipsim_core::target::WebhookUrl;
+use sipsim_core::{AccountId, ClientId, DeliveryId, EventSet, MessageId, ScopeSet, StoreError};
+use sqlx::Row;
+
+use crate::backend;
+
+/// Typed column access by position, the same on every backend.
+pub(crate) trait Columns {
+    fn text(&self, i: usize) -> Result<String, StoreError>;
+    fn opt_text(&self, i: usize) -> Result<Option<String>, StoreError>;
+    fn int(&self, i: usize) -> Result<i64, StoreError>;
+    fn opt_int(&self, i: usize) -> Result<Option<i64>, StoreError>;
+    fn bytes(&self, i: usize) -> Result<Vec<u8>, StoreError>;
+}
+
+macro_rules! columns_for {
+    ($row:ty) => {
+        impl Columns for $row {
+            fn text(&self, i: usize) -> Result<String, StoreError> {
+                self.try_get(i).map_err(backend)
+            }
+            fn opt_text(&self, i: usize) -> Result<Option<String>, StoreError> {
+                self.try_get(i).map_err(backend)
+            }
+            fn int(&self, i: usize) -> Result<i64, StoreError> {
+                self.try_get(i).map_err(backend)
+            }
+            fn opt_int(&self, i: usize) -> Result<Option<i64>, StoreError> {
+                self.try_get(i).map_err(backend)
+            }
+            fn bytes(&self, i: usize) -> Result<Vec<u8>, StoreError> {
+                self.try_get(i).map_err(backend)
+            }
+        }
+    };
+}
+
+columns_for!(sqlx::sqlite::SqliteRow);
+columns_for!(sqlx::postgres::PgRow);
+
+pub(crate) fn corrupt(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}
+
+/// Where a signing secret is stored, bound into its ciphertext so it cannot be moved to another row.
+pub(crate) fn secret_context(account: &AccountId) -> String {
+    format!("integrations.signing_secret:{account}")
+}
+
+/// Columns of `integrations` in the order [`integration`] reads them.
+pub(crate) const INTEGRATION_COLUMNS: &str = "account_id, webhook_url, state, event_mask, \
+                                              signing_secret, version, created_at, updated_at, \
+                                              paused_reason";
+
+/// Columns of `api_clients` in the order [`client`] reads them.
+pub(crate) const CLIENT_COLUMNS: &str =
+    "id, account_id, name, scopes, secret_hash, created_at, last_used_at";
+
+/// Columns of `deliveries` in the order [`delivery`] reads them.
+pub(crate) const DELIVERY_COLUMNS: &str = "id, message_id, account_id, event, status, attempts, \
+                                           next_attempt_at, last_status_code, last_error, created_at";
+
+/// Columns of `delivery_attempts` in the order [`attempt`] reads them.
+pub(crate) const ATTEMPT_COLUMNS: &str =
+    "started_at, duration_ms, status_code, error, response_snippet";
+
+pub(crate) fn integration(
+    row: &impl Columns,
+    cipher: Option<&SecretCipher>,
+) -> Result<Integration, StoreError> {
+    let account_id = AccountId::parse(&row.text(0)?).map_err(corrupt)?;
+    let state = row.text(2)?;
+    let secret = unseal(cipher, &row.text(4)?, &secret_context(&account_id)).map_err(corrupt)?;
+    Ok(Integration {
+        account_id,
+        webhook_url: WebhookUrl::from_stored(row.text(1)?),
+        state: IntegrationState::parse(&state)
+            .ok_or_else(|| corrupt(format!("integration state '{state}'")))?,
+        events: EventSet::from_bits_truncate(row.int(3)?),
+        signing_secret: SigningSecret::from_stored(secret),
+        version: row.int(5)?,
+        created_at_ms: row.int(6)?,
+        updated_at_ms: row.int(7)?,
+        paused_reason: row.opt_text(8)?,
+    })
+}
+
+pub(crate) fn client(row: &impl Columns) -> Result<ApiClient, StoreError> {
+    let scopes = row.text(3)?;
+    Ok(ApiClient {
+        id: ClientId::parse(&row.text(0)?).map_err(corrupt)?,
+        account_id: AccountId::parse(&row.text(1)?).map_err(corrupt)?,
+        name: row.text(2)?,
+        scopes: ScopeSet::parse_list(&scopes).map_err(|s| corrupt(format!("scope '{s}'")))?,
+        secret_hash: SecretHash::from_bytes(&row.bytes(4)?)
+            .ok_or_else(|| corrupt("client secret hash length"))?,
+        created_at_ms: row.int(5)?,
+        last_used_at_ms: row.opt_int(6)?,
+    })
+}
+
+/// `id, name, created_at`.
+pub(crate) fn account(row: &impl Columns) -> Result<Account, StoreError> {
+    Ok(Account {
+        id: AccountId::parse(&row.text(0)?).map_err(corrupt)?,
+        name: row.text(1)?,
+        created_at_ms: row.int(2)?,
+    })
+}
+
+/// `seq, client_id`.
+pub(crate) fn revocation(row: &impl Columns) -> Result<Revocation, StoreError> {
+    Ok(Revocation {
+        seq: row.int(0)?,
+        client_id: ClientId::parse(&row.text(1)?).map_err(corrupt)?,
+    })
+}
+
+pub(crate) fn delivery(row: &impl Columns) -> Result<DeliveryRecord, StoreError> {
+    let event = row.text(3)?;
+    let status = row.text(4)?;
+    Ok(DeliveryRecord {
+        id: DeliveryId::parse(&row.text(0)?).map_err(corrupt)?,
+        message_id: MessageId::parse(&row.text(1)?).map_err(corrupt)?,
+        account_id: AccountId::parse(&row.text(2)?).map_err(corrupt)?,
+        event: Event::from_name(&event).ok_or_else(|| corrupt(format!("event '{event}'")))?,
+        status: DeliveryStatus::parse(&status)
+            .ok_or_else(|| corrupt(format!("delivery status '{status}'")))?,
+        attempts: row.int(5)?.max(0) as u32,
+        next_attempt_at_ms: row.opt_int(6)?,
+        last_status_code: row.opt_int(7)?.and_then(|c| u16::try_from(c).ok()),
+        last_error: row.opt_text(8)?,
+        created_at_ms: row.int(9)?,
+    })
+}
+
+pub(crate) fn attempt(row: &impl Columns) -> Result<AttemptRecord, StoreError> {
+    Ok(AttemptRecord {
+        started_at_ms: row.int(0)?,
+        duration_ms: row.int(1)?,
+        status_code: row.opt_int(2)?.and_then(|c| u16::try_from(c).ok()),
+        error: row.opt_text(3)?,
+        response_snippet: row.opt_text(4)?,
+    })
+}
+
+/// Columns a claim reads, in the order [`claimed`] reads them (`d` deliveries, `m` messages,
+/// `i` integrations).
+pub(crate) const CLAIMED_COLUMNS: &str = "d.id, d.message_id, d.account_id, m.event, m.body, \
+                                          d.attempts, i.webhook_url, i.signing_secret";
+
+/// Why a claimed row could not be handed out.
+pub(crate) enum ClaimError {
+    /// The signing secret cannot be opened (wrong or missing key): the delivery id and why.
+    Secret(String, String),
+    /// Anything else.
+    Store(StoreError),
+}
+
+impl From<StoreError> for ClaimError {
+    fn from(e: StoreError) -> Self {
+        ClaimError::Store(e)
+    }
+}
+
+pub(crate) fn claimed(
+    row: &impl Columns,
+    token: &str,
+    cipher: Option<&SecretCipher>,
+) -> Result<ClaimedDelivery, ClaimError> {
+    let id = row.text(0)?;
+    let account_id = AccountId::parse(&row.text(2)?).map_err(corrupt)?;
+    let event = row.text(3)?;
+    let secret = unseal(cipher, &row.text(7)?, &secret_context(&account_id))
+        .map_err(|e| ClaimError::Secret(id.clone(), e.to_string()))?;
+    Ok(ClaimedDelivery {
+        id: DeliveryId::parse(&id).map_err(corrupt)?,
+        message_id: MessageId::parse(&row.text(1)?).map_err(corrupt)?,
+        account_id,
+        event: Event::from_name(&event).ok_or_else(|| corrupt(format!("event '{event}'")))?,
+        body: row.bytes(4)?,
+        attempt: row.int(5)?.max(1) as u32,
+        lease_token: token.to_owned(),
+        webhook_url: row.text(6)?,
+        signing_secret: SigningSecret::from_stored(secret),
+    })
+}
+
+/// A fresh lease token.
+pub(crate) fn lease_token() -> String {
+    format!(
+        "lease_{}",
+        MessageId::generate().as_str().trim_start_matches("msg_")
+    )
+}
+
+/// How long an idempotency key is remembered.
+pub(crate) const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 3600 * 1000;
