@@ -360,8 +360,12 @@ const PRUNE_EVERY: Duration = Duration::from_secs(600);
 /// Revocations are kept this long: longer than any token they revoke can live.
 const KEEP_REVOCATIONS_MS: i64 = 24 * 3600 * 1000;
 
-/// The sweeper (expired leases) and the automatic pause, every `every`; retention pruning every
-/// [`PRUNE_EVERY`] (and once at start).
+/// How often expired leases are looked for: a dead node's deliveries are due again at most this
+/// long after their lease ends (one indexed query; on PostgreSQL one node at a time runs it).
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// The sweeper (expired leases) every [`SWEEP_EVERY`], the automatic pause every `every`, retention
+/// pruning every [`PRUNE_EVERY`] (and once at start).
 async fn periodic_jobs(
     store: Arc<dyn Store>,
     every: Duration,
@@ -370,6 +374,7 @@ async fn periodic_jobs(
     shutdown: CancellationToken,
 ) {
     let mut last_prune: Option<std::time::Instant> = None;
+    let mut last_pause_check = std::time::Instant::now();
     loop {
         if last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
             last_prune = Some(std::time::Instant::now());
@@ -388,7 +393,7 @@ async fn periodic_jobs(
             }
         }
         tokio::select! {
-            _ = tokio::time::sleep(every) => {},
+            _ = tokio::time::sleep(SWEEP_EVERY.min(every)) => {},
             _ = shutdown.cancelled() => return,
         }
         let now = now_ms();
@@ -400,6 +405,10 @@ async fn periodic_jobs(
             ),
             Err(e) => tracing::warn!(error = %e, "releasing expired leases failed"),
         }
+        if last_pause_check.elapsed() < every {
+            continue;
+        }
+        last_pause_check = std::time::Instant::now();
         let failing_since_before = now - pause_after.as_millis() as i64;
         match store
             .pause_failing_integrations(failing_since_before, now)

@@ -11,7 +11,7 @@ use axum::Router;
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::Server;
+use crate::helpers::{Server, operator};
 use sqlx::Connection;
 
 const KEY: &str = "crash-test-ingest-key-0123";
@@ -24,22 +24,6 @@ fn start(db_url: &str) -> Server {
         .env("SIPSIM_INGEST_KEY", KEY)
         .env("SIPSIM_ALLOW_INSECURE_TARGETS", "1");
     Server::spawn(cmd)
-}
-
-fn sipsimd(db_url: &str, args: &[&str]) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_sipsimd"))
-        .args(args)
-        .arg("--json")
-        .env("SIPSIM_DATABASE_URL", db_url)
-        .env("SIPSIM_ALLOW_INSECURE_TARGETS", "1")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -72,11 +56,11 @@ async fn kill_9_mid_delivery_loses_nothing() {
 
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("crash.db").display());
-    let account = sipsimd(&db, &["account", "create", "Crash"])["account_id"]
+    let account = operator(&db, &["account", "create", "Crash"])["account_id"]
         .as_str()
         .unwrap()
         .to_owned();
-    sipsimd(
+    operator(
         &db,
         &[
             "integration",

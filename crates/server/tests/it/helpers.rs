@@ -376,3 +376,20 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+
+/// Runs an operator command (`sipsimd ARGS --json`) on the database `db_url` and returns its JSON.
+pub fn operator(db_url: &str, args: &[&str]) -> serde_json::Value {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sipsimd"))
+        .args(args)
+        .arg("--json")
+        .env("SIPSIM_DATABASE_URL", db_url)
+        .env("SIPSIM_ALLOW_INSECURE_TARGETS", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}

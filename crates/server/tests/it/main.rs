@@ -3,6 +3,7 @@
 
 mod auth;
 mod cli;
+mod cluster;
 mod contract;
 mod crash;
 mod deliveries;
