@@ -71,7 +71,7 @@ async fn two_nodes_kill_9_one_loses_nothing_and_keeps_order() {
     };
     let url = db.url().to_owned();
 
-    // The receiver answers after 5 ms, so that many deliveries are in flight when a node dies.
+    // The receiver answers after 50 ms, so that many deliveries are in flight when a node dies.
     let seen: Arc<Mutex<Seen>> = Arc::default();
     let clock = Arc::new(AtomicU64::new(0));
     let (record, tick) = (seen.clone(), clock.clone());
@@ -97,7 +97,7 @@ async fn two_nodes_kill_9_one_loses_nothing_and_keeps_order() {
                 seen.arrivals.push((id.clone(), pbx, event, at));
                 InFlight(record.clone(), id)
             };
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
             StatusCode::OK
         }
     });
@@ -209,7 +209,11 @@ async fn two_nodes_kill_9_one_loses_nothing_and_keeps_order() {
                 assert!(r["enqueued"] == true || r["duplicate"] == true, "{r}");
                 accepted.insert(r["message_id"].as_str().unwrap().to_owned());
             }
-            if killed.is_none() && distinct(&seen.lock().unwrap()) >= total / 3 {
+            let (arrived, in_flight) = {
+                let seen = seen.lock().unwrap();
+                (distinct(&seen), seen.in_flight.values().sum::<u32>())
+            };
+            if killed.is_none() && arrived >= total / 3 && in_flight >= 8 {
                 if let Some(mut a) = a.take() {
                     a.child.kill().unwrap(); // SIGKILL
                     a.child.wait().unwrap();

@@ -8,7 +8,7 @@
 //! same-key idempotency checks take theirs, always in ascending key order so two transactions never
 //! wait on each other in a cycle. Each lock is held to commit, so commit order is chain order.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use sipsim_core::queue::{
     AttemptRecord, ClaimedDelivery, Completion, DeliveryFilter, DeliveryRecord, DeliveryStatus,
@@ -44,11 +44,12 @@ impl PgStore {
         let mut tx = self.pool.begin().await.map_err(backend)?;
         let messages = groups.iter().flat_map(|g| g.iter());
         lock_keys(&mut tx, messages.clone().flat_map(lock_keys_of).collect()).await?;
-        lock_integrations(&mut tx, messages.map(|m| m.account_id.as_str()).collect()).await?;
+        let snapshots =
+            lock_integrations(&mut tx, messages.map(|m| m.account_id.as_str()).collect()).await?;
         let mut results = Vec::with_capacity(groups.len());
         for group in groups {
             let mut savepoint = (&mut *tx).begin().await.map_err(backend)?;
-            match ingest_into(&mut savepoint, group, now).await {
+            match ingest_into(&mut savepoint, group, now, &snapshots).await {
                 Ok(outcomes) => {
                     savepoint.commit().await.map_err(backend)?;
                     results.push(Ok(outcomes));
@@ -165,35 +166,156 @@ impl PgStore {
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
-        let mut applied = Vec::with_capacity(results.len());
-        let mut failing: BTreeMap<String, Failing> = BTreeMap::new();
-        let mut released = false;
+        // One statement ends every lease that still holds and records its outcome.
+        let mut cols = Rows::default();
         for r in results {
-            match complete_in(&mut tx, r).await? {
-                None => applied.push(false),
-                Some((account, chain_released)) => {
-                    applied.push(true);
-                    released |= chain_released;
-                    let now = r.record.started_at_ms;
-                    let entry = failing.remove(&account);
-                    failing.insert(account, Failing::after(entry, r.completion, now));
-                }
-            }
+            let (status, next) = match r.completion {
+                Completion::Succeeded => (DeliveryStatus::Succeeded, None),
+                Completion::RetryAt(at) => (DeliveryStatus::Pending, Some(at)),
+                Completion::Failed => (DeliveryStatus::Failed, None),
+                Completion::Paused => (DeliveryStatus::Paused, None),
+            };
+            cols.text[0].push(r.id.as_str().to_owned());
+            cols.text[1].push(r.lease_token.clone());
+            cols.text[2].push(status.as_str().to_owned());
+            cols.opt_int[0].push(next);
+            cols.opt_int[1].push(r.record.status_code.map(i64::from));
+            cols.opt_text[0].push(r.record.error.clone());
+            cols.ints
+                .push(r.record.started_at_ms + r.record.duration_ms);
         }
-        // Integrations are written in account order, as ingest locks them, so the two never wait on
-        // each other in a cycle.
+        let rows = sqlx::query(
+            "UPDATE deliveries d SET status = i.status, next_attempt_at = i.next_at, \
+                    lease_token = NULL, lease_expires_at = NULL, last_status_code = i.code, \
+                    last_error = i.error, updated_at = i.at \
+             FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[], $5::BIGINT[], \
+                         $6::TEXT[], $7::BIGINT[]) AS i(id, token, status, next_at, code, error, at) \
+             WHERE d.id = i.id AND d.lease_token = i.token AND d.status = 'delivering' \
+             RETURNING d.id, d.attempts, d.account_id, d.ordering_key",
+        )
+        .bind(&cols.text[0])
+        .bind(&cols.text[1])
+        .bind(&cols.text[2])
+        .bind(&cols.opt_int[0])
+        .bind(&cols.opt_int[1])
+        .bind(&cols.opt_text[0])
+        .bind(&cols.ints)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let mut held: HashMap<String, (i64, String, Option<String>)> = HashMap::new();
+        for row in rows {
+            held.insert(
+                row.try_get(0).map_err(backend)?,
+                (
+                    row.try_get(1).map_err(backend)?,
+                    row.try_get(2).map_err(backend)?,
+                    row.try_get(3).map_err(backend)?,
+                ),
+            );
+        }
+
+        // The attempt log, the chains to move on, and how each integration's failure clock moves.
+        let mut log = Rows::default();
+        let mut released_chains = Rows::default();
+        let mut failing: BTreeMap<String, Failing> = BTreeMap::new();
+        let mut applied = Vec::with_capacity(results.len());
+        for r in results {
+            let Some((attempt, account, key)) = held.get(r.id.as_str()) else {
+                applied.push(false);
+                continue;
+            };
+            applied.push(true);
+            let rec = &r.record;
+            log.text[0].push(r.id.as_str().to_owned());
+            log.ints.push(*attempt);
+            log.opt_int[0].push(Some(rec.started_at_ms));
+            log.opt_int[1].push(Some(rec.duration_ms));
+            log.opt_int[2].push(rec.status_code.map(i64::from));
+            log.opt_text[0].push(rec.error.clone());
+            log.opt_text[1].push(rec.response_snippet.clone());
+            if let (Some(key), Completion::Succeeded | Completion::Failed) = (key, r.completion) {
+                released_chains.text[0].push(account.clone());
+                released_chains.text[1].push(key.clone());
+                released_chains
+                    .ints
+                    .push(rec.started_at_ms + rec.duration_ms);
+            }
+            let before = failing.remove(account);
+            failing.insert(
+                account.clone(),
+                Failing::after(before, r.completion, rec.started_at_ms),
+            );
+        }
+        if !log.text[0].is_empty() {
+            sqlx::query(
+                "INSERT INTO delivery_attempts (delivery_id, attempt, started_at, duration_ms, \
+                                                status_code, error, response_snippet) \
+                 SELECT * FROM unnest($1::TEXT[], $2::BIGINT[], $3::BIGINT[], $4::BIGINT[], \
+                                      $5::BIGINT[], $6::TEXT[], $7::TEXT[]) \
+                 ON CONFLICT (delivery_id, attempt) DO NOTHING",
+            )
+            .bind(&log.text[0])
+            .bind(&log.ints)
+            .bind(&log.opt_int[0])
+            .bind(&log.opt_int[1])
+            .bind(&log.opt_int[2])
+            .bind(&log.opt_text[0])
+            .bind(&log.opt_text[1])
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        let mut released = 0;
+        if !released_chains.text[0].is_empty() {
+            released = sqlx::query(
+                "UPDATE deliveries SET next_attempt_at = c.at, updated_at = c.at \
+                 FROM unnest($1::TEXT[], $2::TEXT[], $3::BIGINT[]) AS c(account_id, ordering_key, at) \
+                 WHERE deliveries.account_id = c.account_id \
+                   AND deliveries.ordering_key = c.ordering_key \
+                   AND deliveries.status = 'pending' AND deliveries.next_attempt_at IS NULL \
+                   AND deliveries.seq = (SELECT MIN(x.seq) FROM deliveries x \
+                                         WHERE x.account_id = c.account_id \
+                                           AND x.ordering_key = c.ordering_key \
+                                           AND x.status IN ('pending', 'delivering', 'paused'))",
+            )
+            .bind(&released_chains.text[0])
+            .bind(&released_chains.text[1])
+            .bind(&released_chains.ints)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?
+            .rows_affected();
+        }
+        // Integrations are written only where the clock really moves (rarely: at the first failure
+        // after a success and the first success after failures), one by one in account order, as
+        // ingest locks them, so the two never wait on each other in a cycle.
+        let accounts: Vec<&str> = failing.keys().map(String::as_str).collect();
+        let current: HashMap<String, Option<i64>> = sqlx::query_as(
+            "SELECT account_id, failing_since FROM integrations WHERE account_id = ANY($1)",
+        )
+        .bind(&accounts)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?
+        .into_iter()
+        .collect();
         for (account, track) in failing {
+            let Some(now) = current.get(&account) else {
+                continue;
+            };
             let (sql, at) = match track {
-                Failing::Since(at) => (
+                Failing::Since(at) if at != *now => (
                     "UPDATE integrations SET failing_since = $2 \
                      WHERE account_id = $1 AND failing_since IS DISTINCT FROM $2",
                     at,
                 ),
-                Failing::SinceIfUnset(at) => (
+                Failing::SinceIfUnset(at) if now.is_none() => (
                     "UPDATE integrations SET failing_since = $2 \
                      WHERE account_id = $1 AND failing_since IS NULL",
                     Some(at),
                 ),
+                _ => continue,
             };
             sqlx::query(sql)
                 .bind(&account)
@@ -202,7 +324,7 @@ impl PgStore {
                 .await
                 .map_err(backend)?;
         }
-        if released {
+        if released > 0 {
             notify_due(&mut tx).await?;
         }
         tx.commit().await.map_err(backend)?;
@@ -572,90 +694,136 @@ impl PgStore {
     }
 }
 
-/// Stores one batch inside the caller's transaction (or savepoint).
+/// Stores one batch inside the caller's transaction (or savepoint), with the same outcome as
+/// storing its messages one by one, in a fixed number of statements: what ingest must know is read
+/// in bulk (accounts, idempotency keys, each chain's last number), decided here, and written with one
+/// `INSERT … SELECT FROM unnest(…)` per table. `snapshots` are the batch's integrations, locked by
+/// the caller.
 async fn ingest_into(
     conn: &mut PgConnection,
     batch: &[NewMessage],
     now: i64,
+    snapshots: &HashMap<String, Snapshot>,
 ) -> Result<Vec<IngestOutcome>, StoreError> {
-    let mut snapshots: HashMap<&AccountId, Snapshot> = HashMap::new();
-    let mut outcomes = Vec::with_capacity(batch.len());
-    for msg in batch {
-        if let Some(key) = &msg.idempotency_key {
-            let seen = sqlx::query(
-                "SELECT message_id FROM idempotency_keys \
-                 WHERE account_id = $1 AND key = $2 AND created_at > $3",
-            )
-            .bind(msg.account_id.as_str())
-            .bind(key)
-            .bind(now - IDEMPOTENCY_WINDOW_MS)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(backend)?;
-            if let Some(row) = seen {
-                let id: String = row.try_get(0).map_err(backend)?;
-                outcomes.push(IngestOutcome::Duplicate {
-                    message_id: MessageId::parse(&id).map_err(corrupt)?,
-                });
-                continue;
-            }
-        }
-        let snapshot = match snapshots.get(&msg.account_id) {
-            Some(s) => *s,
-            None => {
-                ensure_account(conn, &msg.account_id).await?;
-                let row = sqlx::query(
-                    "SELECT state, event_mask FROM integrations WHERE account_id = $1 FOR SHARE",
-                )
-                .bind(msg.account_id.as_str())
-                .fetch_optional(&mut *conn)
-                .await
-                .map_err(backend)?;
-                let s = match row {
-                    None => Snapshot::None,
-                    Some(row) => {
-                        let state: String = row.try_get(0).map_err(backend)?;
-                        Snapshot::Integration(
-                            IntegrationState::parse(&state).ok_or_else(|| corrupt(&state))?,
-                            EventSet::from_bits_truncate(row.try_get(1).map_err(backend)?),
-                        )
-                    }
-                };
-                snapshots.insert(&msg.account_id, s);
-                s
-            }
-        };
+    // Every account must exist: the first unknown one fails the batch.
+    let mut accounts: Vec<&str> = batch.iter().map(|m| m.account_id.as_str()).collect();
+    accounts.sort_unstable();
+    accounts.dedup();
+    let known: HashSet<String> = sqlx::query_scalar("SELECT id FROM accounts WHERE id = ANY($1)")
+        .bind(&accounts)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(backend)?
+        .into_iter()
+        .collect();
+    if let Some(unknown) = batch
+        .iter()
+        .find(|m| !known.contains(m.account_id.as_str()))
+    {
+        return Err(StoreError::AccountNotFound(unknown.account_id.clone()));
+    }
 
-        let message_id = MessageId::generate();
-        sqlx::query(
-            "INSERT INTO messages (id, account_id, event, body, ordering_key, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+    // Idempotency keys seen in the window (the caller holds their locks).
+    let keyed: Vec<&NewMessage> = batch
+        .iter()
+        .filter(|m| m.idempotency_key.is_some())
+        .collect();
+    let mut first_with_key: HashMap<(String, String), MessageId> = HashMap::new();
+    if !keyed.is_empty() {
+        let rows = sqlx::query(
+            "SELECT k.account_id, k.key, k.message_id FROM idempotency_keys k \
+             JOIN unnest($1::TEXT[], $2::TEXT[]) AS w(account_id, key) \
+               ON k.account_id = w.account_id AND k.key = w.key \
+             WHERE k.created_at > $3",
         )
-        .bind(message_id.as_str())
-        .bind(msg.account_id.as_str())
-        .bind(msg.event.name())
-        .bind(&msg.body)
-        .bind(msg.ordering_key.as_deref())
-        .bind(now)
-        .execute(&mut *conn)
+        .bind(
+            keyed
+                .iter()
+                .map(|m| m.account_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            keyed
+                .iter()
+                .filter_map(|m| m.idempotency_key.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(now - IDEMPOTENCY_WINDOW_MS)
+        .fetch_all(&mut *conn)
         .await
         .map_err(backend)?;
-        if let Some(key) = &msg.idempotency_key {
-            sqlx::query(
-                "INSERT INTO idempotency_keys (account_id, key, message_id, created_at) \
-                 VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (account_id, key) DO UPDATE SET \
-                    message_id = excluded.message_id, created_at = excluded.created_at",
-            )
-            .bind(msg.account_id.as_str())
-            .bind(key)
-            .bind(message_id.as_str())
-            .bind(now)
-            .execute(&mut *conn)
-            .await
-            .map_err(backend)?;
+        for row in rows {
+            let id: String = row.try_get(2).map_err(backend)?;
+            first_with_key.insert(
+                (
+                    row.try_get(0).map_err(backend)?,
+                    row.try_get(1).map_err(backend)?,
+                ),
+                MessageId::parse(&id).map_err(corrupt)?,
+            );
         }
+    }
 
+    // Each chain's last number and how many of its deliveries are unfinished.
+    let chained: Vec<&NewMessage> = batch.iter().filter(|m| m.ordering_key.is_some()).collect();
+    let mut chains: HashMap<(String, String), (i64, i64)> = HashMap::new();
+    if !chained.is_empty() {
+        let rows = sqlx::query(
+            "SELECT d.account_id, d.ordering_key, MAX(d.seq), \
+                    COUNT(*) FILTER (WHERE d.status IN ('pending', 'delivering', 'paused')) \
+             FROM deliveries d \
+             JOIN (SELECT DISTINCT * FROM unnest($1::TEXT[], $2::TEXT[])) AS c(account_id, ordering_key) \
+               ON d.account_id = c.account_id AND d.ordering_key = c.ordering_key \
+             GROUP BY d.account_id, d.ordering_key",
+        )
+        .bind(chained.iter().map(|m| m.account_id.as_str()).collect::<Vec<_>>())
+        .bind(chained.iter().filter_map(|m| m.ordering_key.as_deref()).collect::<Vec<_>>())
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(backend)?;
+        for row in rows {
+            chains.insert(
+                (
+                    row.try_get(0).map_err(backend)?,
+                    row.try_get(1).map_err(backend)?,
+                ),
+                (
+                    row.try_get(2).map_err(backend)?,
+                    row.try_get(3).map_err(backend)?,
+                ),
+            );
+        }
+    }
+
+    let mut messages = Rows::default();
+    let mut keys = Rows::default();
+    let mut deliveries = Rows::default();
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for msg in batch {
+        let account = msg.account_id.as_str();
+        let idempotency = msg
+            .idempotency_key
+            .as_ref()
+            .map(|k| (account.to_owned(), k.clone()));
+        if let Some(first) = idempotency.as_ref().and_then(|k| first_with_key.get(k)) {
+            outcomes.push(IngestOutcome::Duplicate {
+                message_id: first.clone(),
+            });
+            continue;
+        }
+        let message_id = MessageId::generate();
+        messages.text[0].push(message_id.as_str().to_owned());
+        messages.text[1].push(account.to_owned());
+        messages.text[2].push(msg.event.name().to_owned());
+        messages.bytes.push(msg.body.clone());
+        messages.opt_text[0].push(msg.ordering_key.clone());
+        if let Some(k) = idempotency {
+            keys.text[0].push(k.0.clone());
+            keys.text[1].push(k.1.clone());
+            keys.text[2].push(message_id.as_str().to_owned());
+            first_with_key.insert(k, message_id.clone());
+        }
+        let snapshot = snapshots.get(account).copied().unwrap_or(Snapshot::None);
         let status = match snapshot {
             Snapshot::None => Err(SkipReason::NoIntegration),
             Snapshot::Integration(IntegrationState::Disabled, _) => Err(SkipReason::Disabled),
@@ -669,45 +837,26 @@ async fn ingest_into(
             Err(reason) => outcomes.push(IngestOutcome::Skipped { message_id, reason }),
             Ok(status) => {
                 let delivery_id = DeliveryId::generate();
-                // In a chain, the next sequence number; and a delivery behind an unfinished one of
-                // the same key waits (no due time) until that one ends. The write lock held by this
-                // transaction makes the sequence and the commit order the same.
+                // In a chain, the next number; behind an unfinished delivery it waits (no due
+                // time) until that one ends. The chain's lock makes numbers follow commit order.
                 let (seq, waits) = match &msg.ordering_key {
                     None => (None, false),
                     Some(key) => {
-                        let row = sqlx::query(
-                            "SELECT COALESCE(MAX(seq), 0) + 1, \
-                                    COUNT(CASE WHEN status IN ('pending', 'delivering', 'paused') \
-                                               THEN 1 END) \
-                             FROM deliveries WHERE account_id = $1 AND ordering_key = $2",
-                        )
-                        .bind(msg.account_id.as_str())
-                        .bind(key)
-                        .fetch_one(&mut *conn)
-                        .await
-                        .map_err(backend)?;
-                        let seq: i64 = row.try_get(0).map_err(backend)?;
-                        let unfinished: i64 = row.try_get(1).map_err(backend)?;
-                        (Some(seq), unfinished > 0)
+                        let chain = chains.entry((account.to_owned(), key.clone())).or_default();
+                        chain.0 += 1;
+                        let waits = chain.1 > 0;
+                        chain.1 += 1;
+                        (Some(chain.0), waits)
                     }
                 };
-                sqlx::query(
-                    "INSERT INTO deliveries (id, message_id, account_id, event, status, \
-                                             next_attempt_at, ordering_key, seq, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
-                )
-                .bind(delivery_id.as_str())
-                .bind(message_id.as_str())
-                .bind(msg.account_id.as_str())
-                .bind(msg.event.name())
-                .bind(status.as_str())
-                .bind((!waits).then_some(now))
-                .bind(msg.ordering_key.as_deref())
-                .bind(seq)
-                .bind(now)
-                .execute(&mut *conn)
-                .await
-                .map_err(backend)?;
+                deliveries.text[0].push(delivery_id.as_str().to_owned());
+                deliveries.text[1].push(message_id.as_str().to_owned());
+                deliveries.text[2].push(account.to_owned());
+                deliveries.text[3].push(msg.event.name().to_owned());
+                deliveries.text[4].push(status.as_str().to_owned());
+                deliveries.opt_text[0].push(msg.ordering_key.clone());
+                deliveries.opt_int[0].push((!waits).then_some(now));
+                deliveries.opt_int[1].push(seq);
                 outcomes.push(IngestOutcome::Enqueued {
                     message_id,
                     delivery_id,
@@ -715,51 +864,74 @@ async fn ingest_into(
             }
         }
     }
+
+    if !messages.text[0].is_empty() {
+        sqlx::query(
+            "INSERT INTO messages (id, account_id, event, body, ordering_key, created_at) \
+             SELECT id, account_id, event, body, ordering_key, $6 \
+             FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BYTEA[], $5::TEXT[]) \
+                  AS m(id, account_id, event, body, ordering_key)",
+        )
+        .bind(&messages.text[0])
+        .bind(&messages.text[1])
+        .bind(&messages.text[2])
+        .bind(&messages.bytes)
+        .bind(&messages.opt_text[0])
+        .bind(now)
+        .execute(&mut *conn)
+        .await
+        .map_err(backend)?;
+    }
+    if !keys.text[0].is_empty() {
+        sqlx::query(
+            "INSERT INTO idempotency_keys (account_id, key, message_id, created_at) \
+             SELECT account_id, key, message_id, $4 \
+             FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[]) AS k(account_id, key, message_id) \
+             ON CONFLICT (account_id, key) DO UPDATE SET \
+                message_id = excluded.message_id, created_at = excluded.created_at",
+        )
+        .bind(&keys.text[0])
+        .bind(&keys.text[1])
+        .bind(&keys.text[2])
+        .bind(now)
+        .execute(&mut *conn)
+        .await
+        .map_err(backend)?;
+    }
+    if !deliveries.text[0].is_empty() {
+        sqlx::query(
+            "INSERT INTO deliveries (id, message_id, account_id, event, status, ordering_key, \
+                                     next_attempt_at, seq, created_at, updated_at) \
+             SELECT id, message_id, account_id, event, status, ordering_key, next_attempt_at, seq, \
+                    $9, $9 \
+             FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::TEXT[], \
+                         $7::BIGINT[], $8::BIGINT[]) \
+                  AS d(id, message_id, account_id, event, status, ordering_key, next_attempt_at, seq)",
+        )
+        .bind(&deliveries.text[0])
+        .bind(&deliveries.text[1])
+        .bind(&deliveries.text[2])
+        .bind(&deliveries.text[3])
+        .bind(&deliveries.text[4])
+        .bind(&deliveries.opt_text[0])
+        .bind(&deliveries.opt_int[0])
+        .bind(&deliveries.opt_int[1])
+        .bind(now)
+        .execute(&mut *conn)
+        .await
+        .map_err(backend)?;
+    }
     Ok(outcomes)
 }
 
-/// Records an attempt and ends its lease, if `lease_token` still holds the delivery. Returns its
-/// account and whether the next delivery of its chain was released; `None` when the lease was lost.
-async fn complete_in(
-    conn: &mut PgConnection,
-    r: &FinishedAttempt,
-) -> Result<Option<(String, bool)>, StoreError> {
-    let (status, next) = match r.completion {
-        Completion::Succeeded => (DeliveryStatus::Succeeded, None),
-        Completion::RetryAt(at) => (DeliveryStatus::Pending, Some(at)),
-        Completion::Failed => (DeliveryStatus::Failed, None),
-        Completion::Paused => (DeliveryStatus::Paused, None),
-    };
-    let record = &r.record;
-    let now = record.started_at_ms + record.duration_ms;
-    let attempt = sqlx::query(
-        "UPDATE deliveries SET status = $3, next_attempt_at = $4, lease_token = NULL, \
-                lease_expires_at = NULL, last_status_code = $5, last_error = $6, updated_at = $7 \
-         WHERE id = $1 AND lease_token = $2 AND status = 'delivering' \
-         RETURNING attempts, account_id, ordering_key",
-    )
-    .bind(r.id.as_str())
-    .bind(&r.lease_token)
-    .bind(status.as_str())
-    .bind(next)
-    .bind(record.status_code.map(i64::from))
-    .bind(record.error.as_deref())
-    .bind(now)
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(backend)?;
-    let Some(row) = attempt else {
-        return Ok(None);
-    };
-    let attempt: i64 = row.try_get(0).map_err(backend)?;
-    let account: String = row.try_get(1).map_err(backend)?;
-    let ordering_key: Option<String> = row.try_get(2).map_err(backend)?;
-    insert_attempt(conn, &r.id, attempt, record).await?;
-    let mut released = false;
-    if let (Some(key), Completion::Succeeded | Completion::Failed) = (&ordering_key, r.completion) {
-        released = release_chain_heads(conn, &account, Some(key), now).await? > 0;
-    }
-    Ok(Some((account, released)))
+/// Column arrays for one statement over `unnest(…)`.
+#[derive(Default)]
+struct Rows {
+    text: [Vec<String>; 5],
+    opt_text: [Vec<Option<String>>; 2],
+    opt_int: [Vec<Option<i64>>; 3],
+    ints: Vec<i64>,
+    bytes: Vec<Vec<u8>>,
 }
 
 /// How a batch of results moves an integration's `failing_since` (how long every attempt to it has
@@ -819,21 +991,34 @@ fn lock_keys_of(msg: &NewMessage) -> impl Iterator<Item = String> + '_ {
 }
 
 /// Share-locks the integrations of `accounts` in account order until commit, so the subscriptions
-/// ingest snapshots cannot change (a pause ending, say) before its deliveries are committed.
+/// ingest snapshots cannot change (a pause ending, say) before its deliveries are committed; returns
+/// them (an account without one is absent).
 async fn lock_integrations(
     conn: &mut PgConnection,
     mut accounts: Vec<&str>,
-) -> Result<(), StoreError> {
+) -> Result<HashMap<String, Snapshot>, StoreError> {
     accounts.sort_unstable();
     accounts.dedup();
-    sqlx::query(
-        "SELECT 1 FROM integrations WHERE account_id = ANY($1) ORDER BY account_id FOR SHARE",
+    let rows = sqlx::query(
+        "SELECT account_id, state, event_mask FROM integrations WHERE account_id = ANY($1) \
+         ORDER BY account_id FOR SHARE",
     )
     .bind(accounts)
-    .execute(conn)
+    .fetch_all(conn)
     .await
     .map_err(backend)?;
-    Ok(())
+    let mut snapshots = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let state: String = row.try_get(1).map_err(backend)?;
+        snapshots.insert(
+            row.try_get(0).map_err(backend)?,
+            Snapshot::Integration(
+                IntegrationState::parse(&state).ok_or_else(|| corrupt(&state))?,
+                EventSet::from_bits_truncate(row.try_get(2).map_err(backend)?),
+            ),
+        );
+    }
+    Ok(snapshots)
 }
 
 /// Makes the head of each of `account`'s chains (of `key` only, when given) due at `now`, if it is
