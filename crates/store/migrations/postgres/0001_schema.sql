@@ -40,6 +40,11 @@ CREATE TABLE integrations (
     failing_since   BIGINT
 );
 
+-- The automatic pause looks only at integrations that are failing: a scan of this index, not of every
+-- account's integration.
+CREATE INDEX integrations_failing ON integrations(failing_since)
+    WHERE failing_since IS NOT NULL AND state = 'enabled';
+
 -- Values every node must agree on (the JWT signing key).
 CREATE TABLE settings (
     key    TEXT PRIMARY KEY,
