@@ -108,6 +108,13 @@ prefixed_id!(
 );
 
 prefixed_id!(
+    /// A dashboard user: `usr_…`.
+    UserId,
+    "usr_",
+    "user"
+);
+
+prefixed_id!(
     /// An ingested event, the same across every attempt and resend (`X-Webhook-Id`): `msg_…`.
     MessageId,
     "msg_",

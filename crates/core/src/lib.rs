@@ -21,6 +21,6 @@ pub mod store;
 pub mod target;
 
 pub use event::{Event, EventSet};
-pub use ids::{AccountId, ClientId, DeliveryId, MessageId};
+pub use ids::{AccountId, ClientId, DeliveryId, MessageId, UserId};
 pub use scope::{Scope, ScopeSet};
 pub use store::{Store, StoreError};

@@ -26,6 +26,9 @@ pub enum StoreError {
     /// Stored data could not be read back into domain types (a bug or manual tampering).
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
+    /// A dashboard user with this email exists already.
+    #[error("a user with this email exists already")]
+    EmailTaken,
     /// The database failed (connection, I/O, constraint). The source is kept for the logs.
     #[error("database error")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -72,6 +75,34 @@ pub struct NewApiClient {
     pub scopes: ScopeSet,
     /// SHA-256 of its secret.
     pub secret_hash: SecretHash,
+}
+
+/// A dashboard user of an account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// Its id.
+    pub id: crate::UserId,
+    /// The account it manages.
+    pub account_id: AccountId,
+    /// Its login, stored lowercased.
+    pub email: String,
+    /// Its password as an argon2 PHC string.
+    pub password_hash: String,
+    /// Creation time, Unix ms.
+    pub created_at_ms: i64,
+}
+
+/// A dashboard session: only the hash of its cookie's token is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// SHA-256 of the cookie's token.
+    pub token_hash: SecretHash,
+    /// Who is logged in.
+    pub user_id: crate::UserId,
+    /// The token every form of this session must carry (CSRF).
+    pub csrf_token: String,
+    /// When it ends, Unix ms.
+    pub expires_at_ms: i64,
 }
 
 /// A deleted API client, in deletion order: nodes replay these to reject the client's tokens.
@@ -259,6 +290,33 @@ pub trait Store: Send + Sync + 'static {
     /// callers with different candidates all get the same, first-stored value.
     async fn setting_or_insert(&self, key: &str, candidate: &str) -> Result<String, StoreError>;
 
+    // --- Dashboard users and sessions. ---
+
+    /// Creates a dashboard user; [`StoreError::EmailTaken`] if the (lowercased) email is in use,
+    /// [`StoreError::AccountNotFound`] for an unknown account.
+    async fn create_user(
+        &self,
+        account: &AccountId,
+        email: &str,
+        password_hash: &str,
+    ) -> Result<User, StoreError>;
+
+    /// The user with this email (compared lowercased).
+    async fn get_user_by_email(&self, email: &str) -> Result<Option<User>, StoreError>;
+
+    /// Stores a new session.
+    async fn create_session(&self, session: &Session) -> Result<(), StoreError>;
+
+    /// The session with this token hash and its user, unless it ended before `now_ms`.
+    async fn get_session(
+        &self,
+        token_hash: &SecretHash,
+        now_ms: i64,
+    ) -> Result<Option<(Session, User)>, StoreError>;
+
+    /// Ends a session (log out). Returns whether it existed.
+    async fn delete_session(&self, token_hash: &SecretHash) -> Result<bool, StoreError>;
+
     // --- The delivery queue (see `crate::queue`). ---
 
     /// Stores several independent batches of messages in one transaction (group commit). Each batch
@@ -384,6 +442,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Reads a delivery.
     async fn get_delivery(&self, id: &DeliveryId) -> Result<Option<DeliveryRecord>, StoreError>;
+
+    /// The exact body a message's deliveries send.
+    async fn message_body(&self, id: &MessageId) -> Result<Option<Vec<u8>>, StoreError>;
 
     /// A delivery's attempts, oldest first.
     async fn list_attempts(&self, id: &DeliveryId) -> Result<Vec<AttemptRecord>, StoreError>;

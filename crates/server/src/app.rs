@@ -85,6 +85,7 @@ pub fn app(state: AppState) -> Router {
             "/api/v2/openapi.json",
             get(move || async move { json_bytes(doc_json.clone()) }),
         )
+        .merge(crate::dashboard::routes())
         .fallback(|| async { StatusCode::NOT_FOUND })
         .layer(DefaultBodyLimit::max(API_BODY_LIMIT))
         .layer(CatchPanicLayer::custom(|_| {

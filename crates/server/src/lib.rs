@@ -7,6 +7,7 @@ pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod dashboard;
 pub mod demo;
 pub mod error;
 pub mod ingest;
@@ -34,7 +35,9 @@ pub async fn run(
     let delivering = dispatcher.map(|d| tokio::spawn(d.run(shutdown.clone())));
     let served = match listener {
         Some(listener) => {
-            axum::serve(listener, app::app(state))
+            // With each connection's address, for the dashboard's per-address login limit.
+            let app = app::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+            axum::serve(listener, app)
                 .with_graceful_shutdown(shutdown.clone().cancelled_owned())
                 .await
         }

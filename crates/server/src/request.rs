@@ -110,14 +110,19 @@ pub async fn context(mut request: Request, next: Next) -> Response {
 }
 
 /// Replaces the body of an error response with the error envelope, unless it already is JSON of
-/// its own (the OAuth errors of RFC 6749 are). Headers such as `WWW-Authenticate` and `Allow` stay.
+/// its own (the OAuth errors of RFC 6749 are) or a dashboard page. Headers such as `WWW-Authenticate` and `Allow` stay.
 fn with_envelope(mut response: Response, id: RequestId, path: String) -> Response {
     let body = response.extensions_mut().remove::<ErrorBody>();
     let is_json = response
         .headers()
         .get(CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-    if body.is_none() && is_json {
+    // The dashboard's own error pages are HTML meant for a person: they stay as they are.
+    let is_html = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
+    if body.is_none() && (is_json || is_html) {
         return response;
     }
     let status = response.status();

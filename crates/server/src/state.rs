@@ -16,9 +16,12 @@ use sipsim_store::{PgStore, SqliteStore};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use sipsim_delivery::{Sender, SenderConfig};
+
 use crate::auth::jwt::JwtKey;
 use crate::auth::revocations::{REFRESH_EVERY, Revocations};
 use crate::config::ServerConfig;
+use crate::dashboard::auth::LoginLimiter;
 use crate::ingest_writer::IngestWriter;
 
 /// Access tokens live two hours, as SIPSIM documents (`expires_in: 7200`).
@@ -84,6 +87,10 @@ pub struct Inner {
     pub wake: Arc<Notify>,
     /// Makes the revocation list refresh now (another node deleted a client).
     refresh_revocations: Arc<Notify>,
+    /// Sends the dashboard's *Send Test* (with the documented 2 s timeout).
+    pub sender: Sender,
+    /// Failed dashboard logins, per email and per address.
+    pub login_limiter: LoginLimiter,
 }
 
 impl Deref for AppState {
@@ -134,6 +141,13 @@ impl AppState {
             ingest: IngestWriter::spawn(store.clone(), wake.clone()),
             wake,
             refresh_revocations: Arc::new(Notify::new()),
+            sender: Sender::new(SenderConfig {
+                timeout: Duration::from_secs(2),
+                policy: config.target_policy,
+                dns_overrides: config.dns_overrides.clone(),
+                extra_ca_pem: config.extra_ca_pem.clone(),
+            })?,
+            login_limiter: LoginLimiter::default(),
         })))
     }
 

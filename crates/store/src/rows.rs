@@ -206,3 +206,35 @@ pub(crate) fn lease_token() -> String {
 
 /// How long an idempotency key is remembered.
 pub(crate) const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 3600 * 1000;
+
+/// Columns of `users` in the order [`user`] reads them, prefixed `u.`.
+pub(crate) const USER_COLUMNS: &str = "u.id, u.account_id, u.email, u.password_hash, u.created_at";
+
+/// Columns of `sessions` in the order [`session`] reads them (after the user's), prefixed `s.`.
+pub(crate) const SESSION_COLUMNS: &str = "s.token_hash, s.user_id, s.csrf_token, s.expires_at";
+
+pub(crate) fn user(row: &impl Columns) -> Result<sipsim_core::store::User, StoreError> {
+    Ok(sipsim_core::store::User {
+        id: sipsim_core::UserId::parse(&row.text(0)?).map_err(corrupt)?,
+        account_id: AccountId::parse(&row.text(1)?).map_err(corrupt)?,
+        email: row.text(2)?,
+        password_hash: row.text(3)?,
+        created_at_ms: row.int(4)?,
+    })
+}
+
+/// A session whose columns follow the user's five.
+pub(crate) fn session(row: &impl Columns) -> Result<sipsim_core::store::Session, StoreError> {
+    Ok(sipsim_core::store::Session {
+        token_hash: SecretHash::from_bytes(&row.bytes(5)?)
+            .ok_or_else(|| corrupt("session token hash length"))?,
+        user_id: sipsim_core::UserId::parse(&row.text(6)?).map_err(corrupt)?,
+        csrf_token: row.text(7)?,
+        expires_at_ms: row.int(8)?,
+    })
+}
+
+/// Whether a database error is a unique-constraint violation (the same on both backends).
+pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
+}

@@ -1108,6 +1108,73 @@ async fn failing_integrations_pause_after_the_period(store: &dyn Store) {
     assert_eq!(got.state, IntegrationState::Enabled);
 }
 
+async fn users_and_sessions(store: &dyn Store) {
+    use sipsim_core::secret::SecretHash;
+    use sipsim_core::store::Session;
+    let acc = store.create_account("dash").await.unwrap().id;
+    let user = store
+        .create_user(&acc, " Ada@Example.com ", "$argon2id$fake")
+        .await
+        .unwrap();
+    assert_eq!(
+        user.email, "ada@example.com",
+        "stored trimmed and lowercased"
+    );
+    assert!(matches!(
+        store.create_user(&acc, "ADA@example.com", "x").await,
+        Err(StoreError::EmailTaken)
+    ));
+    assert!(matches!(
+        store
+            .create_user(&AccountId::generate(), "b@example.com", "x")
+            .await,
+        Err(StoreError::AccountNotFound(_))
+    ));
+    assert_eq!(
+        store.get_user_by_email("ADA@EXAMPLE.COM").await.unwrap(),
+        Some(user.clone())
+    );
+    assert_eq!(store.get_user_by_email("nobody@x").await.unwrap(), None);
+
+    let session = Session {
+        token_hash: SecretHash::of("cookie-token"),
+        user_id: user.id.clone(),
+        csrf_token: "csrf".into(),
+        expires_at_ms: 5_000,
+    };
+    store.create_session(&session).await.unwrap();
+    let (got, who) = store
+        .get_session(&SecretHash::of("cookie-token"), 4_999)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((got, who), (session.clone(), user));
+    assert!(
+        store
+            .get_session(&session.token_hash, 5_000)
+            .await
+            .unwrap()
+            .is_none(),
+        "expired"
+    );
+    assert!(
+        store
+            .get_session(&SecretHash::of("other"), 0)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(store.delete_session(&session.token_hash).await.unwrap());
+    assert!(!store.delete_session(&session.token_hash).await.unwrap());
+    assert!(
+        store
+            .get_session(&session.token_hash, 0)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
 /// Runs each suite function on SQLite, and on PostgreSQL in a fresh database, under one name each:
 /// `sqlite::NAME` and `postgres::NAME`.
 macro_rules! on_both_backends {
@@ -1180,4 +1247,5 @@ on_both_backends!(
     deliveries_list_page_resend_and_log_tests,
     pause_keeps_deliveries_until_resumed,
     failing_integrations_pause_after_the_period,
+    users_and_sessions,
 );

@@ -54,6 +54,9 @@ pub enum Command {
     /// Manage an account's API clients (OAuth client credentials).
     #[command(subcommand)]
     Client(ClientCommand),
+    /// Manage an account's dashboard users.
+    #[command(subcommand)]
+    User(UserCommand),
     /// Manage an account's webhook integration (what the dashboard does).
     #[command(subcommand)]
     Integration(IntegrationCommand),
@@ -167,6 +170,24 @@ pub enum AccountCommand {
     Create {
         /// A display name.
         name: String,
+    },
+}
+
+/// `user …`
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a dashboard user. The password is read from standard input with --password-stdin;
+    /// otherwise one is generated and printed (only now).
+    Create {
+        /// The account the user manages.
+        #[arg(long)]
+        account: String,
+        /// The login email.
+        #[arg(long)]
+        email: String,
+        /// Read the password from the first line of standard input (at least 10 characters).
+        #[arg(long)]
+        password_stdin: bool,
     },
 }
 
@@ -322,6 +343,7 @@ async fn execute(cli: Cli) -> anyhow::Result<Output> {
         )),
         Command::Account(cmd) => operator::account(&*store, cmd).await,
         Command::Client(cmd) => operator::client(&*store, cmd).await,
+        Command::User(cmd) => operator::user(&*store, cmd).await,
         Command::Integration(cmd) => operator::integration(&*store, cmd).await,
         Command::Emit(args) => operator::emit(&*store, args).await,
         Command::Serve(_) | Command::Demo { .. } => bail!("handled above"),

@@ -9,8 +9,9 @@ use sipsim_core::store::{ApiClient, Integration, IntegrationUpdate, KeptDeliveri
 use sipsim_core::target::WebhookUrl;
 use sipsim_core::{AccountId, ClientId, EventSet, ScopeSet, Store, StoreError};
 
-use super::{AccountCommand, ClientCommand, EmitArgs, IntegrationCommand, Output};
+use super::{AccountCommand, ClientCommand, EmitArgs, IntegrationCommand, Output, UserCommand};
 use crate::config::target_policy_from_env;
+use crate::dashboard::auth::{MIN_PASSWORD_LEN, hash_password, random_token};
 
 fn parse_account(s: &str) -> anyhow::Result<AccountId> {
     Ok(AccountId::parse(s)?)
@@ -43,6 +44,57 @@ pub(super) async fn account(store: &dyn Store, cmd: AccountCommand) -> anyhow::R
                 json!({ "account_id": acc.id, "name": acc.name }),
                 acc.id.to_string(),
             ))
+        }
+    }
+}
+
+pub(super) async fn user(store: &dyn Store, cmd: UserCommand) -> anyhow::Result<Output> {
+    match cmd {
+        UserCommand::Create {
+            account,
+            email,
+            password_stdin,
+        } => {
+            let account_id = parse_account(&account)?;
+            let email = email.trim();
+            if !email.contains('@') || email.len() > 254 || email.chars().any(char::is_whitespace) {
+                bail!("'{email}' is not an email address");
+            }
+            let (password, generated) = if password_stdin {
+                let mut line = String::new();
+                std::io::stdin().read_line(&mut line)?;
+                let password = line.trim_end_matches(['\r', '\n']).to_owned();
+                if password.chars().count() < MIN_PASSWORD_LEN {
+                    bail!("the password must be at least {MIN_PASSWORD_LEN} characters long");
+                }
+                (password, false)
+            } else {
+                (random_token(), true)
+            };
+            let hash = tokio::task::spawn_blocking(move || {
+                hash_password(&password).map(|h| (h, password))
+            })
+            .await??;
+            let user = match store.create_user(&account_id, email, &hash.0).await {
+                Err(StoreError::EmailTaken) => {
+                    bail!("a user with the email {email} exists already")
+                }
+                other => other.map_err(account_error)?,
+            };
+            let mut value = json!({
+                "user_id": user.id,
+                "account_id": user.account_id,
+                "email": user.email,
+            });
+            let mut text = format!("user_id: {}\nemail:   {}", user.id, user.email);
+            if generated {
+                value["password"] = json!(hash.1);
+                text.push_str(&format!(
+                    "\npassword: {}\n(the password is shown only now)",
+                    hash.1
+                ));
+            }
+            Ok(Output::ok(value, text))
         }
     }
 }

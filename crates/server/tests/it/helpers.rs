@@ -47,13 +47,23 @@ pub struct Client {
 
 impl TestApp {
     pub async fn spawn() -> TestApp {
+        TestApp::spawn_with(TargetPolicy::PublicHttpsOnly).await
+    }
+
+    /// A server whose webhook URLs may be http:// and loopback (as `SIPSIM_ALLOW_INSECURE_TARGETS=1`),
+    /// for the dashboard's tests that connect local receivers.
+    pub async fn spawn_allowing_local_targets() -> TestApp {
+        TestApp::spawn_with(TargetPolicy::AllowInsecure).await
+    }
+
+    async fn spawn_with(target_policy: TargetPolicy) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
         let database_url = format!("sqlite://{}", dir.path().join("sipsim.db").display());
         let store = open_store(&database_url, None).await.unwrap();
         let config = ServerConfig {
             database_url: database_url.clone(),
             jwt_secret: Some(SecretString::new(JWT_SECRET.to_owned())),
-            target_policy: TargetPolicy::PublicHttpsOnly,
+            target_policy,
             encryption: None,
             ingest_key: Some(SecretString::new(INGEST_KEY.to_owned())),
             dns_overrides: Default::default(),

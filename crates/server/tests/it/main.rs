@@ -6,6 +6,7 @@ mod cli;
 mod cluster;
 mod contract;
 mod crash;
+mod dashboard;
 mod deliveries;
 mod helpers;
 mod ingest;

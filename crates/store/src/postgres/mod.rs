@@ -18,26 +18,38 @@ use sipsim_core::queue::{
     AttemptRecord, ClaimedDelivery, DeliveryFilter, DeliveryRecord, FinishedAttempt, IngestOutcome,
     NewMessage,
 };
+use sipsim_core::secret::SecretHash;
 use sipsim_core::store::{
     Account, ApiClient, Integration, IntegrationState, IntegrationUpdate, KeptDeliveries,
-    NewApiClient, Revocation, Signal, SubscriptionChange,
+    NewApiClient, Revocation, Session, Signal, SubscriptionChange, User,
 };
-use sipsim_core::{AccountId, ClientId, DeliveryId, EventSet, MessageId, Store, StoreError};
+use sipsim_core::{
+    AccountId, ClientId, DeliveryId, EventSet, MessageId, Store, StoreError, UserId,
+};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Row, SqlSafeStr as _};
 
-use crate::rows::{self, CLIENT_COLUMNS, INTEGRATION_COLUMNS, secret_context};
+use crate::rows::{
+    self, CLIENT_COLUMNS, INTEGRATION_COLUMNS, SESSION_COLUMNS, USER_COLUMNS, secret_context,
+};
 use crate::{backend, migrate_error};
 
 mod queue;
 
 /// The PostgreSQL migrations, embedded at compile time.
-pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "schema",
-    include_str!("../../migrations/postgres/0001_schema.sql"),
-)];
+pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "schema",
+        include_str!("../../migrations/postgres/0001_schema.sql"),
+    ),
+    (
+        2,
+        "users and sessions",
+        include_str!("../../migrations/postgres/0002_users_sessions.sql"),
+    ),
+];
 
 /// The channel on which a write that made deliveries due wakes every node's dispatcher.
 const DUE_CHANNEL: &str = "sipsim_due";
@@ -153,6 +165,98 @@ async fn ensure_account(
 
 #[async_trait]
 impl Store for PgStore {
+    async fn create_user(
+        &self,
+        account: &AccountId,
+        email: &str,
+        password_hash: &str,
+    ) -> Result<User, StoreError> {
+        let user = User {
+            id: UserId::generate(),
+            account_id: account.clone(),
+            email: email.trim().to_lowercase(),
+            password_hash: password_hash.to_owned(),
+            created_at_ms: now_ms(),
+        };
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        ensure_account(&mut tx, account).await?;
+        sqlx::query(
+            "INSERT INTO users (id, account_id, email, password_hash, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(user.id.as_str())
+        .bind(user.account_id.as_str())
+        .bind(&user.email)
+        .bind(&user.password_hash)
+        .bind(user.created_at_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| {
+            if rows::is_unique_violation(&e) {
+                StoreError::EmailTaken
+            } else {
+                backend(e)
+            }
+        })?;
+        tx.commit().await.map_err(backend)?;
+        Ok(user)
+    }
+
+    async fn get_user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE u.email = $1");
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(email.trim().to_lowercase())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?
+            .map(|r| rows::user(&r))
+            .transpose()
+    }
+
+    async fn create_session(&self, session: &Session) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO sessions (token_hash, user_id, csrf_token, expires_at) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&session.token_hash.as_bytes()[..])
+        .bind(session.user_id.as_str())
+        .bind(&session.csrf_token)
+        .bind(session.expires_at_ms)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn get_session(
+        &self,
+        token_hash: &SecretHash,
+        now_ms: i64,
+    ) -> Result<Option<(Session, User)>, StoreError> {
+        let sql = format!(
+            "SELECT {USER_COLUMNS}, {SESSION_COLUMNS} FROM sessions s \
+             JOIN users u ON u.id = s.user_id WHERE s.token_hash = $1 AND s.expires_at > $2"
+        );
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(&token_hash.as_bytes()[..])
+            .bind(now_ms)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?
+            .map(|r| Ok((rows::session(&r)?, rows::user(&r)?)))
+            .transpose()
+    }
+
+    async fn delete_session(&self, token_hash: &SecretHash) -> Result<bool, StoreError> {
+        Ok(sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+            .bind(&token_hash.as_bytes()[..])
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?
+            .rows_affected()
+            > 0)
+    }
+
     async fn database_clock_ms(&self) -> Result<Option<i64>, StoreError> {
         let row = sqlx::query("SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT")
             .fetch_one(&self.pool)
@@ -526,6 +630,14 @@ impl Store for PgStore {
         now_ms: i64,
     ) -> Result<Option<u64>, StoreError> {
         self.resume(account, kept, now_ms).await
+    }
+
+    async fn message_body(&self, id: &MessageId) -> Result<Option<Vec<u8>>, StoreError> {
+        sqlx::query_scalar("SELECT body FROM messages WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)
     }
 
     async fn get_delivery(&self, id: &DeliveryId) -> Result<Option<DeliveryRecord>, StoreError> {

@@ -405,6 +405,11 @@ impl PgStore {
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
+        sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
         sqlx::query("DELETE FROM client_revocations WHERE revoked_at < $1")
             .bind(revocations_before)
             .execute(&mut *tx)

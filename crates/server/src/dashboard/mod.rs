@@ -1,0 +1,202 @@
+//! The dashboard under `/dashboard`: server-rendered HTML that works without JavaScript, where an
+//! account's users connect their webhook URL, pick events, send a test, manage API clients and watch
+//! deliveries. Templates are compiled in (askama, auto-escaped); no external resource is loaded.
+
+pub mod auth;
+mod pages;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::FromRequestParts;
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION, SET_COOKIE};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use sipsim_core::clock::now_ms;
+use sipsim_core::secret::SecretHash;
+use sipsim_core::store::{Session, User};
+
+use crate::state::AppState;
+use auth::SESSION_COOKIE;
+
+/// The dashboard's routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/dashboard", get(pages::home))
+        .route("/dashboard/", get(pages::home))
+        .route(
+            "/dashboard/login",
+            get(pages::login_form).post(pages::login),
+        )
+        .route("/dashboard/logout", post(pages::logout))
+        .route("/dashboard/integrations", get(pages::integrations))
+        .route(
+            "/dashboard/integrations/webhooks",
+            get(pages::webhooks).post(pages::save_webhooks),
+        )
+        .route(
+            "/dashboard/integrations/webhooks/test",
+            post(pages::send_test),
+        )
+        .route(
+            "/dashboard/integrations/webhooks/remove",
+            post(pages::remove_webhooks),
+        )
+        .route(
+            "/dashboard/integrations/webhooks/resume",
+            post(pages::resume_webhooks),
+        )
+        .route(
+            "/dashboard/clients",
+            get(pages::clients).post(pages::create_client),
+        )
+        .route(
+            "/dashboard/clients/{client_id}/delete",
+            post(pages::delete_client),
+        )
+        .route("/dashboard/deliveries", get(pages::deliveries))
+        .route("/dashboard/deliveries/{delivery_id}", get(pages::delivery))
+        .route(
+            "/dashboard/deliveries/{delivery_id}/resend",
+            post(pages::resend),
+        )
+}
+
+/// A logged-in user with a live session; extracting it from a request without one redirects to the
+/// login page.
+pub struct Authed {
+    /// Who.
+    pub user: User,
+    /// Their session (its CSRF token goes into every form).
+    pub session: Session,
+}
+
+impl FromRequestParts<AppState> for Authed {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let Some(token) = auth::cookie(&parts.headers, SESSION_COOKIE) else {
+            return Err(redirect("/dashboard/login"));
+        };
+        match state
+            .store
+            .get_session(&SecretHash::of(token), now_ms())
+            .await
+        {
+            Ok(Some((session, user))) => Ok(Authed { user, session }),
+            Ok(None) => Err(redirect("/dashboard/login")),
+            Err(e) => {
+                tracing::error!(error = %crate::error::error_chain(&e), "reading a dashboard session failed");
+                Err(error_page(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Something went wrong on our side. Please try again.",
+                ))
+            }
+        }
+    }
+}
+
+/// The client's address, when the server knows it (it serves with connection info).
+pub struct ClientAddr(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddr(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip()),
+        ))
+    }
+}
+
+/// A submitted form (`application/x-www-form-urlencoded`), with repeated fields kept.
+pub struct Form(Vec<(String, String)>);
+
+impl Form {
+    /// Parses a form body.
+    pub fn parse(body: &Bytes) -> Form {
+        Form(form_urlencoded::parse(body).into_owned().collect())
+    }
+
+    /// The first value of `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of `name`, in order.
+    pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0
+            .iter()
+            .filter(move |(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Whether the form's `csrf` field matches `expected` (constant time).
+    pub fn csrf_ok(&self, expected: &str) -> bool {
+        self.get("csrf")
+            .is_some_and(|sent| auth::tokens_match(sent, expected))
+    }
+}
+
+/// A rendered page: HTML, never cached (it may show secrets).
+pub fn html(status: StatusCode, body: String) -> Response {
+    let mut response = (status, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        "content-security-policy",
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; \
+             form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    headers.insert("referrer-policy", HeaderValue::from_static("same-origin"));
+    response
+}
+
+/// A `303 See Other` to `to`.
+pub fn redirect(to: &'static str) -> Response {
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    response
+        .headers_mut()
+        .insert(LOCATION, HeaderValue::from_static(to));
+    response
+}
+
+/// Adds a `Set-Cookie` header.
+pub fn with_cookie(mut response: Response, cookie: &str) -> Response {
+    if let Ok(v) = HeaderValue::from_str(cookie) {
+        response.headers_mut().append(SET_COOKIE, v);
+    }
+    response
+}
+
+/// A plain page saying what went wrong.
+pub fn error_page(status: StatusCode, message: &str) -> Response {
+    let page = pages::MessagePage {
+        title: status.canonical_reason().unwrap_or("Error").to_owned(),
+        message: message.to_owned(),
+    };
+    pages::render(status, &page)
+}
+
+/// The answer to a form posted without its session's CSRF token.
+pub fn csrf_refused() -> Response {
+    error_page(
+        StatusCode::FORBIDDEN,
+        "This form was not sent from your dashboard session (its security token is missing or \
+         stale). Go back, reload the page and try again.",
+    )
+}

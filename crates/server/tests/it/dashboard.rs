@@ -1,0 +1,220 @@
+//! The dashboard over plain HTTP: sessions, cookie flags, CSRF, the login limiter. The browser
+//! tests (`browser.rs`) drive the same pages in Chromium.
+
+use reqwest::StatusCode;
+use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+use sipsim_server::dashboard::auth::hash_password;
+
+use crate::helpers::TestApp;
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// Creates a dashboard user for a new account; returns the account and the email.
+pub async fn user(app: &TestApp) -> (sipsim_core::AccountId, String) {
+    let account = app.account().await;
+    let email = format!("{}@example.com", account.as_str());
+    let hash = hash_password(PASSWORD).unwrap();
+    app.store
+        .create_user(&account, &email, &hash)
+        .await
+        .unwrap();
+    (account, email)
+}
+
+/// A client without redirects, to see them.
+fn client() -> reqwest::Client {
+    sipsim_delivery::install_crypto_provider();
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// The `name=value` of a Set-Cookie for `name`, and the whole header.
+fn set_cookie(resp: &reqwest::Response, name: &str) -> Option<(String, String)> {
+    resp.headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .map(|v| (v.split(';').next().unwrap().to_owned(), v.to_owned()))
+}
+
+/// The value of the hidden `csrf` field in a page.
+fn csrf_field(html: &str) -> String {
+    let at = html.find(r#"name="csrf" value=""#).expect("a csrf field");
+    let rest = &html[at + r#"name="csrf" value=""#.len()..];
+    rest[..rest.find('"').unwrap()].to_owned()
+}
+
+/// Logs in; returns the session cookie (`name=value`) and the session's CSRF token.
+async fn login(app: &TestApp, email: &str, forwarded_https: bool) -> (String, String, String) {
+    let http = client();
+    let page = http.get(app.url("/dashboard/login")).send().await.unwrap();
+    let (login_cookie, _) = set_cookie(&page, "sipsim_login_csrf").unwrap();
+    let token = csrf_field(&page.text().await.unwrap());
+    let mut req = http
+        .post(app.url("/dashboard/login"))
+        .header(COOKIE, login_cookie)
+        .form(&[
+            ("csrf", token.as_str()),
+            ("email", email),
+            ("password", PASSWORD),
+        ]);
+    if forwarded_https {
+        req = req.header("x-forwarded-proto", "https");
+    }
+    let resp = req.send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    assert_eq!(resp.headers()[LOCATION], "/dashboard/integrations");
+    let (session, header) = set_cookie(&resp, "sipsim_session").unwrap();
+    let page = http
+        .get(app.url("/dashboard/integrations/webhooks"))
+        .header(COOKIE, &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let csrf = csrf_field(&page.text().await.unwrap());
+    (session, csrf, header)
+}
+
+#[tokio::test]
+async fn pages_need_a_session_and_cookies_carry_their_flags() {
+    let app = TestApp::spawn().await;
+    let http = client();
+    let resp = http
+        .get(app.url("/dashboard/integrations"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    assert_eq!(resp.headers()[LOCATION], "/dashboard/login");
+    let resp = http
+        .get(app.url("/dashboard/integrations"))
+        .header(COOKIE, "sipsim_session=forged")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER, "an unknown session");
+
+    let (_, email) = user(&app).await;
+    let (_, _, header) = login(&app, &email, false).await;
+    assert!(header.contains("HttpOnly"), "{header}");
+    assert!(header.contains("SameSite=Lax"), "{header}");
+    assert!(header.contains("Path=/dashboard"), "{header}");
+    assert!(!header.contains("Secure"), "plain HTTP: {header}");
+    let (session, csrf, header) = login(&app, &email, true).await;
+    assert!(header.contains("; Secure"), "behind HTTPS: {header}");
+
+    // Logging out ends the session on the server, not only in the browser.
+    let resp = http
+        .post(app.url("/dashboard/logout"))
+        .header(COOKIE, &session)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let resp = http
+        .get(app.url("/dashboard/integrations"))
+        .header(COOKIE, &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()[LOCATION], "/dashboard/login");
+}
+
+#[tokio::test]
+async fn forms_without_their_csrf_token_are_refused_and_change_nothing() {
+    let app = TestApp::spawn_allowing_local_targets().await;
+    let (account, email) = user(&app).await;
+    let (session, csrf, _) = login(&app, &email, false).await;
+    let http = client();
+    for token in [None, Some("wrong"), Some(&csrf[..csrf.len() - 1])] {
+        let mut form = vec![
+            ("webhook_url", "http://127.0.0.1:9/hook"),
+            ("events", "sms"),
+        ];
+        if let Some(t) = token {
+            form.push(("csrf", t));
+        }
+        let resp = http
+            .post(app.url("/dashboard/integrations/webhooks"))
+            .header(COOKIE, &session)
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN, "token {token:?}");
+        assert!(
+            resp.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html")
+        );
+        assert!(resp.text().await.unwrap().contains("security token"));
+    }
+    assert!(app.store.get_integration(&account).await.unwrap().is_none());
+    // The login form needs its own token too.
+    let resp = http
+        .post(app.url("/dashboard/login"))
+        .form(&[("email", email.as_str()), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    // With the token, the same form works.
+    let resp = http
+        .post(app.url("/dashboard/integrations/webhooks"))
+        .header(COOKIE, &session)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("webhook_url", "http://127.0.0.1:9/hook"),
+            ("events", "sms"),
+            ("events", "voicemail"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let saved = app.store.get_integration(&account).await.unwrap().unwrap();
+    assert_eq!(saved.setting().subscribed_events, ["voicemail", "sms"]);
+}
+
+#[tokio::test]
+async fn wrong_passwords_are_refused_then_rate_limited() {
+    let app = TestApp::spawn().await;
+    let (_, email) = user(&app).await;
+    let http = client();
+    let attempt = |password: &'static str| {
+        let (http, app, email) = (http.clone(), app.url("/dashboard/login"), email.clone());
+        async move {
+            let page = http.get(&app).send().await.unwrap();
+            let (cookie, _) = set_cookie(&page, "sipsim_login_csrf").unwrap();
+            let token = csrf_field(&page.text().await.unwrap());
+            let resp = http
+                .post(&app)
+                .header(COOKIE, cookie)
+                .form(&[
+                    ("csrf", token.as_str()),
+                    ("email", &email),
+                    ("password", password),
+                ])
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status();
+            (status, resp.text().await.unwrap())
+        }
+    };
+    for _ in 0..5 {
+        let (status, body) = attempt("wrong password").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert!(body.contains("Wrong email or password."));
+    }
+    // The sixth is refused without checking, even with the right password.
+    let (status, body) = attempt(PASSWORD).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(body.contains("Too many failed attempts"), "{body}");
+}
