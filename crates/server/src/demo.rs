@@ -67,6 +67,15 @@ pub async fn run(listen: SocketAddr, shutdown: CancellationToken) -> anyhow::Res
         )
         .await?;
     let secret = integration.signing_secret.expose().to_owned();
+    let password = crate::dashboard::auth::random_token();
+    let hash = {
+        let password = password.clone();
+        tokio::task::spawn_blocking(move || crate::dashboard::auth::hash_password(&password))
+            .await??
+    };
+    let user = store
+        .create_user(&account, "demo@example.com", &hash)
+        .await?;
 
     let wake = Arc::new(Notify::new());
     let sender = Sender::new(SenderConfig {
@@ -96,7 +105,11 @@ pub async fn run(listen: SocketAddr, shutdown: CancellationToken) -> anyhow::Res
     println!("  account        {account}");
     println!("  client_id      {}", client.id);
     println!("  client_secret  {}", client_secret.expose());
-    println!("  signing secret {secret}\n");
+    println!("  signing secret {secret}");
+    println!(
+        "  dashboard      {api_url}/dashboard  (log in as {} / {password})\n",
+        user.email
+    );
     println!("Try the API (the contract's own curl lines, with this base URL):\n");
     println!(
         "  TOKEN=$(curl -s -X POST {api_url}/oauth/token -d grant_type=client_credentials \\\n    -d client_id={} -d client_secret={} \\\n    | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')",

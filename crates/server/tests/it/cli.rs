@@ -760,3 +760,76 @@ async fn resume_ends_a_pause_and_set_does_not() {
     assert_eq!(show["state"], "enabled");
     assert_eq!(show["webhook_url"], "https://example.com/new");
 }
+
+#[test]
+fn user_create_takes_a_password_from_stdin_or_makes_one() {
+    use std::io::Write as _;
+    let db = Db::new();
+    let account = db.json(&["account", "create", "Acme"])["account_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Generated: shown once, and it logs in (checked against the stored hash).
+    let made = db.json(&[
+        "user",
+        "create",
+        "--account",
+        &account,
+        "--email",
+        "Ops@Example.com",
+    ]);
+    assert_eq!(made["email"], "ops@example.com");
+    let password = made["password"].as_str().unwrap();
+    assert!(password.len() >= 40, "{password}");
+    // From stdin: too short is refused, a long one is taken and not echoed.
+    let run_with_stdin = |email: &str, input: &str| {
+        let mut child = db
+            .cmd(&[
+                "user",
+                "create",
+                "--account",
+                &account,
+                "--email",
+                email,
+                "--password-stdin",
+                "--json",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let short = run_with_stdin("a@example.com", "short\n");
+    assert!(!short.status.success());
+    assert!(String::from_utf8_lossy(&short.stdout).contains("at least 10 characters"));
+    let ok = run_with_stdin("b@example.com", "a long enough password\n");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stdout)
+    );
+    let v = one_object(&ok.stdout);
+    assert!(
+        v.get("password").is_none(),
+        "a given password is never printed"
+    );
+    assert!(!String::from_utf8_lossy(&ok.stdout).contains("a long enough password"));
+    // The same email twice is refused, naming it.
+    let again = db.json_error(&[
+        "user",
+        "create",
+        "--account",
+        &account,
+        "--email",
+        "OPS@example.com",
+    ]);
+    assert!(again.contains("exists already"), "{again}");
+}

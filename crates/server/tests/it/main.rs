@@ -2,6 +2,7 @@
 //! by a real HTTP client. One test binary, one module per concern.
 
 mod auth;
+mod browser;
 mod cli;
 mod cluster;
 mod contract;

@@ -1,0 +1,406 @@
+//! The dashboard in a real headless browser (Debian's Chromium driven through ChromeDriver): what a
+//! person does with a mouse, checked through what they would see and through the public API.
+//!
+//! Needs `/usr/bin/chromium` and `/usr/bin/chromedriver` (`scripts/ensure-chromium.sh` installs
+//! them). Without them the test says so and passes, unless `CI=true`, where it fails.
+//! With `SIPSIM_SCREENSHOTS_DIR=DIR` it saves a PNG of each page there (README shows those in
+//! `docs/screenshots/`).
+
+use std::io::Write as _;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::http::StatusCode;
+use fantoccini::{Client, ClientBuilder, Locator};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::dashboard::{PASSWORD, user};
+use crate::helpers::TestApp;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// A ChromeDriver process, killed on drop.
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A browser session, or `None` (after saying so) when Chromium is not installed.
+async fn browser(profile: &std::path::Path) -> Option<(Client, Driver)> {
+    if !std::path::Path::new(CHROMIUM).exists() || !std::path::Path::new(CHROMEDRIVER).exists() {
+        if sipsim_store::testing::required() {
+            panic!(
+                "{CHROMIUM} or {CHROMEDRIVER} is missing, and CI=true requires the browser tests"
+            );
+        }
+        let _ = writeln!(
+            std::io::stderr(),
+            "\nNOTE: the dashboard's browser tests were NOT run: install chromium and chromium-driver \
+             (scripts/ensure-chromium.sh).\n"
+        );
+        return None;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let driver = Driver(
+        Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "chromedriver did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": CHROMIUM,
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+                "--disable-dev-shm-usage", "--window-size=1200,1000",
+                format!("--user-data-dir={}", profile.display()),
+            ],
+        }),
+    );
+    let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("a ChromeDriver session");
+    Some((client, driver))
+}
+
+/// Saves a screenshot of the current page when `SIPSIM_SCREENSHOTS_DIR` is set.
+async fn screenshot(browser: &Client, name: &str) {
+    if let Ok(dir) = std::env::var("SIPSIM_SCREENSHOTS_DIR") {
+        let png = browser.screenshot().await.unwrap();
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(std::path::Path::new(&dir).join(format!("{name}.png")), png).unwrap();
+    }
+}
+
+/// The text of the page's notice.
+async fn notice(browser: &Client) -> String {
+    match browser.find(Locator::Css(".notice")).await {
+        Ok(n) => n.text().await.unwrap(),
+        Err(_) => panic!(
+            "no notice on {}:\n{}",
+            browser.current_url().await.unwrap(),
+            browser.source().await.unwrap()
+        ),
+    }
+}
+
+async fn fill(browser: &Client, css: &str, text: &str) {
+    let field = browser.find(Locator::Css(css)).await.unwrap();
+    field.clear().await.unwrap();
+    field.send_keys(text).await.unwrap();
+}
+
+/// Clicks what `css` names, and waits for the page it leads to to load (a click returns before the
+/// navigation it starts). For clicks that do not navigate use [`toggle`].
+async fn click(browser: &Client, css: &str) {
+    browser
+        .execute("window.__beforeClick = true", vec![])
+        .await
+        .unwrap();
+    toggle(browser, css).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let loaded = browser
+            .execute(
+                "return window.__beforeClick === undefined && document.readyState === 'complete'",
+                vec![],
+            )
+            .await
+            .unwrap_or(Value::Bool(false));
+        if loaded == Value::Bool(true) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "clicking {css} led nowhere");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Clicks what `css` names (a checkbox), without waiting for a navigation.
+async fn toggle(browser: &Client, css: &str) {
+    browser
+        .find(Locator::Css(css))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+async fn path(browser: &Client) -> String {
+    browser.current_url().await.unwrap().path().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_sets_up_webhooks_with_a_mouse() {
+    let profile = tempfile::tempdir().unwrap();
+    let Some((browser, _driver)) = browser(profile.path()).await else {
+        return;
+    };
+    let app = TestApp::spawn_allowing_local_targets().await;
+    let (account, email) = user(&app).await;
+
+    // A receiver that counts what it gets, and fails while `failing` is set.
+    let failing = Arc::new(AtomicBool::new(false));
+    let received = Arc::new(AtomicUsize::new(0));
+    let (fail, count) = (failing.clone(), received.clone());
+    let receiver_app = Router::new().fallback(move || {
+        let (fail, count) = (fail.clone(), count.clone());
+        async move {
+            count.fetch_add(1, Ordering::SeqCst);
+            if fail.load(Ordering::SeqCst) {
+                StatusCode::INTERNAL_SERVER_ERROR
+            } else {
+                StatusCode::OK
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let receiver = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, receiver_app).await.unwrap() });
+
+    // Log in.
+    browser.goto(&app.url("/dashboard")).await.unwrap();
+    assert_eq!(path(&browser).await, "/dashboard/login");
+    screenshot(&browser, "login").await;
+    fill(&browser, "#email", &email).await;
+    fill(&browser, "#password", "not the password").await;
+    click(&browser, "button[type=submit]").await;
+    assert_eq!(notice(&browser).await, "Wrong email or password.");
+    fill(&browser, "#password", PASSWORD).await;
+    click(&browser, "button[type=submit]").await;
+    assert_eq!(path(&browser).await, "/dashboard/integrations");
+    screenshot(&browser, "integrations").await;
+
+    // Integrations → Webhooks → Connect, with a URL the rules refuse first.
+    click(&browser, "a.button").await;
+    assert_eq!(path(&browser).await, "/dashboard/integrations/webhooks");
+    fill(&browser, "#webhook_url", "ftp://example.com/hook").await;
+    toggle(&browser, "input[value=incoming_call_start]").await;
+    click(
+        &browser,
+        "form[action='/dashboard/integrations/webhooks'] button",
+    )
+    .await;
+    let refused = notice(&browser).await;
+    assert!(
+        refused.starts_with("The webhook URL cannot be used"),
+        "{refused}"
+    );
+    assert!(
+        browser
+            .find(Locator::Css("input[value=incoming_call_start]"))
+            .await
+            .unwrap()
+            .prop("checked")
+            .await
+            .unwrap()
+            .as_deref()
+            == Some("true"),
+        "what was ticked stays ticked"
+    );
+    fill(&browser, "#webhook_url", &receiver).await;
+    toggle(&browser, "input[value=sms]").await;
+    click(
+        &browser,
+        "form[action='/dashboard/integrations/webhooks'] button",
+    )
+    .await;
+    assert!(notice(&browser).await.starts_with("Connected."));
+    screenshot(&browser, "webhooks").await;
+
+    // Send Test shows the documented result line.
+    click(
+        &browser,
+        "form[action='/dashboard/integrations/webhooks/test'] button",
+    )
+    .await;
+    assert_eq!(notice(&browser).await, "Success (HTTP 200)");
+    assert_eq!(received.load(Ordering::SeqCst), 1);
+
+    // An API client made in the dashboard works on /oauth/token, and the API sees the ticked events.
+    browser.goto(&app.url("/dashboard/clients")).await.unwrap();
+    fill(&browser, "#name", "CRM").await;
+    toggle(&browser, "input[value='webhooks.write']").await;
+    click(&browser, "form[action='/dashboard/clients'] button").await;
+    let client_id = browser
+        .find(Locator::Css("#new-client-id"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let client_secret = browser
+        .find(Locator::Css("#new-client-secret"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    screenshot(&browser, "clients").await;
+    let token: Value = app
+        .http
+        .post(app.url("/oauth/token"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", &client_id),
+            ("client_secret", &client_secret),
+            ("scope", "webhooks.read webhooks.write"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access = token["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{token}"))
+        .to_owned();
+    let (status, _, settings) = app
+        .call(Method::GET, "/api/v2/webhooks", Some(&access))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        settings["data"],
+        json!([{ "event": "incoming_call_start" }, { "event": "sms" }])
+    );
+    // The API's write scope works on what the dashboard connected, and the dashboard shows it.
+    let (status, _, enabled) = app
+        .call(Method::POST, "/api/v2/webhooks/voicemail", Some(&access))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(enabled["data"]["webhook_url"], receiver.as_str());
+    assert_eq!(enabled["data"]["enabled"], true);
+    browser
+        .goto(&app.url("/dashboard/integrations/webhooks"))
+        .await
+        .unwrap();
+    let voicemail = browser
+        .find(Locator::Css("input[value=voicemail]"))
+        .await
+        .unwrap();
+    assert_eq!(
+        voicemail.prop("checked").await.unwrap().as_deref(),
+        Some("true")
+    );
+
+    // A failing receiver: the delivery fails for good (three quick attempts in tests), shows up as
+    // failed, and a Resend after the receiver is fixed delivers it.
+    failing.store(true, Ordering::SeqCst);
+    let payload: Value =
+        serde_json::from_str(sipsim_core::payload::example_json(sipsim_core::Event::Sms)).unwrap();
+    let (status, _) = app
+        .ingest(&json!({ "account_id": account, "event": "sms", "payload": payload }))
+        .await;
+    assert_eq!(status, 202);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        browser
+            .goto(&app.url("/dashboard/deliveries?status=failed&event=sms"))
+            .await
+            .unwrap();
+        if browser.find(Locator::Css("td.status.failed")).await.is_ok() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the delivery never showed as failed"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    screenshot(&browser, "deliveries").await;
+    click(&browser, "td a").await;
+    let status = browser
+        .find(Locator::Css("#delivery-status"))
+        .await
+        .unwrap();
+    assert_eq!(status.text().await.unwrap(), "failed");
+    assert!(
+        browser.source().await.unwrap().contains("HTTP 500"),
+        "the attempts show the receiver's answer"
+    );
+    screenshot(&browser, "delivery").await;
+    failing.store(false, Ordering::SeqCst);
+    click(&browser, "form[action$='/resend'] button").await;
+    assert!(notice(&browser).await.starts_with("Queued again"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        browser.refresh().await.unwrap();
+        let text = browser
+            .find(Locator::Css("#delivery-status"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if text == "succeeded" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the resent delivery is {text}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // A form whose CSRF token was taken out is refused, and changes nothing.
+    browser
+        .goto(&app.url("/dashboard/integrations/webhooks"))
+        .await
+        .unwrap();
+    browser
+        .execute(
+            "document.querySelectorAll('input[name=csrf]').forEach(e => e.remove())",
+            vec![],
+        )
+        .await
+        .unwrap();
+    fill(&browser, "#webhook_url", "http://127.0.0.1:1/elsewhere").await;
+    click(
+        &browser,
+        "form[action='/dashboard/integrations/webhooks'] button",
+    )
+    .await;
+    assert!(
+        browser
+            .source()
+            .await
+            .unwrap()
+            .contains("security token is missing or stale")
+    );
+    let kept = app.store.get_integration(&account).await.unwrap().unwrap();
+    assert_eq!(kept.webhook_url.as_str(), receiver);
+
+    // Log out: the dashboard is closed again.
+    browser
+        .goto(&app.url("/dashboard/integrations"))
+        .await
+        .unwrap();
+    click(&browser, "form[action='/dashboard/logout'] button").await;
+    assert_eq!(path(&browser).await, "/dashboard/login");
+    browser.goto(&app.url("/dashboard/clients")).await.unwrap();
+    assert_eq!(path(&browser).await, "/dashboard/login");
+    browser.close().await.unwrap();
+}
