@@ -101,6 +101,9 @@ pub struct ClaimedDelivery {
     pub webhook_url: String,
     /// The integration's current signing secret.
     pub signing_secret: crate::secret::SigningSecret,
+    /// The secret before the last regeneration, while it is still valid: `webhook-signature` then
+    /// carries a signature with each.
+    pub previous_signing_secret: Option<crate::secret::SigningSecret>,
 }
 
 /// What happened on one attempt, as recorded in the attempt log.

@@ -164,6 +164,9 @@ pub struct Integration {
     pub updated_at_ms: i64,
     /// Why it is paused, when it is.
     pub paused_reason: Option<String>,
+    /// The secret it had before the last regeneration, and until when (Unix ms) deliveries are also
+    /// signed with it in `webhook-signature`.
+    pub previous_signing_secret: Option<(SigningSecret, i64)>,
 }
 
 impl Integration {
@@ -278,6 +281,15 @@ pub trait Store: Send + Sync + 'static {
 
     /// Removes an account's integration. Returns whether there was one.
     async fn remove_integration(&self, account: &AccountId) -> Result<bool, StoreError>;
+
+    /// Gives the integration `new_secret`, keeping the current one valid (signed beside it in
+    /// `webhook-signature`) until `old_valid_until_ms`. `None` when the account has no integration.
+    async fn rotate_signing_secret(
+        &self,
+        account: &AccountId,
+        new_secret: &SigningSecret,
+        old_valid_until_ms: i64,
+    ) -> Result<Option<Integration>, StoreError>;
 
     /// Applies one subscription change atomically. `None` when the account has no integration.
     async fn change_subscription(

@@ -86,6 +86,9 @@ pub struct Outgoing<'a> {
     pub body: &'a [u8],
     /// The signing secret (`whsec_…`).
     pub secret: &'a str,
+    /// The secret before the last regeneration, while still valid: `webhook-signature` carries a
+    /// signature with it too (SIPSIM's one-value `X-Webhook-Signature` uses the current one only).
+    pub previous_secret: Option<&'a str>,
 }
 
 /// Sends webhook requests.
@@ -136,6 +139,7 @@ impl Sender {
             event: d.event.name(),
             body: &d.body,
             secret: d.signing_secret.expose(),
+            previous_secret: d.previous_signing_secret.as_ref().map(|s| s.expose()),
         })
         .await
     }
@@ -274,8 +278,11 @@ fn signed_headers(out: Outgoing<'_>) -> Result<HeaderMap, String> {
     h.insert(X_WEBHOOK_EVENT.clone(), value(out.event)?);
     h.insert(WEBHOOK_ID.clone(), value(out.message_id)?);
     h.insert(WEBHOOK_TIMESTAMP.clone(), value(&ts.to_string())?);
-    let standard = standard_signature(&[out.secret], out.message_id, ts, out.body)
-        .map_err(|e| e.to_string())?;
+    let secrets: Vec<&str> = std::iter::once(out.secret)
+        .chain(out.previous_secret)
+        .collect();
+    let standard =
+        standard_signature(&secrets, out.message_id, ts, out.body).map_err(|e| e.to_string())?;
     h.insert(WEBHOOK_SIGNATURE.clone(), value(&standard)?);
     Ok(h)
 }

@@ -134,6 +134,7 @@ async fn a_request_carries_the_exact_body_and_every_header_and_verifies_both_way
                 event: event.name(),
                 body: &body,
                 secret: secret.expose(),
+                previous_secret: None,
             })
             .await;
         assert_eq!(verdict, Verdict::Success, "{record:?}");
@@ -194,6 +195,7 @@ async fn hangs_redirects_big_bodies_and_errors_are_failures_within_the_timeout()
                 event: "sms",
                 body: b"{}",
                 secret: "whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+                previous_secret: None,
             })
             .await
     };
@@ -297,6 +299,7 @@ async fn the_ssrf_guard_refuses_private_targets_before_connecting() {
                 event: "sms",
                 body: b"{}",
                 secret: "whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+                previous_secret: None,
             })
             .await;
         assert_eq!(verdict, Verdict::FAILURE);
@@ -755,4 +758,44 @@ async fn a_hanging_endpoint_holds_only_its_own_slots() {
         "the hanging endpoint held {most} slots, more than its 4"
     );
     assert!(most >= 1);
+}
+
+#[tokio::test]
+async fn after_a_regeneration_both_secrets_verify_the_standard_signature() {
+    let (rx, addr) = Receiver::start(vec![]).await;
+    let (new, old) = (SigningSecret::generate(), SigningSecret::generate());
+    let body = Payload::example(Event::Sms).to_json();
+    let url = format!("http://{addr}/hook");
+    let (record, verdict) = insecure(2000)
+        .send(Outgoing {
+            url: &url,
+            message_id: "msg_01jd8k3m4n5p6q7r8s9t0v1w2x",
+            event: "sms",
+            body: &body,
+            secret: new.expose(),
+            previous_secret: Some(old.expose()),
+        })
+        .await;
+    assert_eq!(verdict, Verdict::Success, "{record:?}");
+    let got = rx.requests();
+    let h = &got[0].headers;
+    let ts = header(h, "webhook-timestamp");
+    let standard = header(h, "webhook-signature");
+    assert_eq!(standard.split(' ').count(), 2, "{standard}");
+    // A receiver still on the old secret, and one already on the new, both accept it.
+    for secret in [&new, &old] {
+        verify_standard(
+            secret.expose(),
+            header(h, "webhook-id"),
+            ts,
+            standard,
+            &got[0].body,
+            now_secs(),
+        )
+        .unwrap();
+    }
+    // SIPSIM's own header has room for one signature: the new secret's.
+    let sig = header(h, "x-webhook-signature");
+    verify_sipsim(new.expose(), ts, sig, &got[0].body).unwrap();
+    assert!(verify_sipsim(old.expose(), ts, sig, &got[0].body).is_err());
 }

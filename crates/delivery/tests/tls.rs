@@ -108,6 +108,7 @@ async fn send(sender: &Sender, port: u16) -> (sipsim_core::queue::AttemptRecord,
             event: "sms",
             body: b"{}",
             secret: "whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+            previous_secret: None,
         })
         .await
 }

@@ -57,6 +57,11 @@ pub async fn send_test(
             event: "test",
             body: &body,
             secret: integration.signing_secret.expose(),
+            previous_secret: integration
+                .previous_signing_secret
+                .as_ref()
+                .filter(|(_, until)| *until > now_ms())
+                .map(|(s, _)| s.expose()),
         })
         .await;
     let ok = verdict == Verdict::Success;

@@ -60,7 +60,8 @@ pub(crate) fn secret_context(account: &AccountId) -> String {
 /// Columns of `integrations` in the order [`integration`] reads them.
 pub(crate) const INTEGRATION_COLUMNS: &str = "account_id, webhook_url, state, event_mask, \
                                               signing_secret, version, created_at, updated_at, \
-                                              paused_reason";
+                                              paused_reason, previous_signing_secret, \
+                                              previous_secret_expires_at";
 
 /// Columns of `api_clients` in the order [`client`] reads them.
 pub(crate) const CLIENT_COLUMNS: &str =
@@ -80,7 +81,15 @@ pub(crate) fn integration(
 ) -> Result<Integration, StoreError> {
     let account_id = AccountId::parse(&row.text(0)?).map_err(corrupt)?;
     let state = row.text(2)?;
-    let secret = unseal(cipher, &row.text(4)?, &secret_context(&account_id)).map_err(corrupt)?;
+    let context = secret_context(&account_id);
+    let secret = unseal(cipher, &row.text(4)?, &context).map_err(corrupt)?;
+    let previous_signing_secret = match (row.opt_text(9)?, row.opt_int(10)?) {
+        (Some(sealed), Some(until)) => Some((
+            SigningSecret::from_stored(unseal(cipher, &sealed, &context).map_err(corrupt)?),
+            until,
+        )),
+        _ => None,
+    };
     Ok(Integration {
         account_id,
         webhook_url: WebhookUrl::from_stored(row.text(1)?),
@@ -92,6 +101,7 @@ pub(crate) fn integration(
         created_at_ms: row.int(6)?,
         updated_at_ms: row.int(7)?,
         paused_reason: row.opt_text(8)?,
+        previous_signing_secret,
     })
 }
 
@@ -157,7 +167,8 @@ pub(crate) fn attempt(row: &impl Columns) -> Result<AttemptRecord, StoreError> {
 /// Columns a claim reads, in the order [`claimed`] reads them (`d` deliveries, `m` messages,
 /// `i` integrations).
 pub(crate) const CLAIMED_COLUMNS: &str = "d.id, d.message_id, d.account_id, m.event, m.body, \
-                                          d.attempts, i.webhook_url, i.signing_secret";
+                                          d.attempts, i.webhook_url, i.signing_secret, \
+                                          i.previous_signing_secret, i.previous_secret_expires_at";
 
 /// Why a claimed row could not be handed out.
 pub(crate) enum ClaimError {
@@ -173,16 +184,26 @@ impl From<StoreError> for ClaimError {
     }
 }
 
+/// A claimed row; the previous signing secret comes along only while it is valid at `now`.
 pub(crate) fn claimed(
     row: &impl Columns,
     token: &str,
     cipher: Option<&SecretCipher>,
+    now: i64,
 ) -> Result<ClaimedDelivery, ClaimError> {
     let id = row.text(0)?;
     let account_id = AccountId::parse(&row.text(2)?).map_err(corrupt)?;
     let event = row.text(3)?;
-    let secret = unseal(cipher, &row.text(7)?, &secret_context(&account_id))
+    let context = secret_context(&account_id);
+    let secret = unseal(cipher, &row.text(7)?, &context)
         .map_err(|e| ClaimError::Secret(id.clone(), e.to_string()))?;
+    let previous = match (row.opt_text(8)?, row.opt_int(9)?) {
+        (Some(sealed), Some(until)) if until > now => Some(SigningSecret::from_stored(
+            unseal(cipher, &sealed, &context)
+                .map_err(|e| ClaimError::Secret(id.clone(), e.to_string()))?,
+        )),
+        _ => None,
+    };
     Ok(ClaimedDelivery {
         id: DeliveryId::parse(&id).map_err(corrupt)?,
         message_id: MessageId::parse(&row.text(1)?).map_err(corrupt)?,
@@ -193,6 +214,7 @@ pub(crate) fn claimed(
         lease_token: token.to_owned(),
         webhook_url: row.text(6)?,
         signing_secret: SigningSecret::from_stored(secret),
+        previous_signing_secret: previous,
     })
 }
 

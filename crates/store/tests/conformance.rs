@@ -1175,6 +1175,58 @@ async fn users_and_sessions(store: &dyn Store) {
     );
 }
 
+async fn a_regenerated_secret_keeps_the_old_one_for_a_while(store: &dyn Store) {
+    let now = 50_000_000;
+    let acc = store.create_account("rotating").await.unwrap().id;
+    assert!(
+        store
+            .rotate_signing_secret(&acc, &SigningSecret::generate(), now)
+            .await
+            .unwrap()
+            .is_none(),
+        "no integration yet"
+    );
+    let (before, _) = store
+        .put_integration(
+            &acc,
+            update("https://example.com/", false, Some(EventSet::ALL)),
+        )
+        .await
+        .unwrap();
+    let new = SigningSecret::generate();
+    let rotated = store
+        .rotate_signing_secret(&acc, &new, now + 1000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(rotated.signing_secret, new);
+    assert_eq!(
+        rotated.previous_signing_secret,
+        Some((before.signing_secret.clone(), now + 1000))
+    );
+    assert!(rotated.version > before.version);
+    assert_eq!(store.get_integration(&acc).await.unwrap(), Some(rotated));
+    // A claim carries the old secret while it is valid, and not after.
+    store
+        .ingest(
+            &[
+                message(&acc, Event::Sms, None),
+                message(&acc, Event::Sms, None),
+            ],
+            now,
+        )
+        .await
+        .unwrap();
+    let early = store.claim_due(now + 999, 1, 60_000, &[]).await.unwrap();
+    assert_eq!(early[0].signing_secret, new);
+    assert_eq!(
+        early[0].previous_signing_secret,
+        Some(before.signing_secret)
+    );
+    let late = store.claim_due(now + 1000, 1, 60_000, &[]).await.unwrap();
+    assert_eq!(late[0].previous_signing_secret, None);
+}
+
 /// Runs each suite function on SQLite, and on PostgreSQL in a fresh database, under one name each:
 /// `sqlite::NAME` and `postgres::NAME`.
 macro_rules! on_both_backends {
@@ -1248,4 +1300,5 @@ on_both_backends!(
     pause_keeps_deliveries_until_resumed,
     failing_integrations_pause_after_the_period,
     users_and_sessions,
+    a_regenerated_secret_keeps_the_old_one_for_a_while,
 );

@@ -48,6 +48,10 @@ pub fn routes() -> Router<AppState> {
             post(pages::resume_webhooks),
         )
         .route(
+            "/dashboard/integrations/webhooks/secret",
+            post(pages::regenerate_secret),
+        )
+        .route(
             "/dashboard/clients",
             get(pages::clients).post(pages::create_client),
         )

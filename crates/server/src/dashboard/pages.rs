@@ -270,6 +270,7 @@ struct WebhooksPage {
     paused_reason: Option<String>,
     groups: Vec<Group>,
     secret: Option<String>,
+    previous_until: Option<String>,
 }
 
 /// The catalog grouped as SIPSIM groups it, with `events` ticked.
@@ -316,6 +317,10 @@ fn webhooks_page(
             }),
         groups: groups(integration.map_or(EventSet::empty(), |i| i.events)),
         secret: integration.map(|i| i.signing_secret.expose().to_owned()),
+        previous_until: integration
+            .and_then(|i| i.previous_signing_secret.as_ref())
+            .filter(|(_, until)| *until > now_ms())
+            .map(|(_, until)| rfc3339_seconds_from_ms(*until)),
     }
 }
 
@@ -446,6 +451,49 @@ pub async fn remove_webhooks(
                 &authed,
                 StatusCode::OK,
                 Notice::ok("The webhook integration was removed."),
+            )
+            .await
+        }
+        Err(e) => store_failed(e),
+    }
+}
+
+/// How long the old signing secret keeps working after a regeneration.
+const OLD_SECRET_VALID_MS: i64 = 24 * 3600 * 1000;
+
+pub async fn regenerate_secret(
+    State(state): State<AppState>,
+    authed: Authed,
+    body: Bytes,
+) -> Response {
+    if !Form::parse(&body).csrf_ok(&authed.session.csrf_token) {
+        return csrf_refused();
+    }
+    let account = &authed.user.account_id;
+    let until = now_ms() + OLD_SECRET_VALID_MS;
+    match state
+        .store
+        .rotate_signing_secret(account, &SigningSecret::generate(), until)
+        .await
+    {
+        Ok(Some(integration)) => {
+            tracing::info!(account_id = %account, user_id = %authed.user.id, "signing secret regenerated");
+            let notice = Notice::ok(format!(
+                "New signing secret generated. X-Webhook-Signature uses it from now on; \
+                 webhook-signature also carries the old one's until {}.",
+                rfc3339_seconds_from_ms(until)
+            ));
+            render(
+                StatusCode::OK,
+                &webhooks_page(&authed, Some(&integration), notice),
+            )
+        }
+        Ok(None) => {
+            show_webhooks(
+                &state,
+                &authed,
+                StatusCode::BAD_REQUEST,
+                Notice::error("Connect a webhook URL first."),
             )
             .await
         }

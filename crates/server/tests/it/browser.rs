@@ -233,6 +233,44 @@ async fn a_person_sets_up_webhooks_with_a_mouse() {
     assert!(notice(&browser).await.starts_with("Connected."));
     screenshot(&browser, "webhooks").await;
 
+    // The signing secret: revealed, then regenerated (the old one stays valid for a day).
+    let secret_of = |browser: Client| async move {
+        browser
+            .find(Locator::Css("#signing-secret"))
+            .await
+            .unwrap()
+            .prop("textContent")
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    let first = secret_of(browser.clone()).await;
+    assert!(first.starts_with("whsec_"), "{first}");
+    browser
+        .execute("window.confirm = () => true", vec![])
+        .await
+        .unwrap();
+    click(
+        &browser,
+        "form[action='/dashboard/integrations/webhooks/secret'] button",
+    )
+    .await;
+    assert!(
+        notice(&browser)
+            .await
+            .starts_with("New signing secret generated.")
+    );
+    let second = secret_of(browser.clone()).await;
+    assert!(second.starts_with("whsec_") && second != first);
+    let stored = app.store.get_integration(&account).await.unwrap().unwrap();
+    assert_eq!(stored.signing_secret.expose(), second);
+    assert_eq!(
+        stored
+            .previous_signing_secret
+            .map(|(s, _)| s.expose().to_owned()),
+        Some(first)
+    );
+
     // Send Test shows the documented result line.
     click(
         &browser,

@@ -18,7 +18,7 @@ use sipsim_core::queue::{
     AttemptRecord, ClaimedDelivery, DeliveryFilter, DeliveryRecord, FinishedAttempt, IngestOutcome,
     NewMessage,
 };
-use sipsim_core::secret::SecretHash;
+use sipsim_core::secret::{SecretHash, SigningSecret};
 use sipsim_core::store::{
     Account, ApiClient, Integration, IntegrationState, IntegrationUpdate, KeptDeliveries,
     NewApiClient, Revocation, Session, Signal, SubscriptionChange, User,
@@ -48,6 +48,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "users and sessions",
         include_str!("../../migrations/postgres/0002_users_sessions.sql"),
+    ),
+    (
+        3,
+        "secret rotation",
+        include_str!("../../migrations/postgres/0003_secret_rotation.sql"),
     ),
 ];
 
@@ -494,6 +499,35 @@ impl Store for PgStore {
                 .rows_affected()
                 > 0,
         )
+    }
+
+    async fn rotate_signing_secret(
+        &self,
+        account: &AccountId,
+        new_secret: &SigningSecret,
+        old_valid_until_ms: i64,
+    ) -> Result<Option<Integration>, StoreError> {
+        // The current secret moves, still sealed, to the previous-secret column (same context).
+        let sql = format!(
+            "UPDATE integrations SET previous_signing_secret = signing_secret, \
+                    previous_secret_expires_at = $3, signing_secret = $2, \
+                    version = version + 1, updated_at = $4 \
+             WHERE account_id = $1 RETURNING {INTEGRATION_COLUMNS}"
+        );
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(account.as_str())
+            .bind(seal(
+                self.cipher.as_ref(),
+                new_secret.expose(),
+                &secret_context(account),
+            ))
+            .bind(old_valid_until_ms)
+            .bind(now_ms())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?
+            .map(|row| rows::integration(&row, self.cipher.as_ref()))
+            .transpose()
     }
 
     async fn change_subscription(

@@ -114,7 +114,7 @@ impl PgStore {
         }
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
-            match rows::claimed(row, &token, self.cipher.as_ref()) {
+            match rows::claimed(row, &token, self.cipher.as_ref(), now) {
                 Ok(c) => out.push(c),
                 // A secret that cannot be opened (wrong or missing SIPSIM_ENCRYPTION_KEY) would fail
                 // every attempt the same way: fail the delivery now, saying why, and go on.

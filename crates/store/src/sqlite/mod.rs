@@ -18,7 +18,7 @@ use sipsim_core::queue::{
     AttemptRecord, ClaimedDelivery, DeliveryFilter, DeliveryRecord, FinishedAttempt, IngestOutcome,
     NewMessage,
 };
-use sipsim_core::secret::SecretHash;
+use sipsim_core::secret::{SecretHash, SigningSecret};
 use sipsim_core::store::{
     Account, ApiClient, Integration, IntegrationState, IntegrationUpdate, KeptDeliveries,
     NewApiClient, Revocation, Session, SubscriptionChange, User,
@@ -70,6 +70,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         6,
         "users and sessions",
         include_str!("../../migrations/sqlite/0006_users_sessions.sql"),
+    ),
+    (
+        7,
+        "secret rotation",
+        include_str!("../../migrations/sqlite/0007_secret_rotation.sql"),
     ),
 ];
 
@@ -475,6 +480,35 @@ impl Store for SqliteStore {
                 .rows_affected()
                 > 0,
         )
+    }
+
+    async fn rotate_signing_secret(
+        &self,
+        account: &AccountId,
+        new_secret: &SigningSecret,
+        old_valid_until_ms: i64,
+    ) -> Result<Option<Integration>, StoreError> {
+        // The current secret moves, still sealed, to the previous-secret column (same context).
+        let sql = format!(
+            "UPDATE integrations SET previous_signing_secret = signing_secret, \
+                    previous_secret_expires_at = ?3, signing_secret = ?2, \
+                    version = version + 1, updated_at = ?4 \
+             WHERE account_id = ?1 RETURNING {INTEGRATION_COLUMNS}"
+        );
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(account.as_str())
+            .bind(seal(
+                self.cipher.as_ref(),
+                new_secret.expose(),
+                &secret_context(account),
+            ))
+            .bind(old_valid_until_ms)
+            .bind(now_ms())
+            .fetch_optional(&self.write)
+            .await
+            .map_err(backend)?
+            .map(|row| rows::integration(&row, self.cipher.as_ref()))
+            .transpose()
     }
 
     async fn change_subscription(

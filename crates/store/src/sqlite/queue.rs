@@ -109,7 +109,7 @@ impl SqliteStore {
         .map_err(backend)?;
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
-            match rows::claimed(row, &token, self.cipher.as_ref()) {
+            match rows::claimed(row, &token, self.cipher.as_ref(), now) {
                 Ok(c) => out.push(c),
                 // A secret that cannot be opened (wrong or missing SIPSIM_ENCRYPTION_KEY) would fail
                 // every attempt the same way: fail the delivery now, saying why, and go on.
