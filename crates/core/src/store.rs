@@ -105,6 +105,21 @@ pub struct Session {
     pub expires_at_ms: i64,
 }
 
+/// Attempts to an account's endpoint in one time bucket (the dashboard's 24-hour chart).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttemptBucket {
+    /// The bucket's start, Unix ms.
+    pub start_ms: i64,
+    /// Attempts started in it.
+    pub attempts: u64,
+    /// Of those, answered 2xx.
+    pub succeeded: u64,
+    /// Their mean duration, ms.
+    pub mean_ms: i64,
+    /// The slowest, ms.
+    pub max_ms: i64,
+}
+
 /// A deleted API client, in deletion order: nodes replay these to reject the client's tokens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Revocation {
@@ -451,6 +466,25 @@ pub trait Store: Send + Sync + 'static {
         id: &DeliveryId,
         now_ms: i64,
     ) -> Result<Option<DeliveryRecord>, StoreError>;
+
+    /// Queues again, as new deliveries due at `now_ms`, every message of `account` created since
+    /// `since_ms` whose latest delivery failed (test events excepted), at most `limit`; returns how many.
+    async fn resend_failed_since(
+        &self,
+        account: &AccountId,
+        since_ms: i64,
+        now_ms: i64,
+        limit: u32,
+    ) -> Result<u64, StoreError>;
+
+    /// `account`'s attempts since `since_ms`, counted in buckets of `bucket_ms`, oldest first; empty
+    /// buckets are left out.
+    async fn attempt_buckets(
+        &self,
+        account: &AccountId,
+        since_ms: i64,
+        bucket_ms: i64,
+    ) -> Result<Vec<AttemptBucket>, StoreError>;
 
     /// Reads a delivery.
     async fn get_delivery(&self, id: &DeliveryId) -> Result<Option<DeliveryRecord>, StoreError>;

@@ -260,3 +260,16 @@ pub(crate) fn session(row: &impl Columns) -> Result<sipsim_core::store::Session,
 pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
 }
+
+/// An attempt bucket from `(start, attempts, succeeded, mean duration, max duration)`.
+pub(crate) fn attempt_bucket(
+    (start_ms, attempts, succeeded, mean, max_ms): (i64, i64, i64, f64, i64),
+) -> sipsim_core::store::AttemptBucket {
+    sipsim_core::store::AttemptBucket {
+        start_ms,
+        attempts: attempts.max(0) as u64,
+        succeeded: succeeded.max(0) as u64,
+        mean_ms: mean.round() as i64,
+        max_ms,
+    }
+}

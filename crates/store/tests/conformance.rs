@@ -1227,6 +1227,90 @@ async fn a_regenerated_secret_keeps_the_old_one_for_a_while(store: &dyn Store) {
     assert_eq!(late[0].previous_signing_secret, None);
 }
 
+async fn resend_failed_and_attempt_buckets(store: &dyn Store) {
+    let now = 60_000_000;
+    let acc = store.create_account("resending").await.unwrap().id;
+    store
+        .put_integration(
+            &acc,
+            update("https://example.com/", false, Some(EventSet::ALL)),
+        )
+        .await
+        .unwrap();
+    enqueue(
+        store,
+        &acc,
+        &[Event::Sms, Event::Sms, Event::Voicemail],
+        now,
+    )
+    .await;
+    let claimed = store.claim_due(now, 10, 60_000, &[]).await.unwrap();
+    assert_eq!(claimed.len(), 3);
+    for (i, c) in claimed.iter().enumerate() {
+        // Two fail for good (one of them slowly), one succeeds.
+        let (code, duration, completion) = match i {
+            0 => (500, 10, Completion::Failed),
+            1 => (500, 30, Completion::Failed),
+            _ => (200, 20, Completion::Succeeded),
+        };
+        let mut at = record(now + 5, Some(code), None);
+        at.duration_ms = duration;
+        assert!(
+            finish(store, &c.id, &c.lease_token, &at, completion)
+                .await
+                .unwrap()
+        );
+    }
+    let buckets = store
+        .attempt_buckets(&acc, now - 3_600_000, 3_600_000)
+        .await
+        .unwrap();
+    assert_eq!(buckets.len(), 1, "{buckets:?}");
+    let b = buckets[0];
+    assert_eq!(
+        (b.attempts, b.succeeded, b.mean_ms, b.max_ms),
+        (3, 1, 20, 30)
+    );
+    assert_eq!(b.start_ms, (now + 5) / 3_600_000 * 3_600_000);
+    assert!(
+        store
+            .attempt_buckets(&acc, now + 6, 3_600_000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Resending all failed since a time queues each failed message once, newest delivery only.
+    assert_eq!(
+        store
+            .resend_failed_since(&acc, now + 1, now + 10, 100)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .resend_failed_since(&acc, now, now + 10, 100)
+            .await
+            .unwrap(),
+        2
+    );
+    let again = store.claim_due(now + 10, 10, 60_000, &[]).await.unwrap();
+    assert_eq!(again.len(), 2);
+    let failed: Vec<_> = claimed[..2].iter().map(|c| &c.message_id).collect();
+    for c in &again {
+        assert!(failed.contains(&&c.message_id), "only the failed messages");
+    }
+    // Their latest deliveries are now in flight, not failed: nothing to resend.
+    assert_eq!(
+        store
+            .resend_failed_since(&acc, now, now + 20, 100)
+            .await
+            .unwrap(),
+        0
+    );
+}
+
 /// Runs each suite function on SQLite, and on PostgreSQL in a fresh database, under one name each:
 /// `sqlite::NAME` and `postgres::NAME`.
 macro_rules! on_both_backends {
@@ -1301,4 +1385,5 @@ on_both_backends!(
     failing_integrations_pause_after_the_period,
     users_and_sessions,
     a_regenerated_secret_keeps_the_old_one_for_a_while,
+    resend_failed_and_attempt_buckets,
 );

@@ -3,6 +3,7 @@
 //! deliveries. Templates are compiled in (askama, auto-escaped); no external resource is loaded.
 
 pub mod auth;
+mod chart;
 mod pages;
 
 use axum::Router;
@@ -60,6 +61,10 @@ pub fn routes() -> Router<AppState> {
             post(pages::delete_client),
         )
         .route("/dashboard/deliveries", get(pages::deliveries))
+        .route(
+            "/dashboard/deliveries/resend-failed",
+            post(pages::resend_failed),
+        )
         .route("/dashboard/deliveries/{delivery_id}", get(pages::delivery))
         .route(
             "/dashboard/deliveries/{delivery_id}/resend",

@@ -760,6 +760,8 @@ struct DeliveriesPage {
     events: Vec<Choice>,
     older: Option<String>,
     filter_query: String,
+    chart: String,
+    summary: String,
 }
 
 /// Deliveries on one page of the list.
@@ -769,6 +771,45 @@ pub async fn deliveries(
     State(state): State<AppState>,
     authed: Authed,
     Query(query): Query<DeliveriesQuery>,
+) -> Response {
+    show_deliveries(&state, &authed, query, None).await
+}
+
+const HOUR_MS: i64 = 3_600_000;
+
+/// The last 24 hours as a chart and a sentence.
+async fn last_day(state: &AppState, authed: &Authed) -> Result<(String, String), StoreError> {
+    let start = (now_ms() / HOUR_MS - 23) * HOUR_MS;
+    let buckets = state
+        .store
+        .attempt_buckets(&authed.user.account_id, start, HOUR_MS)
+        .await?;
+    let attempts: u64 = buckets.iter().map(|b| b.attempts).sum();
+    let succeeded: u64 = buckets.iter().map(|b| b.succeeded).sum();
+    let summary = if attempts == 0 {
+        "No attempts in the last 24 hours.".to_owned()
+    } else {
+        let mean = buckets
+            .iter()
+            .map(|b| b.mean_ms * b.attempts as i64)
+            .sum::<i64>()
+            / attempts as i64;
+        format!(
+            "Last 24 hours: {attempts} attempt(s), {:.1} % succeeded, mean latency {mean} ms.",
+            succeeded as f64 * 100.0 / attempts as f64
+        )
+    };
+    Ok((
+        super::chart::attempts_svg(&buckets, start, HOUR_MS, 24),
+        summary,
+    ))
+}
+
+async fn show_deliveries(
+    state: &AppState,
+    authed: &Authed,
+    query: DeliveriesQuery,
+    notice: Option<Notice>,
 ) -> Response {
     let status = query
         .status
@@ -803,9 +844,15 @@ pub async fn deliveries(
         .append_pair("status", status.map_or("", |s| s.as_str()))
         .append_pair("event", event.map_or("", |e| e.name()))
         .finish();
+    let (chart, summary) = match last_day(state, authed).await {
+        Ok(c) => c,
+        Err(e) => return store_failed(e),
+    };
     let page = DeliveriesPage {
-        nav: Nav::of(&authed, "deliveries"),
-        notice: None,
+        nav: Nav::of(authed, "deliveries"),
+        notice,
+        chart,
+        summary,
         older: more.then(|| rows.last().map(|r| r.id.clone())).flatten(),
         rows,
         statuses: ["pending", "delivering", "succeeded", "failed", "paused"]
@@ -827,6 +874,54 @@ pub async fn deliveries(
     };
     render(StatusCode::OK, &page)
 }
+
+pub async fn resend_failed(State(state): State<AppState>, authed: Authed, body: Bytes) -> Response {
+    let form = Form::parse(&body);
+    if !form.csrf_ok(&authed.session.csrf_token) {
+        return csrf_refused();
+    }
+    let no_filter = DeliveriesQuery {
+        status: None,
+        event: None,
+        before: None,
+    };
+    let Some(hours) = form
+        .get("since_hours")
+        .and_then(|h| h.parse::<i64>().ok())
+        .filter(|h| (1..=24 * 30).contains(h))
+    else {
+        let notice = Notice::error("Choose how far back to resend failed deliveries.");
+        return show_deliveries(&state, &authed, no_filter, notice).await;
+    };
+    let now = now_ms();
+    match state
+        .store
+        .resend_failed_since(
+            &authed.user.account_id,
+            now - hours * HOUR_MS,
+            now,
+            RESEND_AT_ONCE,
+        )
+        .await
+    {
+        Ok(n) => {
+            if n > 0 {
+                state.wake.notify_one();
+            }
+            let more = if n == u64::from(RESEND_AT_ONCE) {
+                " (the most at once; resend again for the rest)"
+            } else {
+                ""
+            };
+            let notice = Notice::ok(format!("{n} failed delivery(ies) queued again{more}."));
+            show_deliveries(&state, &authed, no_filter, notice).await
+        }
+        Err(e) => store_failed(e),
+    }
+}
+
+/// The most deliveries one "resend all failed" queues.
+const RESEND_AT_ONCE: u32 = 10_000;
 
 struct AttemptRow {
     number: usize,

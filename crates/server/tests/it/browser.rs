@@ -17,6 +17,7 @@ use axum::http::StatusCode;
 use fantoccini::{Client, ClientBuilder, Locator};
 use reqwest::Method;
 use serde_json::{Value, json};
+use sipsim_core::queue::{DeliveryFilter, DeliveryStatus};
 
 use crate::dashboard::{PASSWORD, user};
 use crate::helpers::TestApp;
@@ -153,6 +154,26 @@ async fn toggle(browser: &Client, css: &str) {
 
 async fn path(browser: &Client) -> String {
     browser.current_url().await.unwrap().path().to_owned()
+}
+
+/// Whether the account has a delivery of `message` in `status`.
+async fn has_delivery(
+    app: &TestApp,
+    account: &sipsim_core::AccountId,
+    message: &str,
+    status: DeliveryStatus,
+) -> bool {
+    let filter = DeliveryFilter {
+        status: Some(status),
+        event: None,
+        since_ms: None,
+    };
+    app.store
+        .list_deliveries(account, &filter, None, 100)
+        .await
+        .unwrap()
+        .iter()
+        .any(|d| d.message_id.as_str() == message)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -371,6 +392,21 @@ async fn a_person_sets_up_webhooks_with_a_mouse() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let last_day = browser
+        .find(Locator::Css("#last-day"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        last_day.contains("attempt(s)") && last_day.contains("% succeeded"),
+        "{last_day}"
+    );
+    assert!(
+        browser.find(Locator::Css("svg rect")).await.is_ok(),
+        "the chart has bars"
+    );
     screenshot(&browser, "deliveries").await;
     click(&browser, "td a").await;
     let status = browser
@@ -401,6 +437,46 @@ async fn a_person_sets_up_webhooks_with_a_mouse() {
         }
         assert!(Instant::now() < deadline, "the resent delivery is {text}");
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // "Resend all failed since…": another event fails for good, the receiver is fixed, one click.
+    failing.store(true, Ordering::SeqCst);
+    let (status, body) = app
+        .ingest(&json!({ "account_id": account, "event": "voicemail",
+                         "payload": serde_json::from_str::<Value>(
+                             sipsim_core::payload::example_json(sipsim_core::Event::Voicemail)).unwrap() }))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let message = body["data"][0]["message_id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !has_delivery(&app, &account, &message, DeliveryStatus::Failed).await {
+        assert!(Instant::now() < deadline, "the voicemail never failed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    failing.store(false, Ordering::SeqCst);
+    browser
+        .goto(&app.url("/dashboard/deliveries"))
+        .await
+        .unwrap();
+    click(
+        &browser,
+        "form[action='/dashboard/deliveries/resend-failed'] button",
+    )
+    .await;
+    assert_eq!(
+        notice(&browser).await,
+        "1 failed delivery(ies) queued again."
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if has_delivery(&app, &account, &message, DeliveryStatus::Succeeded).await {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the resent voicemail was not delivered"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
     // A form whose CSRF token was taken out is refused, and changes nothing.

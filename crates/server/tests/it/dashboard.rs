@@ -218,3 +218,49 @@ async fn wrong_passwords_are_refused_then_rate_limited() {
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
     assert!(body.contains("Too many failed attempts"), "{body}");
 }
+
+#[tokio::test]
+async fn a_paused_integration_says_why_and_resumes_from_the_page() {
+    let app = TestApp::spawn().await;
+    let (account, email) = user(&app).await;
+    app.integration(&account, "https://example.com/hook", &["sms"])
+        .await;
+    app.store
+        .pause_integration(&account, "the endpoint answered 410 Gone", 0)
+        .await
+        .unwrap();
+    let (session, csrf, _) = login(&app, &email, false).await;
+    let http = client();
+    let page = http
+        .get(app.url("/dashboard/integrations/webhooks"))
+        .header(COOKIE, &session)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("Paused:</strong> the endpoint answered 410 Gone"),
+        "{page}"
+    );
+    assert!(page.contains("Resume and deliver kept events"));
+    assert!(page.contains("Resume and drop kept events"));
+    let resumed = http
+        .post(app.url("/dashboard/integrations/webhooks/resume"))
+        .header(COOKIE, &session)
+        .form(&[("csrf", csrf.as_str()), ("kept", "deliver")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resumed.status(), 200);
+    assert!(
+        resumed
+            .text()
+            .await
+            .unwrap()
+            .contains("Resumed. 0 kept event(s)")
+    );
+    let now = app.store.get_integration(&account).await.unwrap().unwrap();
+    assert_eq!(now.state, sipsim_core::store::IntegrationState::Enabled);
+}

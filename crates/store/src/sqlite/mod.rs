@@ -20,8 +20,8 @@ use sipsim_core::queue::{
 };
 use sipsim_core::secret::{SecretHash, SigningSecret};
 use sipsim_core::store::{
-    Account, ApiClient, Integration, IntegrationState, IntegrationUpdate, KeptDeliveries,
-    NewApiClient, Revocation, Session, SubscriptionChange, User,
+    Account, ApiClient, AttemptBucket, Integration, IntegrationState, IntegrationUpdate,
+    KeptDeliveries, NewApiClient, Revocation, Session, SubscriptionChange, User,
 };
 use sipsim_core::{
     AccountId, ClientId, DeliveryId, EventSet, MessageId, Store, StoreError, UserId,
@@ -653,6 +653,71 @@ impl Store for SqliteStore {
             .fetch_optional(&self.read)
             .await
             .map_err(backend)
+    }
+
+    async fn resend_failed_since(
+        &self,
+        account: &AccountId,
+        since_ms: i64,
+        now_ms: i64,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.begin_write().await?;
+        // Messages whose latest delivery (highest, time-ordered id) failed.
+        let due: Vec<(String, String)> = sqlx::query_as(
+            "SELECT d.message_id, d.event FROM deliveries d \
+             WHERE d.account_id = ?1 AND d.status = 'failed' AND d.created_at >= ?2 \
+               AND d.event <> 'test' \
+               AND NOT EXISTS (SELECT 1 FROM deliveries n \
+                               WHERE n.message_id = d.message_id AND n.id > d.id) \
+             ORDER BY d.id LIMIT ?3",
+        )
+        .bind(account.as_str())
+        .bind(since_ms)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?;
+        for (message_id, event) in &due {
+            sqlx::query(
+                "INSERT INTO deliveries (id, message_id, account_id, event, status, \
+                                         next_attempt_at, created_at, updated_at) \
+                 VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5, ?5)",
+            )
+            .bind(DeliveryId::generate().as_str())
+            .bind(message_id)
+            .bind(account.as_str())
+            .bind(event)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(due.len() as u64)
+    }
+
+    async fn attempt_buckets(
+        &self,
+        account: &AccountId,
+        since_ms: i64,
+        bucket_ms: i64,
+    ) -> Result<Vec<AttemptBucket>, StoreError> {
+        let rows: Vec<(i64, i64, i64, f64, i64)> = sqlx::query_as(
+            "SELECT (a.started_at / ?3) * ?3 AS bucket, COUNT(*), \
+                    SUM(CASE WHEN a.status_code BETWEEN 200 AND 299 THEN 1 ELSE 0 END), \
+                    CAST(AVG(a.duration_ms) AS DOUBLE PRECISION), MAX(a.duration_ms) \
+             FROM deliveries d JOIN delivery_attempts a ON a.delivery_id = d.id \
+             WHERE d.account_id = ?1 AND a.started_at >= ?2 \
+             GROUP BY bucket ORDER BY bucket",
+        )
+        .bind(account.as_str())
+        .bind(since_ms)
+        .bind(bucket_ms.max(1))
+        .fetch_all(&self.read)
+        .await
+        .map_err(backend)?;
+        Ok(rows.into_iter().map(rows::attempt_bucket).collect())
     }
 
     async fn get_delivery(&self, id: &DeliveryId) -> Result<Option<DeliveryRecord>, StoreError> {
