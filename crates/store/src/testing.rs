@@ -39,19 +39,12 @@ impl PgTestDb {
 
     /// Drops the database (closing what is still connected to it).
     pub async fn drop_database(self) {
-        match PgConnection::connect(&self.admin_url).await {
-            Ok(mut admin) => {
-                let sql = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name);
-                if let Err(e) = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                    .execute(&mut admin)
-                    .await
-                {
-                    let _ = writeln!(std::io::stderr(), "could not drop {}: {e}", self.name);
-                }
-            }
-            Err(e) => {
-                let _ = writeln!(std::io::stderr(), "could not drop {}: {e}", self.name);
-            }
+        let dropped = match PgConnection::connect(&self.admin_url).await {
+            Ok(mut admin) => drop_db(&mut admin, &self.name).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = dropped {
+            let _ = writeln!(std::io::stderr(), "could not drop {}: {e}", self.name);
         }
     }
 }
@@ -127,10 +120,7 @@ async fn create_locked(
     .collect::<Result<_, _>>()?;
     for name in &existing {
         if name != &template && is_stale(name) {
-            let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
-            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                .execute(&mut *admin)
-                .await?;
+            drop_db(admin, name).await?;
         }
     }
     if !existing.contains(&template) {
@@ -151,10 +141,7 @@ async fn create_locked(
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     );
-    let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-        .execute(&mut *admin)
-        .await?;
+    drop_db(admin, &name).await?;
     let sql = if migrated {
         format!("CREATE DATABASE \"{name}\" TEMPLATE \"{template}\"")
     } else {
@@ -168,6 +155,15 @@ async fn create_locked(
         url: with_database(admin_url, &name),
         name,
     })
+}
+
+/// Drops database `name`, closing its connections. Names here are ours (`sipsim_…`), never input.
+async fn drop_db(admin: &mut PgConnection, name: &str) -> Result<(), sqlx::Error> {
+    let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+        .execute(admin)
+        .await?;
+    Ok(())
 }
 
 /// A test database whose process is gone, or a template of other migrations.

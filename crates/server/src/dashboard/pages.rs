@@ -943,22 +943,32 @@ struct DeliveryPage {
     payload: String,
 }
 
+/// The logged-in account's delivery `id`; a 404 page for a malformed id or another account's.
+async fn own_delivery(
+    state: &AppState,
+    authed: &Authed,
+    id: &str,
+) -> Result<DeliveryRecord, Response> {
+    let not_found = || error_page(StatusCode::NOT_FOUND, "There is no such delivery.");
+    let id = DeliveryId::parse(id).map_err(|_| not_found())?;
+    match state.store.get_delivery(&id).await {
+        Ok(Some(d)) if d.account_id == authed.user.account_id => Ok(d),
+        Ok(_) => Err(not_found()),
+        Err(e) => Err(store_failed(e)),
+    }
+}
+
 async fn show_delivery(
     state: &AppState,
     authed: &Authed,
     id: &str,
     notice: Option<Notice>,
 ) -> Response {
-    let not_found = || error_page(StatusCode::NOT_FOUND, "There is no such delivery.");
-    let Ok(id) = DeliveryId::parse(id) else {
-        return not_found();
+    let record = match own_delivery(state, authed, id).await {
+        Ok(d) => d,
+        Err(page) => return page,
     };
-    let record = match state.store.get_delivery(&id).await {
-        Ok(Some(d)) if d.account_id == authed.user.account_id => d,
-        Ok(_) => return not_found(),
-        Err(e) => return store_failed(e),
-    };
-    let attempts = match state.store.list_attempts(&id).await {
+    let attempts = match state.store.list_attempts(&record.id).await {
         Ok(a) => a,
         Err(e) => return store_failed(e),
     };
@@ -1014,27 +1024,18 @@ pub async fn resend(
     if !Form::parse(&body).csrf_ok(&authed.session.csrf_token) {
         return csrf_refused();
     }
-    let not_found = || error_page(StatusCode::NOT_FOUND, "There is no such delivery.");
-    let Ok(id) = DeliveryId::parse(&delivery_id) else {
-        return not_found();
+    let original = match own_delivery(&state, &authed, &delivery_id).await {
+        Ok(d) => d,
+        Err(page) => return page,
     };
-    match state.store.get_delivery(&id).await {
-        Ok(Some(d)) if d.account_id == authed.user.account_id && d.event == Event::Test => {
-            return show_delivery(
-                &state,
-                &authed,
-                &delivery_id,
-                Notice::error("Test deliveries are not resent: use Send Test to send a new one."),
-            )
-            .await;
-        }
-        Ok(Some(d)) if d.account_id == authed.user.account_id => {}
-        Ok(_) => return not_found(),
-        Err(e) => return store_failed(e),
+    if original.event == Event::Test {
+        let notice =
+            Notice::error("Test deliveries are not resent: use Send Test to send a new one.");
+        return show_delivery(&state, &authed, &delivery_id, notice).await;
     }
     match state
         .store
-        .resend(&authed.user.account_id, &id, now_ms())
+        .resend(&authed.user.account_id, &original.id, now_ms())
         .await
     {
         Ok(Some(new)) => {
@@ -1047,7 +1048,8 @@ pub async fn resend(
             )
             .await
         }
-        Ok(None) => not_found(),
+        // Deleted between the two reads (retention): as if it never was.
+        Ok(None) => error_page(StatusCode::NOT_FOUND, "There is no such delivery."),
         Err(e) => store_failed(e),
     }
 }

@@ -123,8 +123,13 @@ pub(crate) fn migrator() -> Migrator {
 /// Queues a wake-up of every node's dispatcher, sent when the surrounding transaction commits
 /// (PostgreSQL folds repeats within one transaction into one).
 async fn notify_due(conn: &mut PgConnection) -> Result<(), StoreError> {
+    notify(conn, DUE_CHANNEL).await
+}
+
+/// Queues a notification on `channel`, sent when the surrounding transaction commits.
+async fn notify(conn: &mut PgConnection, channel: &str) -> Result<(), StoreError> {
     sqlx::query("SELECT pg_notify($1, '')")
-        .bind(DUE_CHANNEL)
+        .bind(channel)
         .execute(conn)
         .await
         .map_err(backend)?;
@@ -396,11 +401,7 @@ impl Store for PgStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(backend)?;
-            sqlx::query("SELECT pg_notify($1, '')")
-                .bind(REVOKED_CHANNEL)
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
+            notify(&mut tx, REVOKED_CHANNEL).await?;
         }
         tx.commit().await.map_err(backend)?;
         Ok(deleted)
@@ -713,10 +714,7 @@ impl Store for PgStore {
             .map_err(backend)?;
         }
         if !due.is_empty() {
-            sqlx::query("SELECT pg_notify('sipsim_due', '')")
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
+            notify_due(&mut tx).await?;
         }
         tx.commit().await.map_err(backend)?;
         Ok(due.len() as u64)

@@ -184,7 +184,8 @@ impl PgStore {
             cols.ints
                 .push(r.record.started_at_ms + r.record.duration_ms);
         }
-        let rows = sqlx::query(
+        // Each held delivery: its attempt number, account and ordering key.
+        let held: HashMap<String, (i64, String, Option<String>)> = sqlx::query_as(
             "UPDATE deliveries d SET status = i.status, next_attempt_at = i.next_at, \
                     lease_token = NULL, lease_expires_at = NULL, last_status_code = i.code, \
                     last_error = i.error, updated_at = i.at \
@@ -202,18 +203,10 @@ impl PgStore {
         .bind(&cols.ints)
         .fetch_all(&mut *tx)
         .await
-        .map_err(backend)?;
-        let mut held: HashMap<String, (i64, String, Option<String>)> = HashMap::new();
-        for row in rows {
-            held.insert(
-                row.try_get(0).map_err(backend)?,
-                (
-                    row.try_get(1).map_err(backend)?,
-                    row.try_get(2).map_err(backend)?,
-                    row.try_get(3).map_err(backend)?,
-                ),
-            );
-        }
+        .map_err(backend)?
+        .into_iter()
+        .map(|(id, attempt, account, key)| (id, (attempt, account, key)))
+        .collect();
 
         // The attempt log, the chains to move on, and how each integration's failure clock moves.
         let mut log = Rows::default();
@@ -735,7 +728,7 @@ async fn ingest_into(
         .collect();
     let mut first_with_key: HashMap<(String, String), MessageId> = HashMap::new();
     if !keyed.is_empty() {
-        let rows = sqlx::query(
+        let rows: Vec<(String, String, String)> = sqlx::query_as(
             "SELECT k.account_id, k.key, k.message_id FROM idempotency_keys k \
              JOIN unnest($1::TEXT[], $2::TEXT[]) AS w(account_id, key) \
                ON k.account_id = w.account_id AND k.key = w.key \
@@ -757,15 +750,8 @@ async fn ingest_into(
         .fetch_all(&mut *conn)
         .await
         .map_err(backend)?;
-        for row in rows {
-            let id: String = row.try_get(2).map_err(backend)?;
-            first_with_key.insert(
-                (
-                    row.try_get(0).map_err(backend)?,
-                    row.try_get(1).map_err(backend)?,
-                ),
-                MessageId::parse(&id).map_err(corrupt)?,
-            );
+        for (account, key, id) in rows {
+            first_with_key.insert((account, key), MessageId::parse(&id).map_err(corrupt)?);
         }
     }
 
@@ -773,7 +759,7 @@ async fn ingest_into(
     let chained: Vec<&NewMessage> = batch.iter().filter(|m| m.ordering_key.is_some()).collect();
     let mut chains: HashMap<(String, String), (i64, i64)> = HashMap::new();
     if !chained.is_empty() {
-        let rows = sqlx::query(
+        let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
             "SELECT d.account_id, d.ordering_key, MAX(d.seq), \
                     COUNT(*) FILTER (WHERE d.status IN ('pending', 'delivering', 'paused')) \
              FROM deliveries d \
@@ -786,18 +772,10 @@ async fn ingest_into(
         .fetch_all(&mut *conn)
         .await
         .map_err(backend)?;
-        for row in rows {
-            chains.insert(
-                (
-                    row.try_get(0).map_err(backend)?,
-                    row.try_get(1).map_err(backend)?,
-                ),
-                (
-                    row.try_get(2).map_err(backend)?,
-                    row.try_get(3).map_err(backend)?,
-                ),
-            );
-        }
+        chains.extend(
+            rows.into_iter()
+                .map(|(account, key, last, unfinished)| ((account, key), (last, unfinished))),
+        );
     }
 
     let mut messages = Rows::default();
