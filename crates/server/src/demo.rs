@@ -8,15 +8,14 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use serde_json::{Value, json};
-use sipsim_core::clock::{now_ms, now_secs, rfc3339_seconds_from_ms};
+use serde_json::Value;
+use sipsim_core::clock::{now_ms, now_secs};
 use sipsim_core::secret::{ClientSecret, SigningSecret};
 use sipsim_core::signing::{verify_sipsim, verify_standard};
 use sipsim_core::store::{IntegrationUpdate, NewApiClient};
@@ -120,11 +119,20 @@ pub async fn run(listen: SocketAddr, shutdown: CancellationToken) -> anyhow::Res
     println!(
         "  curl -X DELETE \"{api_url}/api/v2/webhooks/summary\" -H \"Authorization: Bearer $TOKEN\"\n"
     );
-    println!("Emitting one incoming call; each delivery is printed as the receiver verifies it:\n");
+    println!("Or the sipsim CLI, in another terminal:\n");
+    println!(
+        "  export SIPSIM_API_URL={api_url} SIPSIM_CLIENT_ID={} SIPSIM_CLIENT_SECRET={}",
+        client.id,
+        client_secret.expose()
+    );
+    println!("  cargo run --bin sipsim -- webhooks list\n");
+    println!(
+        "Simulated calls (sipsimd simulate) flow now; each delivery is printed as the receiver verifies it:\n"
+    );
 
-    let emitting = tokio::spawn(emit_call(store, wake, account));
+    let simulating = tokio::spawn(simulate(store, wake, account, shutdown.clone()));
     crate::run(state, Some(api), Some(dispatcher), shutdown).await?;
-    emitting.abort();
+    simulating.abort();
     Ok(())
 }
 
@@ -134,50 +142,23 @@ fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
     Ok(dir)
 }
 
-/// The events of one answered incoming call through a two-member dial chain, then its summary.
-async fn emit_call(store: Arc<dyn Store>, wake: Arc<Notify>, account: AccountId) {
-    let pbx_id = format!("call_demo{}", now_secs() % 1_000_000);
-    // The call started 95 s ago and has just ended; its events come out now, in order.
-    let started = now_ms() - 95_000;
-    let t = |offset_s: i64| rfc3339_seconds_from_ms(started + offset_s * 1000);
-    let (caller, number, member) = ("+33612345678", "+33198765432", "+33198765001");
-    let call = [
-        (
-            "incoming_call_start",
-            json!({"event": "incoming_call_start", "caller": caller, "receiver": number, "time": t(0), "pbx_id": pbx_id}),
-        ),
-        (
-            "incoming_call_start_chain_member_call",
-            json!({"event": "incoming_call_start_chain_member_call", "caller": caller, "receiver": member, "time": t(1), "pbx_id": pbx_id}),
-        ),
-        (
-            "incoming_call_answer",
-            json!({"event": "incoming_call_answer", "caller": caller, "receiver": member, "time": t(6), "pbx_id": pbx_id}),
-        ),
-        (
-            "incoming_call_end_chain_member_call",
-            json!({"event": "incoming_call_end_chain_member_call", "caller": caller, "receiver": member, "time": t(95), "pbx_id": pbx_id, "duration": 89, "status": "ANSWER"}),
-        ),
-        (
-            "incoming_call_end",
-            json!({"event": "incoming_call_end", "caller": caller, "receiver": number, "time": t(95), "pbx_id": pbx_id, "duration": 89,
-               "audio_path": format!("https://app.sipsim.com/recordings/{pbx_id}.mp3"), "status": "ANSWER"}),
-        ),
-        (
-            "summary",
-            json!({"id": 1, "summary": "The caller asked about business phone plans for a 15-person team and requested pricing by email.", "call_id": 4242}),
-        ),
-    ];
-    for (event, payload) in call {
-        let item = json!({"account_id": account, "event": event, "payload": payload});
-        match crate::ingest::parse_item(0, &item) {
-            Ok(message) => match store.ingest(&[message], now_ms()).await {
-                Ok(_) => wake.notify_one(),
-                Err(e) => eprintln!("demo: could not store an event: {e}"),
-            },
-            Err(errors) => eprintln!("demo: invalid demo event: {}", errors.join("; ")),
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
+/// Simulated calls for the demo's account, about two events a second, each call ten times faster
+/// than life, until the demo stops.
+async fn simulate(
+    store: Arc<dyn Store>,
+    wake: Arc<Notify>,
+    account: AccountId,
+    stop: CancellationToken,
+) {
+    let config = crate::simulate::SimulateConfig {
+        accounts: vec![account],
+        rate: 2.0,
+        duration: None,
+        speed: 10.0,
+        seed: u64::from_le_bytes(sipsim_core::random::bytes::<8>()),
+    };
+    if let Err(e) = crate::simulate::run(&*store, Some(wake), &config, stop, |_| {}).await {
+        eprintln!("demo: the call simulator stopped: {e:#}");
     }
 }
 

@@ -14,6 +14,7 @@ pub mod ingest;
 pub mod ingest_writer;
 pub mod oauth;
 pub mod request;
+pub mod simulate;
 pub mod state;
 pub mod test_event;
 

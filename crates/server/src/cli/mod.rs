@@ -70,6 +70,40 @@ pub enum Command {
     /// Ingest one event for an account, as the telephony core does through POST /internal/v1/events.
     /// A running server delivers it within a second.
     Emit(EmitArgs),
+    /// Generate realistic telephony traffic: incoming calls through sequential and simultaneous dial
+    /// chains (answered, missed, busy, no answer), voicemail, outgoing calls, then tags,
+    /// transcription, summary and rating, and SMS — validated and stored as the ingest route does. A
+    /// running server delivers them. Calls in progress are fast-forwarded when the run ends, so every
+    /// lifecycle is complete.
+    Simulate(SimulateArgs),
+}
+
+/// `simulate`'s options.
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// How many accounts to create for the run ("Simulated company N"), when --account is not given.
+    #[arg(long, default_value_t = 3)]
+    pub accounts: usize,
+    /// Use this existing account instead of creating accounts (repeat it for several).
+    #[arg(long = "account")]
+    pub account: Vec<String>,
+    /// Events per second on average, across all accounts.
+    #[arg(long, default_value_t = 10.0)]
+    pub rate: f64,
+    /// Start new calls for this long (e.g. 30s, 5m); without it, until Ctrl-C.
+    #[arg(long, value_parser = parse_duration_arg)]
+    pub duration: Option<Duration>,
+    /// How much faster than real time calls unfold: at 60, a 3-minute call takes 3 seconds (the
+    /// payloads' times follow the simulated clock).
+    #[arg(long, default_value_t = 1.0)]
+    pub speed: f64,
+    /// Give each created account an integration that delivers every event to this URL (see
+    /// SIPSIM_ALLOW_INSECURE_TARGETS for http:// and local URLs).
+    #[arg(long, conflicts_with = "account")]
+    pub webhook_url: Option<String>,
+    /// The random generator's seed, for a repeatable run.
+    #[arg(long)]
+    pub seed: Option<u64>,
 }
 
 /// `emit`'s options.
@@ -346,6 +380,7 @@ async fn execute(cli: Cli) -> anyhow::Result<Output> {
         Command::User(cmd) => operator::user(&*store, cmd).await,
         Command::Integration(cmd) => operator::integration(&*store, cmd).await,
         Command::Emit(args) => operator::emit(&*store, args).await,
+        Command::Simulate(args) => operator::simulate(&*store, args).await,
         Command::Serve(_) | Command::Demo { .. } => bail!("handled above"),
     }
 }

@@ -9,7 +9,9 @@ use sipsim_core::store::{ApiClient, Integration, IntegrationUpdate, KeptDeliveri
 use sipsim_core::target::WebhookUrl;
 use sipsim_core::{AccountId, ClientId, EventSet, ScopeSet, Store, StoreError};
 
-use super::{AccountCommand, ClientCommand, EmitArgs, IntegrationCommand, Output, UserCommand};
+use super::{
+    AccountCommand, ClientCommand, EmitArgs, IntegrationCommand, Output, SimulateArgs, UserCommand,
+};
 use crate::config::target_policy_from_env;
 use crate::dashboard::auth::{MIN_PASSWORD_LEN, hash_password, random_token};
 
@@ -375,4 +377,109 @@ pub(super) async fn test_integration(
         text: result.result.clone(),
         failed: !result.ok,
     })
+}
+
+pub(super) async fn simulate(store: &dyn Store, args: SimulateArgs) -> anyhow::Result<Output> {
+    let mut accounts = Vec::new();
+    let mut created = Vec::new();
+    if args.account.is_empty() {
+        if args.accounts == 0 {
+            bail!("--accounts must be at least 1");
+        }
+        let target = match &args.webhook_url {
+            Some(url) => Some(
+                WebhookUrl::parse(url, crate::config::target_policy_from_env())
+                    .map_err(|e| anyhow!("--webhook-url: {e}"))?,
+            ),
+            None => None,
+        };
+        for i in 1..=args.accounts {
+            let account = store
+                .create_account(&format!("Simulated company {i}"))
+                .await?;
+            let mut entry = json!({ "account_id": account.id });
+            if let Some(url) = &target {
+                let (integration, _) = store
+                    .put_integration(
+                        &account.id,
+                        IntegrationUpdate {
+                            webhook_url: url.clone(),
+                            disabled: false,
+                            events: Some(EventSet::ALL),
+                            new_signing_secret: SigningSecret::generate(),
+                        },
+                    )
+                    .await?;
+                entry["signing_secret"] = json!(integration.signing_secret.expose());
+            }
+            accounts.push(account.id);
+            created.push(entry);
+        }
+    } else {
+        for raw in &args.account {
+            let id = parse_account(raw)?;
+            require_account(store, &id).await?;
+            accounts.push(id);
+        }
+    }
+    for entry in &created {
+        let secret = entry["signing_secret"]
+            .as_str()
+            .map(|s| format!("  signing secret {s}"))
+            .unwrap_or_else(|| "  (no integration: events are stored, not delivered)".to_owned());
+        eprintln!(
+            "created {}{secret}",
+            entry["account_id"].as_str().unwrap_or_default()
+        );
+    }
+    let config = crate::simulate::SimulateConfig {
+        accounts,
+        rate: args.rate,
+        duration: args.duration,
+        speed: args.speed,
+        seed: args
+            .seed
+            .unwrap_or_else(|| u64::from_le_bytes(sipsim_core::random::bytes::<8>())),
+    };
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let on_ctrl_c = shutdown.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            on_ctrl_c.cancel();
+        }
+    });
+    eprintln!(
+        "simulating {} account(s) at {} events/s{} (seed {})",
+        config.accounts.len(),
+        config.rate,
+        match config.duration {
+            Some(d) => format!(" for {} s", d.as_secs_f64()),
+            None => " until Ctrl-C".to_owned(),
+        },
+        config.seed
+    );
+    let report = crate::simulate::run(store, None, &config, shutdown, |r| {
+        eprintln!(
+            "  {} calls/SMS, {} events stored, {} deliveries queued",
+            r.interactions, r.events, r.enqueued
+        );
+    })
+    .await?;
+    let by_event = report
+        .by_event
+        .iter()
+        .map(|(e, n)| format!("  {e:<38} {n}"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let text = format!(
+        "{} calls/SMS, {} events stored, {} deliveries queued\n{by_event}",
+        report.interactions, report.events, report.enqueued
+    );
+    let mut value = serde_json::to_value(&report)?;
+    value["seed"] = json!(config.seed);
+    value["accounts"] = json!(config.accounts);
+    if !created.is_empty() {
+        value["created"] = json!(created);
+    }
+    Ok(Output::ok(value, text))
 }

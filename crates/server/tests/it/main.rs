@@ -15,3 +15,4 @@ mod input;
 mod oauth;
 mod openapi;
 mod receiver;
+mod simulate;
