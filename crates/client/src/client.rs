@@ -1,5 +1,6 @@
 //! The HTTP client: one `reqwest` connection pool, the cached token, and one method per route.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
@@ -98,6 +99,7 @@ impl ClientBuilder {
             base,
             auth,
             cached: Mutex::new(None),
+            tokens_requested: AtomicU64::new(0),
         })
     }
 }
@@ -124,6 +126,14 @@ pub struct Client {
     base: Url,
     auth: Auth,
     cached: Mutex<Option<Cached>>,
+    tokens_requested: AtomicU64,
+}
+
+/// How long after it was issued a token of this life is renewed: when a tenth of its life is left,
+/// or 30 seconds, whichever is longer.
+fn renew_after(life: Duration) -> Duration {
+    let margin = (life / RENEW_FRACTION).max(RENEW_MARGIN).min(life);
+    life - margin
 }
 
 impl Client {
@@ -211,6 +221,7 @@ impl Client {
             ));
         };
         let url = self.url(&["oauth", "token"], &[])?;
+        self.tokens_requested.fetch_add(1, Ordering::Relaxed);
         let mut form = vec![
             ("grant_type", "client_credentials"),
             ("client_id", client_id.as_str()),
@@ -234,6 +245,11 @@ impl Client {
         }
     }
 
+    /// How many tokens this client has asked `/oauth/token` for (cached tokens are reused).
+    pub fn tokens_requested(&self) -> u64 {
+        self.tokens_requested.load(Ordering::Relaxed)
+    }
+
     /// The bearer token to send: the given one, or a cached one renewed when near its end.
     async fn bearer(&self, force_renew: bool) -> Result<String, Error> {
         if let Auth::Token(token) = &self.auth {
@@ -247,11 +263,9 @@ impl Client {
             return Ok(c.token.clone());
         }
         let token = self.request_token().await?;
-        let life = Duration::from_secs(token.expires_in);
-        let margin = (life / RENEW_FRACTION).max(RENEW_MARGIN).min(life);
         *cached = Some(Cached {
             token: token.access_token.clone(),
-            renew_at: Instant::now() + (life - margin),
+            renew_at: Instant::now() + renew_after(Duration::from_secs(token.expires_in)),
         });
         Ok(token.access_token)
     }
@@ -381,4 +395,24 @@ fn describe(e: &reqwest::Error) -> String {
         source = s.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_renewed_before_they_expire() {
+        // SIPSIM's two-hour tokens: renewed after 1 h 48 min.
+        assert_eq!(
+            renew_after(Duration::from_secs(7200)),
+            Duration::from_secs(6480)
+        );
+        // Short ones keep 30 s in hand; ones shorter than that are renewed every time.
+        assert_eq!(
+            renew_after(Duration::from_secs(100)),
+            Duration::from_secs(70)
+        );
+        assert_eq!(renew_after(Duration::from_secs(20)), Duration::ZERO);
+    }
 }

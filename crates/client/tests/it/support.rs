@@ -1,0 +1,154 @@
+//! A live server for the tests: the real `sipsimd` app and dispatcher on a temporary SQLite file.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sipsim_core::queue::DeliveryFilter;
+use sipsim_core::retry::RetrySchedule;
+use sipsim_core::secret::{ClientSecret, SigningSecret};
+use sipsim_core::store::{IntegrationUpdate, NewApiClient};
+use sipsim_core::target::{TargetPolicy, WebhookUrl};
+use sipsim_core::{AccountId, EventSet, ScopeSet, Store};
+use sipsim_delivery::{Dispatcher, DispatcherConfig, Sender, SenderConfig};
+use sipsim_server::config::{SecretString, ServerConfig};
+use sipsim_server::state::{AppState, open_store};
+use tokio_util::sync::CancellationToken;
+
+/// A live server: the API and the dispatcher, one delivery attempt per message.
+pub struct Live {
+    pub url: String,
+    pub store: Arc<dyn Store>,
+    shutdown: CancellationToken,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl Live {
+    pub async fn start() -> Live {
+        let dir = tempfile::tempdir().unwrap();
+        let database_url = format!("sqlite://{}", dir.path().join("sipsim.db").display());
+        let store = open_store(&database_url, None).await.unwrap();
+        let config = ServerConfig {
+            database_url,
+            jwt_secret: Some(SecretString::new(
+                "client-test-jwt-secret-of-32-bytes-or-more".into(),
+            )),
+            target_policy: TargetPolicy::AllowInsecure,
+            encryption: None,
+            ingest_key: None,
+            dns_overrides: Default::default(),
+            extra_ca_pem: None,
+        };
+        let sender = Sender::new(SenderConfig {
+            timeout: Duration::from_secs(2),
+            policy: TargetPolicy::AllowInsecure,
+            ..SenderConfig::default()
+        })
+        .unwrap();
+        let dispatcher = Dispatcher::new(
+            store.clone(),
+            sender,
+            DispatcherConfig {
+                schedule: RetrySchedule::parse("0s", 0.0).unwrap(),
+                ..DispatcherConfig::default()
+            },
+        );
+        let state = AppState::new(store.clone(), &config, dispatcher.waker())
+            .await
+            .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let shutdown = CancellationToken::new();
+        tokio::spawn(sipsim_server::run(
+            state,
+            Some(listener),
+            Some(dispatcher),
+            shutdown.clone(),
+        ));
+        Live {
+            url,
+            store,
+            shutdown,
+            _dir: dir,
+        }
+    }
+
+    /// An account and an API client with `scopes`: its credentials.
+    pub async fn customer(&self, scopes: &str) -> (AccountId, Credentials) {
+        let account = self.store.create_account("Acme").await.unwrap().id;
+        let credentials = self.credentials(&account, scopes).await;
+        (account, credentials)
+    }
+
+    pub async fn credentials(&self, account: &AccountId, scopes: &str) -> Credentials {
+        let secret = ClientSecret::generate();
+        let client = self
+            .store
+            .create_client(NewApiClient {
+                account_id: account.clone(),
+                name: "cli".into(),
+                scopes: ScopeSet::parse_list(scopes).unwrap(),
+                secret_hash: secret.hash(),
+            })
+            .await
+            .unwrap();
+        Credentials {
+            api_url: self.url.clone(),
+            id: client.id.to_string(),
+            secret: secret.expose().to_owned(),
+        }
+    }
+
+    /// Sets the integration as the dashboard does; returns its signing secret.
+    pub async fn integration(&self, account: &AccountId, url: &str, events: &[&str]) -> String {
+        let (integration, _) = self
+            .store
+            .put_integration(
+                account,
+                IntegrationUpdate {
+                    webhook_url: WebhookUrl::parse(url, TargetPolicy::AllowInsecure).unwrap(),
+                    disabled: false,
+                    events: Some(EventSet::parse_list(&events.join(",")).unwrap()),
+                    new_signing_secret: SigningSecret::generate(),
+                },
+            )
+            .await
+            .unwrap();
+        integration.signing_secret.expose().to_owned()
+    }
+
+    /// Ingests events as the telephony core does.
+    pub async fn ingest(&self, account: &AccountId, events: &[(&str, Value)]) {
+        let messages: Vec<_> = events
+            .iter()
+            .enumerate()
+            .map(|(i, (event, payload))| {
+                let item = json!({ "account_id": account, "event": event, "payload": payload });
+                sipsim_server::ingest::parse_item(i, &item).unwrap()
+            })
+            .collect();
+        self.store
+            .ingest(&messages, sipsim_core::clock::now_ms())
+            .await
+            .unwrap();
+    }
+
+    pub async fn deliveries(&self, account: &AccountId) -> Vec<sipsim_core::queue::DeliveryRecord> {
+        self.store
+            .list_deliveries(account, &DeliveryFilter::default(), None, 1000)
+            .await
+            .unwrap()
+    }
+}
+
+pub struct Credentials {
+    pub api_url: String,
+    pub id: String,
+    pub secret: String,
+}
