@@ -7,6 +7,8 @@ use sipsim_core::cipher::SecretCipher;
 use sipsim_core::target::TargetPolicy;
 use sipsim_delivery::resolve::{DnsOverrides, parse_overrides};
 
+use crate::limits::Rate;
+
 /// A secret configuration value; `Debug` never shows it.
 #[derive(Clone)]
 pub struct SecretString(String);
@@ -49,7 +51,49 @@ pub struct ServerConfig {
     pub dns_overrides: DnsOverrides,
     /// `SIPSIM_EXTRA_CA_CERTS`: a PEM file of extra roots the dispatcher trusts (tests).
     pub extra_ca_pem: Option<Vec<u8>>,
+    /// Request rate limits (`--api-rate-limit`, `--token-rate-limit`).
+    pub limits: RateLimits,
 }
+
+/// Request rate limits; `None` is no limit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimits {
+    /// Per API client on `/api/v2` (default 100 requests/s, bursts of 200).
+    pub api: Option<Rate>,
+    /// Per `client_id` on `/oauth/token` (default 10/s, bursts of 20): tokens last two hours, so a
+    /// client needs few; this also caps guessing one client's secret.
+    pub token_per_client: Option<Rate>,
+    /// Per client address on `/oauth/token` (default 30/s, bursts of 60).
+    pub token_per_address: Option<Rate>,
+}
+
+impl RateLimits {
+    /// `/api/v2` at `api` per second and the token endpoint at `token` per client and three times
+    /// that per address, each with bursts of twice the rate; 0 turns a limit off.
+    pub fn new(api: u32, token: u32) -> Self {
+        RateLimits {
+            api: Rate::with_double_burst(api),
+            token_per_client: Rate::with_double_burst(token),
+            token_per_address: Rate::with_double_burst(token.saturating_mul(3)),
+        }
+    }
+
+    /// No limits at all.
+    pub fn off() -> Self {
+        RateLimits::new(0, 0)
+    }
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        RateLimits::new(DEFAULT_API_RATE_LIMIT, DEFAULT_TOKEN_RATE_LIMIT)
+    }
+}
+
+/// Requests per second per API client on `/api/v2` unless configured.
+pub const DEFAULT_API_RATE_LIMIT: u32 = 100;
+/// Token requests per second per client unless configured.
+pub const DEFAULT_TOKEN_RATE_LIMIT: u32 = 10;
 
 impl ServerConfig {
     /// Reads the environment-only settings and checks them.
@@ -81,6 +125,7 @@ impl ServerConfig {
                 })?),
                 _ => None,
             },
+            limits: RateLimits::default(),
         })
     }
 }

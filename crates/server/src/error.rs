@@ -2,7 +2,7 @@
 //! place that chooses its status, message and headers. The body (the contract's error envelope, with
 //! `request_id` and `path`) is written by [`crate::request`], which knows those.
 
-use axum::http::header::WWW_AUTHENTICATE;
+use axum::http::header::{RETRY_AFTER, WWW_AUTHENTICATE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use sipsim_core::{Scope, StoreError};
@@ -42,6 +42,18 @@ pub enum ApiError {
     /// No delivery with that id in the caller's account.
     #[error("Delivery not found.")]
     DeliveryNotFound,
+    /// The API client sent more requests than its rate allows.
+    #[error(
+        "Too many requests: this API client may make {per_second} requests per second (bursts of {burst}). Retry after {retry_after} s."
+    )]
+    RateLimited {
+        /// The limit's rate.
+        per_second: u32,
+        /// The limit's burst.
+        burst: u32,
+        /// Whole seconds until a request is allowed again.
+        retry_after: u64,
+    },
     /// A store failure: 500, with the cause only in the logs.
     #[error("Internal server error.")]
     Store(#[from] StoreError),
@@ -62,6 +74,7 @@ impl ApiError {
             ApiError::InsufficientScope(_) => StatusCode::FORBIDDEN,
             ApiError::UnknownEvent(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotConfigured | ApiError::DeliveryNotFound => StatusCode::NOT_FOUND,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -83,6 +96,9 @@ impl IntoResponse for ApiError {
                 if let Ok(v) = HeaderValue::from_str(&value) {
                     headers.insert(WWW_AUTHENTICATE, v);
                 }
+            }
+            ApiError::RateLimited { retry_after, .. } => {
+                headers.insert(RETRY_AFTER, HeaderValue::from(*retry_after));
             }
             ApiError::Store(e) => {
                 response

@@ -9,7 +9,9 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, PRAGMA, WWW_AUTHENTICATE};
+use axum::http::header::{
+    AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, PRAGMA, RETRY_AFTER, WWW_AUTHENTICATE,
+};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -22,7 +24,9 @@ use sipsim_core::{ClientId, Scope, ScopeSet};
 use utoipa::ToSchema;
 
 use crate::auth::jwt::AccessClaims;
+use crate::dashboard::ClientAddr;
 use crate::error::error_chain;
+use crate::limits::{Decision, Limiter, retry_after_secs};
 use crate::state::{AppState, TOKEN_TTL_SECS};
 
 /// The form fields of a token request (documentation only; the handler parses the form itself).
@@ -78,6 +82,8 @@ enum TokenError {
     InvalidClient,
     InvalidScope(String),
     UnsupportedGrantType,
+    /// Too many token requests from this address or for this client: wait this many seconds.
+    SlowDown(u64),
     Internal(String),
 }
 
@@ -105,6 +111,18 @@ impl IntoResponse for TokenError {
                 "unsupported_grant_type",
                 "Only grant_type=client_credentials is supported.".into(),
             ),
+            TokenError::SlowDown(retry_after) => {
+                let mut r = oauth_error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "slow_down",
+                    format!(
+                        "Too many token requests. Tokens last 2 hours: reuse one until it expires. Retry after {retry_after} s."
+                    ),
+                );
+                r.headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from(retry_after));
+                return r;
+            }
             TokenError::Internal(cause) => {
                 tracing::error!(%cause, "token request failed");
                 (
@@ -115,6 +133,19 @@ impl IntoResponse for TokenError {
             }
         };
         oauth_error(status, error, description)
+    }
+}
+
+/// Takes one request from `key`'s bucket, or says how long to wait.
+fn within<K: std::hash::Hash + Eq + Clone>(
+    limiter: &Limiter<K>,
+    key: &K,
+) -> Result<(), TokenError> {
+    match limiter.check(key, std::time::Instant::now()).0 {
+        Decision::Allowed { .. } => Ok(()),
+        Decision::Limited { retry_after } => {
+            Err(TokenError::SlowDown(retry_after_secs(retry_after)))
+        }
     }
 }
 
@@ -206,14 +237,21 @@ fn basic_credentials(headers: &HeaderMap) -> Option<Result<(String, String), Tok
             "expires_in": 7200, "scope": "webhooks.read webhooks.write", "created_at": 1705312200})),
         (status = 400, description = "`invalid_request`, `invalid_scope` or `unsupported_grant_type`.", body = OAuthError),
         (status = 401, description = "`invalid_client`: unknown client or wrong secret.", body = OAuthError),
+        (status = 429, description = "`slow_down`: too many token requests for this client or from this address (`Retry-After`).", body = OAuthError),
         (status = 413, description = "Request body too large.", body = sipsim_core::envelope::ErrorEnvelope),
     )
 )]
 pub async fn issue_token(
     State(state): State<AppState>,
+    ClientAddr(address): ClientAddr,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if let (Some(limiter), Some(address)) = (&state.token_limiters.1, address)
+        && let Err(e) = within(limiter, &address)
+    {
+        return e.into_response();
+    }
     match issue(&state, &headers, &body).await {
         Ok(token) => {
             let mut r = Json(token).into_response();
@@ -265,6 +303,10 @@ async fn issue(
         (None, _, _) => return Err(TokenError::InvalidClient),
     };
 
+    // Before the secret is checked, so guessing one client's secret is as slow as the limit.
+    if let Some(limiter) = &state.token_limiters.0 {
+        within(limiter, &client_id)?;
+    }
     let client = match ClientId::parse(&client_id) {
         Ok(id) => state
             .store

@@ -5,6 +5,7 @@
 //! `timestamp`, `path`). That one place covers our handlers' errors, axum's 404 and 405, body-size
 //! rejections and caught panics alike.
 
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use axum::Json;
@@ -21,6 +22,7 @@ use sipsim_core::envelope::{Envelope, ErrorEnvelope};
 use uuid::Uuid;
 
 use crate::error::{ErrorBody, InternalCause, error_response};
+use crate::limits::Quota;
 
 /// Largest request body `/api/v2` and `/oauth/token` accept.
 pub const API_BODY_LIMIT: usize = 16 * 1024;
@@ -69,13 +71,23 @@ impl RequestId {
     }
 }
 
+/// Where the rate limiter leaves the caller's quota for [`context`] to send as `RateLimit-*` headers.
+#[derive(Clone, Default)]
+pub struct QuotaSlot(pub Arc<OnceLock<Quota>>);
+
+static RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+static RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+static RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+
 /// The middleware that gives every request its id and every error its envelope.
 pub async fn context(mut request: Request, next: Next) -> Response {
     let started = Instant::now();
     let id = RequestId(Uuid::new_v4());
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
+    let quota = QuotaSlot::default();
     request.extensions_mut().insert(id);
+    request.extensions_mut().insert(quota.clone());
 
     let limit = body_limit(&path);
     let mut response = if declared_length(request.headers()).is_some_and(|n| n > limit) {
@@ -105,6 +117,12 @@ pub async fn context(mut request: Request, next: Next) -> Response {
     }
     if let Ok(v) = HeaderValue::from_str(&id.0.to_string()) {
         response.headers_mut().insert(X_REQUEST_ID.clone(), v);
+    }
+    if let Some(q) = quota.0.get() {
+        let headers = response.headers_mut();
+        headers.insert(RATELIMIT_LIMIT.clone(), HeaderValue::from(q.limit));
+        headers.insert(RATELIMIT_REMAINING.clone(), HeaderValue::from(q.remaining));
+        headers.insert(RATELIMIT_RESET.clone(), HeaderValue::from(q.reset_secs));
     }
     response
 }

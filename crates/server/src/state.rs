@@ -1,5 +1,6 @@
 //! The server's shared state and the one place that picks a storage backend.
 
+use std::net::IpAddr;
 use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,11 +8,11 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use sipsim_core::Store;
 use sipsim_core::cipher::{SecretCipher, seal, unseal};
 use sipsim_core::secret::SecretHash;
 use sipsim_core::store::Signal;
 use sipsim_core::target::TargetPolicy;
+use sipsim_core::{ClientId, Store};
 use sipsim_store::{PgStore, SqliteStore};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -23,6 +24,7 @@ use crate::auth::revocations::{REFRESH_EVERY, Revocations};
 use crate::config::ServerConfig;
 use crate::dashboard::auth::LoginLimiter;
 use crate::ingest_writer::IngestWriter;
+use crate::limits::Limiter;
 
 /// Access tokens live two hours, as SIPSIM documents (`expires_in: 7200`).
 pub const TOKEN_TTL_SECS: i64 = 7200;
@@ -91,6 +93,10 @@ pub struct Inner {
     pub sender: Sender,
     /// Failed dashboard logins, per email and per address.
     pub login_limiter: LoginLimiter,
+    /// `/api/v2` requests per API client.
+    pub api_limiter: Option<Limiter<ClientId>>,
+    /// `/oauth/token` requests per `client_id` as sent, and per client address.
+    pub token_limiters: (Option<Limiter<String>>, Option<Limiter<IpAddr>>),
 }
 
 impl Deref for AppState {
@@ -148,6 +154,11 @@ impl AppState {
                 extra_ca_pem: config.extra_ca_pem.clone(),
             })?,
             login_limiter: LoginLimiter::default(),
+            api_limiter: config.limits.api.map(Limiter::new),
+            token_limiters: (
+                config.limits.token_per_client.map(Limiter::new),
+                config.limits.token_per_address.map(Limiter::new),
+            ),
         })))
     }
 

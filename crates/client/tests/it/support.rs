@@ -44,6 +44,7 @@ impl Live {
             ingest_key: None,
             dns_overrides: Default::default(),
             extra_ca_pem: None,
+            limits: sipsim_server::config::RateLimits::default(),
         };
         let sender = Sender::new(SenderConfig {
             timeout: Duration::from_secs(2),

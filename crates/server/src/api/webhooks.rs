@@ -50,6 +50,7 @@ impl<S: Send + Sync> FromRequestParts<S> for EventSegment {
             {"event": "summary"}, {"event": "sms"}, {"event": "rating"}]})),
         (status = 401, description = "Missing or invalid access token.", body = ErrorEnvelope),
         (status = 403, description = "The token lacks `webhooks.read`.", body = ErrorEnvelope),
+        (status = 429, description = "Over this API client\'s rate limit (`Retry-After` says when to retry).", body = ErrorEnvelope),
     )
 )]
 pub async fn list_available_events(_caller: RequireScope<WebhooksRead>, id: RequestId) -> Response {
@@ -69,6 +70,7 @@ pub async fn list_available_events(_caller: RequireScope<WebhooksRead>, id: Requ
             "data": [{"event": "incoming_call_start"}, {"event": "incoming_call_end"}]})),
         (status = 401, description = "Missing or invalid access token.", body = ErrorEnvelope),
         (status = 403, description = "The token lacks `webhooks.read`.", body = ErrorEnvelope),
+        (status = 429, description = "Over this API client\'s rate limit (`Retry-After` says when to retry).", body = ErrorEnvelope),
         (status = 404, description = "The Webhooks integration is not set up.", body = ErrorEnvelope,
          example = json!({"status": 404, "errors": ["Webhook integration not configured. Set a webhook URL via the dashboard first."],
             "request_id": "...", "timestamp": "2025-01-15T10:30:00Z", "path": "/api/v2/webhooks"})),
@@ -106,6 +108,7 @@ pub async fn list_enabled_events(
             "request_id": "...", "timestamp": "2025-01-15T10:30:00Z", "path": "/api/v2/webhooks/invalid_event"})),
         (status = 401, description = "Missing or invalid access token.", body = ErrorEnvelope),
         (status = 403, description = "The token lacks `webhooks.write`.", body = ErrorEnvelope),
+        (status = 429, description = "Over this API client\'s rate limit (`Retry-After` says when to retry).", body = ErrorEnvelope),
         (status = 404, description = "The Webhooks integration is not set up.", body = ErrorEnvelope),
         (status = 413, description = "Request body too large.", body = ErrorEnvelope),
     )
@@ -143,6 +146,7 @@ pub async fn enable_event(
         (status = 400, description = "Unknown event.", body = ErrorEnvelope),
         (status = 401, description = "Missing or invalid access token.", body = ErrorEnvelope),
         (status = 403, description = "The token lacks `webhooks.write`.", body = ErrorEnvelope),
+        (status = 429, description = "Over this API client\'s rate limit (`Retry-After` says when to retry).", body = ErrorEnvelope),
         (status = 404, description = "The Webhooks integration is not set up.", body = ErrorEnvelope),
         (status = 413, description = "Request body too large.", body = ErrorEnvelope),
     )

@@ -13,6 +13,8 @@ use sipsim_core::clock::now_secs;
 use sipsim_core::{AccountId, ClientId, Scope};
 
 use crate::error::ApiError;
+use crate::limits::{Decision, retry_after_secs};
+use crate::request::QuotaSlot;
 use crate::state::AppState;
 
 /// Who is calling: the API client behind a valid access token.
@@ -63,6 +65,20 @@ impl<S: RequiredScope> FromRequestParts<AppState> for RequireScope<S> {
         if state.revocations.is_revoked(&claims.client_id) {
             tracing::debug!(client_id = %claims.client_id, "token of a deleted client refused");
             return Err(ApiError::Unauthorized);
+        }
+        if let Some(limiter) = &state.api_limiter {
+            let (decision, quota) = limiter.check(&claims.client_id, std::time::Instant::now());
+            if let Some(slot) = parts.extensions.get::<QuotaSlot>() {
+                let _ = slot.0.set(quota);
+            }
+            if let Decision::Limited { retry_after } = decision {
+                let rate = limiter.rate();
+                return Err(ApiError::RateLimited {
+                    per_second: rate.per_second as u32,
+                    burst: rate.burst,
+                    retry_after: retry_after_secs(retry_after),
+                });
+            }
         }
         if !claims.scopes.contains(S::SCOPE) {
             return Err(ApiError::InsufficientScope(S::SCOPE));

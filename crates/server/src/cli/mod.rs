@@ -182,6 +182,14 @@ pub struct ServeArgs {
     /// Pause an integration whose every delivery attempt has failed for this long.
     #[arg(long, env = "SIPSIM_PAUSE_AFTER", default_value = "120h", value_parser = parse_duration_arg)]
     pub pause_after: Duration,
+    /// Requests per second each API client may make to /api/v2, with bursts of twice that; 0 turns
+    /// the limit off (benchmarks). Per node.
+    #[arg(long, env = "SIPSIM_API_RATE_LIMIT", default_value_t = crate::config::DEFAULT_API_RATE_LIMIT)]
+    pub api_rate_limit: u32,
+    /// Token requests per second per client_id on /oauth/token (three times that per client
+    /// address), with bursts of twice that; 0 turns the limits off. Per node.
+    #[arg(long, env = "SIPSIM_TOKEN_RATE_LIMIT", default_value_t = crate::config::DEFAULT_TOKEN_RATE_LIMIT)]
+    pub token_rate_limit: u32,
 }
 
 fn parse_duration_arg(s: &str) -> Result<Duration, String> {

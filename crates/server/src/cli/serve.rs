@@ -11,11 +11,12 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::{Output, Role, ServeArgs};
-use crate::config::ServerConfig;
+use crate::config::{RateLimits, ServerConfig};
 use crate::state::{AppState, open_store};
 
 pub(super) async fn serve(database_url: String, args: ServeArgs) -> anyhow::Result<Output> {
-    let config = ServerConfig::from_env(database_url)?;
+    let mut config = ServerConfig::from_env(database_url)?;
+    config.limits = RateLimits::new(args.api_rate_limit, args.token_rate_limit);
     let schedule = RetrySchedule::parse(&args.retry_schedule, args.retry_jitter)
         .map_err(|e| anyhow::anyhow!("--retry-schedule: {e}"))?;
     let _lock = crate::config::lock_database(&config.database_url)?;

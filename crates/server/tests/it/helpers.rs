@@ -12,7 +12,7 @@ use sipsim_core::store::{IntegrationUpdate, NewApiClient};
 use sipsim_core::target::{TargetPolicy, WebhookUrl};
 use sipsim_core::{AccountId, ClientId, EventSet, ScopeSet, Store};
 use sipsim_delivery::{Dispatcher, DispatcherConfig, Sender, SenderConfig};
-use sipsim_server::config::{SecretString, ServerConfig};
+use sipsim_server::config::{RateLimits, SecretString, ServerConfig};
 use sipsim_server::state::{AppState, open_store};
 use tokio_util::sync::CancellationToken;
 
@@ -57,6 +57,15 @@ impl TestApp {
     }
 
     async fn spawn_with(target_policy: TargetPolicy) -> TestApp {
+        TestApp::spawn_configured(target_policy, RateLimits::default()).await
+    }
+
+    /// A server with these rate limits.
+    pub async fn spawn_with_limits(limits: RateLimits) -> TestApp {
+        TestApp::spawn_configured(TargetPolicy::PublicHttpsOnly, limits).await
+    }
+
+    async fn spawn_configured(target_policy: TargetPolicy, limits: RateLimits) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
         let database_url = format!("sqlite://{}", dir.path().join("sipsim.db").display());
         let store = open_store(&database_url, None).await.unwrap();
@@ -68,6 +77,7 @@ impl TestApp {
             ingest_key: Some(SecretString::new(INGEST_KEY.to_owned())),
             dns_overrides: Default::default(),
             extra_ca_pem: None,
+            limits,
         };
         // The dispatcher may send to loopback receivers: tests run them there.
         let sender = Sender::new(SenderConfig {

@@ -12,6 +12,7 @@ mod deliveries;
 mod helpers;
 mod ingest;
 mod input;
+mod limits;
 mod oauth;
 mod openapi;
 mod receiver;
