@@ -395,6 +395,27 @@ impl Listening {
         l
     }
 
+    /// For each needle, the first line containing it, in whatever order they arrive.
+    fn wait_for_all(&mut self, needles: &[&str]) -> Vec<String> {
+        let mut found: Vec<Option<String>> = vec![None; needles.len()];
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while found.iter().any(Option::is_none) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    for (needle, slot) in needles.iter().zip(found.iter_mut()) {
+                        if slot.is_none() && line.contains(needle) {
+                            *slot = Some(line.clone());
+                        }
+                    }
+                }
+                Err(_) => panic!("not all of {needles:?} in:\n{}", self.seen.join("\n")),
+            }
+        }
+        found.into_iter().flatten().collect()
+    }
+
     /// The first line (from now on) containing `needle`.
     fn wait_for(&mut self, needle: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -458,19 +479,24 @@ async fn listen_verifies_live_deliveries_and_rejects_forged_ones() {
     .await;
 
     let listen = tokio::task::spawn_blocking(move || {
-        let line = listen.wait_for("incoming_call_start");
-        assert!(line.contains("✓ 200"), "{line}");
+        // The two events belong to different calls, so either may arrive first.
+        let lines = listen.wait_for_all(&[" incoming_call_start ", " summary "]);
+        assert!(lines[0].contains("✓ 200"), "{}", lines[0]);
         assert!(
-            line.contains("call_abc123  +33612345678 → +33198765432"),
-            "{line}"
+            lines[0].contains("call_abc123  +33612345678 → +33198765432"),
+            "{}",
+            lines[0]
         );
-        // -v prints the body.
-        listen.wait_for("\"pbx_id\": \"call_abc123\"");
-        let line = listen.wait_for(" summary ");
         assert!(
-            line.contains("✓ 200") && line.contains("call_id 12345"),
-            "{line}"
+            lines[1].contains("✓ 200") && lines[1].contains("call_id 12345"),
+            "{}",
+            lines[1]
         );
+        // -v prints the bodies, after each event's line.
+        let body = "\"pbx_id\": \"call_abc123\"";
+        if !listen.seen.iter().any(|l| l.contains(body)) {
+            listen.wait_for(body);
+        }
         listen
     })
     .await
