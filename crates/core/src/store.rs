@@ -105,6 +105,22 @@ pub struct Session {
     pub expires_at_ms: i64,
 }
 
+/// The delivery queue at one moment (`/metrics`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Deliveries waiting: due, scheduled for a retry, behind an earlier event of their call, or
+    /// kept for a paused integration.
+    pub pending: u64,
+    /// Of those, due now at an enabled integration (what the dispatchers should be sending).
+    pub due: u64,
+    /// When the longest-waiting due delivery became due, Unix ms.
+    pub oldest_due_ms: Option<i64>,
+    /// Attempts in flight (leased).
+    pub in_flight: u64,
+    /// Integrations paused (410 Gone, or failing for days).
+    pub paused_integrations: u64,
+}
+
 /// Attempts to an account's endpoint in one time bucket (the dashboard's 24-hour chart).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AttemptBucket {
@@ -400,6 +416,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// When the earliest pending delivery of an enabled integration is due, if any.
     async fn next_due_at(&self) -> Result<Option<i64>, StoreError>;
+
+    /// Answers a trivial query: the database is reachable (readiness checks).
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// What the queue holds at `now_ms`, for metrics.
+    async fn queue_stats(&self, now_ms: i64) -> Result<QueueStats, StoreError>;
 
     /// Pauses an enabled integration at once (its endpoint answered 410 Gone). Returns whether it was
     /// enabled.

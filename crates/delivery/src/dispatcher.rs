@@ -7,6 +7,7 @@
 //! deliveries whose lease expired (their worker died) due again.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use std::collections::HashMap;
@@ -65,12 +66,32 @@ impl DispatcherConfig {
     }
 }
 
+/// When a dispatcher's loop last went round (Unix ms), for readiness checks: it goes round at least
+/// every second when idle, and whenever a slot frees up when busy.
+#[derive(Clone, Default, Debug)]
+pub struct Heartbeat(Arc<AtomicI64>);
+
+impl Heartbeat {
+    fn beat(&self) {
+        self.0.store(now_ms(), Ordering::Relaxed);
+    }
+
+    /// How long ago the loop last went round; `None` before it first did.
+    pub fn age(&self) -> Option<Duration> {
+        match self.0.load(Ordering::Relaxed) {
+            0 => None,
+            at => Some(Duration::from_millis((now_ms() - at).max(0) as u64)),
+        }
+    }
+}
+
 /// Claims and attempts deliveries until shut down.
 pub struct Dispatcher {
     store: Arc<dyn Store>,
     sender: Sender,
     config: DispatcherConfig,
     wake: Arc<Notify>,
+    heartbeat: Heartbeat,
 }
 
 impl Dispatcher {
@@ -81,7 +102,13 @@ impl Dispatcher {
             sender,
             config,
             wake: Arc::new(Notify::new()),
+            heartbeat: Heartbeat::default(),
         }
+    }
+
+    /// The loop's heartbeat, to tell from outside whether it is still going round.
+    pub fn heartbeat(&self) -> Heartbeat {
+        self.heartbeat.clone()
     }
 
     /// Uses `wake` (shared with the code that enqueues) as this dispatcher's wake-up.
@@ -121,6 +148,7 @@ impl Dispatcher {
         let in_flight = Arc::new(InFlight::default());
         let cap = self.config.per_integration.max(1);
         loop {
+            self.heartbeat.beat();
             let first = tokio::select! {
                 permit = slots.clone().acquire_owned() => match permit {
                     Ok(p) => p,
@@ -308,6 +336,20 @@ async fn attempt(
         delivery_id = %delivery.id, attempt = delivery.attempt, status = ?record.status_code,
         error = ?record.error, ?completion, "attempt finished"
     );
+    metrics::histogram!("sipsim_delivery_attempt_duration_seconds")
+        .record(record.duration_ms as f64 / 1000.0);
+    match completion {
+        Completion::RetryAt(_) => metrics::counter!("sipsim_delivery_retries_total").increment(1),
+        Completion::Succeeded => {
+            metrics::counter!("sipsim_deliveries_total", "outcome" => "succeeded").increment(1)
+        }
+        Completion::Failed => {
+            metrics::counter!("sipsim_deliveries_total", "outcome" => "failed").increment(1)
+        }
+        Completion::Paused => {
+            metrics::counter!("sipsim_deliveries_total", "outcome" => "paused").increment(1)
+        }
+    }
     FinishedAttempt {
         id: delivery.id,
         lease_token: delivery.lease_token,

@@ -11,7 +11,7 @@ pub mod dispatcher;
 pub mod resolve;
 pub mod sender;
 
-pub use dispatcher::{Dispatcher, DispatcherConfig};
+pub use dispatcher::{Dispatcher, DispatcherConfig, Heartbeat};
 pub use sender::{Sender, SenderConfig, Verdict};
 
 /// Installs rustls' ring crypto provider for the whole process, once. reqwest panics when it builds a

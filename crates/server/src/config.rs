@@ -53,6 +53,8 @@ pub struct ServerConfig {
     pub extra_ca_pem: Option<Vec<u8>>,
     /// Request rate limits (`--api-rate-limit`, `--token-rate-limit`).
     pub limits: RateLimits,
+    /// `SIPSIM_METRICS_TOKEN`: when set, `/metrics` asks for it as a bearer token.
+    pub metrics_token: Option<SecretString>,
 }
 
 /// Request rate limits; `None` is no limit.
@@ -126,6 +128,12 @@ impl ServerConfig {
                 _ => None,
             },
             limits: RateLimits::default(),
+            metrics_token: match std::env::var("SIPSIM_METRICS_TOKEN") {
+                Ok(t) if t.len() >= 16 => Some(SecretString::new(t)),
+                Ok(t) if t.is_empty() => None,
+                Ok(_) => anyhow::bail!("SIPSIM_METRICS_TOKEN must be at least 16 bytes long"),
+                Err(_) => None,
+            },
         })
     }
 }

@@ -14,6 +14,7 @@ pub mod ingest;
 pub mod ingest_writer;
 pub mod limits;
 pub mod oauth;
+pub mod observe;
 pub mod request;
 pub mod simulate;
 pub mod state;
@@ -33,6 +34,9 @@ pub async fn run(
     dispatcher: Option<Dispatcher>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    if let Some(d) = &dispatcher {
+        let _ = state.heartbeat.set(d.heartbeat());
+    }
     let background = state.spawn_background(shutdown.clone());
     let delivering = dispatcher.map(|d| tokio::spawn(d.run(shutdown.clone())));
     let served = match listener {

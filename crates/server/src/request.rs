@@ -19,6 +19,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use sipsim_core::clock::timestamp_now;
 use sipsim_core::envelope::{Envelope, ErrorEnvelope};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::error::{ErrorBody, InternalCause, error_response};
@@ -90,11 +91,19 @@ pub async fn context(mut request: Request, next: Next) -> Response {
     request.extensions_mut().insert(quota.clone());
 
     let limit = body_limit(&path);
+    // Every line logged while handling the request carries its id.
+    let span = tracing::info_span!("request", request_id = %id.0);
     let mut response = if declared_length(request.headers()).is_some_and(|n| n > limit) {
         error_response(StatusCode::PAYLOAD_TOO_LARGE, too_large_message(limit))
     } else {
-        next.run(request).await
+        next.run(request).instrument(span).await
     };
+    crate::observe::record_request(
+        &path,
+        method.as_str(),
+        response.status().as_u16(),
+        started.elapsed(),
+    );
 
     let status = response.status();
     if status.is_client_error() || status.is_server_error() {

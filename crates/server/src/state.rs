@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 use std::ops::Deref;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -17,7 +17,7 @@ use sipsim_store::{PgStore, SqliteStore};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use sipsim_delivery::{Sender, SenderConfig};
+use sipsim_delivery::{Heartbeat, Sender, SenderConfig};
 
 use crate::auth::jwt::JwtKey;
 use crate::auth::revocations::{REFRESH_EVERY, Revocations};
@@ -97,6 +97,10 @@ pub struct Inner {
     pub api_limiter: Option<Limiter<ClientId>>,
     /// `/oauth/token` requests per `client_id` as sent, and per client address.
     pub token_limiters: (Option<Limiter<String>>, Option<Limiter<IpAddr>>),
+    /// Hash of `SIPSIM_METRICS_TOKEN`: `/metrics` asks for it when set.
+    pub metrics_token: Option<SecretHash>,
+    /// The heartbeat of this process's dispatcher, when it runs one (`/readyz`).
+    pub heartbeat: OnceLock<Heartbeat>,
 }
 
 impl Deref for AppState {
@@ -130,6 +134,8 @@ impl AppState {
                     .context("the stored JWT key is not base64")?
             }
         };
+        // Installed before the first request or attempt, so none goes uncounted.
+        crate::observe::recorder();
         let revocations = Revocations::default();
         revocations
             .refresh(&*store)
@@ -159,6 +165,11 @@ impl AppState {
                 config.limits.token_per_client.map(Limiter::new),
                 config.limits.token_per_address.map(Limiter::new),
             ),
+            metrics_token: config
+                .metrics_token
+                .as_ref()
+                .map(|k| SecretHash::of(k.expose())),
+            heartbeat: OnceLock::new(),
         })))
     }
 

@@ -7,7 +7,9 @@ use sipsim_core::cipher::{SecretCipher, unseal};
 use sipsim_core::event::Event;
 use sipsim_core::queue::{AttemptRecord, ClaimedDelivery, DeliveryRecord, DeliveryStatus};
 use sipsim_core::secret::{SecretHash, SigningSecret};
-use sipsim_core::store::{Account, ApiClient, Integration, IntegrationState, Revocation};
+use sipsim_core::store::{
+    Account, ApiClient, Integration, IntegrationState, QueueStats, Revocation,
+};
 use sipsim_core::target::WebhookUrl;
 use sipsim_core::{AccountId, ClientId, DeliveryId, EventSet, MessageId, ScopeSet, StoreError};
 use sqlx::Row;
@@ -272,4 +274,16 @@ pub(crate) fn attempt_bucket(
         mean_ms: mean.round() as i64,
         max_ms,
     }
+}
+
+/// `pending, due, oldest due, in flight, paused integrations`, as both backends' stats query reads.
+pub(crate) fn queue_stats(row: &impl Columns) -> Result<QueueStats, StoreError> {
+    let count = |i: usize| row.int(i).map(|n| u64::try_from(n).unwrap_or(0));
+    Ok(QueueStats {
+        pending: count(0)?,
+        due: count(1)?,
+        oldest_due_ms: row.opt_int(2)?,
+        in_flight: count(3)?,
+        paused_integrations: count(4)?,
+    })
 }

@@ -1313,6 +1313,67 @@ async fn resend_failed_and_attempt_buckets(store: &dyn Store) {
 
 /// Runs each suite function on SQLite, and on PostgreSQL in a fresh database, under one name each:
 /// `sqlite::NAME` and `postgres::NAME`.
+async fn queue_stats_count_what_waits(store: &dyn Store) {
+    use sipsim_core::store::QueueStats;
+    let now = 60_000_000;
+    assert_eq!(store.queue_stats(now).await.unwrap(), QueueStats::default());
+    let acc = store.create_account("stats").await.unwrap().id;
+    store
+        .put_integration(
+            &acc,
+            update("https://example.com/", false, Some(EventSet::ALL)),
+        )
+        .await
+        .unwrap();
+    enqueue(store, &acc, &[Event::Sms, Event::Sms], now - 5000).await;
+    enqueue(store, &acc, &[Event::Sms], now - 1000).await;
+    // Two events of one call: the second waits behind the first, pending but not due.
+    store
+        .ingest(
+            &[
+                call_message(&acc, Event::IncomingCallStart, "call_s"),
+                call_message(&acc, Event::IncomingCallEnd, "call_s"),
+            ],
+            now - 500,
+        )
+        .await
+        .unwrap();
+    // One scheduled for later is pending, not due.
+    enqueue(store, &acc, &[Event::Tags], now + 60_000).await;
+    let stats = store.queue_stats(now).await.unwrap();
+    assert_eq!(
+        stats,
+        QueueStats {
+            pending: 6,
+            due: 4,
+            oldest_due_ms: Some(now - 5000),
+            in_flight: 0,
+            paused_integrations: 0,
+        }
+    );
+    let claimed = store.claim_due(now, 2, 10_000, &[]).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    let stats = store.queue_stats(now).await.unwrap();
+    assert_eq!((stats.pending, stats.due, stats.in_flight), (4, 2, 2));
+    assert_eq!(stats.oldest_due_ms, Some(now - 1000));
+
+    // A paused integration's deliveries wait (pending, never due); the integration is counted.
+    let other = store.create_account("gone").await.unwrap().id;
+    store
+        .put_integration(
+            &other,
+            update("https://example.org/", false, Some(EventSet::ALL)),
+        )
+        .await
+        .unwrap();
+    enqueue(store, &other, &[Event::Sms], now - 9000).await;
+    assert!(store.pause_integration(&other, "gone", now).await.unwrap());
+    let stats = store.queue_stats(now).await.unwrap();
+    assert_eq!(stats.paused_integrations, 1);
+    assert_eq!((stats.pending, stats.due), (5, 2));
+    assert_eq!(stats.oldest_due_ms, Some(now - 1000));
+}
+
 macro_rules! on_both_backends {
     ($($suite:ident),* $(,)?) => {
         mod sqlite {
@@ -1386,4 +1447,5 @@ on_both_backends!(
     users_and_sessions,
     a_regenerated_secret_keeps_the_old_one_for_a_while,
     resend_failed_and_attempt_buckets,
+    queue_stats_count_what_waits,
 );

@@ -45,6 +45,7 @@ impl Live {
             dns_overrides: Default::default(),
             extra_ca_pem: None,
             limits: sipsim_server::config::RateLimits::default(),
+            metrics_token: None,
         };
         let sender = Sender::new(SenderConfig {
             timeout: Duration::from_secs(2),

@@ -57,17 +57,32 @@ impl TestApp {
     }
 
     async fn spawn_with(target_policy: TargetPolicy) -> TestApp {
-        TestApp::spawn_configured(target_policy, RateLimits::default()).await
+        TestApp::spawn_configured(target_policy, RateLimits::default(), None).await
     }
 
     /// A server with these rate limits.
     pub async fn spawn_with_limits(limits: RateLimits) -> TestApp {
-        TestApp::spawn_configured(TargetPolicy::PublicHttpsOnly, limits).await
+        TestApp::spawn_configured(TargetPolicy::PublicHttpsOnly, limits, None).await
     }
 
-    async fn spawn_configured(target_policy: TargetPolicy, limits: RateLimits) -> TestApp {
+    /// A server on the database at `url` (PostgreSQL).
+    pub async fn spawn_on(url: &str) -> TestApp {
+        TestApp::spawn_configured(
+            TargetPolicy::PublicHttpsOnly,
+            RateLimits::default(),
+            Some(url.to_owned()),
+        )
+        .await
+    }
+
+    async fn spawn_configured(
+        target_policy: TargetPolicy,
+        limits: RateLimits,
+        database_url: Option<String>,
+    ) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
-        let database_url = format!("sqlite://{}", dir.path().join("sipsim.db").display());
+        let database_url = database_url
+            .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("sipsim.db").display()));
         let store = open_store(&database_url, None).await.unwrap();
         let config = ServerConfig {
             database_url: database_url.clone(),
@@ -78,6 +93,7 @@ impl TestApp {
             dns_overrides: Default::default(),
             extra_ca_pem: None,
             limits,
+            metrics_token: None,
         };
         // The dispatcher may send to loopback receivers: tests run them there.
         let sender = Sender::new(SenderConfig {

@@ -14,6 +14,7 @@ mod ingest;
 mod input;
 mod limits;
 mod oauth;
+mod observe;
 mod openapi;
 mod receiver;
 mod simulate;

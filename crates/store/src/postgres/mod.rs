@@ -21,7 +21,8 @@ use sipsim_core::queue::{
 use sipsim_core::secret::{SecretHash, SigningSecret};
 use sipsim_core::store::{
     Account, ApiClient, AttemptBucket, Integration, IntegrationState, IntegrationUpdate,
-    KeptDeliveries, NewApiClient, Revocation, Session, Signal, SubscriptionChange, User,
+    KeptDeliveries, NewApiClient, QueueStats, Revocation, Session, Signal, SubscriptionChange,
+    User,
 };
 use sipsim_core::{
     AccountId, ClientId, DeliveryId, EventSet, MessageId, Store, StoreError, UserId,
@@ -598,6 +599,18 @@ impl Store for PgStore {
 
     async fn next_due_at(&self) -> Result<Option<i64>, StoreError> {
         self.earliest_due().await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(backend)
+    }
+
+    async fn queue_stats(&self, now_ms: i64) -> Result<QueueStats, StoreError> {
+        self.stats(now_ms).await
     }
 
     async fn record_test_attempt(

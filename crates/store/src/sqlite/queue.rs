@@ -10,7 +10,7 @@ use sipsim_core::queue::{
     AttemptRecord, ClaimedDelivery, Completion, DeliveryFilter, DeliveryRecord, DeliveryStatus,
     FinishedAttempt, IngestOutcome, NewMessage, SkipReason,
 };
-use sipsim_core::store::{IntegrationState, KeptDeliveries};
+use sipsim_core::store::{IntegrationState, KeptDeliveries, QueueStats};
 use sipsim_core::{AccountId, DeliveryId, EventSet, MessageId, StoreError};
 use sqlx::sqlite::SqliteConnection;
 use sqlx::{Acquire, AssertSqlSafe, Row};
@@ -359,6 +359,25 @@ impl SqliteStore {
         .await
         .map_err(backend)?;
         row.try_get(0).map_err(backend)
+    }
+
+    pub(super) async fn stats(&self, now_ms: i64) -> Result<QueueStats, StoreError> {
+        let row = sqlx::query(
+            "SELECT \
+               (SELECT COUNT(*) FROM deliveries WHERE status = 'pending'), \
+               (SELECT COUNT(*) FROM deliveries d JOIN integrations i ON i.account_id = d.account_id \
+                 WHERE d.status = 'pending' AND d.next_attempt_at <= ?1 AND i.state = 'enabled'), \
+               (SELECT MIN(d.next_attempt_at) FROM deliveries d \
+                 JOIN integrations i ON i.account_id = d.account_id \
+                 WHERE d.status = 'pending' AND d.next_attempt_at <= ?1 AND i.state = 'enabled'), \
+               (SELECT COUNT(*) FROM deliveries WHERE status = 'delivering'), \
+               (SELECT COUNT(*) FROM integrations WHERE state = 'paused')",
+        )
+        .bind(now_ms)
+        .fetch_one(&self.read)
+        .await
+        .map_err(backend)?;
+        rows::queue_stats(&row)
     }
 
     pub(super) async fn unclaim_all(

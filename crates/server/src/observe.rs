@@ -1,0 +1,194 @@
+//! What operators watch: `/metrics` (Prometheus), `/healthz` (the process answers) and `/readyz`
+//! (the database answers and, where this node delivers, the dispatcher is going round).
+//!
+//! Metrics are recorded through the `metrics` facade (the dispatcher records its own) into one
+//! Prometheus recorder per process. Queue gauges are read from the database at scrape time, so every
+//! node reports the shared queue. Labels never name an account: routes are their templates.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use serde_json::json;
+use sipsim_core::clock::now_ms;
+
+use crate::state::AppState;
+
+/// A dispatcher whose loop has not gone round for this long is not ready.
+const DISPATCHER_STALL: Duration = Duration::from_secs(30);
+/// How long `/readyz` waits for the database.
+const DATABASE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Bucket bounds (seconds) of the latency histograms.
+const LATENCY_BUCKETS: [f64; 13] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0,
+];
+
+/// The process's Prometheus recorder, installed on first use; `None` if another recorder was
+/// installed first (an embedding application's), whose own exporter then has our metrics.
+pub fn recorder() -> Option<&'static PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &LATENCY_BUCKETS)
+                .and_then(|b| b.install_recorder())
+                .map_err(|e| tracing::warn!(error = %e, "metrics recorder not installed"))
+                .ok()
+        })
+        .as_ref()
+}
+
+/// The label of a request path: its route template, so that ids do not multiply series.
+pub fn route_label(path: &str) -> &'static str {
+    match path {
+        "/oauth/token" => "/oauth/token",
+        "/api/v2/webhooks" => "/api/v2/webhooks",
+        "/api/v2/webhooks/available" => "/api/v2/webhooks/available",
+        "/api/v2/webhook-deliveries" => "/api/v2/webhook-deliveries",
+        "/api/v2/openapi.json" => "/api/v2/openapi.json",
+        "/internal/v1/events" => "/internal/v1/events",
+        "/metrics" => "/metrics",
+        "/healthz" => "/healthz",
+        "/readyz" => "/readyz",
+        p if p.starts_with("/api/v2/webhooks/") && !p[17..].contains('/') => {
+            "/api/v2/webhooks/{event}"
+        }
+        p if p.starts_with("/api/v2/webhook-deliveries/") && p.ends_with("/resend") => {
+            "/api/v2/webhook-deliveries/{id}/resend"
+        }
+        p if p == "/dashboard" || p.starts_with("/dashboard/") => "/dashboard",
+        _ => "other",
+    }
+}
+
+/// Counts one answered request.
+pub fn record_request(path: &str, method: &str, status: u16, elapsed: Duration) {
+    let route = route_label(path);
+    let method = match method {
+        "GET" => "GET",
+        "POST" => "POST",
+        "DELETE" => "DELETE",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "HEAD" => "HEAD",
+        _ => "other",
+    };
+    metrics::counter!("sipsim_http_requests_total", "route" => route, "method" => method, "status" => status.to_string())
+        .increment(1);
+    metrics::histogram!("sipsim_http_request_duration_seconds", "route" => route, "method" => method)
+        .record(elapsed.as_secs_f64());
+}
+
+/// `GET /metrics`: the Prometheus text format. When `SIPSIM_METRICS_TOKEN` is set, only with
+/// `Authorization: Bearer <it>`.
+pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(expected) = &state.metrics_token {
+        let given = headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        if !expected.matches(given) {
+            return crate::error::error_response(
+                StatusCode::UNAUTHORIZED,
+                "Missing or invalid metrics token.",
+            );
+        }
+    }
+    let Some(handle) = recorder() else {
+        return crate::error::error_response(
+            StatusCode::NOT_FOUND,
+            "Metrics are recorded by the embedding application's own recorder.",
+        );
+    };
+    let now = now_ms();
+    match state.store.queue_stats(now).await {
+        Ok(q) => {
+            metrics::gauge!("sipsim_queue_pending").set(q.pending as f64);
+            metrics::gauge!("sipsim_queue_due").set(q.due as f64);
+            let age = q.oldest_due_ms.map_or(0, |at| (now - at).max(0));
+            metrics::gauge!("sipsim_queue_oldest_due_age_seconds").set(age as f64 / 1000.0);
+            metrics::gauge!("sipsim_deliveries_in_flight").set(q.in_flight as f64);
+            metrics::gauge!("sipsim_integrations_paused").set(q.paused_integrations as f64);
+            metrics::gauge!("sipsim_queue_stats_up").set(1.0);
+        }
+        Err(e) => {
+            tracing::warn!(error = %crate::error::error_chain(&e), "reading queue stats failed");
+            metrics::gauge!("sipsim_queue_stats_up").set(0.0);
+        }
+    }
+    handle.run_upkeep();
+    let mut r = handle.render().into_response();
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    r
+}
+
+/// `GET /healthz`: the process is up and answering.
+pub async fn healthz() -> Response {
+    Json(json!({ "status": "ok" })).into_response()
+}
+
+/// `GET /readyz`: ready to take traffic — the database answers within 2 s and, if this node runs a
+/// dispatcher, its loop went round within 30 s. `503` otherwise, naming what is wrong.
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    let database = match tokio::time::timeout(DATABASE_TIMEOUT, state.store.ping()).await {
+        Ok(Ok(())) => "ok".to_owned(),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %crate::error::error_chain(&e), "readiness: database unreachable");
+            "unreachable".to_owned()
+        }
+        Err(_) => "timed out".to_owned(),
+    };
+    let dispatcher = match state.heartbeat.get() {
+        None => "not run by this node".to_owned(),
+        Some(h) => match h.age() {
+            None => "starting".to_owned(),
+            Some(age) if age <= DISPATCHER_STALL => "ok".to_owned(),
+            Some(age) => format!("stalled for {} s", age.as_secs()),
+        },
+    };
+    let ready = database == "ok" && !dispatcher.starts_with("stalled");
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({
+        "status": if ready { "ready" } else { "not ready" },
+        "checks": { "database": database, "dispatcher": dispatcher },
+    });
+    (status, Json(body)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_are_labelled_by_template() {
+        assert_eq!(
+            route_label("/api/v2/webhooks/sms"),
+            "/api/v2/webhooks/{event}"
+        );
+        assert_eq!(
+            route_label("/api/v2/webhooks/available"),
+            "/api/v2/webhooks/available"
+        );
+        assert_eq!(
+            route_label("/api/v2/webhook-deliveries/dlv_1/resend"),
+            "/api/v2/webhook-deliveries/{id}/resend"
+        );
+        assert_eq!(route_label("/api/v2/webhooks/a/b"), "other");
+        assert_eq!(route_label("/dashboard/deliveries"), "/dashboard");
+        assert_eq!(route_label("/wp-admin.php"), "other");
+    }
+}

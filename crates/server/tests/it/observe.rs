@@ -1,0 +1,165 @@
+//! What operators watch: `/healthz`, `/readyz` and `/metrics`.
+
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use sqlx::Connection;
+
+use crate::helpers::TestApp;
+use crate::receiver::Receiver;
+
+async fn get_text(app: &TestApp, path: &str) -> (StatusCode, String, String) {
+    let r = app.http.get(app.url(path)).send().await.unwrap();
+    let status = r.status();
+    let content_type = r
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (status, content_type, r.text().await.unwrap())
+}
+
+/// The value of the series `name{labels}` (labels as rendered, in order), or 0 when absent.
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn health_and_readiness() {
+    let app = TestApp::spawn().await;
+    let (status, _, body) = app.call(Method::GET, "/healthz", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, json!({ "status": "ok" }));
+    let (status, _, body) = app.call(Method::GET, "/readyz", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body,
+        json!({ "status": "ready", "checks": { "database": "ok", "dispatcher": "ok" } })
+    );
+}
+
+#[tokio::test]
+async fn metrics_count_requests_deliveries_and_the_queue() {
+    let app = TestApp::spawn_allowing_local_targets().await;
+    let receiver = Receiver::start(&[500]).await;
+    let account = app.account().await;
+    app.local_integration(&account, &receiver.url("/hook"), &["sms"])
+        .await;
+    let client = app.client(&account, "webhooks.read").await;
+    let token = app.token(&client, None).await;
+
+    let (status, content_type, before) = get_text(&app, "/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        content_type.starts_with("text/plain; version=0.0.4"),
+        "{content_type}"
+    );
+    let list = r#"sipsim_http_requests_total{route="/api/v2/webhooks",method="GET",status="200"}"#;
+    let retries = "sipsim_delivery_retries_total";
+    let succeeded = r#"sipsim_deliveries_total{outcome="succeeded"}"#;
+
+    for _ in 0..3 {
+        let (status, _, _) = app
+            .call(Method::GET, "/api/v2/webhooks", Some(&token))
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    // One event: a 500 (retried), then a 200.
+    let sms: Value =
+        serde_json::from_str(sipsim_core::payload::example_json(sipsim_core::Event::Sms)).unwrap();
+    let (status, body) = app
+        .ingest(&json!({ "account_id": account, "event": "sms", "payload": sms }))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(receiver.wait_for(2, Duration::from_secs(10)).await.len(), 2);
+
+    // The attempt is recorded just after the receiver answered.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let after = loop {
+        let (_, _, text) = get_text(&app, "/metrics").await;
+        if sample(&text, succeeded) >= sample(&before, succeeded) + 1.0 {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "{text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // The recorder is the process's: other tests add to it, so these are lower bounds.
+    assert!(
+        sample(&after, list) >= sample(&before, list) + 3.0,
+        "{after}"
+    );
+    assert!(sample(&after, retries) >= sample(&before, retries) + 1.0);
+    for series in [
+        "sipsim_delivery_attempt_duration_seconds_bucket{le=\"0.1\"}",
+        "sipsim_http_request_duration_seconds_count{route=\"/api/v2/webhooks\",method=\"GET\"}",
+        "sipsim_queue_pending",
+        "sipsim_queue_due",
+        "sipsim_queue_oldest_due_age_seconds",
+        "sipsim_deliveries_in_flight",
+        "sipsim_integrations_paused",
+    ] {
+        assert!(after.contains(series), "no {series} in:\n{after}");
+    }
+    assert_eq!(sample(&after, "sipsim_queue_stats_up"), 1.0);
+    // No label names an account, a client or a token.
+    assert!(!after.contains(account.as_str()));
+    assert!(!after.contains(client.id.as_str()));
+    assert!(!after.contains(&token));
+}
+
+#[tokio::test]
+async fn readiness_fails_while_the_database_is_unreachable() {
+    let Some(db) = sipsim_store::testing::postgres_test_db("readiness_database_down").await else {
+        return;
+    };
+    let app = TestApp::spawn_on(db.url()).await;
+    let (status, _, body) = app.call(Method::GET, "/readyz", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // Refuse new connections to the database and cut the open ones.
+    let admin_url = std::env::var(sipsim_store::testing::URL_VAR).unwrap();
+    let name = db.url().rsplit('/').next().unwrap().to_owned();
+    let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+    let cut = |allow: bool| format!(r#"ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS {allow}"#);
+    sqlx::query(sqlx::AssertSqlSafe(cut(false)))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
+        .bind(&name)
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let (status, _, body) = app.call(Method::GET, "/readyz", None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["status"], "not ready");
+    assert_ne!(body["checks"]["database"], "ok");
+    // Liveness is not readiness: the process still answers.
+    let (status, _, _) = app.call(Method::GET, "/healthz", None).await;
+    assert_eq!(status, StatusCode::OK);
+
+    sqlx::query(sqlx::AssertSqlSafe(cut(true)))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, _, body) = app.call(Method::GET, "/readyz", None).await;
+        if status == StatusCode::OK {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never ready again: {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(app);
+    db.drop_database().await;
+}
