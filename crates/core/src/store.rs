@@ -275,6 +275,11 @@ pub trait Store: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Erases an account and everything of it: API clients (their tokens are revoked, as for
+    /// [`Store::delete_client`]), integration, dashboard users and sessions, messages, deliveries,
+    /// attempt logs and idempotency keys. Returns whether it existed.
+    async fn delete_account(&self, id: &AccountId) -> Result<bool, StoreError>;
+
     /// Creates an account.
     async fn create_account(&self, name: &str) -> Result<Account, StoreError>;
 

@@ -1374,6 +1374,122 @@ async fn queue_stats_count_what_waits(store: &dyn Store) {
     assert_eq!(stats.oldest_due_ms, Some(now - 1000));
 }
 
+async fn deleting_an_account_erases_everything_of_it(store: &dyn Store) {
+    use sipsim_core::secret::SecretHash;
+    use sipsim_core::store::Session;
+    let now = 70_000_000;
+    let mut accounts = Vec::new();
+    for name in ["leaving", "staying"] {
+        let acc = store.create_account(name).await.unwrap().id;
+        store
+            .put_integration(
+                &acc,
+                update("https://example.com/", false, Some(EventSet::ALL)),
+            )
+            .await
+            .unwrap();
+        let client = store
+            .create_client(NewApiClient {
+                account_id: acc.clone(),
+                name: "crm".into(),
+                scopes: ScopeSet::all(),
+                secret_hash: ClientSecret::generate().hash(),
+            })
+            .await
+            .unwrap();
+        let user = store
+            .create_user(&acc, &format!("{name}@example.com"), "$argon2id$fake")
+            .await
+            .unwrap();
+        store
+            .create_session(&Session {
+                token_hash: SecretHash::of(name),
+                user_id: user.id,
+                csrf_token: "csrf".into(),
+                expires_at_ms: now + 1000,
+            })
+            .await
+            .unwrap();
+        let outcomes = store
+            .ingest(&[message(&acc, Event::Sms, Some("key-1"))], now)
+            .await
+            .unwrap();
+        let message_id = outcomes[0].message_id().clone();
+        // One attempt logged.
+        let claimed = store.claim_due(now, 10, 10_000, &[]).await.unwrap();
+        for c in claimed.iter().filter(|c| c.account_id == acc) {
+            one_attempt(store, c, Completion::Failed).await;
+        }
+        accounts.push((acc, client.id, message_id));
+    }
+    let revocations_before = store.revocations_after(0).await.unwrap().len();
+
+    let (gone, gone_client, gone_message) = &accounts[0];
+    assert!(store.delete_account(gone).await.unwrap());
+    assert!(!store.delete_account(gone).await.unwrap(), "already gone");
+
+    assert_eq!(store.get_account(gone).await.unwrap(), None);
+    assert_eq!(store.get_client(gone_client).await.unwrap(), None);
+    let revocations = store.revocations_after(0).await.unwrap();
+    assert_eq!(revocations.len(), revocations_before + 1);
+    assert_eq!(revocations.last().unwrap().client_id, *gone_client);
+    assert!(store.get_integration(gone).await.unwrap().is_none());
+    assert_eq!(
+        store
+            .get_user_by_email("leaving@example.com")
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(
+        store
+            .get_session(&SecretHash::of("leaving"), now)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(store.message_body(gone_message).await.unwrap(), None);
+    assert!(
+        store
+            .list_deliveries(gone, &Default::default(), None, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.queue_stats(now).await.unwrap().pending, 0);
+
+    // The other account keeps everything.
+    let (kept, kept_client, kept_message) = &accounts[1];
+    assert!(store.get_account(kept).await.unwrap().is_some());
+    assert!(store.get_client(kept_client).await.unwrap().is_some());
+    assert!(store.message_body(kept_message).await.unwrap().is_some());
+    let deliveries = store
+        .list_deliveries(kept, &Default::default(), None, 100)
+        .await
+        .unwrap();
+    assert_eq!(deliveries.len(), 1);
+    assert_eq!(
+        store.list_attempts(&deliveries[0].id).await.unwrap().len(),
+        1
+    );
+    assert!(
+        store
+            .get_session(&SecretHash::of("staying"), now)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // Its idempotency key still deduplicates.
+    let again = store
+        .ingest(&[message(kept, Event::Sms, Some("key-1"))], now)
+        .await
+        .unwrap();
+    assert!(
+        matches!(again[0], IngestOutcome::Duplicate { .. }),
+        "{again:?}"
+    );
+}
+
 macro_rules! on_both_backends {
     ($($suite:ident),* $(,)?) => {
         mod sqlite {
@@ -1448,4 +1564,5 @@ on_both_backends!(
     a_regenerated_secret_keeps_the_old_one_for_a_while,
     resend_failed_and_attempt_buckets,
     queue_stats_count_what_waits,
+    deleting_an_account_erases_everything_of_it,
 );

@@ -213,6 +213,17 @@ pub enum AccountCommand {
         /// A display name.
         name: String,
     },
+    /// Erase an account and everything of it, at once and for good: API clients (their tokens stop
+    /// working within seconds on every node), the webhook integration, dashboard users and
+    /// sessions, every message, delivery and attempt log. Deliveries in flight finish but are not
+    /// recorded.
+    Delete {
+        /// The account.
+        account: String,
+        /// Confirms the erasure (required).
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 /// `user …`

@@ -47,6 +47,21 @@ pub(super) async fn account(store: &dyn Store, cmd: AccountCommand) -> anyhow::R
                 acc.id.to_string(),
             ))
         }
+        AccountCommand::Delete { account, yes } => {
+            let account_id = parse_account(&account)?;
+            if !yes {
+                bail!(
+                    "this erases account {account_id} and all its data for good; add --yes to confirm"
+                );
+            }
+            if !store.delete_account(&account_id).await? {
+                bail!("account {account_id} does not exist");
+            }
+            Ok(Output::ok(
+                json!({ "deleted": true, "account_id": account_id }),
+                format!("erased account {account_id} and all its data"),
+            ))
+        }
     }
 }
 

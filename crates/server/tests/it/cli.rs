@@ -834,3 +834,77 @@ fn user_create_takes_a_password_from_stdin_or_makes_one() {
     ]);
     assert!(again.contains("exists already"), "{again}");
 }
+
+/// `account delete` erases: the account's payloads and ids are gone from the database file and its
+/// log, byte for byte, while another account's stay.
+#[test]
+fn account_delete_erases_the_account_from_the_file() {
+    let db = Db::new();
+    let mut accounts = Vec::new();
+    for name in ["Leaving", "Staying"] {
+        let account = db.json(&["account", "create", name])["account_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        db.json(&[
+            "client",
+            "create",
+            "--account",
+            &account,
+            "--scopes",
+            "webhooks.read",
+        ]);
+        db.json(&[
+            "integration",
+            "set",
+            "--account",
+            &account,
+            "--url",
+            "https://example.com/h",
+            "--events",
+            "sms",
+        ]);
+        let marker = format!("secret-plans-of-{name}");
+        let payload = serde_json::json!({
+            "event": "sms", "caller": "+33612345678", "receiver": "+33198765432",
+            "message": marker, "time": "2025-01-15T11:00:00Z", "direction": "inbound"
+        })
+        .to_string();
+        for _ in 0..20 {
+            db.json(&["emit", "--account", &account, "sms", "--payload", &payload]);
+        }
+        accounts.push((account, marker));
+    }
+    let contains = |needle: &str| {
+        let base = db.dir.path().join("sipsim.db");
+        ["", "-wal"].iter().any(|suffix| {
+            std::fs::read(format!("{}{suffix}", base.display()))
+                .is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle.as_bytes()))
+        })
+    };
+    let (gone, gone_marker) = &accounts[0];
+    let (kept, kept_marker) = &accounts[1];
+    assert!(contains(gone_marker) && contains(gone));
+
+    let err = db.json_error(&["account", "delete", gone]);
+    assert!(err.contains("add --yes"), "{err}");
+    assert!(contains(gone_marker), "nothing is erased without --yes");
+
+    let out = db.json(&["account", "delete", gone, "--yes"]);
+    assert_eq!(out["deleted"], true);
+    assert!(
+        !contains(gone_marker),
+        "a payload of the erased account is still in the file"
+    );
+    assert!(
+        !contains(gone),
+        "the erased account's id is still in the file"
+    );
+    assert!(
+        contains(kept_marker) && contains(kept),
+        "the other account is kept"
+    );
+
+    let err = db.json_error(&["account", "delete", gone, "--yes"]);
+    assert!(err.contains("does not exist"), "{err}");
+}

@@ -380,6 +380,43 @@ impl Store for PgStore {
             .collect()
     }
 
+    async fn delete_account(&self, id: &AccountId) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        // As for one client: revocations are logged in commit order (see delete_client).
+        sqlx::query("LOCK TABLE client_revocations IN SHARE ROW EXCLUSIVE MODE")
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let revoked = sqlx::query(
+            "INSERT INTO client_revocations (client_id, revoked_at) \
+             SELECT id, $2 FROM api_clients WHERE account_id = $1",
+        )
+        .bind(id.as_str())
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?
+        .rows_affected();
+        sqlx::query("DELETE FROM idempotency_keys WHERE account_id = $1")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        // Clients, integration, users and sessions, messages, deliveries and attempts cascade.
+        let deleted = sqlx::query("DELETE FROM accounts WHERE id = $1")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?
+            .rows_affected()
+            > 0;
+        if revoked > 0 {
+            notify(&mut tx, REVOKED_CHANNEL).await?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(deleted)
+    }
+
     async fn delete_client(&self, id: &ClientId) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
         // Deletions take turns, so the log's sequence numbers are in commit order and a node reading

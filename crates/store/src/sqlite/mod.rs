@@ -366,6 +366,50 @@ impl Store for SqliteStore {
             .collect()
     }
 
+    async fn delete_account(&self, id: &AccountId) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO client_revocations (client_id, revoked_at) \
+             SELECT id, ?2 FROM api_clients WHERE account_id = ?1",
+        )
+        .bind(id.as_str())
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        sqlx::query("DELETE FROM idempotency_keys WHERE account_id = ?1")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        // Clients, integration, users and sessions, messages, deliveries and attempts cascade.
+        let deleted = sqlx::query("DELETE FROM accounts WHERE id = ?1")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?
+            .rows_affected()
+            > 0;
+        tx.commit().await.map_err(backend)?;
+        if deleted {
+            // Erased means erased: deleted rows, and copies SQLite left in the unused space of pages
+            // it reorganised, stay in the file until it is rebuilt. VACUUM rebuilds it (blocking
+            // writers meanwhile: seconds per GB; account deletions are rare). PostgreSQL's own
+            // VACUUM (autovacuum) reclaims the dead rows there.
+            sqlx::query("VACUUM")
+                .execute(&self.write)
+                .await
+                .map_err(backend)?;
+        }
+        // The write-ahead log still holds pages as they were: copy it into the database and empty
+        // it (readers in progress may keep part of it until the next checkpoint).
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.write)
+            .await
+            .map_err(backend)?;
+        Ok(deleted)
+    }
+
     async fn delete_client(&self, id: &ClientId) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
         let deleted = sqlx::query("DELETE FROM api_clients WHERE id = ?1")
