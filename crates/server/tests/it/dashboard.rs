@@ -49,17 +49,28 @@ fn csrf_field(html: &str) -> String {
 
 /// Logs in; returns the session cookie (`name=value`) and the session's CSRF token.
 async fn login(app: &TestApp, email: &str, forwarded_https: bool) -> (String, String, String) {
+    login_at(&app.url(""), email, PASSWORD, forwarded_https).await
+}
+
+/// Logs in to the server at `base` with `password`.
+pub async fn login_at(
+    base: &str,
+    email: &str,
+    password: &str,
+    forwarded_https: bool,
+) -> (String, String, String) {
+    let url = |path: &str| format!("{base}{path}");
     let http = client();
-    let page = http.get(app.url("/dashboard/login")).send().await.unwrap();
+    let page = http.get(url("/dashboard/login")).send().await.unwrap();
     let (login_cookie, _) = set_cookie(&page, "sipsim_login_csrf").unwrap();
     let token = csrf_field(&page.text().await.unwrap());
     let mut req = http
-        .post(app.url("/dashboard/login"))
+        .post(url("/dashboard/login"))
         .header(COOKIE, login_cookie)
         .form(&[
             ("csrf", token.as_str()),
             ("email", email),
-            ("password", PASSWORD),
+            ("password", password),
         ]);
     if forwarded_https {
         req = req.header("x-forwarded-proto", "https");
@@ -69,7 +80,7 @@ async fn login(app: &TestApp, email: &str, forwarded_https: bool) -> (String, St
     assert_eq!(resp.headers()[LOCATION], "/dashboard/integrations");
     let (session, header) = set_cookie(&resp, "sipsim_session").unwrap();
     let page = http
-        .get(app.url("/dashboard/integrations/webhooks"))
+        .get(url("/dashboard/integrations/webhooks"))
         .header(COOKIE, &session)
         .send()
         .await

@@ -359,10 +359,15 @@ pub struct Server {
 
 impl Server {
     /// Spawns `cmd` (a `sipsimd serve --listen 127.0.0.1:0 …`) and waits for its listen address.
-    pub fn spawn(mut cmd: std::process::Command) -> Server {
+    pub fn spawn(cmd: std::process::Command) -> Server {
+        Server::spawn_logging(cmd, "info")
+    }
+
+    /// Spawns `cmd` with `RUST_LOG=level`.
+    pub fn spawn_logging(mut cmd: std::process::Command, level: &str) -> Server {
         use std::io::{BufRead, BufReader};
         let mut child = cmd
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", level)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -373,8 +378,12 @@ impl Server {
                 .next()
                 .expect("sipsimd exited before serving")
                 .unwrap();
+            // `listen=ADDR` in text logs, `"listen":"ADDR"` in JSON ones.
             if let Some(rest) = line.split("listen=").nth(1) {
                 break rest.split_whitespace().next().unwrap().to_owned();
+            }
+            if let Some(rest) = line.split("\"listen\":\"").nth(1) {
+                break rest.split('"').next().unwrap().to_owned();
             }
         };
         // Keep draining stderr so the child never blocks on a full pipe.
@@ -389,6 +398,11 @@ impl Server {
             base: format!("http://{addr}"),
             log,
         }
+    }
+
+    /// Every log line received until now (after the listener's).
+    pub fn log_so_far(&self) -> Vec<String> {
+        self.log.try_iter().collect()
     }
 
     /// Waits up to `within` for a log line containing `needle`.

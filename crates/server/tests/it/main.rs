@@ -13,6 +13,7 @@ mod helpers;
 mod ingest;
 mod input;
 mod limits;
+mod logs;
 mod oauth;
 mod observe;
 mod openapi;
