@@ -150,10 +150,15 @@ impl Sender {
         let clock = Instant::now();
         let result = match self.refuse_literal_target(out.url) {
             Some(blocked) => Err(blocked),
-            None => match tokio::time::timeout(self.timeout, self.exchange(out)).await {
-                Ok(r) => r,
-                Err(_) => Err(format!("timeout after {}", fmt_duration(self.timeout))),
-            },
+            None => {
+                // The head must arrive within the timeout; the body is read for what is left of it.
+                let deadline = tokio::time::Instant::now() + self.timeout;
+                match tokio::time::timeout_at(deadline, self.request(out)).await {
+                    Ok(Ok(response)) => Ok(read_answer(response, deadline).await),
+                    Ok(Err(e)) => Err(e),
+                    Err(_) => Err(format!("timeout after {}", fmt_duration(self.timeout))),
+                }
+            }
         };
         let duration_ms = clock.elapsed().as_millis() as i64;
         let (status_code, error, response_snippet, verdict) = match result {
@@ -208,39 +213,44 @@ impl Sender {
         forbidden_reason(ip).map(|reason| format!("blocked: {ip} is a {reason} address"))
     }
 
-    async fn exchange(&self, out: Outgoing<'_>) -> Result<Answer, String> {
+    /// Sends the signed request and waits for the response's head.
+    async fn request(&self, out: Outgoing<'_>) -> Result<reqwest::Response, String> {
         let headers = signed_headers(out).map_err(|e| format!("cannot sign: {e}"))?;
-        let mut response = self
-            .client
+        self.client
             .post(out.url)
             .headers(headers)
             .body(out.body.to_vec())
             .send()
             .await
-            .map_err(|e| describe(&e))?;
-        let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_retry_after);
-        let mut snippet = Vec::new();
-        while snippet.len() < SNIPPET_BYTES {
-            match response.chunk().await {
-                Ok(Some(chunk)) => {
-                    let room = SNIPPET_BYTES - snippet.len();
-                    snippet.extend_from_slice(&chunk[..chunk.len().min(room)]);
-                }
-                // The status is what counts; a body cut short does not change the verdict.
-                Ok(None) | Err(_) => break,
+            .map_err(|e| describe(&e))
+    }
+}
+
+/// The status and the first KiB of the body, read until `deadline`. The status is what counts: a
+/// body cut short, trickling past the deadline or far too big does not change the verdict, and no
+/// more than a KiB of it is ever held.
+async fn read_answer(mut response: reqwest::Response, deadline: tokio::time::Instant) -> Answer {
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_retry_after);
+    let mut snippet = Vec::new();
+    while snippet.len() < SNIPPET_BYTES {
+        match tokio::time::timeout_at(deadline, response.chunk()).await {
+            Ok(Ok(Some(chunk))) => {
+                let room = SNIPPET_BYTES - snippet.len();
+                snippet.extend_from_slice(&chunk[..chunk.len().min(room)]);
             }
+            Ok(Ok(None) | Err(_)) | Err(_) => break,
         }
-        // Dropping the response here closes a connection whose body was not read to the end.
-        Ok(Answer {
-            status,
-            snippet: String::from_utf8_lossy(&snippet).into_owned(),
-            retry_after,
-        })
+    }
+    // Dropping the response here closes a connection whose body was not read to the end.
+    Answer {
+        status,
+        snippet: String::from_utf8_lossy(&snippet).into_owned(),
+        retry_after,
     }
 }
 
