@@ -5,11 +5,15 @@
 //! trait with its error type. It does no I/O and knows nothing of axum or sqlx: the HTTP layer
 //! (`sipsim-server`) and the storage backends (`sipsim-store`) depend on it, never the other way round.
 
+#[doc(hidden)]
+pub mod checks;
 pub mod cipher;
 pub mod clock;
 pub mod envelope;
 pub mod event;
 pub mod ids;
+pub mod ingest;
+pub mod jwt;
 pub mod payload;
 pub mod queue;
 pub mod random;

@@ -1,7 +1,7 @@
 //! Authentication and authorization of `/api/v2`: access tokens, the revoked-client list, and the
 //! [`RequireScope`] extractor through which every handler states the scope it needs.
 
-pub mod jwt;
+pub use sipsim_core::jwt;
 pub mod revocations;
 
 use std::marker::PhantomData;

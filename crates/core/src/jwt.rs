@@ -5,12 +5,12 @@
 //! `{"alg":"HS256","typ":"JWT"}`; a token whose header names any other algorithm (including `none`) is
 //! refused before its signature is looked at, and signatures are compared in constant time.
 
+use crate::{AccountId, ClientId, ScopeSet};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
-use sipsim_core::{AccountId, ClientId, ScopeSet};
 
 type HmacSha256 = Hmac<Sha256>;
 
