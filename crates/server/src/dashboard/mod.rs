@@ -184,6 +184,15 @@ pub fn redirect(to: &'static str) -> Response {
     response
 }
 
+/// A `303 See Other` to a path built at run time (ids are `[a-z0-9_]`, so always a valid header).
+pub fn see_other(to: &str) -> Response {
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    if let Ok(location) = HeaderValue::from_str(to) {
+        response.headers_mut().insert(LOCATION, location);
+    }
+    response
+}
+
 /// Adds a `Set-Cookie` header.
 pub fn with_cookie(mut response: Response, cookie: &str) -> Response {
     if let Ok(v) = HeaderValue::from_str(cookie) {

@@ -20,7 +20,9 @@ use sipsim_core::target::WebhookUrl;
 use sipsim_core::{ClientId, DeliveryId, EventSet, Scope, ScopeSet, StoreError};
 
 use super::auth::{self, LOGIN_CSRF_COOKIE, SESSION_COOKIE, SESSION_TTL};
-use super::{Authed, ClientAddr, Form, csrf_refused, error_page, html, redirect, with_cookie};
+use super::{
+    Authed, ClientAddr, Form, csrf_refused, error_page, html, redirect, see_other, with_cookie,
+};
 use crate::state::AppState;
 
 /// Renders a template, or a plain error page if it cannot be rendered (a bug).
@@ -1011,8 +1013,14 @@ pub async fn delivery(
     State(state): State<AppState>,
     authed: Authed,
     Path(delivery_id): Path<String>,
+    uri: axum::http::Uri,
 ) -> Response {
-    show_delivery(&state, &authed, &delivery_id, None).await
+    // `?done=resent` after a resend's redirect: a fixed notice, never text from the URL.
+    let notice = match uri.query() {
+        Some("done=resent") => Notice::ok("Queued again as this new delivery (same X-Webhook-Id)."),
+        _ => None,
+    };
+    show_delivery(&state, &authed, &delivery_id, notice).await
 }
 
 pub async fn resend(
@@ -1040,13 +1048,8 @@ pub async fn resend(
     {
         Ok(Some(new)) => {
             state.wake.notify_one();
-            show_delivery(
-                &state,
-                &authed,
-                new.id.as_str(),
-                Notice::ok("Queued again as this new delivery (same X-Webhook-Id)."),
-            )
-            .await
+            // Post/Redirect/Get: reloading the new delivery's page must not queue it once more.
+            see_other(&format!("/dashboard/deliveries/{}?done=resent", new.id))
         }
         // Deleted between the two reads (retention): as if it never was.
         Ok(None) => error_page(StatusCode::NOT_FOUND, "There is no such delivery."),

@@ -275,3 +275,52 @@ async fn a_paused_integration_says_why_and_resumes_from_the_page() {
     let now = app.store.get_integration(&account).await.unwrap().unwrap();
     assert_eq!(now.state, sipsim_core::store::IntegrationState::Enabled);
 }
+
+#[tokio::test]
+async fn a_resend_redirects_so_reloading_queues_nothing_more() {
+    let app = TestApp::spawn().await;
+    let (account, email) = user(&app).await;
+    let receiver = crate::receiver::Receiver::start(&[]).await;
+    app.local_integration(&account, &receiver.url("/hook"), &["sms"])
+        .await;
+    let sms: serde_json::Value =
+        serde_json::from_str(sipsim_core::payload::example_json(sipsim_core::Event::Sms)).unwrap();
+    let (status, body) = app
+        .ingest(&serde_json::json!({ "account_id": account, "event": "sms", "payload": sms }))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let count = || async {
+        app.store
+            .list_deliveries(&account, &Default::default(), None, 100)
+            .await
+            .unwrap()
+    };
+    let original = count().await[0].id.clone();
+    let (session, csrf, _) = login(&app, &email, false).await;
+    let http = client();
+    let resp = http
+        .post(app.url(&format!("/dashboard/deliveries/{original}/resend")))
+        .header(COOKIE, &session)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let location = resp.headers()[LOCATION].to_str().unwrap().to_owned();
+    assert!(
+        location.starts_with("/dashboard/deliveries/dlv_") && location.ends_with("?done=resent"),
+        "{location}"
+    );
+    assert_eq!(count().await.len(), 2);
+    for _ in 0..2 {
+        let page = http
+            .get(app.url(&location))
+            .header(COOKIE, &session)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(page.status(), 200);
+        assert!(page.text().await.unwrap().contains("Queued again"));
+    }
+    assert_eq!(count().await.len(), 2, "reloading queued nothing more");
+}
