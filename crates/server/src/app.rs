@@ -10,6 +10,7 @@ use axum::middleware::from_fn;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::TimeoutLayer;
 use utoipa::openapi::OpenApi as OpenApiDoc;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -76,6 +77,9 @@ pub fn openapi() -> OpenApiDoc {
     api_routes().1
 }
 
+/// The longest a request may take to arrive and be answered.
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The whole application over `state`.
 pub fn app(state: AppState) -> Router {
     let (routes, doc) = api_routes();
@@ -91,6 +95,11 @@ pub fn app(state: AppState) -> Router {
         .merge(crate::dashboard::routes())
         .fallback(|| async { StatusCode::NOT_FOUND })
         .layer(DefaultBodyLimit::max(API_BODY_LIMIT))
+        // A whole request, body included, must be in within 30 s: a client trickling its body is cut.
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
         .layer(CatchPanicLayer::custom(|_| {
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }))

@@ -184,3 +184,104 @@ async fn a_database_failure_is_500_without_internals() {
         .await;
     assert_eq!(r.0, 200);
 }
+
+/// Reads from `stream` until it closes or `within` passes; returns what came and whether it closed.
+async fn read_until_closed(
+    stream: &mut tokio::net::TcpStream,
+    within: std::time::Duration,
+) -> (String, bool) {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + within;
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return (String::from_utf8_lossy(&got).into_owned(), true),
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+            Err(_) => return (String::from_utf8_lossy(&got).into_owned(), false),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_client_trickling_its_head_is_disconnected() {
+    use tokio::io::AsyncWriteExt;
+    let app = TestApp::spawn().await;
+    let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    // One more header line a second, never the blank line that ends the head.
+    let closed = loop {
+        if stream.write_all(b"X-Slow: 1\r\n").await.is_err() {
+            break true;
+        }
+        let (_, closed) = read_until_closed(&mut stream, std::time::Duration::from_secs(1)).await;
+        if closed {
+            break true;
+        }
+        if started.elapsed()
+            > sipsim_server::HEADER_READ_TIMEOUT + std::time::Duration::from_secs(5)
+        {
+            break false;
+        }
+    };
+    assert!(closed, "still connected after {:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= sipsim_server::HEADER_READ_TIMEOUT - std::time::Duration::from_secs(1)
+    );
+}
+
+#[tokio::test]
+async fn a_head_over_64_kib_is_refused() {
+    use tokio::io::AsyncWriteExt;
+    let app = TestApp::spawn().await;
+    let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let big = format!(
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(100 * 1024)
+    );
+    let _ = stream.write_all(big.as_bytes()).await;
+    let (answer, closed) = read_until_closed(&mut stream, std::time::Duration::from_secs(5)).await;
+    assert!(closed, "the connection stayed open after: {answer:?}");
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+}
+
+#[tokio::test]
+async fn a_client_trickling_its_body_gets_408_at_30_seconds() {
+    use tokio::io::AsyncWriteExt;
+    let app = TestApp::spawn().await;
+    let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    stream
+        .write_all(
+            b"POST /oauth/token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let answer = loop {
+        if stream.write_all(b"a").await.is_err() {
+            break String::new();
+        }
+        let (answer, closed) =
+            read_until_closed(&mut stream, std::time::Duration::from_secs(1)).await;
+        if !answer.is_empty() || closed {
+            break answer;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(40),
+            "never cut"
+        );
+    };
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        answer.contains("\"status\":408"),
+        "in the envelope: {answer}"
+    );
+    assert!(
+        started.elapsed()
+            >= sipsim_server::app::REQUEST_TIMEOUT - std::time::Duration::from_secs(2)
+    );
+}
