@@ -280,6 +280,14 @@ pub trait Store: Send + Sync + 'static {
     /// attempt logs and idempotency keys. Returns whether it existed.
     async fn delete_account(&self, id: &AccountId) -> Result<bool, StoreError>;
 
+    /// Sets how long the account's finished messages are kept, overriding the server's retention
+    /// period (`None`: the server's). Returns whether the account exists.
+    async fn set_retention(
+        &self,
+        id: &AccountId,
+        retention_ms: Option<i64>,
+    ) -> Result<bool, StoreError>;
+
     /// Creates an account.
     async fn create_account(&self, name: &str) -> Result<Account, StoreError>;
 
@@ -454,8 +462,9 @@ pub trait Store: Send + Sync + 'static {
         now_ms: i64,
     ) -> Result<Option<u64>, StoreError>;
 
-    /// Retention: deletes messages created before `cutoff_ms` (with their deliveries and attempts)
-    /// unless a delivery of theirs is still pending or in flight; idempotency keys past their 24 h;
+    /// Retention: deletes messages created before `cutoff_ms` — or before `now_ms` minus their
+    /// account's own period, where one is set ([`Store::set_retention`]) — with their deliveries and
+    /// attempts, unless a delivery of theirs is still pending or in flight; idempotency keys past their 24 h;
     /// and revocations older than `revocations_before_ms`. Returns how many messages were deleted.
     async fn prune(
         &self,

@@ -1490,6 +1490,65 @@ async fn deleting_an_account_erases_everything_of_it(store: &dyn Store) {
     );
 }
 
+async fn an_account_can_keep_its_messages_shorter_or_longer(store: &dyn Store) {
+    const DAY: i64 = 24 * 3600 * 1000;
+    let now = 100 * DAY;
+    let default_cutoff = now - 30 * DAY;
+    let mut accounts = Vec::new();
+    for (name, retention) in [
+        ("short", Some(DAY)),
+        ("default", None),
+        ("long", Some(60 * DAY)),
+    ] {
+        let acc = store.create_account(name).await.unwrap().id;
+        store
+            .put_integration(
+                &acc,
+                update("https://example.com/", false, Some(EventSet::ALL)),
+            )
+            .await
+            .unwrap();
+        assert!(store.set_retention(&acc, retention).await.unwrap());
+        // A finished message 2 days old and one 40 days old.
+        let mut ids = Vec::new();
+        for age in [2 * DAY, 40 * DAY] {
+            let at = now - age;
+            let out = store
+                .ingest(&[message(&acc, Event::Sms, None)], at)
+                .await
+                .unwrap();
+            let IngestOutcome::Enqueued { delivery_id, .. } = out[0].clone() else {
+                panic!()
+            };
+            let claimed = store.claim_due(at, 10, 1000, &[]).await.unwrap();
+            assert_eq!(claimed.len(), 1);
+            one_attempt(store, &claimed[0], Completion::Succeeded).await;
+            ids.push(delivery_id);
+        }
+        accounts.push((acc, ids));
+    }
+    assert!(
+        !store
+            .set_retention(&AccountId::generate(), Some(DAY))
+            .await
+            .unwrap()
+    );
+    let pruned = store.prune(default_cutoff, 0, now).await.unwrap();
+    assert_eq!(pruned, 3);
+    let kept = |i: usize, j: usize| {
+        let id = accounts[i].1[j].clone();
+        async move { store.get_delivery(&id).await.unwrap().is_some() }
+    };
+    // One day: both go. The default 30 days: the 40-day-old one goes. Sixty days: both stay.
+    assert!(!kept(0, 0).await && !kept(0, 1).await);
+    assert!(kept(1, 0).await && !kept(1, 1).await);
+    assert!(kept(2, 0).await && kept(2, 1).await);
+    // Back to the default.
+    assert!(store.set_retention(&accounts[2].0, None).await.unwrap());
+    assert_eq!(store.prune(default_cutoff, 0, now).await.unwrap(), 1);
+    assert!(kept(2, 0).await && !kept(2, 1).await);
+}
+
 macro_rules! on_both_backends {
     ($($suite:ident),* $(,)?) => {
         mod sqlite {
@@ -1565,4 +1624,5 @@ on_both_backends!(
     resend_failed_and_attempt_buckets,
     queue_stats_count_what_waits,
     deleting_an_account_erases_everything_of_it,
+    an_account_can_keep_its_messages_shorter_or_longer,
 );

@@ -213,6 +213,18 @@ pub enum AccountCommand {
         /// A display name.
         name: String,
     },
+    /// Keep this account's finished messages, deliveries and attempt logs for its own period instead
+    /// of the server's --retention (shorter for a customer who asks for it, longer for audits).
+    Retention {
+        /// The account.
+        account: String,
+        /// Days to keep them (at least 1).
+        #[arg(long, conflicts_with = "default", required_unless_present = "default")]
+        days: Option<u32>,
+        /// Use the server's retention again.
+        #[arg(long)]
+        default: bool,
+    },
     /// Erase an account and everything of it, at once and for good: API clients (their tokens stop
     /// working within seconds on every node), the webhook integration, dashboard users and
     /// sessions, every message, delivery and attempt log. Deliveries in flight finish but are not

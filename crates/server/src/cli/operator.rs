@@ -47,6 +47,28 @@ pub(super) async fn account(store: &dyn Store, cmd: AccountCommand) -> anyhow::R
                 acc.id.to_string(),
             ))
         }
+        AccountCommand::Retention {
+            account,
+            days,
+            default: _,
+        } => {
+            let account_id = parse_account(&account)?;
+            if days == Some(0) {
+                bail!("--days must be at least 1");
+            }
+            let retention_ms = days.map(|d| i64::from(d) * 24 * 3600 * 1000);
+            if !store.set_retention(&account_id, retention_ms).await? {
+                bail!("account {account_id} does not exist");
+            }
+            let text = match days {
+                Some(d) => format!("account {account_id} keeps its finished messages {d} day(s)"),
+                None => format!("account {account_id} follows the server's retention"),
+            };
+            Ok(Output::ok(
+                json!({ "account_id": account_id, "retention_days": days }),
+                text,
+            ))
+        }
         AccountCommand::Delete { account, yes } => {
             let account_id = parse_account(&account)?;
             if !yes {

@@ -908,3 +908,26 @@ fn account_delete_erases_the_account_from_the_file() {
     let err = db.json_error(&["account", "delete", gone, "--yes"]);
     assert!(err.contains("does not exist"), "{err}");
 }
+
+#[test]
+fn account_retention_is_set_and_reset() {
+    let db = Db::new();
+    let account = db.json(&["account", "create", "Acme"])["account_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let out = db.json(&["account", "retention", &account, "--days", "7"]);
+    assert_eq!(out["retention_days"], 7);
+    let out = db.json(&["account", "retention", &account, "--default"]);
+    assert_eq!(out["retention_days"], serde_json::Value::Null);
+    let err = db.json_error(&["account", "retention", &account, "--days", "0"]);
+    assert!(err.contains("at least 1"), "{err}");
+    let err = db.json_error(&[
+        "account",
+        "retention",
+        "acc_00000000000000000000000000",
+        "--days",
+        "3",
+    ]);
+    assert!(err.contains("does not exist"), "{err}");
+}

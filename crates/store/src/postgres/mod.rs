@@ -55,6 +55,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "secret rotation",
         include_str!("../../migrations/postgres/0003_secret_rotation.sql"),
     ),
+    (
+        4,
+        "account retention",
+        include_str!("../../migrations/postgres/0004_account_retention.sql"),
+    ),
 ];
 
 /// The channel on which a write that made deliveries due wakes every node's dispatcher.
@@ -378,6 +383,23 @@ impl Store for PgStore {
             .iter()
             .map(rows::client)
             .collect()
+    }
+
+    async fn set_retention(
+        &self,
+        id: &AccountId,
+        retention_ms: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        Ok(
+            sqlx::query("UPDATE accounts SET retention_ms = $2 WHERE id = $1")
+                .bind(id.as_str())
+                .bind(retention_ms)
+                .execute(&self.pool)
+                .await
+                .map_err(backend)?
+                .rows_affected()
+                > 0,
+        )
     }
 
     async fn delete_account(&self, id: &AccountId) -> Result<bool, StoreError> {

@@ -383,12 +383,26 @@ impl PgStore {
         }
         // Deliveries and their attempts go with their message (ON DELETE CASCADE). Paused deliveries
         // are kept for the retention period only, as DESIGN.md says; pending and in-flight ones stay.
+        // The oldest a message of any account may be: the default, or the shortest override.
+        let shortest: Option<i64> =
+            sqlx::query("SELECT MIN(retention_ms) FROM accounts WHERE retention_ms IS NOT NULL")
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(backend)?
+                .try_get(0)
+                .map_err(backend)?;
+        let bound = shortest.map_or(cutoff, |ms| cutoff.max(now - ms));
         let messages = sqlx::query(
-            "DELETE FROM messages WHERE created_at < $1 AND NOT EXISTS ( \
+            "DELETE FROM messages WHERE created_at < $1 \
+             AND created_at < COALESCE((SELECT $3 - a.retention_ms FROM accounts a \
+                                        WHERE a.id = messages.account_id), $2) \
+             AND NOT EXISTS ( \
                 SELECT 1 FROM deliveries d WHERE d.message_id = messages.id \
                 AND d.status IN ('pending', 'delivering'))",
         )
+        .bind(bound)
         .bind(cutoff)
+        .bind(now)
         .execute(&mut *tx)
         .await
         .map_err(backend)?

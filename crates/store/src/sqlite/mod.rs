@@ -76,6 +76,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "secret rotation",
         include_str!("../../migrations/sqlite/0007_secret_rotation.sql"),
     ),
+    (
+        8,
+        "account retention",
+        include_str!("../../migrations/sqlite/0008_account_retention.sql"),
+    ),
 ];
 
 /// A SQLite database holding all of sipsim-webhooks' state.
@@ -364,6 +369,23 @@ impl Store for SqliteStore {
             .iter()
             .map(rows::client)
             .collect()
+    }
+
+    async fn set_retention(
+        &self,
+        id: &AccountId,
+        retention_ms: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        Ok(
+            sqlx::query("UPDATE accounts SET retention_ms = ?2 WHERE id = ?1")
+                .bind(id.as_str())
+                .bind(retention_ms)
+                .execute(&self.write)
+                .await
+                .map_err(backend)?
+                .rows_affected()
+                > 0,
+        )
     }
 
     async fn delete_account(&self, id: &AccountId) -> Result<bool, StoreError> {
