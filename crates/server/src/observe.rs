@@ -79,9 +79,10 @@ pub fn record_request(path: &str, method: &str, status: u16, elapsed: Duration) 
         "HEAD" => "HEAD",
         _ => "other",
     };
-    metrics::counter!("sipsim_http_requests_total", "route" => route, "method" => method, "status" => status.to_string())
+    let status = status.to_string();
+    metrics::counter!("sipsim_http_requests_total", "route" => route, "method" => method, "status" => status.clone())
         .increment(1);
-    metrics::histogram!("sipsim_http_request_duration_seconds", "route" => route, "method" => method)
+    metrics::histogram!("sipsim_http_request_duration_seconds", "route" => route, "method" => method, "status" => status)
         .record(elapsed.as_secs_f64());
 }
 

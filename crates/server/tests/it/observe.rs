@@ -100,7 +100,7 @@ async fn metrics_count_requests_deliveries_and_the_queue() {
     assert!(sample(&after, retries) >= sample(&before, retries) + 1.0);
     for series in [
         "sipsim_delivery_attempt_duration_seconds_bucket{le=\"0.1\"}",
-        "sipsim_http_request_duration_seconds_count{route=\"/api/v2/webhooks\",method=\"GET\"}",
+        "sipsim_http_request_duration_seconds_count{route=\"/api/v2/webhooks\",method=\"GET\",status=\"200\"}",
         "sipsim_queue_pending",
         "sipsim_queue_due",
         "sipsim_queue_oldest_due_age_seconds",
