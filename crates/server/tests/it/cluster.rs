@@ -149,8 +149,33 @@ async fn two_nodes_kill_9_one_loses_nothing_and_keeps_order() {
             .len()
     };
     let started = Instant::now();
-    let mut a = Some(a);
-    let mut killed: Option<(Instant, usize)> = None;
+    // A watcher kills A the moment a third has arrived and at least 8 attempts are in flight at the
+    // receiver: looking only between ingest requests could miss every such moment when delivery
+    // keeps up with ingest.
+    let a = Arc::new(Mutex::new(Some(a)));
+    let killed: Arc<Mutex<Option<(Instant, usize)>>> = Arc::default();
+    let watcher = {
+        let (a, killed, seen) = (a.clone(), killed.clone(), seen.clone());
+        tokio::spawn(async move {
+            loop {
+                // Arrivals counted cheaply (before the kill nothing is sent twice).
+                let (arrived, in_flight) = {
+                    let seen = seen.lock().unwrap();
+                    (seen.arrivals.len(), seen.in_flight.values().sum::<u32>())
+                };
+                if arrived >= total / 3 && in_flight >= 8 {
+                    if let Some(mut node) = a.lock().unwrap().take() {
+                        node.child.kill().unwrap(); // SIGKILL
+                        node.child.wait().unwrap();
+                    }
+                    let at_kill = distinct(&seen.lock().unwrap());
+                    *killed.lock().unwrap() = Some((Instant::now(), at_kill));
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+    };
     let mut accepted = HashSet::new();
     let mut resent_batches = 0;
     for (round, event) in LIFECYCLE.iter().enumerate() {
@@ -178,8 +203,9 @@ async fn two_nodes_kill_9_one_loses_nothing_and_keeps_order() {
             .enumerate()
             .map(|(i, items)| {
                 let to_a = (i + round) % 2 == 0;
-                let base = match (&a, to_a) {
-                    (Some(a), true) => a.base.clone(),
+                let a_base = a.lock().unwrap().as_ref().map(|node| node.base.clone());
+                let base = match (a_base, to_a) {
+                    (Some(a_base), true) => a_base,
                     _ => b.base.clone(),
                 };
                 let post = http
@@ -209,31 +235,15 @@ async fn two_nodes_kill_9_one_loses_nothing_and_keeps_order() {
                 assert!(r["enqueued"] == true || r["duplicate"] == true, "{r}");
                 accepted.insert(r["message_id"].as_str().unwrap().to_owned());
             }
-            let (arrived, in_flight) = {
-                let seen = seen.lock().unwrap();
-                (distinct(&seen), seen.in_flight.values().sum::<u32>())
-            };
-            if killed.is_none() && arrived >= total / 3 && in_flight >= 8 {
-                if let Some(mut a) = a.take() {
-                    a.child.kill().unwrap(); // SIGKILL
-                    a.child.wait().unwrap();
-                }
-                killed = Some((Instant::now(), distinct(&seen.lock().unwrap())));
-            }
         }
     }
     assert_eq!(accepted.len(), total);
     let ingested_in = started.elapsed();
-    // If delivery outran the trigger, kill A now: still mid-delivery.
-    if killed.is_none() {
-        if let Some(mut a) = a.take() {
-            a.child.kill().unwrap();
-            a.child.wait().unwrap();
-        }
-        killed = Some((Instant::now(), distinct(&seen.lock().unwrap())));
-    }
-    let Some((killed_at, at_kill)) = killed else {
-        unreachable!("set above")
+    // The watcher fires while the last events are still being delivered, at the latest.
+    let fired = tokio::time::timeout(Duration::from_secs(30), watcher).await;
+    assert!(fired.is_ok(), "A was never killed with attempts in flight");
+    let Some((killed_at, at_kill)) = *killed.lock().unwrap() else {
+        unreachable!("the watcher records the kill before it returns")
     };
     assert!(
         at_kill < total,
