@@ -303,9 +303,11 @@ async fn issue(
         (None, _, _) => return Err(TokenError::InvalidClient),
     };
 
-    // Before the secret is checked, so guessing one client's secret is as slow as the limit.
-    if let Some(limiter) = &state.token_limiters.0 {
-        within(limiter, &client_id)?;
+    // Before the secret is checked, so guessing one client's secret is as slow as the limit. Only
+    // well-formed ids get a bucket (a few dozen bytes each): a flood of made-up 16 KiB ids would
+    // otherwise fill memory; those fail below and count against their address anyway.
+    if let (Some(limiter), Ok(id)) = (&state.token_limiters.0, ClientId::parse(&client_id)) {
+        within(limiter, &id.to_string())?;
     }
     let client = match ClientId::parse(&client_id) {
         Ok(id) => state

@@ -103,7 +103,7 @@ impl LoginLimiter {
 
     fn keys(email: &str, address: Option<&str>) -> [(String, usize); 2] {
         [
-            (format!("email:{}", email.trim().to_lowercase()), PER_EMAIL),
+            (format!("email:{}", email_key(email)), PER_EMAIL),
             (
                 format!("addr:{}", address.unwrap_or("unknown")),
                 PER_ADDRESS,
@@ -145,8 +145,14 @@ impl LoginLimiter {
     /// Forgets an email's failures after a successful login.
     pub fn succeeded(&self, email: &str) {
         let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        map.remove(&format!("email:{}", email.trim().to_lowercase()));
+        map.remove(&format!("email:{}", email_key(email)));
     }
+}
+
+/// An email as the limiter counts it: trimmed, lowercased, and no longer than an email can be
+/// (254), so that made-up 16 KiB "emails" cannot fill memory.
+fn email_key(email: &str) -> String {
+    email.trim().to_lowercase().chars().take(254).collect()
 }
 
 #[cfg(test)]
