@@ -12,32 +12,17 @@ use crate::payload::Payload;
 use crate::target::{TargetPolicy, WebhookUrl, forbidden_reason};
 use crate::{AccountId, ClientId, ScopeSet};
 
-/// The events a payload input may name: its first byte picks one.
-const EVENTS: [Event; 15] = [
-    Event::IncomingCallStart,
-    Event::IncomingCallStartChainMemberCall,
-    Event::IncomingCallEndChainMemberCall,
-    Event::IncomingCallAnswer,
-    Event::IncomingCallEnd,
-    Event::OutgoingCallStart,
-    Event::OutgoingCallAnswer,
-    Event::OutgoingCallEnd,
-    Event::Voicemail,
-    Event::Tags,
-    Event::Speech,
-    Event::Summary,
-    Event::Sms,
-    Event::Rating,
-    Event::Test,
-];
-
 /// `payload`: byte 0 picks the event, the rest is the JSON. What parses serialises to JSON that
 /// parses back to the same payload, of the same event.
 pub fn payload(data: &[u8]) {
     let Some((first, json)) = data.split_first() else {
         return;
     };
-    let event = EVENTS[usize::from(*first) % EVENTS.len()];
+    // The catalog's 14 events, then `test`.
+    let event = Event::CATALOG
+        .get(usize::from(*first) % (Event::CATALOG.len() + 1))
+        .copied()
+        .unwrap_or(Event::Test);
     if let Ok(parsed) = Payload::parse(event, json) {
         assert_eq!(parsed.event(), event);
         let again = Payload::parse(event, &parsed.to_json())

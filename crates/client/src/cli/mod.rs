@@ -248,54 +248,36 @@ pub fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli, out: &Out) -> Result<(), Failure> {
-    match cli.command {
-        Command::Webhooks(command) => {
-            let client = client(
-                &cli.api_url,
-                &cli.client_id,
-                &cli.client_secret,
-                &cli.access_token,
-            )?;
-            match command {
-                WebhooksCommand::Available => webhooks::available(&client, out).await,
-                WebhooksCommand::List => webhooks::list(&client, out).await,
-                WebhooksCommand::Enable(args) => {
-                    webhooks::change(
-                        &client,
-                        out,
-                        webhooks::Change::Enable,
-                        args.events,
-                        args.all,
-                    )
-                    .await
-                }
-                WebhooksCommand::Disable(args) => {
-                    webhooks::change(
-                        &client,
-                        out,
-                        webhooks::Change::Disable,
-                        args.events,
-                        args.all,
-                    )
-                    .await
-                }
-            }
+    // The API commands build their client here; `listen` and `verify` need none.
+    let api = || {
+        client(
+            &cli.api_url,
+            &cli.client_id,
+            &cli.client_secret,
+            &cli.access_token,
+        )
+    };
+    let (change, events, all) = match cli.command {
+        Command::Webhooks(WebhooksCommand::Available) => {
+            return webhooks::available(&api()?, out).await;
         }
-        Command::Deliveries(command) => {
-            let client = client(
-                &cli.api_url,
-                &cli.client_id,
-                &cli.client_secret,
-                &cli.access_token,
-            )?;
-            match command {
-                DeliveriesCommand::List(args) => deliveries::list(&client, out, args).await,
-                DeliveriesCommand::Resend { id } => deliveries::resend(&client, out, &id).await,
-            }
+        Command::Webhooks(WebhooksCommand::List) => return webhooks::list(&api()?, out).await,
+        Command::Webhooks(WebhooksCommand::Enable(a)) => {
+            (webhooks::Change::Enable, a.events, a.all)
         }
-        Command::Listen(args) => listen::run(args, out).await,
-        Command::Verify(args) => verify::run(args, out),
-    }
+        Command::Webhooks(WebhooksCommand::Disable(a)) => {
+            (webhooks::Change::Disable, a.events, a.all)
+        }
+        Command::Deliveries(DeliveriesCommand::List(args)) => {
+            return deliveries::list(&api()?, out, args).await;
+        }
+        Command::Deliveries(DeliveriesCommand::Resend { id }) => {
+            return deliveries::resend(&api()?, out, &id).await;
+        }
+        Command::Listen(args) => return listen::run(args, out).await,
+        Command::Verify(args) => return verify::run(args, out),
+    };
+    webhooks::change(&api()?, out, change, events, all).await
 }
 
 fn client(
