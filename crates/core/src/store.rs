@@ -250,6 +250,8 @@ pub enum Signal {
     Due,
     /// An API client was deleted: refresh the revocation list now.
     Revoked,
+    /// An integration's settings changed: drop what is cached of them.
+    SettingsChanged,
 }
 
 /// The storage interface every backend implements.
@@ -311,6 +313,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// The revocation log after position `seq`, in order.
     async fn revocations_after(&self, seq: i64) -> Result<Vec<Revocation>, StoreError>;
+
+    /// A number that changes whenever any integration is created, removed, or has its settings
+    /// (URL, state, subscriptions, secrets) changed, by any process: what in-memory caches of
+    /// integrations compare against. Never moves for delivery bookkeeping.
+    async fn settings_version(&self) -> Result<i64, StoreError>;
 
     /// Reads an account's integration.
     async fn get_integration(&self, account: &AccountId)

@@ -12,6 +12,7 @@ pub mod demo;
 pub mod error;
 pub mod ingest;
 pub mod ingest_writer;
+pub mod integrations;
 pub mod limits;
 pub mod oauth;
 pub mod observe;

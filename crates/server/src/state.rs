@@ -24,6 +24,7 @@ use crate::auth::revocations::{REFRESH_EVERY, Revocations};
 use crate::config::ServerConfig;
 use crate::dashboard::auth::LoginLimiter;
 use crate::ingest_writer::IngestWriter;
+use crate::integrations::IntegrationCache;
 use crate::limits::Limiter;
 
 /// Access tokens live two hours, as SIPSIM documents (`expires_in: 7200`).
@@ -79,6 +80,10 @@ pub struct Inner {
     pub jwt: JwtKey,
     /// Deleted clients whose tokens are refused.
     pub revocations: Revocations,
+    /// Integrations, cached for the API's reads.
+    pub integrations: IntegrationCache,
+    /// Makes the integration cache check the settings version now (another node changed one).
+    refresh_integrations: Arc<Notify>,
     /// Which webhook URLs may be saved.
     pub target_policy: TargetPolicy,
     /// Hash of `SIPSIM_INGEST_KEY`; without one the ingest route is not served.
@@ -141,10 +146,16 @@ impl AppState {
             .refresh(&*store)
             .await
             .context("cannot load the revoked API clients")?;
+        let settings_version = store
+            .settings_version()
+            .await
+            .context("cannot read the settings version")?;
         Ok(AppState(Arc::new(Inner {
             store: store.clone(),
             jwt: JwtKey::new(&key),
             revocations,
+            integrations: IntegrationCache::new(settings_version),
+            refresh_integrations: Arc::new(Notify::new()),
             target_policy: config.target_policy,
             ingest_key: config
                 .ingest_key
@@ -180,6 +191,7 @@ impl AppState {
         tokio::spawn(async move {
             let watching = tokio::spawn(watch_signals(state.clone()));
             let clock = tokio::spawn(follow_database_clock(state.store.clone()));
+            let settings = tokio::spawn(follow_settings(state.clone()));
             let mut tick = tokio::time::interval(REFRESH_EVERY);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -200,7 +212,24 @@ impl AppState {
             }
             watching.abort();
             clock.abort();
+            settings.abort();
         })
+    }
+}
+
+/// Keeps the integration cache in step with the store's settings version: polled, and at once when
+/// another node signals a change.
+async fn follow_settings(state: AppState) {
+    let mut tick = tokio::time::interval(crate::integrations::POLL_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = state.refresh_integrations.notified() => {}
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = state.integrations.refresh(&*state.store).await {
+            tracing::warn!(error = %crate::error::error_chain(&e), "reading the settings version failed");
+        }
     }
 }
 
@@ -209,6 +238,7 @@ async fn watch_signals(state: AppState) {
     let on_signal = |signal: Signal| match signal {
         Signal::Due => state.wake.notify_one(),
         Signal::Revoked => state.refresh_revocations.notify_one(),
+        Signal::SettingsChanged => state.refresh_integrations.notify_one(),
     };
     loop {
         match state.store.watch(&on_signal).await {

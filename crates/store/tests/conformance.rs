@@ -1549,6 +1549,81 @@ async fn an_account_can_keep_its_messages_shorter_or_longer(store: &dyn Store) {
     assert!(kept(2, 0).await && !kept(2, 1).await);
 }
 
+/// The settings version moves with every change an integration cache must notice, from any
+/// process, and not with delivery bookkeeping (the hot path writes that).
+async fn the_settings_version_moves_with_settings_changes_only(store: &dyn Store) {
+    let now = 21_000_000;
+    let v = || async { store.settings_version().await.unwrap() };
+    let start = v().await;
+    let acc = store.create_account("versioned").await.unwrap().id;
+    assert_eq!(v().await, start, "an account alone is no setting");
+    let sms: EventSet = [Event::Sms].into_iter().collect();
+    store
+        .put_integration(&acc, update("https://example.com/", false, Some(sms)))
+        .await
+        .unwrap();
+    let created = v().await;
+    assert!(created > start, "creating an integration moves it");
+    store
+        .change_subscription(&acc, SubscriptionChange::Subscribe(Event::Rating))
+        .await
+        .unwrap();
+    let subscribed = v().await;
+    assert!(subscribed > created, "a subscription moves it");
+
+    // A failing attempt (it sets the integration's failing_since) and a success do not.
+    store
+        .ingest(&[message(&acc, Event::Sms, None)], now)
+        .await
+        .unwrap();
+    let claimed = store.claim_due(now, 10, 1000, &[]).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    finish(
+        store,
+        &claimed[0].id,
+        &claimed[0].lease_token,
+        &record(now, Some(500), None),
+        Completion::RetryAt(now + 10),
+    )
+    .await
+    .unwrap();
+    let retry = store.claim_due(now + 10, 10, 1000, &[]).await.unwrap();
+    one_attempt(store, &retry[0], Completion::Succeeded).await;
+    assert_eq!(
+        v().await,
+        subscribed,
+        "delivery bookkeeping leaves it alone"
+    );
+
+    let mut last = subscribed;
+    let mut moved = |what: &str, now_v: i64| {
+        assert!(now_v > last, "{what} moves it");
+        last = now_v;
+    };
+    store
+        .rotate_signing_secret(&acc, &SigningSecret::generate(), now + 1000)
+        .await
+        .unwrap();
+    moved("regenerating the secret", v().await);
+    store.pause_integration(&acc, "test", now).await.unwrap();
+    moved("pausing", v().await);
+    store
+        .resume_integration(&acc, sipsim_core::store::KeptDeliveries::Deliver, now)
+        .await
+        .unwrap();
+    moved("resuming", v().await);
+    store.remove_integration(&acc).await.unwrap();
+    moved("removing the integration", v().await);
+    let other = store.create_account("erased").await.unwrap().id;
+    store
+        .put_integration(&other, update("https://example.com/", false, None))
+        .await
+        .unwrap();
+    moved("creating another", v().await);
+    store.delete_account(&other).await.unwrap();
+    moved("erasing an account with an integration", v().await);
+}
+
 macro_rules! on_both_backends {
     ($($suite:ident),* $(,)?) => {
         mod sqlite {
@@ -1625,4 +1700,5 @@ on_both_backends!(
     queue_stats_count_what_waits,
     deleting_an_account_erases_everything_of_it,
     an_account_can_keep_its_messages_shorter_or_longer,
+    the_settings_version_moves_with_settings_changes_only,
 );

@@ -81,9 +81,10 @@ pub async fn list_enabled_events(
     id: RequestId,
     State(state): State<AppState>,
 ) -> Result<Response, ApiError> {
+    // From memory: see `crate::integrations` for how it stays fresh.
     let integration = state
-        .store
-        .get_integration(&caller.account_id)
+        .integrations
+        .get(&*state.store, &caller.account_id)
         .await?
         .ok_or(ApiError::NotConfigured)?;
     Ok(id.ok(EventItem::list(integration.events)))
@@ -173,11 +174,10 @@ async fn change(
     change: SubscriptionChange,
     id: RequestId,
 ) -> Result<Response, ApiError> {
-    let integration = state
-        .store
-        .change_subscription(account, change)
-        .await?
-        .ok_or(ApiError::NotConfigured)?;
+    let changed = state.store.change_subscription(account, change).await;
+    // Before answering, so the caller's next read sees its change.
+    state.integrations.forget(account);
+    let integration = changed?.ok_or(ApiError::NotConfigured)?;
     let setting: WebhookSetting = integration.setting();
     Ok(id.ok(setting))
 }

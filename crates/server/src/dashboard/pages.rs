@@ -391,7 +391,9 @@ pub async fn save_webhooks(State(state): State<AppState>, authed: Authed, body: 
         events: Some(events),
         new_signing_secret: SigningSecret::generate(),
     };
-    match state.store.put_integration(account, update).await {
+    let saved = state.store.put_integration(account, update).await;
+    state.integrations.forget(account);
+    match saved {
         Ok((integration, created)) => {
             tracing::info!(account_id = %account, user_id = %authed.user.id, created, "webhook integration saved from the dashboard");
             let text = if created {
@@ -442,11 +444,12 @@ pub async fn remove_webhooks(
     if !Form::parse(&body).csrf_ok(&authed.session.csrf_token) {
         return csrf_refused();
     }
-    match state
+    let removed = state
         .store
         .remove_integration(&authed.user.account_id)
-        .await
-    {
+        .await;
+    state.integrations.forget(&authed.user.account_id);
+    match removed {
         Ok(_) => {
             show_webhooks(
                 &state,
@@ -473,11 +476,12 @@ pub async fn regenerate_secret(
     }
     let account = &authed.user.account_id;
     let until = now_ms() + OLD_SECRET_VALID_MS;
-    match state
+    let rotated = state
         .store
         .rotate_signing_secret(account, &SigningSecret::generate(), until)
-        .await
-    {
+        .await;
+    state.integrations.forget(account);
+    match rotated {
         Ok(Some(integration)) => {
             tracing::info!(account_id = %account, user_id = %authed.user.id, "signing secret regenerated");
             let notice = Notice::ok(format!(
@@ -525,11 +529,12 @@ pub async fn resume_webhooks(
             .await;
         }
     };
-    let notice = match state
+    let resumed = state
         .store
         .resume_integration(&authed.user.account_id, kept, now_ms())
-        .await
-    {
+        .await;
+    state.integrations.forget(&authed.user.account_id);
+    let notice = match resumed {
         Ok(None) => Notice::error("The integration is not paused."),
         Ok(Some(n)) => {
             state.wake.notify_one();

@@ -3,6 +3,7 @@
 
 mod auth;
 mod browser;
+mod cache;
 mod cli;
 mod cluster;
 mod contract;

@@ -60,12 +60,21 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "account retention",
         include_str!("../../migrations/postgres/0004_account_retention.sql"),
     ),
+    (
+        5,
+        "settings version",
+        include_str!("../../migrations/postgres/0005_settings_version.sql"),
+    ),
 ];
 
 /// The channel on which a write that made deliveries due wakes every node's dispatcher.
 const DUE_CHANNEL: &str = "sipsim_due";
 /// The channel on which deleting an API client makes every node refresh its revocations.
 const REVOKED_CHANNEL: &str = "sipsim_revoked";
+
+/// The channel on which the `settings_version` trigger says an integration's settings changed
+/// (migration 0005 names it too).
+const SETTINGS_CHANNEL: &str = "sipsim_settings";
 
 /// A PostgreSQL database holding all of sipsim-webhooks' state, shared by any number of nodes.
 #[derive(Clone, Debug)]
@@ -287,7 +296,7 @@ impl Store for PgStore {
             .await
             .map_err(backend)?;
         listener
-            .listen_all([DUE_CHANNEL, REVOKED_CHANNEL])
+            .listen_all([DUE_CHANNEL, REVOKED_CHANNEL, SETTINGS_CHANNEL])
             .await
             .map_err(backend)?;
         loop {
@@ -295,11 +304,13 @@ impl Store for PgStore {
             // notifications sent in the gap are lost, so act as if each had come.
             match listener.try_recv().await.map_err(backend)? {
                 Some(n) if n.channel() == REVOKED_CHANNEL => on_signal(Signal::Revoked),
+                Some(n) if n.channel() == SETTINGS_CHANNEL => on_signal(Signal::SettingsChanged),
                 Some(_) => on_signal(Signal::Due),
                 None => {
                     tracing::warn!("lost the LISTEN connection to PostgreSQL; reconnecting");
                     on_signal(Signal::Due);
                     on_signal(Signal::Revoked);
+                    on_signal(Signal::SettingsChanged);
                 }
             }
         }
@@ -486,6 +497,14 @@ impl Store for PgStore {
             .iter()
             .map(rows::revocation)
             .collect()
+    }
+
+    async fn settings_version(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT version FROM settings_version WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.try_get(0).map_err(backend)
     }
 
     async fn get_integration(

@@ -81,6 +81,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "account retention",
         include_str!("../../migrations/sqlite/0008_account_retention.sql"),
     ),
+    (
+        9,
+        "settings version",
+        include_str!("../../migrations/sqlite/0009_settings_version.sql"),
+    ),
 ];
 
 /// A SQLite database holding all of sipsim-webhooks' state.
@@ -472,6 +477,14 @@ impl Store for SqliteStore {
             .iter()
             .map(rows::revocation)
             .collect()
+    }
+
+    async fn settings_version(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT version FROM settings_version WHERE id = 1")
+            .fetch_one(&self.read)
+            .await
+            .map_err(backend)?;
+        row.try_get(0).map_err(backend)
     }
 
     async fn get_integration(

@@ -1,0 +1,80 @@
+//! `GET /api/v2/webhooks` answers from memory (issue 9's API target); these are the promises that
+//! keep that memory honest.
+
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use sipsim_core::Event;
+use sipsim_core::store::SubscriptionChange;
+
+use crate::helpers::TestApp;
+
+async fn enabled(app: &TestApp, token: &str) -> (u16, Vec<String>) {
+    let (status, _, body) = app.call(Method::GET, "/api/v2/webhooks", Some(token)).await;
+    let names = body["data"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|i| i["event"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    (status.as_u16(), names)
+}
+
+#[tokio::test]
+async fn a_client_sees_its_own_change_at_once() {
+    let app = TestApp::spawn().await;
+    let (_, token) = app.ready(&["sms"]).await;
+    // Read first, so the integration is in memory when it changes.
+    assert_eq!(enabled(&app, &token).await, (200, vec!["sms".to_owned()]));
+    let (status, _, _) = app
+        .call(Method::POST, "/api/v2/webhooks/rating", Some(&token))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        enabled(&app, &token).await.1,
+        ["sms", "rating"],
+        "the very next read"
+    );
+    let (status, _, _) = app
+        .call(Method::DELETE, "/api/v2/webhooks/sms", Some(&token))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(enabled(&app, &token).await.1, ["rating"]);
+}
+
+/// Waits until `GET /api/v2/webhooks` answers `want`; returns how long that took.
+async fn until(app: &TestApp, token: &str, want: (u16, Vec<String>)) -> Duration {
+    let started = Instant::now();
+    loop {
+        let got = enabled(app, token).await;
+        if got == want {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "still {got:?}, wanted {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn another_processs_change_shows_within_the_poll() {
+    let app = TestApp::spawn().await;
+    let (account, token) = app.ready(&["sms"]).await;
+    assert_eq!(enabled(&app, &token).await, (200, vec!["sms".to_owned()]));
+    // Written to the database behind the server's back, as `sipsimd integration set` or a
+    // second node does.
+    app.store
+        .change_subscription(&account, SubscriptionChange::Subscribe(Event::Voicemail))
+        .await
+        .unwrap();
+    let took = until(&app, &token, (200, vec!["voicemail".into(), "sms".into()])).await;
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+    app.store.remove_integration(&account).await.unwrap();
+    let took = until(&app, &token, (404, vec![])).await;
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+}
