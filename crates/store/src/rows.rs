@@ -5,7 +5,9 @@
 
 use sipsim_core::cipher::{SecretCipher, unseal};
 use sipsim_core::event::Event;
-use sipsim_core::queue::{AttemptRecord, ClaimedDelivery, DeliveryRecord, DeliveryStatus};
+use sipsim_core::queue::{
+    AttemptRecord, ClaimedDelivery, Completion, DeliveryRecord, DeliveryStatus,
+};
 use sipsim_core::secret::{SecretHash, SigningSecret};
 use sipsim_core::store::{
     Account, ApiClient, Integration, IntegrationState, QueueStats, Revocation,
@@ -286,4 +288,26 @@ pub(crate) fn queue_stats(row: &impl Columns) -> Result<QueueStats, StoreError> 
         in_flight: count(3)?,
         paused_integrations: count(4)?,
     })
+}
+
+/// How a batch of results moves an integration's `failing_since` (how long every attempt to it has
+/// failed, for the automatic pause): the same end state as applying them one by one, where a success
+/// clears it and a failure sets it if unset.
+#[derive(Clone, Copy)]
+pub(crate) enum Failing {
+    /// Set it to this (a success came; then perhaps a failure at this time).
+    Since(Option<i64>),
+    /// Only failures: set it to the first one's time unless already set.
+    SinceIfUnset(i64),
+}
+
+impl Failing {
+    pub(crate) fn after(before: Option<Failing>, completion: Completion, at: i64) -> Failing {
+        match (before, completion) {
+            (_, Completion::Succeeded) => Failing::Since(None),
+            (None, _) => Failing::SinceIfUnset(at),
+            (Some(Failing::Since(None)), _) => Failing::Since(Some(at)),
+            (Some(kept), _) => kept,
+        }
+    }
 }

@@ -22,8 +22,8 @@ use sqlx::{Acquire, AssertSqlSafe, Row};
 use super::{Job, PgStore, ensure_account, job_lock, notify_due};
 use crate::backend;
 use crate::rows::{
-    self, ATTEMPT_COLUMNS, CLAIMED_COLUMNS, ClaimError, DELIVERY_COLUMNS, IDEMPOTENCY_WINDOW_MS,
-    corrupt,
+    self, ATTEMPT_COLUMNS, CLAIMED_COLUMNS, ClaimError, DELIVERY_COLUMNS, Failing,
+    IDEMPOTENCY_WINDOW_MS, corrupt,
 };
 
 /// What ingest needs to know of an account's integration, read once per account per batch.
@@ -948,28 +948,6 @@ struct Rows {
     opt_int: [Vec<Option<i64>>; 3],
     ints: Vec<i64>,
     bytes: Vec<Vec<u8>>,
-}
-
-/// How a batch of results moves an integration's `failing_since` (how long every attempt to it has
-/// failed, for the automatic pause): the same end state as applying them one by one, where a success
-/// clears it and a failure sets it if unset.
-#[derive(Clone, Copy)]
-enum Failing {
-    /// Set it to this (a success came; then perhaps a failure at this time).
-    Since(Option<i64>),
-    /// Only failures: set it to the first one's time unless already set.
-    SinceIfUnset(i64),
-}
-
-impl Failing {
-    fn after(before: Option<Failing>, completion: Completion, at: i64) -> Failing {
-        match (before, completion) {
-            (_, Completion::Succeeded) => Failing::Since(None),
-            (None, _) => Failing::SinceIfUnset(at),
-            (Some(Failing::Since(None)), _) => Failing::Since(Some(at)),
-            (Some(kept), _) => kept,
-        }
-    }
 }
 
 /// Takes the advisory locks named by `keys` (hashed), in ascending order, each until commit.

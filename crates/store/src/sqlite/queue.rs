@@ -4,7 +4,7 @@
 //! select-then-update cannot interleave with another writer, and a lease is committed before the
 //! claimed deliveries are handed out.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use sipsim_core::queue::{
     AttemptRecord, ClaimedDelivery, Completion, DeliveryFilter, DeliveryRecord, DeliveryStatus,
@@ -18,9 +18,18 @@ use sqlx::{Acquire, AssertSqlSafe, Row};
 use super::{SqliteStore, ensure_account};
 use crate::backend;
 use crate::rows::{
-    self, ATTEMPT_COLUMNS, CLAIMED_COLUMNS, ClaimError, DELIVERY_COLUMNS, IDEMPOTENCY_WINDOW_MS,
-    corrupt,
+    self, ATTEMPT_COLUMNS, CLAIMED_COLUMNS, ClaimError, DELIVERY_COLUMNS, Failing,
+    IDEMPOTENCY_WINDOW_MS, corrupt,
 };
+
+/// Rows bound into one multi-row statement (at most 10 values each: far below SQLite's 32,766).
+const ROWS_PER_STATEMENT: usize = 128;
+
+/// `row` repeated `n` times, comma-separated: the placeholders of a multi-row statement. Only
+/// placeholders are ever spliced into SQL; every value is bound.
+fn rows_of(row: &str, n: usize) -> String {
+    vec![row; n].join(", ")
+}
 
 /// What ingest needs to know of an account's integration, read once per account per batch.
 #[derive(Clone, Copy)]
@@ -145,9 +154,141 @@ impl SqliteStore {
         results: &[FinishedAttempt],
     ) -> Result<Vec<bool>, StoreError> {
         let mut tx = self.begin_write().await?;
+        // One statement per chunk ends every lease that still holds and records its outcome: each
+        // statement is a round trip to SQLite's thread, which cost more than the work itself when
+        // it was three per attempt.
+        let mut held: HashMap<String, (i64, String, Option<String>)> =
+            HashMap::with_capacity(results.len());
+        for chunk in results.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "WITH i(id, token, status, next_at, code, error, at) AS (VALUES {}) \
+                 UPDATE deliveries SET status = i.status, next_attempt_at = i.next_at, \
+                        lease_token = NULL, lease_expires_at = NULL, last_status_code = i.code, \
+                        last_error = i.error, updated_at = i.at \
+                 FROM i WHERE deliveries.id = i.id AND deliveries.lease_token = i.token \
+                   AND deliveries.status = 'delivering' \
+                 RETURNING deliveries.id, deliveries.attempts, deliveries.account_id, \
+                           deliveries.ordering_key",
+                rows_of("(?, ?, ?, ?, ?, ?, ?)", chunk.len())
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for r in chunk {
+                let (status, next) = match r.completion {
+                    Completion::Succeeded => (DeliveryStatus::Succeeded, None),
+                    Completion::RetryAt(at) => (DeliveryStatus::Pending, Some(at)),
+                    Completion::Failed => (DeliveryStatus::Failed, None),
+                    Completion::Paused => (DeliveryStatus::Paused, None),
+                };
+                query = query
+                    .bind(r.id.as_str())
+                    .bind(&r.lease_token)
+                    .bind(status.as_str())
+                    .bind(next)
+                    .bind(r.record.status_code.map(i64::from))
+                    .bind(r.record.error.as_deref())
+                    .bind(r.record.started_at_ms + r.record.duration_ms);
+            }
+            for row in query.fetch_all(&mut *tx).await.map_err(backend)? {
+                held.insert(
+                    row.try_get(0).map_err(backend)?,
+                    (
+                        row.try_get(1).map_err(backend)?,
+                        row.try_get(2).map_err(backend)?,
+                        row.try_get(3).map_err(backend)?,
+                    ),
+                );
+            }
+        }
+
+        // The attempt log, the chains to move on, and how each integration's failure clock moves.
+        let mut logged: Vec<(&FinishedAttempt, i64)> = Vec::with_capacity(held.len());
+        let mut chains: Vec<(&str, &str, i64)> = Vec::new();
+        let mut failing: BTreeMap<&str, Failing> = BTreeMap::new();
         let mut applied = Vec::with_capacity(results.len());
         for r in results {
-            applied.push(complete_in(&mut tx, r).await?);
+            let Some((attempt, account, key)) = held.get(r.id.as_str()) else {
+                applied.push(false);
+                continue;
+            };
+            applied.push(true);
+            logged.push((r, *attempt));
+            let ended = r.record.started_at_ms + r.record.duration_ms;
+            if let (Some(key), Completion::Succeeded | Completion::Failed) = (key, r.completion) {
+                chains.push((account, key, ended));
+            }
+            let before = failing.remove(account.as_str());
+            failing.insert(
+                account,
+                Failing::after(before, r.completion, r.record.started_at_ms),
+            );
+        }
+        for chunk in logged.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO delivery_attempts (delivery_id, attempt, started_at, duration_ms, \
+                                                status_code, error, response_snippet) \
+                 VALUES {} ON CONFLICT (delivery_id, attempt) DO NOTHING",
+                rows_of("(?, ?, ?, ?, ?, ?, ?)", chunk.len())
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for (r, attempt) in chunk {
+                let rec = &r.record;
+                query = query
+                    .bind(r.id.as_str())
+                    .bind(*attempt)
+                    .bind(rec.started_at_ms)
+                    .bind(rec.duration_ms)
+                    .bind(rec.status_code.map(i64::from))
+                    .bind(rec.error.as_deref())
+                    .bind(rec.response_snippet.as_deref());
+            }
+            query.execute(&mut *tx).await.map_err(backend)?;
+        }
+        for (account, key, at) in chains {
+            release_chain_heads(&mut tx, account, Some(key), at).await?;
+        }
+        // Integrations are written only where the clock really moves (rarely: at the first failure
+        // after a success and the first success after failures).
+        let accounts: Vec<&str> = failing.keys().copied().collect();
+        let mut current: HashMap<String, Option<i64>> = HashMap::with_capacity(accounts.len());
+        for chunk in accounts.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "SELECT account_id, failing_since FROM integrations WHERE account_id IN ({})",
+                rows_of("?", chunk.len())
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for account in chunk {
+                query = query.bind(*account);
+            }
+            for row in query.fetch_all(&mut *tx).await.map_err(backend)? {
+                current.insert(
+                    row.try_get(0).map_err(backend)?,
+                    row.try_get(1).map_err(backend)?,
+                );
+            }
+        }
+        for (account, track) in failing {
+            let Some(now) = current.get(account) else {
+                continue;
+            };
+            let (sql, at) = match track {
+                Failing::Since(at) if at != *now => (
+                    "UPDATE integrations SET failing_since = ?2 \
+                     WHERE account_id = ?1 AND failing_since IS NOT ?2",
+                    at,
+                ),
+                Failing::SinceIfUnset(at) if now.is_none() => (
+                    "UPDATE integrations SET failing_since = ?2 \
+                     WHERE account_id = ?1 AND failing_since IS NULL",
+                    Some(at),
+                ),
+                _ => continue,
+            };
+            sqlx::query(sql)
+                .bind(account)
+                .bind(at)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
         }
         tx.commit().await.map_err(backend)?;
         Ok(applied)
@@ -536,7 +677,15 @@ async fn ingest_into(
 ) -> Result<Vec<IngestOutcome>, StoreError> {
     let mut snapshots: HashMap<&AccountId, Snapshot> = HashMap::new();
     let mut outcomes = Vec::with_capacity(batch.len());
+    // Messages with neither key touch nothing another message of the batch reads: their rows are
+    // written together, a few statements per batch instead of two per message. Before a keyed
+    // message's reads, what is pending is written, so it sees every earlier message.
+    let mut plain = PlainRows::default();
     for msg in batch {
+        let keyed = msg.idempotency_key.is_some() || msg.ordering_key.is_some();
+        if keyed {
+            plain.write(conn, now).await?;
+        }
         if let Some(key) = &msg.idempotency_key {
             let seen = sqlx::query(
                 "SELECT message_id FROM idempotency_keys \
@@ -582,6 +731,32 @@ async fn ingest_into(
         };
 
         let message_id = MessageId::generate();
+        let status = match snapshot {
+            Snapshot::None => Err(SkipReason::NoIntegration),
+            Snapshot::Integration(IntegrationState::Disabled, _) => Err(SkipReason::Disabled),
+            Snapshot::Integration(_, events) if !events.contains(msg.event) => {
+                Err(SkipReason::NotSubscribed)
+            }
+            Snapshot::Integration(IntegrationState::Paused, _) => Ok(DeliveryStatus::Paused),
+            Snapshot::Integration(IntegrationState::Enabled, _) => Ok(DeliveryStatus::Pending),
+        };
+        if !keyed {
+            plain.messages.push((message_id.clone(), msg));
+            match status {
+                Err(reason) => outcomes.push(IngestOutcome::Skipped { message_id, reason }),
+                Ok(status) => {
+                    let delivery_id = DeliveryId::generate();
+                    plain
+                        .deliveries
+                        .push((delivery_id.clone(), message_id.clone(), msg, status));
+                    outcomes.push(IngestOutcome::Enqueued {
+                        message_id,
+                        delivery_id,
+                    });
+                }
+            }
+            continue;
+        }
         sqlx::query(
             "INSERT INTO messages (id, account_id, event, body, ordering_key, created_at) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -611,15 +786,6 @@ async fn ingest_into(
             .map_err(backend)?;
         }
 
-        let status = match snapshot {
-            Snapshot::None => Err(SkipReason::NoIntegration),
-            Snapshot::Integration(IntegrationState::Disabled, _) => Err(SkipReason::Disabled),
-            Snapshot::Integration(_, events) if !events.contains(msg.event) => {
-                Err(SkipReason::NotSubscribed)
-            }
-            Snapshot::Integration(IntegrationState::Paused, _) => Ok(DeliveryStatus::Paused),
-            Snapshot::Integration(IntegrationState::Enabled, _) => Ok(DeliveryStatus::Pending),
-        };
         match status {
             Err(reason) => outcomes.push(IngestOutcome::Skipped { message_id, reason }),
             Ok(status) => {
@@ -670,62 +836,62 @@ async fn ingest_into(
             }
         }
     }
+    plain.write(conn, now).await?;
     Ok(outcomes)
 }
 
-/// Records an attempt and ends its lease, if `lease_token` still holds the delivery.
-async fn complete_in(conn: &mut SqliteConnection, r: &FinishedAttempt) -> Result<bool, StoreError> {
-    let (status, next) = match r.completion {
-        Completion::Succeeded => (DeliveryStatus::Succeeded, None),
-        Completion::RetryAt(at) => (DeliveryStatus::Pending, Some(at)),
-        Completion::Failed => (DeliveryStatus::Failed, None),
-        Completion::Paused => (DeliveryStatus::Paused, None),
-    };
-    let record = &r.record;
-    let now = record.started_at_ms + record.duration_ms;
-    let attempt = sqlx::query(
-        "UPDATE deliveries SET status = ?3, next_attempt_at = ?4, lease_token = NULL, \
-                lease_expires_at = NULL, last_status_code = ?5, last_error = ?6, updated_at = ?7 \
-         WHERE id = ?1 AND lease_token = ?2 AND status = 'delivering' \
-         RETURNING attempts, account_id, ordering_key",
-    )
-    .bind(r.id.as_str())
-    .bind(&r.lease_token)
-    .bind(status.as_str())
-    .bind(next)
-    .bind(record.status_code.map(i64::from))
-    .bind(record.error.as_deref())
-    .bind(now)
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(backend)?;
-    let Some(row) = attempt else {
-        return Ok(false);
-    };
-    let attempt: i64 = row.try_get(0).map_err(backend)?;
-    let account: String = row.try_get(1).map_err(backend)?;
-    let ordering_key: Option<String> = row.try_get(2).map_err(backend)?;
-    insert_attempt(conn, &r.id, attempt, record).await?;
-    if let (Some(key), Completion::Succeeded | Completion::Failed) = (&ordering_key, r.completion) {
-        release_chain_heads(conn, &account, Some(key), now).await?;
+/// Rows of messages without keys, waiting to be written together.
+#[derive(Default)]
+struct PlainRows<'a> {
+    messages: Vec<(MessageId, &'a NewMessage)>,
+    deliveries: Vec<(DeliveryId, MessageId, &'a NewMessage, DeliveryStatus)>,
+}
+
+impl PlainRows<'_> {
+    /// Writes what is pending (messages before their deliveries) and empties it.
+    async fn write(&mut self, conn: &mut SqliteConnection, now: i64) -> Result<(), StoreError> {
+        for chunk in self.messages.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO messages (id, account_id, event, body, ordering_key, created_at) \
+                 VALUES {}",
+                rows_of("(?, ?, ?, ?, NULL, ?)", chunk.len())
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for (id, msg) in chunk {
+                query = query
+                    .bind(id.as_str())
+                    .bind(msg.account_id.as_str())
+                    .bind(msg.event.name())
+                    .bind(&msg.body)
+                    .bind(now);
+            }
+            query.execute(&mut *conn).await.map_err(backend)?;
+        }
+        for chunk in self.deliveries.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO deliveries (id, message_id, account_id, event, status, \
+                                         next_attempt_at, ordering_key, seq, created_at, updated_at) \
+                 VALUES {}",
+                rows_of("(?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?)", chunk.len())
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for (id, message_id, msg, status) in chunk {
+                query = query
+                    .bind(id.as_str())
+                    .bind(message_id.as_str())
+                    .bind(msg.account_id.as_str())
+                    .bind(msg.event.name())
+                    .bind(status.as_str())
+                    .bind(now)
+                    .bind(now)
+                    .bind(now);
+            }
+            query.execute(&mut *conn).await.map_err(backend)?;
+        }
+        self.messages.clear();
+        self.deliveries.clear();
+        Ok(())
     }
-    // Track how long every attempt to this integration has been failing (for the automatic pause):
-    // any success clears it; the first failure after a success starts it. Each statement touches the
-    // row only when the value really changes.
-    let track = if r.completion == Completion::Succeeded {
-        "UPDATE integrations SET failing_since = NULL \
-         WHERE account_id = ?1 AND failing_since IS NOT NULL"
-    } else {
-        "UPDATE integrations SET failing_since = ?2 \
-         WHERE account_id = ?1 AND failing_since IS NULL"
-    };
-    sqlx::query(track)
-        .bind(&account)
-        .bind(record.started_at_ms)
-        .execute(&mut *conn)
-        .await
-        .map_err(backend)?;
-    Ok(true)
 }
 
 /// Makes the head of each of `account`'s chains (of `key` only, when given) due at `now`, if it is
