@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::Value;
 use sipsim_core::envelope::{Envelope, ErrorEnvelope};
-use sipsim_core::queue::{IngestOutcome, NewMessage};
+use sipsim_core::queue::IngestOutcome;
 use sipsim_core::{AccountId, StoreError};
 use utoipa::ToSchema;
 
@@ -118,33 +118,42 @@ pub async fn ingest_events(
         Ok(m) => m,
         Err(errors) => return errors_response(StatusCode::BAD_REQUEST, errors),
     };
-    if let Some(missing) = unknown_accounts(&state, &messages).await {
-        return missing;
+    // Which items name which account, for a 404 naming each bad item. The store checks the
+    // accounts itself and stores nothing if one is unknown, so they are looked up one by one only
+    // then: the happy path makes no round trip per account.
+    let mut by_account: BTreeMap<AccountId, Vec<usize>> = BTreeMap::new();
+    for (i, m) in messages.iter().enumerate() {
+        by_account.entry(m.account_id.clone()).or_default().push(i);
     }
     match state.ingest.ingest(messages).await {
         Ok(outcomes) => {
             let data: Vec<IngestResult> = outcomes.iter().map(IngestResult::from).collect();
             id.accepted(data)
         }
-        Err(StoreError::AccountNotFound(acc)) => errors_response(
-            StatusCode::NOT_FOUND,
-            vec![format!("account {acc} does not exist")],
-        ),
+        Err(StoreError::AccountNotFound(acc)) => {
+            match unknown_accounts(&state, &by_account).await {
+                Some(missing) => missing,
+                // Deleted between the two reads: name the one the store saw.
+                None => errors_response(
+                    StatusCode::NOT_FOUND,
+                    vec![format!("account {acc} does not exist")],
+                ),
+            }
+        }
         Err(e) => crate::error::ApiError::Store(e).into_response(),
     }
 }
 
 /// A 404 naming every item whose account does not exist, or `None` if all exist.
-async fn unknown_accounts(state: &AppState, messages: &[NewMessage]) -> Option<Response> {
-    let mut by_account: BTreeMap<&AccountId, Vec<usize>> = BTreeMap::new();
-    for (i, m) in messages.iter().enumerate() {
-        by_account.entry(&m.account_id).or_default().push(i);
-    }
+async fn unknown_accounts(
+    state: &AppState,
+    by_account: &BTreeMap<AccountId, Vec<usize>>,
+) -> Option<Response> {
     let mut missing = BTreeSet::new();
-    for (account, indexes) in &by_account {
+    for (account, indexes) in by_account {
         match state.store.get_account(account).await {
             Ok(Some(_)) => {}
-            Ok(None) => missing.extend(indexes.iter().map(|i| (*i, (*account).clone()))),
+            Ok(None) => missing.extend(indexes.iter().map(|i| (*i, account.clone()))),
             Err(e) => {
                 tracing::error!(error = %error_chain(&e), "account lookup failed");
                 return Some(crate::error::ApiError::Store(e).into_response());

@@ -46,8 +46,44 @@ impl PgStore {
         lock_keys(&mut tx, messages.clone().flat_map(lock_keys_of).collect()).await?;
         let snapshots =
             lock_integrations(&mut tx, messages.map(|m| m.account_id.as_str()).collect()).await?;
+        if let [group] = groups {
+            // One batch: its failure is the transaction's; no savepoint needed.
+            return match ingest_into(&mut tx, group, now, &snapshots).await {
+                Ok(outcomes) => {
+                    if outcomes
+                        .iter()
+                        .any(|o| matches!(o, IngestOutcome::Enqueued { .. }))
+                    {
+                        notify_due(&mut tx).await?;
+                    }
+                    tx.commit().await.map_err(backend)?;
+                    Ok(vec![Ok(outcomes)])
+                }
+                Err(e) => {
+                    tx.rollback().await.map_err(backend)?;
+                    Ok(vec![Err(e)])
+                }
+            };
+        }
         let mut results = Vec::with_capacity(groups.len());
-        for group in groups {
+        // Usually every batch is good: then they are written as one (a few statements in all,
+        // where each batch took five), which gives the same outcomes as one after the other. If
+        // that fails, each batch is written on its own, so only a bad one fails.
+        if groups.len() > 1 {
+            let all: Vec<NewMessage> = groups.iter().flat_map(|g| g.iter().cloned()).collect();
+            let mut savepoint = (&mut *tx).begin().await.map_err(backend)?;
+            match ingest_into(&mut savepoint, &all, now, &snapshots).await {
+                Ok(outcomes) => {
+                    savepoint.commit().await.map_err(backend)?;
+                    let mut outcomes = outcomes.into_iter();
+                    for group in groups {
+                        results.push(Ok(outcomes.by_ref().take(group.len()).collect()));
+                    }
+                }
+                Err(_) => savepoint.rollback().await.map_err(backend)?,
+            }
+        }
+        for group in groups.iter().skip(results.len()) {
             let mut savepoint = (&mut *tx).begin().await.map_err(backend)?;
             match ingest_into(&mut savepoint, group, now, &snapshots).await {
                 Ok(outcomes) => {
