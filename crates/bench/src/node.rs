@@ -1,0 +1,155 @@
+//! Processes under test (the real `sipsimd`, the baseline server) and what /proc says about them.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use serde_json::Value;
+
+/// The ingest key every benchmark node gets.
+pub const INGEST_KEY: &str = "bench-ingest-key-0123456789";
+
+/// A child process serving HTTP; killed when dropped.
+#[derive(Debug)]
+pub struct Served {
+    child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Served {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Resident memory now and at its peak, in KiB (`VmRSS`, `VmHWM`).
+    pub fn rss_kib(&self) -> (u64, u64) {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0)
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+
+    /// CPU time this process has used (user + system), in clock ticks.
+    pub fn cpu_ticks(&self) -> u64 {
+        process_ticks(self.pid())
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Spawns `command`, whose stderr announces `listen=ADDR`, and waits for that line.
+fn serve(mut command: Command) -> anyhow::Result<Served> {
+    let mut child = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let stderr = child
+        .stderr
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("no stderr"))?;
+    let mut lines = BufReader::new(stderr).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .ok_or_else(|| anyhow::anyhow!("the server exited before serving"))??;
+        if let Some(rest) = line.split("listen=").nth(1) {
+            break rest.split_whitespace().next().unwrap_or_default().parse()?;
+        }
+    };
+    // Keep draining its logs so it never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
+    Ok(Served { child, addr })
+}
+
+/// `sipsimd serve` on `database`, with the API rate limit off, as the benchmarks run it.
+pub fn sipsimd(
+    binary: &Path,
+    database: &str,
+    extra_env: &[(&str, &str)],
+) -> anyhow::Result<Served> {
+    let mut command = Command::new(binary);
+    command
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("SIPSIM_DATABASE_URL", database)
+        .env("SIPSIM_INGEST_KEY", INGEST_KEY)
+        .env("SIPSIM_ALLOW_INSECURE_TARGETS", "1")
+        .env("SIPSIM_API_RATE_LIMIT", "0")
+        .env("SIPSIM_TOKEN_RATE_LIMIT", "0")
+        .env("RUST_LOG", "info");
+    for (k, v) in extra_env {
+        command.env(k, v);
+    }
+    serve(command)
+}
+
+/// The baseline: this very binary's `baseline-serve`, a trivial axum handler.
+pub fn baseline() -> anyhow::Result<Served> {
+    let mut command = Command::new(std::env::current_exe()?);
+    command.arg("baseline-serve");
+    serve(command)
+}
+
+/// Runs an operator command with `--json` and returns what it printed.
+pub fn operator(binary: &Path, database: &str, args: &[&str]) -> anyhow::Result<Value> {
+    let out = Command::new(binary)
+        .args(args)
+        .arg("--json")
+        .env("SIPSIM_DATABASE_URL", database)
+        .env("SIPSIM_ALLOW_INSECURE_TARGETS", "1")
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "sipsimd {}: {}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+/// Busy clock ticks of the whole machine (every process: the server, the load, the database).
+pub fn machine_busy_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    let idle = fields.get(3).copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0);
+    fields.iter().sum::<u64>() - idle
+}
+
+/// User + system clock ticks of one process.
+pub fn process_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the name.
+    let get = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    get(11) + get(12)
+}
+
+/// Milliseconds per clock tick (`USER_HZ` is 100 on Linux).
+pub const MS_PER_TICK: f64 = 10.0;
