@@ -21,10 +21,10 @@ pub const POLL_EVERY: Duration = Duration::from_millis(250);
 /// Entries kept before the cache starts over (bounds memory with very many accounts).
 const MAX_ENTRIES: usize = 100_000;
 
-/// Integrations by account, `None` meaning "has none".
+/// Integrations by account (only those that exist).
 #[derive(Debug, Default)]
 pub struct IntegrationCache {
-    entries: RwLock<HashMap<AccountId, Option<Arc<Integration>>>>,
+    entries: RwLock<HashMap<AccountId, Arc<Integration>>>,
     /// Moves on every forget or clear: a read that started before one must not fill the cache.
     epoch: AtomicU64,
     /// The store's settings version the entries were read under.
@@ -47,16 +47,21 @@ impl IntegrationCache {
         account: &AccountId,
     ) -> Result<Option<Arc<Integration>>, StoreError> {
         if let Some(hit) = self.read().get(account) {
-            return Ok(hit.clone());
+            return Ok(Some(hit.clone()));
         }
         let epoch = self.epoch.load(Ordering::Acquire);
         let fresh = store.get_integration(account).await?.map(Arc::new);
         let mut entries = self.write();
-        if self.epoch.load(Ordering::Acquire) == epoch {
+        // "None yet" is not kept: an integration created by another process (the operator's
+        // `integration set`, another node's dashboard) then serves at once, and an account
+        // without one is not a hot path.
+        if let Some(found) = &fresh
+            && self.epoch.load(Ordering::Acquire) == epoch
+        {
             if entries.len() >= MAX_ENTRIES {
                 entries.clear();
             }
-            entries.insert(account.clone(), fresh.clone());
+            entries.insert(account.clone(), found.clone());
         }
         Ok(fresh)
     }
@@ -80,14 +85,12 @@ impl IntegrationCache {
         Ok(())
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<AccountId, Option<Arc<Integration>>>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<AccountId, Arc<Integration>>> {
         // A poisoned lock only means a panic while inserting; the map is still usable.
         self.entries.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn write(
-        &self,
-    ) -> std::sync::RwLockWriteGuard<'_, HashMap<AccountId, Option<Arc<Integration>>>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<AccountId, Arc<Integration>>> {
         self.entries.write().unwrap_or_else(|e| e.into_inner())
     }
 }

@@ -78,3 +78,16 @@ async fn another_processs_change_shows_within_the_poll() {
     let took = until(&app, &token, (404, vec![])).await;
     assert!(took < Duration::from_secs(1), "took {took:?}");
 }
+
+#[tokio::test]
+async fn an_integration_made_elsewhere_serves_at_once() {
+    let app = TestApp::spawn().await;
+    let account = app.account().await;
+    let client = app.client(&account, "webhooks.read").await;
+    let token = app.token(&client, None).await;
+    assert_eq!(enabled(&app, &token).await.0, 404);
+    // As `sipsimd integration set` does, from another process.
+    app.integration(&account, "https://example.com/hook", &["sms"])
+        .await;
+    assert_eq!(enabled(&app, &token).await, (200, vec!["sms".to_owned()]));
+}
