@@ -158,8 +158,14 @@ impl Dispatcher {
             };
             let free = (slots.available_permits() + 1) as u32;
             let limit = free.min(self.config.claim_batch);
-            let skip = in_flight.saturated(cap);
-            let claimed = match self.store.claim_due(now_ms(), limit, lease_ms, &skip).await {
+            // Each account with attempts in flight may take only its free slots: a slow account's
+            // backlog never fills a claim only to be handed back.
+            let busy = in_flight.rooms(cap);
+            let claimed = match self
+                .store
+                .claim_due_within(now_ms(), limit, lease_ms, &busy, cap as u32)
+                .await
+            {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::error!(error = %e, "claiming deliveries failed; retrying in 1 s");
@@ -251,12 +257,11 @@ impl InFlight {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Accounts using all `cap` of their slots.
-    fn saturated(&self, cap: usize) -> Vec<AccountId> {
+    /// Accounts with attempts in flight and how many more each may start (0: none).
+    fn rooms(&self, cap: usize) -> Vec<(AccountId, u32)> {
         self.lock()
             .iter()
-            .filter(|(_, n)| **n >= cap)
-            .map(|(a, _)| a.clone())
+            .map(|(a, n)| (a.clone(), cap.saturating_sub(*n) as u32))
             .collect()
     }
 

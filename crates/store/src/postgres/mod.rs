@@ -649,14 +649,15 @@ impl Store for PgStore {
         self.ingest_groups(groups, now_ms).await
     }
 
-    async fn claim_due(
+    async fn claim_due_within(
         &self,
         now_ms: i64,
         limit: u32,
         lease_ms: i64,
-        skip: &[AccountId],
+        busy: &[(AccountId, u32)],
+        room: u32,
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
-        self.claim(now_ms, limit, lease_ms, skip).await
+        self.claim(now_ms, limit, lease_ms, busy, room).await
     }
 
     async fn unclaim(&self, claimed: &[(DeliveryId, String)]) -> Result<(), StoreError> {
