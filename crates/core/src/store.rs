@@ -415,24 +415,6 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
         lease_ms: i64,
         skip: &[AccountId],
-    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
-        let busy: Vec<(AccountId, u32)> = skip.iter().map(|a| (a.clone(), 0)).collect();
-        self.claim_due_within(now_ms, limit, lease_ms, &busy, u32::MAX)
-            .await
-    }
-
-    /// [`Store::claim_due`], taking at most `room` deliveries of any one account, and of each
-    /// account listed in `busy` only as many as it says (0: none). A dispatcher passes each
-    /// account's free slots, so one claim is never filled with deliveries of one slow account that
-    /// it could not start (they would go straight back, and crowd out everyone else's).
-    /// Candidates are the oldest due, a few times `limit` of them.
-    async fn claim_due_within(
-        &self,
-        now_ms: i64,
-        limit: u32,
-        lease_ms: i64,
-        busy: &[(AccountId, u32)],
-        room: u32,
     ) -> Result<Vec<ClaimedDelivery>, StoreError>;
 
     /// Hands claimed deliveries back untouched (due as before, the attempt not counted), for those a

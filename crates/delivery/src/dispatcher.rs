@@ -158,14 +158,8 @@ impl Dispatcher {
             };
             let free = (slots.available_permits() + 1) as u32;
             let limit = free.min(self.config.claim_batch);
-            // Each account with attempts in flight may take only its free slots: a slow account's
-            // backlog never fills a claim only to be handed back.
-            let busy = in_flight.rooms(cap);
-            let claimed = match self
-                .store
-                .claim_due_within(now_ms(), limit, lease_ms, &busy, cap as u32)
-                .await
-            {
+            let skip = in_flight.saturated(cap);
+            let claimed = match self.store.claim_due(now_ms(), limit, lease_ms, &skip).await {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::error!(error = %e, "claiming deliveries failed; retrying in 1 s");
@@ -257,11 +251,12 @@ impl InFlight {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Accounts with attempts in flight and how many more each may start (0: none).
-    fn rooms(&self, cap: usize) -> Vec<(AccountId, u32)> {
+    /// Accounts using all `cap` of their slots.
+    fn saturated(&self, cap: usize) -> Vec<AccountId> {
         self.lock()
             .iter()
-            .map(|(a, n)| (a.clone(), cap.saturating_sub(*n) as u32))
+            .filter(|(_, n)| **n >= cap)
+            .map(|(a, _)| a.clone())
             .collect()
     }
 

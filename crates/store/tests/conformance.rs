@@ -1624,49 +1624,6 @@ async fn the_settings_version_moves_with_settings_changes_only(store: &dyn Store
     moved("erasing an account with an integration", v().await);
 }
 
-/// A claim takes at most each account's room: the free slots a dispatcher says a busy account has,
-/// and `room` for every other; an account with none is skipped however old its deliveries are.
-async fn claims_take_at_most_each_accounts_room(store: &dyn Store) {
-    let now = 31_000_000;
-    let sms: EventSet = [Event::Sms].into_iter().collect();
-    let mut accounts = Vec::new();
-    for name in ["slow", "fast"] {
-        let acc = store.create_account(name).await.unwrap().id;
-        store
-            .put_integration(&acc, update("https://example.com/", false, Some(sms)))
-            .await
-            .unwrap();
-        accounts.push(acc);
-    }
-    let (slow, fast) = (&accounts[0], &accounts[1]);
-    // The slow account's ten are due first.
-    let batch: Vec<_> = (0..10).map(|_| message(slow, Event::Sms, None)).collect();
-    store.ingest(&batch, now - 100).await.unwrap();
-    let batch: Vec<_> = (0..10).map(|_| message(fast, Event::Sms, None)).collect();
-    store.ingest(&batch, now).await.unwrap();
-    let count = |claimed: &[sipsim_core::queue::ClaimedDelivery], acc: &AccountId| {
-        claimed.iter().filter(|c| &c.account_id == acc).count()
-    };
-
-    let claimed = store
-        .claim_due_within(now, 20, 60_000, &[(slow.clone(), 2)], 3)
-        .await
-        .unwrap();
-    assert_eq!((count(&claimed, slow), count(&claimed, fast)), (2, 3));
-    let claimed = store
-        .claim_due_within(now, 20, 60_000, &[(slow.clone(), 0)], 4)
-        .await
-        .unwrap();
-    assert_eq!(
-        (count(&claimed, slow), count(&claimed, fast)),
-        (0, 4),
-        "no room: skipped, though its deliveries are the oldest"
-    );
-    // `claim_due` itself keeps its meaning: everything due, up to the limit, oldest first.
-    let claimed = store.claim_due(now, 20, 60_000, &[]).await.unwrap();
-    assert_eq!((count(&claimed, slow), count(&claimed, fast)), (8, 3));
-}
-
 macro_rules! on_both_backends {
     ($($suite:ident),* $(,)?) => {
         mod sqlite {
@@ -1744,5 +1701,4 @@ on_both_backends!(
     deleting_an_account_erases_everything_of_it,
     an_account_can_keep_its_messages_shorter_or_longer,
     the_settings_version_moves_with_settings_changes_only,
-    claims_take_at_most_each_accounts_room,
 );

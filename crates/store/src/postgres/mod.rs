@@ -649,15 +649,14 @@ impl Store for PgStore {
         self.ingest_groups(groups, now_ms).await
     }
 
-    async fn claim_due_within(
+    async fn claim_due(
         &self,
         now_ms: i64,
         limit: u32,
         lease_ms: i64,
-        busy: &[(AccountId, u32)],
-        room: u32,
+        skip: &[AccountId],
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
-        self.claim(now_ms, limit, lease_ms, busy, room).await
+        self.claim(now_ms, limit, lease_ms, skip).await
     }
 
     async fn unclaim(&self, claimed: &[(DeliveryId, String)]) -> Result<(), StoreError> {

@@ -113,8 +113,7 @@ impl PgStore {
         now: i64,
         limit: u32,
         lease_ms: i64,
-        busy: &[(AccountId, u32)],
-        room: u32,
+        skip: &[AccountId],
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
         let token = rows::lease_token();
         let mut tx = self.pool.begin().await.map_err(backend)?;
@@ -131,24 +130,14 @@ impl PgStore {
         .await
         .map_err(backend)?;
         // One statement: pick the oldest due rows no other node holds (their row locks make a
-        // concurrent claim skip them; a few times `limit` of them), keep at most each account's
-        // room of those, lease them, and read what sending needs.
+        // concurrent claim skip them), lease them, and read what sending needs.
         let sql = format!(
-            "WITH cand AS ( \
-                SELECT d.id, d.account_id, d.next_attempt_at \
-                FROM deliveries d JOIN integrations i ON i.account_id = d.account_id \
+            "WITH due AS ( \
+                SELECT d.id FROM deliveries d JOIN integrations i ON i.account_id = d.account_id \
                 WHERE d.status = 'pending' AND d.next_attempt_at <= $3 AND i.state = 'enabled' \
                   AND d.account_id <> ALL($5) \
-                ORDER BY d.next_attempt_at LIMIT $6 \
+                ORDER BY d.next_attempt_at LIMIT $4 \
                 FOR UPDATE OF d SKIP LOCKED), \
-             due AS ( \
-                SELECT id FROM ( \
-                    SELECT c.id, c.next_attempt_at, \
-                           ROW_NUMBER() OVER (PARTITION BY c.account_id ORDER BY c.next_attempt_at) AS n, \
-                           COALESCE(b.room, $7) AS room \
-                    FROM cand c LEFT JOIN unnest($8::TEXT[], $9::BIGINT[]) AS b(account_id, room) \
-                      ON b.account_id = c.account_id) AS r \
-                WHERE n <= room ORDER BY next_attempt_at LIMIT $4), \
              claimed AS ( \
                 UPDATE deliveries SET status = 'delivering', lease_token = $1, lease_expires_at = $2, \
                        attempts = deliveries.attempts + 1, updated_at = $3 \
@@ -163,26 +152,7 @@ impl PgStore {
             .bind(now + lease_ms)
             .bind(now)
             .bind(i64::from(limit))
-            .bind(
-                busy.iter()
-                    .filter(|(_, r)| *r == 0)
-                    .map(|(a, _)| a.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(i64::from(limit) * CANDIDATES_PER_CLAIMED)
-            .bind(i64::from(room))
-            .bind(
-                busy.iter()
-                    .filter(|(_, r)| *r > 0)
-                    .map(|(a, _)| a.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                busy.iter()
-                    .filter(|(_, r)| *r > 0)
-                    .map(|(_, r)| i64::from(*r))
-                    .collect::<Vec<_>>(),
-            )
+            .bind(skip.iter().map(AccountId::as_str).collect::<Vec<_>>())
             .fetch_all(&mut *tx)
             .await
             .map_err(backend)?;
@@ -1028,10 +998,6 @@ struct Rows {
     ints: Vec<i64>,
     bytes: Vec<Vec<u8>>,
 }
-
-/// How many of the oldest due deliveries a claim looks at per delivery it may take, before each
-/// account's room is applied.
-const CANDIDATES_PER_CLAIMED: i64 = 4;
 
 /// Makes the surrounding transaction commit without waiting for its WAL to reach the disk
 /// (`synchronous_commit = off` for this transaction only). For claims and attempt results only:

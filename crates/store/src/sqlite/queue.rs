@@ -22,10 +22,6 @@ use crate::rows::{
     IDEMPOTENCY_WINDOW_MS, corrupt,
 };
 
-/// How many of the oldest due deliveries a claim looks at per delivery it may take, before each
-/// account's room is applied.
-const CANDIDATES_PER_CLAIMED: i64 = 4;
-
 /// Rows bound into one multi-row statement (at most 10 values each: far below SQLite's 32,766).
 const ROWS_PER_STATEMENT: usize = 128;
 
@@ -74,65 +70,32 @@ impl SqliteStore {
         now: i64,
         limit: u32,
         lease_ms: i64,
-        busy: &[(AccountId, u32)],
-        room: u32,
+        skip: &[AccountId],
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
         let token = rows::lease_token();
         let mut tx = self.begin_write().await?;
-        // Only placeholders are spliced in (one per busy account); every value is bound.
-        let full: Vec<&AccountId> = busy
-            .iter()
-            .filter(|(_, r)| *r == 0)
-            .map(|(a, _)| a)
-            .collect();
-        let some: Vec<(&AccountId, u32)> = busy
-            .iter()
-            .filter(|(_, r)| *r > 0)
-            .map(|(a, r)| (a, *r))
-            .collect();
-        let skip_clause = if full.is_empty() {
+        // Only placeholders are spliced in (one per skipped account); every value is bound.
+        let skipped: String = (0..skip.len()).map(|i| format!(", ?{}", i + 5)).collect();
+        let skip_clause = if skip.is_empty() {
             String::new()
         } else {
-            let marks: Vec<String> = (0..full.len()).map(|i| format!("?{}", i + 7)).collect();
-            format!(" AND d.account_id NOT IN ({})", marks.join(", "))
+            format!(" AND d.account_id NOT IN ({})", &skipped[2..])
         };
-        let first = full.len() + 7;
-        let room_of = if some.is_empty() {
-            "?6".to_owned()
-        } else {
-            let whens: String = (0..some.len())
-                .map(|i| format!(" WHEN ?{} THEN ?{}", first + 2 * i, first + 2 * i + 1))
-                .collect();
-            format!("CASE c.account_id{whens} ELSE ?6 END")
-        };
-        // The oldest due (a few times `limit` of them), then at most each account's room of those.
         let sql = format!(
             "UPDATE deliveries SET status = 'delivering', lease_token = ?1, lease_expires_at = ?2, \
                     attempts = attempts + 1, updated_at = ?3 \
              WHERE id IN ( \
-                SELECT id FROM ( \
-                    SELECT c.id, c.next_attempt_at, \
-                           ROW_NUMBER() OVER (PARTITION BY c.account_id ORDER BY c.next_attempt_at) AS n, \
-                           {room_of} AS room \
-                    FROM (SELECT d.id, d.account_id, d.next_attempt_at \
-                          FROM deliveries d JOIN integrations i ON i.account_id = d.account_id \
-                          WHERE d.status = 'pending' AND d.next_attempt_at <= ?3 \
-                            AND i.state = 'enabled'{skip_clause} \
-                          ORDER BY d.next_attempt_at LIMIT ?5) AS c) \
-                WHERE n <= room ORDER BY next_attempt_at LIMIT ?4)"
+                SELECT d.id FROM deliveries d JOIN integrations i ON i.account_id = d.account_id \
+                WHERE d.status = 'pending' AND d.next_attempt_at <= ?3 AND i.state = 'enabled'{skip_clause} \
+                ORDER BY d.next_attempt_at LIMIT ?4)"
         );
         let mut query = sqlx::query(AssertSqlSafe(sql))
             .bind(&token)
             .bind(now + lease_ms)
             .bind(now)
-            .bind(i64::from(limit))
-            .bind(i64::from(limit) * CANDIDATES_PER_CLAIMED)
-            .bind(i64::from(room));
-        for account in full {
+            .bind(limit as i64);
+        for account in skip {
             query = query.bind(account.as_str());
-        }
-        for (account, r) in some {
-            query = query.bind(account.as_str()).bind(i64::from(r));
         }
         let claimed = query
             .execute(&mut *tx)
