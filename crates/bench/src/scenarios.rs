@@ -110,7 +110,6 @@ async fn token(ctx: &Ctx, db: &Db, served: &Served, account: &str) -> anyhow::Re
     let answer: Value = serde_json::from_slice(&body)?;
     let token = answer["access_token"]
         .as_str()
-        .or_else(|| answer["data"]["access_token"].as_str())
         .ok_or_else(|| anyhow::anyhow!("no token in {answer}"))?;
     Ok(Arc::from(token))
 }

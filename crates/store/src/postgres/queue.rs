@@ -48,7 +48,8 @@ impl PgStore {
             lock_integrations(&mut tx, messages.map(|m| m.account_id.as_str()).collect()).await?;
         if let [group] = groups {
             // One batch: its failure is the transaction's; no savepoint needed.
-            return match ingest_into(&mut tx, group, now, &snapshots).await {
+            let group: Vec<&NewMessage> = group.iter().collect();
+            return match ingest_into(&mut tx, &group, now, &snapshots).await {
                 Ok(outcomes) => {
                     if outcomes
                         .iter()
@@ -70,7 +71,7 @@ impl PgStore {
         // where each batch took five), which gives the same outcomes as one after the other. If
         // that fails, each batch is written on its own, so only a bad one fails.
         if groups.len() > 1 {
-            let all: Vec<NewMessage> = groups.iter().flat_map(|g| g.iter().cloned()).collect();
+            let all: Vec<&NewMessage> = groups.iter().flat_map(|g| g.iter()).collect();
             let mut savepoint = (&mut *tx).begin().await.map_err(backend)?;
             match ingest_into(&mut savepoint, &all, now, &snapshots).await {
                 Ok(outcomes) => {
@@ -85,7 +86,8 @@ impl PgStore {
         }
         for group in groups.iter().skip(results.len()) {
             let mut savepoint = (&mut *tx).begin().await.map_err(backend)?;
-            match ingest_into(&mut savepoint, group, now, &snapshots).await {
+            let group: Vec<&NewMessage> = group.iter().collect();
+            match ingest_into(&mut savepoint, &group, now, &snapshots).await {
                 Ok(outcomes) => {
                     savepoint.commit().await.map_err(backend)?;
                     results.push(Ok(outcomes));
@@ -781,7 +783,7 @@ impl PgStore {
 /// the caller.
 async fn ingest_into(
     conn: &mut PgConnection,
-    batch: &[NewMessage],
+    batch: &[&NewMessage],
     now: i64,
     snapshots: &HashMap<String, Snapshot>,
 ) -> Result<Vec<IngestOutcome>, StoreError> {
@@ -806,6 +808,7 @@ async fn ingest_into(
     // Idempotency keys seen in the window (the caller holds their locks).
     let keyed: Vec<&NewMessage> = batch
         .iter()
+        .copied()
         .filter(|m| m.idempotency_key.is_some())
         .collect();
     let mut first_with_key: HashMap<(String, String), MessageId> = HashMap::new();
@@ -838,7 +841,11 @@ async fn ingest_into(
     }
 
     // Each chain's last number and how many of its deliveries are unfinished.
-    let chained: Vec<&NewMessage> = batch.iter().filter(|m| m.ordering_key.is_some()).collect();
+    let chained: Vec<&NewMessage> = batch
+        .iter()
+        .copied()
+        .filter(|m| m.ordering_key.is_some())
+        .collect();
     let mut chains: HashMap<(String, String), (i64, i64)> = HashMap::new();
     if !chained.is_empty() {
         let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
