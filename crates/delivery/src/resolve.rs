@@ -1,6 +1,12 @@
 //! Name resolution with the SSRF guard: every address a webhook host resolves to is judged at
 //! connect time (so DNS rebinding cannot slip a private address in after the URL was saved), and
 //! `SIPSIM_DNS_OVERRIDES` lets tests make a name resolve to chosen addresses, judged the same way.
+//!
+//! What a refusal says reaches the customer (the attempt log, the API's `last_error`, the
+//! dashboard), so it must not tell a name that resolves only to private addresses from one that does
+//! not resolve at all: otherwise a customer could map the operator's internal DNS by pointing the
+//! webhook URL at guessed names. Every such refusal says [`TARGET_NOT_ALLOWED`]; the detail goes
+//! to the server's log.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -33,6 +39,10 @@ pub fn parse_overrides(spec: &str) -> Result<DnsOverrides, String> {
     Ok(map)
 }
 
+/// What the customer sees when a host has no address deliveries may go to: whether it resolved
+/// only to forbidden addresses, to none, or not at all.
+pub const TARGET_NOT_ALLOWED: &str = "target not allowed: no public address was found for this host";
+
 /// Why a target was refused before any connection was made.
 #[derive(Debug, thiserror::Error)]
 #[error("blocked: {0}")]
@@ -63,10 +73,13 @@ impl Resolve for GuardedResolver {
         Box::pin(async move {
             let found: Vec<IpAddr> = match overrides.get(&host) {
                 Some(ips) => ips.clone(),
-                None => tokio::net::lookup_host((host.as_str(), 0))
-                    .await?
-                    .map(|sa| sa.ip())
-                    .collect(),
+                None => match tokio::net::lookup_host((host.as_str(), 0)).await {
+                    Ok(addrs) => addrs.map(|sa| sa.ip()).collect(),
+                    Err(e) => {
+                        tracing::warn!(%host, error = %e, "webhook host did not resolve; delivery refused");
+                        return Err(not_allowed());
+                    }
+                },
             };
             let mut refused = None;
             let allowed: Vec<SocketAddr> = found
@@ -81,15 +94,22 @@ impl Resolve for GuardedResolver {
                 .map(|ip| SocketAddr::new(ip, 0))
                 .collect();
             if allowed.is_empty() {
-                let why = match refused {
-                    Some(reason) => format!("{host} resolves only to {reason} addresses"),
-                    None => format!("{host} has no address"),
-                };
-                return Err(Box::new(Blocked(why)) as Box<dyn std::error::Error + Send + Sync>);
+                match refused {
+                    Some(reason) => tracing::warn!(
+                        %host, reason, "webhook host resolves only to forbidden addresses; delivery refused (SSRF guard)"
+                    ),
+                    None => tracing::warn!(%host, "webhook host has no address; delivery refused"),
+                }
+                return Err(not_allowed());
             }
             Ok(Box::new(allowed.into_iter()) as Addrs)
         })
     }
+}
+
+/// The customer-facing refusal, the same whatever the reason (see the module's comment).
+fn not_allowed() -> Box<dyn std::error::Error + Send + Sync> {
+    Box::new(Blocked(TARGET_NOT_ALLOWED.to_owned()))
 }
 
 #[cfg(test)]

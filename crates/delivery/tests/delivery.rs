@@ -241,6 +241,9 @@ async fn hangs_redirects_big_bodies_and_errors_are_failures_within_the_timeout()
 
 #[tokio::test]
 async fn the_ssrf_guard_refuses_private_targets_before_connecting() {
+    const NOT_ALLOWED: &str =
+        "blocked: target not allowed: no public address was found for this host";
+    assert!(NOT_ALLOWED.ends_with(sipsim_delivery::resolve::TARGET_NOT_ALLOWED));
     let (rx, addr) = Receiver::start(vec![]).await;
     let port = addr.port();
     let guarded = Sender::new(SenderConfig {
@@ -272,24 +275,27 @@ async fn the_ssrf_guard_refuses_private_targets_before_connecting() {
         ),
         (
             format!("https://private.test:{port}/"),
-            "blocked: private.test resolves only to private addresses",
+            NOT_ALLOWED,
         ),
         (
             format!("https://loop.test:{port}/"),
-            "blocked: loop.test resolves only to loopback addresses",
+            NOT_ALLOWED,
         ),
         (
             format!("https://mapped.test:{port}/"),
-            "blocked: mapped.test resolves only to loopback addresses",
+            NOT_ALLOWED,
         ),
         (
             format!("https://v6.test:{port}/"),
-            "blocked: v6.test resolves only to loopback addresses",
+            NOT_ALLOWED,
         ),
         (
             format!("https://meta.test:{port}/"),
-            "blocked: meta.test resolves only to link-local addresses",
+            NOT_ALLOWED,
         ),
+        // A name that does not resolve at all reads the same as one that resolves only to private
+        // addresses: customers cannot map internal DNS through last_error.
+        (format!("https://no-such-host.invalid:{port}/"), NOT_ALLOWED),
     ];
     for (url, expected) in cases {
         let (record, verdict) = guarded
