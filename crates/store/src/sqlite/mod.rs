@@ -111,6 +111,9 @@ impl SqliteStore {
             .foreign_keys(true);
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         let path = (!in_memory).then(|| options.get_filename().to_path_buf());
+        if let Some(path) = &path {
+            create_private(path)?;
+        }
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
@@ -180,6 +183,40 @@ impl SqliteStore {
             .await
             .map_err(backend)
     }
+}
+
+/// Creates the database file readable and writable by its owner only (`0600`) if it does not exist
+/// yet: it holds payloads (phone numbers, transcripts) and secrets. SQLite gives the `-wal` and
+/// `-shm` files it creates beside it the same permissions. An existing file keeps its mode (the
+/// operator chose it), with a warning if others may read it.
+pub(crate) fn create_private(path: &std::path::Path) -> Result<(), StoreError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                if let Ok(meta) = std::fs::metadata(path)
+                    && meta.permissions().mode() & 0o077 != 0
+                {
+                    tracing::warn!(
+                        path = %path.display(),
+                        mode = format!("{:o}", meta.permissions().mode() & 0o777),
+                        "the database file may be read by other users; `chmod 600` it (and its -wal and -shm files)"
+                    );
+                }
+            }
+            Err(e) => return Err(StoreError::Backend(Box::new(e))),
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 /// Fails with [`StoreError::AccountNotFound`] unless `account` exists, inside `tx`.
