@@ -106,6 +106,8 @@ pub struct Inner {
     pub metrics_token: Option<SecretHash>,
     /// The heartbeat of this process's dispatcher, when it runs one (`/readyz`).
     pub heartbeat: OnceLock<Heartbeat>,
+    /// The queue's figures for `/metrics`, read at most every few seconds.
+    pub queue_figures: crate::observe::QueueFigures,
 }
 
 impl Deref for AppState {
@@ -181,6 +183,7 @@ impl AppState {
                 .as_ref()
                 .map(|k| SecretHash::of(k.expose())),
             heartbeat: OnceLock::new(),
+            queue_figures: Default::default(),
         })))
     }
 
