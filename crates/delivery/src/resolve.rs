@@ -41,7 +41,8 @@ pub fn parse_overrides(spec: &str) -> Result<DnsOverrides, String> {
 
 /// What the customer sees when a host has no address deliveries may go to: whether it resolved
 /// only to forbidden addresses, to none, or not at all.
-pub const TARGET_NOT_ALLOWED: &str = "target not allowed: no public address was found for this host";
+pub const TARGET_NOT_ALLOWED: &str =
+    "target not allowed: no public address was found for this host";
 
 /// Why a target was refused before any connection was made.
 #[derive(Debug, thiserror::Error)]

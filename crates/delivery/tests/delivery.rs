@@ -273,26 +273,11 @@ async fn the_ssrf_guard_refuses_private_targets_before_connecting() {
             format!("http://example.com:{port}/"),
             "blocked: only https:// targets are allowed",
         ),
-        (
-            format!("https://private.test:{port}/"),
-            NOT_ALLOWED,
-        ),
-        (
-            format!("https://loop.test:{port}/"),
-            NOT_ALLOWED,
-        ),
-        (
-            format!("https://mapped.test:{port}/"),
-            NOT_ALLOWED,
-        ),
-        (
-            format!("https://v6.test:{port}/"),
-            NOT_ALLOWED,
-        ),
-        (
-            format!("https://meta.test:{port}/"),
-            NOT_ALLOWED,
-        ),
+        (format!("https://private.test:{port}/"), NOT_ALLOWED),
+        (format!("https://loop.test:{port}/"), NOT_ALLOWED),
+        (format!("https://mapped.test:{port}/"), NOT_ALLOWED),
+        (format!("https://v6.test:{port}/"), NOT_ALLOWED),
+        (format!("https://meta.test:{port}/"), NOT_ALLOWED),
         // A name that does not resolve at all reads the same as one that resolves only to private
         // addresses: customers cannot map internal DNS through last_error.
         (format!("https://no-such-host.invalid:{port}/"), NOT_ALLOWED),

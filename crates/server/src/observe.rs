@@ -222,7 +222,6 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sipsim_core::Store;
     use sipsim_core::queue::NewMessage;
 
     #[tokio::test]
