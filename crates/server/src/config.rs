@@ -7,7 +7,9 @@ use sipsim_core::cipher::SecretCipher;
 use sipsim_core::target::TargetPolicy;
 use sipsim_delivery::resolve::{DnsOverrides, parse_overrides};
 
+use crate::client_addr::TrustedProxies;
 use crate::limits::Rate;
+use crate::limits::failures::FailurePolicy;
 
 /// A secret configuration value; `Debug` never shows it.
 #[derive(Clone)]
@@ -55,6 +57,9 @@ pub struct ServerConfig {
     pub limits: RateLimits,
     /// `SIPSIM_METRICS_TOKEN`: when set, `/metrics` asks for it as a bearer token.
     pub metrics_token: Option<SecretString>,
+    /// `SIPSIM_TRUSTED_PROXIES` (comma-separated CIDRs): peers whose `X-Forwarded-For` names the
+    /// client's address for the per-address limits. Empty: the TCP peer is the client.
+    pub trusted_proxies: TrustedProxies,
 }
 
 /// Request rate limits; `None` is no limit.
@@ -62,21 +67,23 @@ pub struct ServerConfig {
 pub struct RateLimits {
     /// Per API client on `/api/v2` (default 100 requests/s, bursts of 200).
     pub api: Option<Rate>,
-    /// Per `client_id` on `/oauth/token` (default 10/s, bursts of 20): tokens last two hours, so a
-    /// client needs few; this also caps guessing one client's secret.
+    /// Tokens issued per API client on `/oauth/token` (default 10/s, bursts of 20): tokens last two
+    /// hours, so a client needs few. Counted only once the client has authenticated, so nobody
+    /// else can use up a client's budget; failures are limited apart (`limits::failures`).
     pub token_per_client: Option<Rate>,
-    /// Per client address on `/oauth/token` (default 30/s, bursts of 60).
-    pub token_per_address: Option<Rate>,
+    /// Failed token requests per (address, `client_id`) and per address (`limits::failures`);
+    /// on unless the token rate limit is 0 (benchmarks, API fuzzing).
+    pub token_failures: Option<FailurePolicy>,
 }
 
 impl RateLimits {
-    /// `/api/v2` at `api` per second and the token endpoint at `token` per client and three times
-    /// that per address, each with bursts of twice the rate; 0 turns a limit off.
+    /// `/api/v2` at `api` per second and tokens at `token` per client, each with bursts of twice
+    /// the rate; 0 turns a limit off (`token` 0 turns the token route's failure limits off too).
     pub fn new(api: u32, token: u32) -> Self {
         RateLimits {
             api: Rate::with_double_burst(api),
             token_per_client: Rate::with_double_burst(token),
-            token_per_address: Rate::with_double_burst(token.saturating_mul(3)),
+            token_failures: (token > 0).then_some(FailurePolicy::TOKEN),
         }
     }
 
@@ -133,6 +140,11 @@ impl ServerConfig {
                 Ok(t) if t.is_empty() => None,
                 Ok(_) => anyhow::bail!("SIPSIM_METRICS_TOKEN must be at least 16 bytes long"),
                 Err(_) => None,
+            },
+            trusted_proxies: match std::env::var("SIPSIM_TRUSTED_PROXIES") {
+                Ok(spec) => TrustedProxies::parse(&spec)
+                    .map_err(|e| anyhow::anyhow!("SIPSIM_TRUSTED_PROXIES: {e}"))?,
+                Err(_) => TrustedProxies::default(),
             },
         })
     }

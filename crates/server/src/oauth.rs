@@ -24,9 +24,9 @@ use sipsim_core::{ClientId, Scope, ScopeSet};
 use utoipa::ToSchema;
 
 use crate::auth::jwt::AccessClaims;
-use crate::dashboard::ClientAddr;
+use crate::client_addr::ClientAddr;
 use crate::error::error_chain;
-use crate::limits::{Decision, Limiter, retry_after_secs};
+use crate::limits::{Decision, retry_after_secs};
 use crate::state::{AppState, TOKEN_TTL_SECS};
 
 /// The form fields of a token request (documentation only; the handler parses the form itself).
@@ -136,19 +136,6 @@ impl IntoResponse for TokenError {
     }
 }
 
-/// Takes one request from `key`'s bucket, or says how long to wait.
-fn within<K: std::hash::Hash + Eq + Clone>(
-    limiter: &Limiter<K>,
-    key: &K,
-) -> Result<(), TokenError> {
-    match limiter.check(key, std::time::Instant::now()).0 {
-        Decision::Allowed { .. } => Ok(()),
-        Decision::Limited { retry_after } => {
-            Err(TokenError::SlowDown(retry_after_secs(retry_after)))
-        }
-    }
-}
-
 fn oauth_error(status: StatusCode, error: &'static str, error_description: String) -> Response {
     let mut r = (
         status,
@@ -237,7 +224,7 @@ fn basic_credentials(headers: &HeaderMap) -> Option<Result<(String, String), Tok
             "expires_in": 7200, "scope": "webhooks.read webhooks.write", "created_at": 1705312200})),
         (status = 400, description = "`invalid_request`, `invalid_scope` or `unsupported_grant_type`.", body = OAuthError),
         (status = 401, description = "`invalid_client`: unknown client or wrong secret.", body = OAuthError),
-        (status = 429, description = "`slow_down`: too many token requests for this client or from this address (`Retry-After`).", body = OAuthError),
+        (status = 429, description = "`slow_down`: too many failed token requests from this address, or too many tokens for this client (`Retry-After`).", body = OAuthError),
         (status = 413, description = "Request body too large.", body = sipsim_core::envelope::ErrorEnvelope),
     )
 )]
@@ -247,18 +234,52 @@ pub async fn issue_token(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let (Some(limiter), Some(address)) = (&state.token_limiters.1, address)
-        && let Err(e) = within(limiter, &address)
-    {
-        return e.into_response();
+    // Every request counts as a failure of its (address, client_id) pair until it has succeeded,
+    // so a flood of bad requests is refused here, before any database read, while the clients
+    // that send a right secret are never refused for what others sent.
+    let attempt = match &state.token_failures {
+        Some(limiter) => match limiter.attempt(address, &claimed_client_id(&headers, &body)) {
+            Ok(counted) => Some(counted),
+            Err(wait) => return TokenError::SlowDown(retry_after_secs(wait)).into_response(),
+        },
+        None => None,
+    };
+    let issued = issue(&state, &headers, &body).await;
+    if let Some(attempt) = attempt {
+        match &issued {
+            Ok(_) => attempt.succeeded(),
+            // Not the client's failure.
+            Err(TokenError::Internal(_) | TokenError::SlowDown(_)) => attempt.forget(),
+            Err(_) => attempt.failed(),
+        }
     }
-    match issue(&state, &headers, &body).await {
+    match issued {
         Ok(token) => {
             let mut r = Json(token).into_response();
             no_store(r.headers_mut());
             r
         }
         Err(e) => e.into_response(),
+    }
+}
+
+/// The `client_id` a request names (form field or HTTP Basic), as the failure limits count it:
+/// only a well-formed id counts as itself (so made-up 16 KiB ids take no memory); anything else
+/// counts as one subject, "unreadable", for its address.
+fn claimed_client_id(headers: &HeaderMap, body: &[u8]) -> String {
+    let from_form = || {
+        form_urlencoded::parse(body)
+            .find(|(k, _)| k == "client_id")
+            .map(|(_, v)| v.into_owned())
+    };
+    let named = match basic_credentials(headers) {
+        Some(Ok((id, _))) => Some(id),
+        Some(Err(_)) => None,
+        None => from_form(),
+    };
+    match named.as_deref().map(ClientId::parse) {
+        Some(Ok(id)) => id.to_string(),
+        _ => "unreadable".to_owned(),
     }
 }
 
@@ -303,12 +324,6 @@ async fn issue(
         (None, _, _) => return Err(TokenError::InvalidClient),
     };
 
-    // Before the secret is checked, so guessing one client's secret is as slow as the limit. Only
-    // well-formed ids get a bucket (a few dozen bytes each): a flood of made-up 16 KiB ids would
-    // otherwise fill memory; those fail below and count against their address anyway.
-    if let (Some(limiter), Ok(id)) = (&state.token_limiters.0, ClientId::parse(&client_id)) {
-        within(limiter, &id.to_string())?;
-    }
     let client = match ClientId::parse(&client_id) {
         Ok(id) => state
             .store
@@ -324,6 +339,14 @@ async fn issue(
     };
     if !client.secret_hash.matches(&secret) || state.revocations.is_revoked(&client.id) {
         return Err(TokenError::InvalidClient);
+    }
+    // Tokens last two hours: a client asking for many is misbehaving. Counted only now that the
+    // client has proved who it is, so nobody else can spend its budget.
+    if let Some(limiter) = &state.token_limiter
+        && let Decision::Limited { retry_after } =
+            limiter.check(&client.id, std::time::Instant::now()).0
+    {
+        return Err(TokenError::SlowDown(retry_after_secs(retry_after)));
     }
 
     let granted = match form.scope.as_deref().map(str::trim) {

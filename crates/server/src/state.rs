@@ -1,6 +1,5 @@
 //! The server's shared state and the one place that picks a storage backend.
 
-use std::net::IpAddr;
 use std::ops::Deref;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -21,11 +20,13 @@ use sipsim_delivery::{Heartbeat, Sender, SenderConfig};
 
 use crate::auth::jwt::JwtKey;
 use crate::auth::revocations::{REFRESH_EVERY, Revocations};
+use crate::client_addr::TrustedProxies;
 use crate::config::ServerConfig;
-use crate::dashboard::auth::LoginLimiter;
+use crate::dashboard::auth::PasswordChecks;
 use crate::ingest_writer::IngestWriter;
 use crate::integrations::IntegrationCache;
 use crate::limits::Limiter;
+use crate::limits::failures::{FailureLimiter, FailurePolicy};
 
 /// Access tokens live two hours, as SIPSIM documents (`expires_in: 7200`).
 pub const TOKEN_TTL_SECS: i64 = 7200;
@@ -96,12 +97,18 @@ pub struct Inner {
     refresh_revocations: Arc<Notify>,
     /// Sends the dashboard's *Send Test* (with the documented 2 s timeout).
     pub sender: Sender,
-    /// Failed dashboard logins, per email and per address.
-    pub login_limiter: LoginLimiter,
+    /// Failed dashboard logins, per (address, email) and per address.
+    pub login_failures: FailureLimiter,
+    /// Password checks in progress: bounded, since each holds argon2's memory.
+    pub password_checks: PasswordChecks,
     /// `/api/v2` requests per API client.
     pub api_limiter: Option<Limiter<ClientId>>,
-    /// `/oauth/token` requests per `client_id` as sent, and per client address.
-    pub token_limiters: (Option<Limiter<String>>, Option<Limiter<IpAddr>>),
+    /// Failed `/oauth/token` requests, per (address, `client_id`) and per address.
+    pub token_failures: Option<FailureLimiter>,
+    /// Tokens issued per API client (counted once it has authenticated).
+    pub token_limiter: Option<Limiter<ClientId>>,
+    /// Peers whose `X-Forwarded-For` is believed (the client address of the limits).
+    pub trusted_proxies: TrustedProxies,
     /// Hash of `SIPSIM_METRICS_TOKEN`: `/metrics` asks for it when set.
     pub metrics_token: Option<SecretHash>,
     /// The heartbeat of this process's dispatcher, when it runs one (`/readyz`).
@@ -172,12 +179,12 @@ impl AppState {
                 dns_overrides: config.dns_overrides.clone(),
                 extra_ca_pem: config.extra_ca_pem.clone(),
             })?,
-            login_limiter: LoginLimiter::default(),
+            login_failures: FailureLimiter::new(FailurePolicy::LOGIN),
+            password_checks: PasswordChecks::default(),
             api_limiter: config.limits.api.map(Limiter::new),
-            token_limiters: (
-                config.limits.token_per_client.map(Limiter::new),
-                config.limits.token_per_address.map(Limiter::new),
-            ),
+            token_failures: config.limits.token_failures.map(FailureLimiter::new),
+            token_limiter: config.limits.token_per_client.map(Limiter::new),
+            trusted_proxies: config.trusted_proxies.clone(),
             metrics_token: config
                 .metrics_token
                 .as_ref()

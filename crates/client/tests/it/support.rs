@@ -46,6 +46,7 @@ impl Live {
             extra_ca_pem: None,
             limits: sipsim_server::config::RateLimits::default(),
             metrics_token: None,
+            trusted_proxies: Default::default(),
         };
         let sender = Sender::new(SenderConfig {
             timeout: Duration::from_secs(2),

@@ -1,4 +1,5 @@
-//! Dashboard authentication: argon2 passwords, session cookies, CSRF tokens and the login limiter.
+//! Dashboard authentication: argon2 passwords (checked a few at a time), session cookies and CSRF
+//! tokens. Failed logins are limited by `limits::failures`.
 //!
 //! A session is a random 256-bit token in an `HttpOnly`, `SameSite=Lax` cookie (`Secure` when the
 //! request came over HTTPS); the database keeps only its SHA-256, with the session's CSRF token and
@@ -6,11 +7,9 @@
 //! constant time. The login form, before there is a session, uses a double-submit token: a cookie
 //! and a hidden field that must match.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use argon2::{Argon2, PasswordHasher, PasswordVerifier};
+use argon2::{Argon2, PasswordHasher};
 use axum::http::HeaderMap;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -36,13 +35,6 @@ pub fn hash_password(password: &str) -> anyhow::Result<String> {
         .hash_password(password.as_bytes())
         .map_err(|e| anyhow::anyhow!("cannot hash the password: {e}"))?;
     Ok(hash.to_string())
-}
-
-/// Whether `password` matches the stored PHC string (argon2 compares in constant time).
-pub fn verify_password(password: &str, stored: &str) -> bool {
-    Argon2::default()
-        .verify_password(password.as_bytes(), stored)
-        .is_ok()
 }
 
 /// A well-formed argon2 hash of a password nobody has, checked when the email is unknown so that a
@@ -86,73 +78,119 @@ pub fn set_cookie(name: &str, value: &str, max_age: Duration, secure: bool) -> S
     )
 }
 
-/// Failed logins allowed per email and per client address within [`LoginLimiter::WINDOW`].
-const PER_EMAIL: usize = 5;
-const PER_ADDRESS: usize = 20;
+/// How long a login waits for a free password check before it is answered `503`.
+const CHECK_QUEUE_WAIT: Duration = Duration::from_secs(2);
+/// Password checks at once (argon2 uses one core each; logins are not a throughput path).
+const CHECKS_AT_ONCE: usize = 2;
 
-/// Counts failed logins per email and per client address, and refuses further attempts for a while
-/// once either has too many: guessing passwords costs hours, not seconds.
-#[derive(Debug, Default)]
-pub struct LoginLimiter {
-    failures: Mutex<HashMap<String, VecDeque<Instant>>>,
+/// The password checks running at once, each with working memory that is allocated once and kept.
+///
+/// Each argon2 check needs 19 MiB. Unbounded, a few hundred concurrent logins took the process to
+/// gigabytes, and the dispatcher lives in the same process. Bounding them was not enough: with a
+/// fresh 19 MiB allocation per check, glibc's allocator raised its mmap threshold after the first
+/// free and then kept the freed memory fragmented in its heaps — 20 checks one after another left
+/// 235 MB resident (measured). So each slot owns its memory and reuses it: resident memory for
+/// password checks is at most `CHECKS_AT_ONCE` × 19 MiB, however many logins arrive. Beyond the
+/// slots, logins wait briefly, then are told to come back (`503`).
+pub struct PasswordChecks {
+    slots: tokio::sync::Semaphore,
+    memory: std::sync::Mutex<Vec<Vec<argon2::Block>>>,
 }
 
-impl LoginLimiter {
-    /// The window failures are counted in.
-    pub const WINDOW: Duration = Duration::from_secs(15 * 60);
+impl Default for PasswordChecks {
+    fn default() -> Self {
+        PasswordChecks::with_slots(CHECKS_AT_ONCE)
+    }
+}
 
-    fn keys(email: &str, address: Option<&str>) -> [(String, usize); 2] {
-        [
-            (format!("email:{}", email_key(email)), PER_EMAIL),
-            (
-                format!("addr:{}", address.unwrap_or("unknown")),
-                PER_ADDRESS,
-            ),
-        ]
+/// No password check could start in time: the server is busy checking others.
+#[derive(Debug)]
+pub struct ChecksBusy;
+
+impl PasswordChecks {
+    fn with_slots(slots: usize) -> Self {
+        PasswordChecks {
+            slots: tokio::sync::Semaphore::new(slots),
+            memory: std::sync::Mutex::new(Vec::new()),
+        }
     }
 
-    /// `Some(wait)` when this email or address must wait before trying again.
-    pub fn blocked(&self, email: &str, address: Option<&str>) -> Option<Duration> {
-        let now = Instant::now();
-        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        Self::keys(email, address)
-            .into_iter()
-            .filter_map(|(key, limit)| {
-                let times = map.get_mut(&key)?;
-                while times.front().is_some_and(|t| now - *t > Self::WINDOW) {
-                    times.pop_front();
+    /// Whether `password` matches `stored` — or, with no user (`None`), checks it against a decoy
+    /// hash and answers `false`, so an unknown email takes as long as a wrong password.
+    pub async fn verify(
+        &self,
+        password: String,
+        stored: Option<String>,
+    ) -> Result<bool, ChecksBusy> {
+        let permit = tokio::time::timeout(CHECK_QUEUE_WAIT, self.slots.acquire())
+            .await
+            .map_err(|_| ChecksBusy)?
+            .map_err(|_| ChecksBusy)?;
+        let lock = || self.memory.lock().unwrap_or_else(|e| e.into_inner());
+        // A slot's memory: there are never more buffers than slots.
+        let mut memory = lock().pop().unwrap_or_default();
+        let checked = tokio::task::spawn_blocking(move || {
+            let verified = match stored {
+                Some(stored) => verify_in(&password, &stored, &mut memory),
+                None => {
+                    verify_in(&password, decoy_hash(), &mut memory);
+                    false
                 }
-                (times.len() >= limit)
-                    .then(|| times.front().map(|t| Self::WINDOW - (now - *t)))
-                    .flatten()
-            })
-            .max()
-    }
-
-    /// Notes a failed attempt.
-    pub fn failed(&self, email: &str, address: Option<&str>) {
-        let now = Instant::now();
-        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        // Forget keys whose failures are all old, so the map cannot grow without bound.
-        if map.len() > 10_000 {
-            map.retain(|_, t| t.back().is_some_and(|t| now - *t <= Self::WINDOW));
-        }
-        for (key, _) in Self::keys(email, address) {
-            map.entry(key).or_default().push_back(now);
-        }
-    }
-
-    /// Forgets an email's failures after a successful login.
-    pub fn succeeded(&self, email: &str) {
-        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        map.remove(&format!("email:{}", email_key(email)));
+            };
+            (verified, memory)
+        })
+        .await;
+        let verified = match checked {
+            Ok((verified, memory)) => {
+                lock().push(memory);
+                verified
+            }
+            Err(_) => false,
+        };
+        drop(permit);
+        Ok(verified)
     }
 }
 
-/// An email as the limiter counts it: trimmed, lowercased, and no longer than an email can be
-/// (254), so that made-up 16 KiB "emails" cannot fill memory.
-fn email_key(email: &str) -> String {
-    email.trim().to_lowercase().chars().take(254).collect()
+/// Whether `password` matches the stored PHC string, compared in constant time, with working
+/// memory the caller keeps: `memory` grows to what the stored
+/// hash's parameters need (our hashes: argon2's defaults) and is reused by the next check.
+fn verify_in(password: &str, stored: &str, memory: &mut Vec<argon2::Block>) -> bool {
+    let Ok(hash) = argon2::PasswordHash::new(stored) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (&hash.salt, &hash.hash) else {
+        return false;
+    };
+    let Ok(params) = argon2::Params::try_from(&hash) else {
+        return false;
+    };
+    // A stored hash is ours; one asking for far more memory than ours was tampered with.
+    if params.m_cost() > 4 * argon2::Params::DEFAULT_M_COST {
+        return false;
+    }
+    let Ok(algorithm) = argon2::Algorithm::try_from(hash.algorithm.as_str()) else {
+        return false;
+    };
+    let version = match hash.version.map(argon2::Version::try_from) {
+        None => argon2::Version::default(),
+        Some(Ok(v)) => v,
+        Some(Err(_)) => return false,
+    };
+    let blocks = params.block_count();
+    if memory.len() < blocks {
+        memory.resize(blocks, argon2::Block::new());
+    }
+    let mut computed = vec![0u8; expected.len()];
+    argon2::Argon2::new(algorithm, version, params)
+        .hash_password_into_with_memory(
+            password.as_bytes(),
+            salt.as_ref(),
+            &mut computed,
+            &mut memory[..blocks],
+        )
+        .is_ok()
+        && bool::from(computed.as_slice().ct_eq(expected.as_bytes()))
 }
 
 #[cfg(test)]
@@ -163,22 +201,36 @@ mod tests {
     fn passwords_verify_and_wrong_ones_do_not() {
         let hash = hash_password("correct horse battery").unwrap();
         assert!(hash.starts_with("$argon2id$"));
-        assert!(verify_password("correct horse battery", &hash));
-        assert!(!verify_password("correct horse battery!", &hash));
-        assert!(!verify_password("x", "not a hash"));
+        let mut memory = Vec::new();
+        assert!(verify_in("correct horse battery", &hash, &mut memory));
+        assert_eq!(memory.len(), argon2::Params::DEFAULT_M_COST as usize);
+        assert!(!verify_in("correct horse battery!", &hash, &mut memory));
+        assert!(!verify_in("x", "not a hash", &mut memory));
+        let other = hash_password("another password").unwrap();
+        assert!(verify_in("another password", &other, &mut memory));
+        assert!(!verify_in("correct horse battery", &other, &mut memory));
     }
 
-    #[test]
-    fn limiter_blocks_after_five_failures_per_email() {
-        let limiter = LoginLimiter::default();
-        for _ in 0..PER_EMAIL {
-            assert!(limiter.blocked("A@x.com", Some("1.2.3.4")).is_none());
-            limiter.failed("a@x.com", Some("1.2.3.4"));
-        }
-        assert!(limiter.blocked("a@X.com ", Some("5.6.7.8")).is_some());
-        assert!(limiter.blocked("b@x.com", Some("1.2.3.4")).is_none());
-        limiter.succeeded("a@x.com");
-        assert!(limiter.blocked("a@x.com", Some("5.6.7.8")).is_none());
+    #[tokio::test]
+    async fn password_checks_are_bounded_and_unknown_users_cost_a_hash() {
+        let hash = hash_password("correct horse battery").unwrap();
+        let checks = PasswordChecks::with_slots(1);
+        assert!(
+            checks
+                .verify("correct horse battery".into(), Some(hash.clone()))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !checks
+                .verify("correct horse battery".into(), None)
+                .await
+                .unwrap()
+        );
+        // With the only slot held past the queue's wait, a login is told to come back.
+        let held = checks.slots.acquire().await.unwrap();
+        assert!(checks.verify("x".into(), Some(hash)).await.is_err());
+        drop(held);
     }
 
     #[test]

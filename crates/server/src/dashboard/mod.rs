@@ -106,22 +106,6 @@ impl FromRequestParts<AppState> for Authed {
     }
 }
 
-/// The client's address, when the server knows it (it serves with connection info).
-pub struct ClientAddr(pub Option<std::net::IpAddr>);
-
-impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(ClientAddr(
-            parts
-                .extensions
-                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-                .map(|c| c.0.ip()),
-        ))
-    }
-}
-
 /// A submitted form (`application/x-www-form-urlencoded`), with repeated fields kept.
 pub struct Form(Vec<(String, String)>);
 

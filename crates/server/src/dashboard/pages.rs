@@ -6,6 +6,7 @@
 use askama::Template;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
+use axum::http::header::RETRY_AFTER;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde::Deserialize;
@@ -20,9 +21,8 @@ use sipsim_core::target::WebhookUrl;
 use sipsim_core::{ClientId, DeliveryId, EventSet, Scope, ScopeSet, StoreError};
 
 use super::auth::{self, LOGIN_CSRF_COOKIE, SESSION_COOKIE, SESSION_TTL};
-use super::{
-    Authed, ClientAddr, Form, csrf_refused, error_page, html, redirect, see_other, with_cookie,
-};
+use super::{Authed, Form, csrf_refused, error_page, html, redirect, see_other, with_cookie};
+use crate::client_addr::ClientAddr;
 use crate::state::AppState;
 
 /// Renders a template, or a plain error page if it cannot be rendered (a bug).
@@ -131,6 +131,12 @@ fn login_page(
     with_cookie(render(status, &page), &cookie)
 }
 
+/// The subject a login's failures count against: the email as stored (lowercased), and no longer
+/// than an email can be, so made-up 16 KiB "emails" cost nothing more.
+fn login_subject(email: &str) -> String {
+    email.to_lowercase().chars().take(254).collect()
+}
+
 pub async fn login_form(headers: HeaderMap) -> Response {
     login_page(&headers, StatusCode::OK, "", None)
 }
@@ -148,33 +154,50 @@ pub async fn login(
     }
     let email = form.get("email").unwrap_or_default().trim().to_owned();
     let password = form.get("password").unwrap_or_default().to_owned();
-    let address = addr.map(|ip| ip.to_string());
-    if let Some(wait) = state.login_limiter.blocked(&email, address.as_deref()) {
-        let minutes = wait.as_secs().div_ceil(60).max(1);
-        return login_page(
-            &headers,
-            StatusCode::TOO_MANY_REQUESTS,
-            &email,
-            Some(format!(
-                "Too many failed attempts. Try again in {minutes} minute{}.",
-                if minutes == 1 { "" } else { "s" }
-            )),
-        );
-    }
+    // Counted as a failure before the password is checked, and forgiven if it is right: concurrent
+    // guesses cannot all slip in while the first is being checked.
+    let attempt = match state.login_failures.attempt(addr, &login_subject(&email)) {
+        Ok(counted) => counted,
+        Err(wait) => {
+            let minutes = wait.as_secs().div_ceil(60).max(1);
+            return login_page(
+                &headers,
+                StatusCode::TOO_MANY_REQUESTS,
+                &email,
+                Some(format!(
+                    "Too many failed attempts. Try again in {minutes} minute{}.",
+                    if minutes == 1 { "" } else { "s" }
+                )),
+            );
+        }
+    };
     let user = match state.store.get_user_by_email(&email).await {
         Ok(u) => u,
-        Err(e) => return store_failed(e),
+        Err(e) => {
+            attempt.forget();
+            return store_failed(e);
+        }
     };
-    // An unknown email costs the same hash as a wrong password, so timing tells nothing.
-    let stored = user.as_ref().map_or_else(
-        || auth::decoy_hash().to_owned(),
-        |u| u.password_hash.clone(),
-    );
-    let verified = tokio::task::spawn_blocking(move || auth::verify_password(&password, &stored))
-        .await
-        .unwrap_or(false);
+    let stored = user.as_ref().map(|u| u.password_hash.clone());
+    let verified = match state.password_checks.verify(password, stored).await {
+        Ok(verified) => verified,
+        Err(auth::ChecksBusy) => {
+            attempt.forget();
+            let mut page = login_page(
+                &headers,
+                StatusCode::SERVICE_UNAVAILABLE,
+                &email,
+                Some(
+                    "The server is busy checking other logins. Try again in a few seconds.".into(),
+                ),
+            );
+            page.headers_mut()
+                .insert(RETRY_AFTER, axum::http::HeaderValue::from_static("2"));
+            return page;
+        }
+    };
     let Some(user) = user.filter(|_| verified) else {
-        state.login_limiter.failed(&email, address.as_deref());
+        attempt.failed();
         return login_page(
             &headers,
             StatusCode::UNAUTHORIZED,
@@ -182,7 +205,7 @@ pub async fn login(
             Some("Wrong email or password.".into()),
         );
     };
-    state.login_limiter.succeeded(&email);
+    attempt.succeeded();
     let token = auth::random_token();
     let session = Session {
         token_hash: SecretHash::of(&token),

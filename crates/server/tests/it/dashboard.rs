@@ -1,4 +1,4 @@
-//! The dashboard over plain HTTP: sessions, cookie flags, CSRF, the login limiter. The browser
+//! The dashboard over plain HTTP: sessions, cookie flags, CSRF, the login limits. The browser
 //! tests (`browser.rs`) drive the same pages in Chromium.
 
 use reqwest::StatusCode;
@@ -228,6 +228,198 @@ async fn wrong_passwords_are_refused_then_rate_limited() {
     let (status, body) = attempt(PASSWORD).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
     assert!(body.contains("Too many failed attempts"), "{body}");
+    // Another user from the same address logs in at once: failures lock out their own email only.
+    let (_, other) = user(&app).await;
+    login(&app, &other, false).await;
+}
+
+/// A login form ready to post: its double-submit cookie and token.
+async fn login_form(http: &reqwest::Client, base: &str) -> (String, String) {
+    let page = http
+        .get(format!("{base}/dashboard/login"))
+        .send()
+        .await
+        .unwrap();
+    let (cookie, _) = set_cookie(&page, "sipsim_login_csrf").unwrap();
+    (cookie, csrf_field(&page.text().await.unwrap()))
+}
+
+/// Posts a login from `address` (`X-Forwarded-For`, believed from a trusted proxy); the status.
+fn post_login(
+    http: &reqwest::Client,
+    base: &str,
+    form: &(String, String),
+    address: &str,
+    email: &str,
+    password: &str,
+) -> impl Future<Output = StatusCode> + Send + 'static {
+    let request = http
+        .post(format!("{base}/dashboard/login"))
+        .header(COOKIE, &form.0)
+        .header("x-forwarded-for", address)
+        .form(&[
+            ("csrf", form.1.as_str()),
+            ("email", email),
+            ("password", password),
+        ]);
+    async move { request.send().await.unwrap().status() }
+}
+
+#[tokio::test]
+async fn failed_logins_lock_out_their_address_and_email_never_the_user() {
+    let app = TestApp::spawn_behind_proxy().await;
+    let (_, alice) = user(&app).await;
+    let (_, bob) = user(&app).await;
+    let http = client();
+    let base = app.url("");
+    let form = login_form(&http, &base).await;
+
+    // Thirty wrong passwords for Alice at once from one address: each counts before the password is
+    // checked, so exactly five are checked and the rest refused without hashing.
+    let guesses: Vec<_> = (0..30)
+        .map(|_| {
+            tokio::spawn(post_login(
+                &http,
+                &base,
+                &form,
+                "203.0.113.1",
+                &alice,
+                "guess123456",
+            ))
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for g in guesses {
+        statuses.push(g.await.unwrap());
+    }
+    let checked = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED)
+        .count();
+    let refused = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!((checked, refused), (5, 25), "{statuses:?}");
+    let status = post_login(&http, &base, &form, "203.0.113.1", &alice, PASSWORD).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+
+    // Bob, from that address, and Alice, from her own, log in at once.
+    let status = post_login(&http, &base, &form, "203.0.113.1", &bob, PASSWORD).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let status = post_login(&http, &base, &form, "198.51.100.2", &alice, PASSWORD).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+
+    // An address that tries twenty emails is refused whole.
+    for i in 0..20 {
+        let email = format!("nobody{i}@example.com");
+        let status = post_login(&http, &base, &form, "203.0.113.50", &email, "guess123456").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    let status = post_login(&http, &base, &form, "203.0.113.50", &bob, PASSWORD).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    let status = post_login(&http, &base, &form, "198.51.100.3", &bob, PASSWORD).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+}
+
+/// Peak resident memory of a process, from /proc (`VmHWM`), in MiB.
+fn peak_rss_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kib / 1024
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_logins_keeps_memory_bounded_and_the_door_open() {
+    // The real server process, so its own peak memory can be read. Each argon2 check holds
+    // 19 MiB: 200 at once took it to gigabytes before checks were bounded.
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("flood.db").display());
+    let account = crate::helpers::operator(&db, &["account", "create", "Flood"])["account_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let created = crate::helpers::operator(
+        &db,
+        &[
+            "user",
+            "create",
+            "--account",
+            &account,
+            "--email",
+            "real@example.com",
+        ],
+    );
+    let password = created["password"].as_str().unwrap().to_owned();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sipsimd"));
+    cmd.args(["serve", "--listen", "127.0.0.1:0"])
+        .env("SIPSIM_DATABASE_URL", &db)
+        .env("SIPSIM_TRUSTED_PROXIES", "127.0.0.1");
+    let server = crate::helpers::Server::spawn(cmd);
+    let pid = server.child.id();
+    let http = client();
+    let form = login_form(&http, &server.base).await;
+    let before = peak_rss_mib(pid);
+
+    // 200 wrong logins at once, each from its own address for its own email (so the failure
+    // limits let every one through to the password check), plus 100 for one email from one
+    // address.
+    let mut flood = Vec::new();
+    for i in 0..200 {
+        let address = format!("198.18.{}.{}", i / 250, i % 250 + 1);
+        let email = format!("user{i}@example.com");
+        flood.push(tokio::spawn(post_login(
+            &http,
+            &server.base,
+            &form,
+            &address,
+            &email,
+            "wrong-password",
+        )));
+    }
+    for _ in 0..100 {
+        flood.push(tokio::spawn(post_login(
+            &http,
+            &server.base,
+            &form,
+            "203.0.113.7",
+            "real@example.com",
+            "wrong-password",
+        )));
+    }
+    let mut answers = std::collections::BTreeMap::new();
+    for f in flood {
+        *answers.entry(f.await.unwrap().as_u16()).or_insert(0) += 1;
+    }
+    // Wrong passwords are 401, the flood beyond the checks' queue 503 (come back), the one email
+    // beyond its five failures 429. Nothing else.
+    assert!(
+        answers.keys().all(|s| [401, 429, 503].contains(s)),
+        "{answers:?}"
+    );
+    assert!(answers.get(&429).copied().unwrap_or(0) >= 95, "{answers:?}");
+    let peak = peak_rss_mib(pid);
+    println!("login flood: {answers:?}; peak RSS {before} MiB before, {peak} MiB after");
+    assert!(
+        peak < 150,
+        "peak RSS {peak} MiB (was {before} MiB before the flood)"
+    );
+
+    // The right password, from an address that just flooded, gets in at once.
+    let status = post_login(
+        &http,
+        &server.base,
+        &form,
+        "198.18.0.1",
+        "real@example.com",
+        &password,
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
 }
 
 #[tokio::test]

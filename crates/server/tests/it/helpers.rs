@@ -12,6 +12,7 @@ use sipsim_core::store::{IntegrationUpdate, NewApiClient};
 use sipsim_core::target::{TargetPolicy, WebhookUrl};
 use sipsim_core::{AccountId, ClientId, EventSet, ScopeSet, Store};
 use sipsim_delivery::{Dispatcher, DispatcherConfig, Sender, SenderConfig};
+use sipsim_server::client_addr::TrustedProxies;
 use sipsim_server::config::{RateLimits, SecretString, ServerConfig};
 use sipsim_server::state::{AppState, open_store};
 use tokio_util::sync::CancellationToken;
@@ -57,12 +58,24 @@ impl TestApp {
     }
 
     async fn spawn_with(target_policy: TargetPolicy) -> TestApp {
-        TestApp::spawn_configured(target_policy, RateLimits::default(), None).await
+        TestApp::spawn_configured(target_policy, RateLimits::default(), None, "").await
     }
 
     /// A server with these rate limits.
     pub async fn spawn_with_limits(limits: RateLimits) -> TestApp {
-        TestApp::spawn_configured(TargetPolicy::PublicHttpsOnly, limits, None).await
+        TestApp::spawn_configured(TargetPolicy::PublicHttpsOnly, limits, None, "").await
+    }
+
+    /// A server behind a proxy on 127.0.0.1 (`SIPSIM_TRUSTED_PROXIES=127.0.0.1`): the tests' requests
+    /// name their client address in `X-Forwarded-For`.
+    pub async fn spawn_behind_proxy() -> TestApp {
+        TestApp::spawn_configured(
+            TargetPolicy::PublicHttpsOnly,
+            RateLimits::default(),
+            None,
+            "127.0.0.1",
+        )
+        .await
     }
 
     /// A server on the database at `url` (PostgreSQL).
@@ -71,6 +84,7 @@ impl TestApp {
             TargetPolicy::PublicHttpsOnly,
             RateLimits::default(),
             Some(url.to_owned()),
+            "",
         )
         .await
     }
@@ -79,6 +93,7 @@ impl TestApp {
         target_policy: TargetPolicy,
         limits: RateLimits,
         database_url: Option<String>,
+        trusted_proxies: &str,
     ) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
         let database_url = database_url
@@ -94,6 +109,7 @@ impl TestApp {
             extra_ca_pem: None,
             limits,
             metrics_token: None,
+            trusted_proxies: TrustedProxies::parse(trusted_proxies).unwrap(),
         };
         // The dispatcher may send to loopback receivers: tests run them there.
         let sender = Sender::new(SenderConfig {

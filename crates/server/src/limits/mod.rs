@@ -3,7 +3,11 @@
 //! A bucket holds up to `burst` tokens and refills at `rate` per second; a request takes one or is
 //! refused with the time until one is back. Buckets of keys that went quiet are dropped once full
 //! again, so the map holds only recently active keys. Limits are per node: N nodes allow N times
-//! the rate (as the dashboard's login limits; docs/SCALING.md).
+//! the rate (as the failure limits; docs/SECURITY.md says how to size them).
+//!
+//! [`failures`] counts failed logins and token requests per client address and subject.
+
+pub mod failures;
 
 use std::collections::HashMap;
 use std::hash::Hash;
