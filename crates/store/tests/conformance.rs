@@ -1311,6 +1311,49 @@ async fn resend_failed_and_attempt_buckets(store: &dyn Store) {
     );
 }
 
+/// Two clicks on "resend all failed", or the same from two nodes, at once: each failed message is
+/// queued once, not once per call.
+async fn concurrent_resends_of_all_failed_queue_each_message_once(store: &Arc<dyn Store>) {
+    let now = 60_000_000;
+    let acc = store.create_account("double click").await.unwrap().id;
+    store
+        .put_integration(
+            &acc,
+            update("https://example.com/", false, Some(EventSet::ALL)),
+        )
+        .await
+        .unwrap();
+    let failed = 40;
+    enqueue(&**store, &acc, &vec![Event::Sms; failed], now).await;
+    let claimed = store.claim_due(now, 100, 60_000, &[]).await.unwrap();
+    assert_eq!(claimed.len(), failed);
+    for c in &claimed {
+        let at = record(now + 5, Some(500), None);
+        assert!(
+            finish(&**store, &c.id, &c.lease_token, &at, Completion::Failed)
+                .await
+                .unwrap()
+        );
+    }
+    let calls: Vec<_> = (0..8)
+        .map(|_| {
+            let (store, acc) = (store.clone(), acc.clone());
+            tokio::spawn(async move { store.resend_failed_since(&acc, now, now + 10, 1000).await })
+        })
+        .collect();
+    let mut queued = Vec::new();
+    for call in calls {
+        queued.push(call.await.unwrap().unwrap());
+    }
+    assert_eq!(queued.iter().sum::<u64>(), failed as u64, "{queued:?}");
+    let again = store.claim_due(now + 10, 1000, 60_000, &[]).await.unwrap();
+    assert_eq!(again.len(), failed, "one new delivery per failed message");
+    let mut messages: Vec<_> = again.iter().map(|c| c.message_id.clone()).collect();
+    messages.sort();
+    messages.dedup();
+    assert_eq!(messages.len(), failed);
+}
+
 /// Runs each suite function on SQLite, and on PostgreSQL in a fresh database, under one name each:
 /// `sqlite::NAME` and `postgres::NAME`.
 async fn queue_stats_count_what_waits(store: &dyn Store) {
@@ -1697,6 +1740,7 @@ on_both_backends!(
     users_and_sessions,
     a_regenerated_secret_keeps_the_old_one_for_a_while,
     resend_failed_and_attempt_buckets,
+    concurrent_resends_of_all_failed_queue_each_message_once,
     queue_stats_count_what_waits,
     deleting_an_account_erases_everything_of_it,
     an_account_can_keep_its_messages_shorter_or_longer,

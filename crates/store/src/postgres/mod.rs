@@ -774,6 +774,14 @@ impl Store for PgStore {
         limit: u32,
     ) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
+        // One resend of an account's failures at a time, across every node: under READ COMMITTED
+        // two concurrent calls (two clicks, two nodes) would both find the same failed messages and
+        // queue each twice. The second waits here, then its select sees the first's new deliveries.
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('resend-failed:' || $1, 0))")
+            .bind(account.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
         // Messages whose latest delivery (highest, time-ordered id) failed.
         let due: Vec<(String, String)> = sqlx::query_as(
             "SELECT d.message_id, d.event FROM deliveries d \

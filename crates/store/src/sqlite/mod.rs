@@ -790,6 +790,7 @@ impl Store for SqliteStore {
         now_ms: i64,
         limit: u32,
     ) -> Result<u64, StoreError> {
+        // BEGIN IMMEDIATE: concurrent calls run one after another, each seeing the last's deliveries.
         let mut tx = self.begin_write().await?;
         // Messages whose latest delivery (highest, time-ordered id) failed.
         let due: Vec<(String, String)> = sqlx::query_as(
