@@ -7,6 +7,7 @@
 
 use async_trait::async_trait;
 
+use crate::cipher::{SecretRewrite, StoredSecret};
 use crate::envelope::WebhookSetting;
 use crate::event::Event;
 use crate::queue::{
@@ -29,6 +30,10 @@ pub enum StoreError {
     /// A dashboard user with this email exists already.
     #[error("a user with this email exists already")]
     EmailTaken,
+    /// A stored secret cannot be decrypted with this process's `SIPSIM_ENCRYPTION_KEY` (missing,
+    /// or not the key it was sealed with). Nothing was changed.
+    #[error("a stored secret cannot be decrypted: {0}")]
+    SecretUnreadable(String),
     /// The database failed (connection, I/O, constraint). The source is kept for the logs.
     #[error("database error")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -352,6 +357,14 @@ pub trait Store: Send + Sync + 'static {
     /// Returns the value stored under `key`, storing `candidate` first if there is none. Concurrent
     /// callers with different candidates all get the same, first-stored value.
     async fn setting_or_insert(&self, key: &str, candidate: &str) -> Result<String, StoreError>;
+
+    /// Every secret the database holds, as stored: integrations' signing secrets and previous
+    /// signing secrets, and the secret settings ([`crate::cipher::SECRET_SETTINGS`]).
+    async fn stored_secrets(&self) -> Result<Vec<StoredSecret>, StoreError>;
+
+    /// Writes `rewrites` in one transaction, each only where its slot still holds what was read.
+    /// All or nothing: `Ok(false)`, with nothing written, when one had changed meanwhile.
+    async fn rewrite_secrets(&self, rewrites: &[SecretRewrite]) -> Result<bool, StoreError>;
 
     // --- Dashboard users and sessions. ---
 

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use sipsim_core::clock::now_ms;
 use sipsim_core::queue::{ClaimedDelivery, Completion, FinishedAttempt};
 use sipsim_core::retry::RetrySchedule;
-use sipsim_core::{AccountId, Store};
+use sipsim_core::{AccountId, Store, StoreError};
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
@@ -41,6 +41,9 @@ pub struct DispatcherConfig {
     pub pause_after: Duration,
     /// Messages, their deliveries and attempts older than this are deleted (`--retention`).
     pub retention: Duration,
+    /// After a claim brought a delivery whose signing secret this node cannot decrypt, it stops
+    /// claiming and tries again after this long (the data may be mended meanwhile).
+    pub halt_retry: Duration,
 }
 
 impl Default for DispatcherConfig {
@@ -54,6 +57,7 @@ impl Default for DispatcherConfig {
             fallback_poll: Duration::from_secs(1),
             pause_after: Duration::from_secs(5 * 24 * 3600),
             retention: Duration::from_secs(30 * 24 * 3600),
+            halt_retry: Duration::from_secs(30),
         }
     }
 }
@@ -67,9 +71,10 @@ impl DispatcherConfig {
 }
 
 /// When a dispatcher's loop last went round (Unix ms), for readiness checks: it goes round at least
-/// every second when idle, and whenever a slot frees up when busy.
+/// every second when idle, and whenever a slot frees up when busy. And why it stopped claiming,
+/// while it has.
 #[derive(Clone, Default, Debug)]
-pub struct Heartbeat(Arc<AtomicI64>);
+pub struct Heartbeat(Arc<AtomicI64>, Arc<std::sync::Mutex<Option<String>>>);
 
 impl Heartbeat {
     fn beat(&self) {
@@ -81,6 +86,25 @@ impl Heartbeat {
         match self.0.load(Ordering::Relaxed) {
             0 => None,
             at => Some(Duration::from_millis((now_ms() - at).max(0) as u64)),
+        }
+    }
+
+    fn halted_lock(&self) -> std::sync::MutexGuard<'_, Option<String>> {
+        self.1.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Why the dispatcher has stopped claiming, while it has.
+    pub fn halted(&self) -> Option<String> {
+        self.halted_lock().clone()
+    }
+
+    fn halt(&self, why: String) {
+        *self.halted_lock() = Some(why);
+    }
+
+    fn resume(&self) {
+        if self.halted_lock().take().is_some() {
+            tracing::info!("deliveries can be decrypted again: claiming resumed");
         }
     }
 }
@@ -160,7 +184,31 @@ impl Dispatcher {
             let limit = free.min(self.config.claim_batch);
             let skip = in_flight.saturated(cap);
             let claimed = match self.store.claim_due(now_ms(), limit, lease_ms, &skip).await {
-                Ok(c) => c,
+                Ok(c) => {
+                    self.heartbeat.resume();
+                    c
+                }
+                Err(StoreError::SecretUnreadable(why)) => {
+                    // Nothing was claimed (the claim rolled back): the deliveries stay due for a
+                    // node whose key opens them. Sending them unsigned is impossible and failing
+                    // them would lose them, so this node stops claiming and says so.
+                    tracing::error!(
+                        error = %why,
+                        retry_in_s = self.config.halt_retry.as_secs(),
+                        "a due delivery's signing secret cannot be decrypted with this node's \
+                         SIPSIM_ENCRYPTION_KEY: stopped claiming; its deliveries are left for \
+                         nodes with the right key (see /readyz)"
+                    );
+                    self.heartbeat.halt(format!(
+                        "a signing secret cannot be decrypted with this node's key ({why})"
+                    ));
+                    drop(first);
+                    tokio::select! {
+                        _ = tokio::time::sleep(self.config.halt_retry) => {},
+                        _ = shutdown.cancelled() => break,
+                    }
+                    continue;
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "claiming deliveries failed; retrying in 1 s");
                     drop(first);

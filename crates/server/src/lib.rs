@@ -18,6 +18,7 @@ pub mod limits;
 pub mod oauth;
 pub mod observe;
 pub mod request;
+pub mod secrets;
 pub mod simulate;
 pub mod state;
 pub mod test_event;

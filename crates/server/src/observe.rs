@@ -188,7 +188,8 @@ pub async fn healthz() -> Response {
 }
 
 /// `GET /readyz`: ready to take traffic — the database answers within 2 s and, if this node runs a
-/// dispatcher, its loop went round within 30 s. `503` otherwise, naming what is wrong.
+/// dispatcher, its loop went round within 30 s and it has not stopped claiming (a signing secret it
+/// cannot decrypt). `503` otherwise, naming what is wrong.
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let database = match tokio::time::timeout(DATABASE_TIMEOUT, state.store.ping()).await {
         Ok(Ok(())) => "ok".to_owned(),
@@ -200,13 +201,16 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     };
     let dispatcher = match state.heartbeat.get() {
         None => "not run by this node".to_owned(),
-        Some(h) => match h.age() {
-            None => "starting".to_owned(),
-            Some(age) if age <= DISPATCHER_STALL => "ok".to_owned(),
-            Some(age) => format!("stalled for {} s", age.as_secs()),
+        Some(h) => match (h.halted(), h.age()) {
+            (Some(why), _) => format!("stopped: {why}"),
+            (None, None) => "starting".to_owned(),
+            (None, Some(age)) if age <= DISPATCHER_STALL => "ok".to_owned(),
+            (None, Some(age)) => format!("stalled for {} s", age.as_secs()),
         },
     };
-    let ready = database == "ok" && !dispatcher.starts_with("stalled");
+    let ready = database == "ok"
+        && !dispatcher.starts_with("stalled")
+        && !dispatcher.starts_with("stopped");
     let status = if ready {
         StatusCode::OK
     } else {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use sipsim_core::cipher::{SecretCipher, seal, unseal};
+use sipsim_core::cipher::{JWT_KEY_SETTING, SecretCipher, seal, unseal};
 use sipsim_core::secret::SecretHash;
 use sipsim_core::store::Signal;
 use sipsim_core::target::TargetPolicy;
@@ -31,16 +31,27 @@ use crate::limits::failures::{FailureLimiter, FailurePolicy};
 /// Access tokens live two hours, as SIPSIM documents (`expires_in: 7200`).
 pub const TOKEN_TTL_SECS: i64 = 7200;
 
-/// The settings key under which a generated JWT key is shared by every node of one database.
-const JWT_KEY_SETTING: &str = "jwt_hs256_key";
-
 /// Connections a node keeps to PostgreSQL unless `SIPSIM_DATABASE_MAX_CONNECTIONS` says otherwise
 /// (docs/SCALING.md sizes it).
 const DEFAULT_PG_CONNECTIONS: u32 = 16;
 
 /// Opens the database named by `url` (`sqlite:…` or `postgres:…`) and applies its migrations.
 /// `cipher` seals signing secrets at rest.
+///
+/// Refuses a database whose encrypted secrets `cipher` cannot open (or that has such secrets and no
+/// `cipher`): a process that cannot read the signing secrets must not run
+/// ([`crate::secrets::check_database_key`]).
 pub async fn open_store(url: &str, cipher: Option<SecretCipher>) -> anyhow::Result<Arc<dyn Store>> {
+    let store = open_store_unchecked(url, cipher.clone()).await?;
+    crate::secrets::check_database_key(&*store, cipher.as_ref()).await?;
+    Ok(store)
+}
+
+/// [`open_store`] without the key check: for commands that never read a secret (backups).
+pub async fn open_store_unchecked(
+    url: &str,
+    cipher: Option<SecretCipher>,
+) -> anyhow::Result<Arc<dyn Store>> {
     if url.starts_with("sqlite:") {
         let store = SqliteStore::open(url)
             .await

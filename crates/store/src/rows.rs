@@ -3,7 +3,7 @@
 //! The two backends store the same columns with the same meanings (text ids, Unix-ms integers, byte
 //! blobs), so each mapper is written once against [`Columns`], which both row types implement.
 
-use sipsim_core::cipher::{SecretCipher, unseal};
+use sipsim_core::cipher::{SecretCipher, SecretSlot, StoredSecret, unseal};
 use sipsim_core::event::Event;
 use sipsim_core::queue::{
     AttemptRecord, ClaimedDelivery, Completion, DeliveryRecord, DeliveryStatus,
@@ -58,7 +58,61 @@ pub(crate) fn corrupt(what: impl std::fmt::Display) -> StoreError {
 
 /// Where a signing secret is stored, bound into its ciphertext so it cannot be moved to another row.
 pub(crate) fn secret_context(account: &AccountId) -> String {
-    format!("integrations.signing_secret:{account}")
+    SecretSlot::SigningSecret(account.clone()).context()
+}
+
+/// The statement that rewrites one secret where it still holds what was read; it binds the new
+/// stored form, the slot's key (account or setting name) and the old stored form, as `?1`–`?3`
+/// (SQLite) or `$1`–`$3` (PostgreSQL, with `pg`).
+pub(crate) fn rewrite_secret_sql(slot: &SecretSlot, pg: bool) -> (&'static str, String) {
+    let (sqlite, postgres, key) = match slot {
+        SecretSlot::SigningSecret(account) => (
+            "UPDATE integrations SET signing_secret = ?1 WHERE account_id = ?2 AND signing_secret = ?3",
+            "UPDATE integrations SET signing_secret = $1 WHERE account_id = $2 AND signing_secret = $3",
+            account.to_string(),
+        ),
+        SecretSlot::PreviousSigningSecret(account) => (
+            "UPDATE integrations SET previous_signing_secret = ?1 \
+             WHERE account_id = ?2 AND previous_signing_secret = ?3",
+            "UPDATE integrations SET previous_signing_secret = $1 \
+             WHERE account_id = $2 AND previous_signing_secret = $3",
+            account.to_string(),
+        ),
+        SecretSlot::Setting(name) => (
+            "UPDATE settings SET value = ?1 WHERE key = ?2 AND value = ?3",
+            "UPDATE settings SET value = $1 WHERE key = $2 AND value = $3",
+            name.clone(),
+        ),
+    };
+    (if pg { postgres } else { sqlite }, key)
+}
+
+/// Reads what [`STORED_SECRETS_SQL`] returns: `(kind, key, value)` rows.
+pub(crate) fn stored_secret(row: &impl Columns) -> Result<StoredSecret, StoreError> {
+    let (kind, key) = (row.text(0)?, row.text(1)?);
+    let account = || AccountId::parse(&key).map_err(corrupt);
+    let slot = match kind.as_str() {
+        "current" => SecretSlot::SigningSecret(account()?),
+        "previous" => SecretSlot::PreviousSigningSecret(account()?),
+        _ => SecretSlot::Setting(key),
+    };
+    Ok(StoredSecret {
+        slot,
+        stored: row.text(2)?,
+    })
+}
+
+/// Every stored secret as `(kind, key, value)`; the same text in both dialects.
+pub(crate) const STORED_SECRETS_SQL: &str = "\
+    SELECT 'current', account_id, signing_secret FROM integrations \
+    UNION ALL SELECT 'previous', account_id, previous_signing_secret FROM integrations \
+        WHERE previous_signing_secret IS NOT NULL \
+    UNION ALL SELECT 'setting', key, value FROM settings \
+        WHERE key IN ('jwt_hs256_key', 'encryption_canary')";
+
+/// A stored secret that this node's key cannot open.
+fn unreadable(e: sipsim_core::cipher::CipherError) -> StoreError {
+    StoreError::SecretUnreadable(e.to_string())
 }
 
 /// Columns of `integrations` in the order [`integration`] reads them.
@@ -86,10 +140,10 @@ pub(crate) fn integration(
     let account_id = AccountId::parse(&row.text(0)?).map_err(corrupt)?;
     let state = row.text(2)?;
     let context = secret_context(&account_id);
-    let secret = unseal(cipher, &row.text(4)?, &context).map_err(corrupt)?;
+    let secret = unseal(cipher, &row.text(4)?, &context).map_err(unreadable)?;
     let previous_signing_secret = match (row.opt_text(9)?, row.opt_int(10)?) {
         (Some(sealed), Some(until)) => Some((
-            SigningSecret::from_stored(unseal(cipher, &sealed, &context).map_err(corrupt)?),
+            SigningSecret::from_stored(unseal(cipher, &sealed, &context).map_err(unreadable)?),
             until,
         )),
         _ => None,
@@ -309,5 +363,19 @@ impl Failing {
             (Some(Failing::Since(None)), _) => Failing::Since(Some(at)),
             (Some(kept), _) => kept,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_secret_settings_read_are_the_ones_core_names() {
+        for key in sipsim_core::cipher::SECRET_SETTINGS {
+            assert!(
+                super::STORED_SECRETS_SQL.contains(&format!("'{key}'")),
+                "{key}"
+            );
+        }
+        assert_eq!(super::STORED_SECRETS_SQL.matches("', '").count() + 1, 2);
     }
 }

@@ -1311,6 +1311,72 @@ async fn resend_failed_and_attempt_buckets(store: &dyn Store) {
     );
 }
 
+/// Every stored secret can be listed and rewritten, each only if unchanged since it was read.
+async fn stored_secrets_are_listed_and_rewritten_only_if_unchanged(store: &dyn Store) {
+    use sipsim_core::cipher::{SecretRewrite, SecretSlot};
+    let a = store.create_account("a").await.unwrap().id;
+    let b = store.create_account("b").await.unwrap().id;
+    for acc in [&a, &b] {
+        store
+            .put_integration(acc, update("https://example.com/", false, None))
+            .await
+            .unwrap();
+    }
+    store
+        .rotate_signing_secret(&b, &SigningSecret::generate(), 1)
+        .await
+        .unwrap();
+    store
+        .setting_or_insert("jwt_hs256_key", "plain-jwt-key")
+        .await
+        .unwrap();
+    store.setting_or_insert("unrelated", "x").await.unwrap();
+    let mut secrets = store.stored_secrets().await.unwrap();
+    secrets.sort_by_key(|s| format!("{:?}", s.slot));
+    let slots: Vec<_> = secrets.iter().map(|s| s.slot.clone()).collect();
+    let mut expected = vec![
+        SecretSlot::SigningSecret(a.clone()),
+        SecretSlot::SigningSecret(b.clone()),
+        SecretSlot::PreviousSigningSecret(b.clone()),
+        SecretSlot::Setting("jwt_hs256_key".into()),
+    ];
+    expected.sort_by_key(|s| format!("{s:?}"));
+    assert_eq!(slots, expected);
+    let integration_a = store.get_integration(&a).await.unwrap().unwrap();
+    let current_a = secrets
+        .iter()
+        .find(|s| s.slot == SecretSlot::SigningSecret(a.clone()))
+        .unwrap();
+    assert_eq!(current_a.stored, integration_a.signing_secret.expose());
+
+    // Rewritten together.
+    let rewrites: Vec<SecretRewrite> = secrets
+        .iter()
+        .map(|s| SecretRewrite {
+            was: s.clone(),
+            now: format!("{}-rewritten", s.stored),
+        })
+        .collect();
+    assert!(store.rewrite_secrets(&rewrites).await.unwrap());
+    let after = store.stored_secrets().await.unwrap();
+    assert!(
+        after.iter().all(|s| s.stored.ends_with("-rewritten")),
+        "{after:?}"
+    );
+    // A rewrite planned from what is no longer there writes nothing at all.
+    let stale: Vec<SecretRewrite> = after
+        .iter()
+        .map(|s| SecretRewrite {
+            was: s.clone(),
+            now: "second".into(),
+        })
+        .chain(std::iter::once(rewrites[0].clone()))
+        .collect();
+    assert!(!store.rewrite_secrets(&stale).await.unwrap());
+    let unchanged = store.stored_secrets().await.unwrap();
+    assert!(unchanged.iter().all(|s| s.stored.ends_with("-rewritten")));
+}
+
 /// Two clicks on "resend all failed", or the same from two nodes, at once: each failed message is
 /// queued once, not once per call.
 async fn concurrent_resends_of_all_failed_queue_each_message_once(store: &Arc<dyn Store>) {
@@ -1741,6 +1807,7 @@ on_both_backends!(
     a_regenerated_secret_keeps_the_old_one_for_a_while,
     resend_failed_and_attempt_buckets,
     concurrent_resends_of_all_failed_queue_each_message_once,
+    stored_secrets_are_listed_and_rewritten_only_if_unchanged,
     queue_stats_count_what_waits,
     deleting_an_account_erases_everything_of_it,
     an_account_can_keep_its_messages_shorter_or_longer,

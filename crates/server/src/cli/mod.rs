@@ -67,6 +67,9 @@ pub enum Command {
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
     },
+    /// Manage the encryption key of the secrets stored in the database (SIPSIM_ENCRYPTION_KEY).
+    #[command(subcommand)]
+    Encryption(EncryptionCommand),
     /// Ingest one event for an account, as the telephony core does through POST /internal/v1/events.
     /// A running server delivers it within a second.
     Emit(EmitArgs),
@@ -284,6 +287,24 @@ pub enum ClientCommand {
     },
 }
 
+/// `encryption …`
+#[derive(Debug, Subcommand)]
+pub enum EncryptionCommand {
+    /// Re-encrypt every stored secret (signing secrets, the generated JWT key) under a new key, in
+    /// one transaction. The current key comes from SIPSIM_ENCRYPTION_KEY (unset if nothing is
+    /// encrypted yet); the new one from the first line of standard input, never the command line.
+    ///
+    /// SQLite: stop `sipsimd serve` first (this command refuses while it runs), then start it with
+    /// the new key. PostgreSQL: first restart every node with SIPSIM_ENCRYPTION_KEY=NEW,OLD (they
+    /// read both and write with NEW), then rotate, then restart them with NEW alone; a node that
+    /// has only the old key stops claiming deliveries (see /readyz) rather than fail them.
+    Rotate {
+        /// Read the new key (base64 of 32 bytes) from standard input.
+        #[arg(long, required = true)]
+        new_key_stdin: bool,
+    },
+}
+
 /// `integration …`
 #[derive(Debug, Subcommand)]
 pub enum IntegrationCommand {
@@ -399,6 +420,9 @@ async fn execute(cli: Cli) -> anyhow::Result<Output> {
         Command::Demo { listen } => return serve::demo(listen).await,
         other => other,
     };
+    if let Command::Encryption(EncryptionCommand::Rotate { .. }) = command {
+        return operator::rotate_encryption(&url).await;
+    }
     // Every operator command opens the database itself, migrating it if needed.
     let store = open_store(&url, encryption_from_env()?).await?;
     match command {
@@ -412,7 +436,9 @@ async fn execute(cli: Cli) -> anyhow::Result<Output> {
         Command::Integration(cmd) => operator::integration(&*store, cmd).await,
         Command::Emit(args) => operator::emit(&*store, args).await,
         Command::Simulate(args) => operator::simulate(&*store, args).await,
-        Command::Serve(_) | Command::Demo { .. } => bail!("handled above"),
+        Command::Serve(_) | Command::Demo { .. } | Command::Encryption(_) => {
+            bail!("handled above")
+        }
     }
 }
 

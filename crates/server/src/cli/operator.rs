@@ -520,3 +520,29 @@ pub(super) async fn simulate(store: &dyn Store, args: SimulateArgs) -> anyhow::R
     }
     Ok(Output::ok(value, text))
 }
+
+/// `encryption rotate --new-key-stdin`.
+pub(super) async fn rotate_encryption(url: &str) -> anyhow::Result<Output> {
+    // On SQLite, no server may run meanwhile: it would go on with the old key alone.
+    let _lock = crate::config::lock_database(url).map_err(|e| {
+        anyhow::anyhow!("{e:#}: stop it before rotating the key, then start it with the new key")
+    })?;
+    let current = crate::config::encryption_from_env()?;
+    let store = crate::state::open_store(url, current.clone()).await?;
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    let new = sipsim_core::cipher::SecretCipher::from_base64(line.trim())
+        .map_err(|e| anyhow::anyhow!("the new key on standard input: {e}"))?;
+    let rewritten = crate::secrets::rotate(&*store, current.as_ref(), &new).await?;
+    tracing::info!(
+        secrets = rewritten,
+        "re-encrypted the stored secrets under the new key"
+    );
+    let text = format!(
+        "re-encrypted {rewritten} secret(s) under the new key.\n\
+         Now start every sipsimd using this database with SIPSIM_ENCRYPTION_KEY set to the new key \
+         (nodes running with NEW,OLD keep working until then; nodes with the old key alone have \
+         stopped claiming deliveries and say so in /readyz)."
+    );
+    Ok(Output::ok(json!({ "reencrypted": rewritten }), text))
+}

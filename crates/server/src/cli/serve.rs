@@ -21,6 +21,16 @@ pub(super) async fn serve(database_url: String, args: ServeArgs) -> anyhow::Resu
         .map_err(|e| anyhow::anyhow!("--retry-schedule: {e}"))?;
     let _lock = crate::config::lock_database(&config.database_url)?;
     let store = open_store(&config.database_url, config.encryption.clone()).await?;
+    if let Some(cipher) = &config.encryption {
+        // Secrets written before the key was configured are encrypted now, all in one transaction.
+        let encrypted = crate::secrets::encrypt_plaintext(&*store, cipher).await?;
+        if encrypted > 0 {
+            tracing::info!(
+                secrets = encrypted,
+                "encrypted the secrets that were stored in clear (copies of the database made before now still hold them in clear)"
+            );
+        }
+    }
     crate::state::sync_clock(&*store).await;
     if store.single_node() {
         // One server per SQLite file (the lock above), so every lease left is a previous run's. On a

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
+use sipsim_core::cipher::SecretCipher;
 use sipsim_core::retry::RetrySchedule;
 use sipsim_core::secret::{ClientSecret, SigningSecret};
 use sipsim_core::store::{IntegrationUpdate, NewApiClient};
@@ -23,6 +24,31 @@ pub const JWT_SECRET: &str = "test-jwt-secret-that-is-at-least-32-bytes";
 pub const INGEST_KEY: &str = "test-ingest-key-0123456789";
 /// The test servers' retry schedule: short, so retries happen within a test.
 pub const RETRY_SCHEDULE: &str = "0s,300ms,300ms";
+
+/// How a test server is set up; the default is a fresh SQLite database, public https targets only,
+/// the default rate limits, no trusted proxy and no encryption key.
+pub struct Setup {
+    pub target_policy: TargetPolicy,
+    pub limits: RateLimits,
+    /// A database to use instead of a fresh SQLite file (PostgreSQL).
+    pub database_url: Option<String>,
+    /// As `SIPSIM_TRUSTED_PROXIES`.
+    pub trusted_proxies: &'static str,
+    /// As `SIPSIM_ENCRYPTION_KEY`.
+    pub encryption_key: Option<&'static str>,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup {
+            target_policy: TargetPolicy::PublicHttpsOnly,
+            limits: RateLimits::default(),
+            database_url: None,
+            trusted_proxies: "",
+            encryption_key: None,
+        }
+    }
+}
 
 /// A running server and its database.
 pub struct TestApp {
@@ -58,52 +84,60 @@ impl TestApp {
     }
 
     async fn spawn_with(target_policy: TargetPolicy) -> TestApp {
-        TestApp::spawn_configured(target_policy, RateLimits::default(), None, "").await
+        TestApp::start(Setup {
+            target_policy,
+            ..Setup::default()
+        })
+        .await
     }
 
     /// A server with these rate limits.
     pub async fn spawn_with_limits(limits: RateLimits) -> TestApp {
-        TestApp::spawn_configured(TargetPolicy::PublicHttpsOnly, limits, None, "").await
+        TestApp::start(Setup {
+            limits,
+            ..Setup::default()
+        })
+        .await
     }
 
     /// A server behind a proxy on 127.0.0.1 (`SIPSIM_TRUSTED_PROXIES=127.0.0.1`): the tests' requests
     /// name their client address in `X-Forwarded-For`.
     pub async fn spawn_behind_proxy() -> TestApp {
-        TestApp::spawn_configured(
-            TargetPolicy::PublicHttpsOnly,
-            RateLimits::default(),
-            None,
-            "127.0.0.1",
-        )
+        TestApp::start(Setup {
+            trusted_proxies: "127.0.0.1",
+            ..Setup::default()
+        })
         .await
     }
 
     /// A server on the database at `url` (PostgreSQL).
     pub async fn spawn_on(url: &str) -> TestApp {
-        TestApp::spawn_configured(
-            TargetPolicy::PublicHttpsOnly,
-            RateLimits::default(),
-            Some(url.to_owned()),
-            "",
-        )
+        TestApp::start(Setup {
+            database_url: Some(url.to_owned()),
+            ..Setup::default()
+        })
         .await
     }
 
-    async fn spawn_configured(
-        target_policy: TargetPolicy,
-        limits: RateLimits,
-        database_url: Option<String>,
-        trusted_proxies: &str,
-    ) -> TestApp {
+    /// A server set up as `setup` says.
+    pub async fn start(setup: Setup) -> TestApp {
+        let Setup {
+            target_policy,
+            limits,
+            database_url,
+            trusted_proxies,
+            encryption_key,
+        } = setup;
+        let encryption = encryption_key.map(|k| SecretCipher::from_base64(k).unwrap());
         let dir = tempfile::tempdir().unwrap();
         let database_url = database_url
             .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("sipsim.db").display()));
-        let store = open_store(&database_url, None).await.unwrap();
+        let store = open_store(&database_url, encryption.clone()).await.unwrap();
         let config = ServerConfig {
             database_url: database_url.clone(),
             jwt_secret: Some(SecretString::new(JWT_SECRET.to_owned())),
             target_policy,
-            encryption: None,
+            encryption,
             ingest_key: Some(SecretString::new(INGEST_KEY.to_owned())),
             dns_overrides: Default::default(),
             extra_ca_pem: None,
@@ -124,6 +158,7 @@ impl TestApp {
             DispatcherConfig {
                 schedule: RetrySchedule::parse(RETRY_SCHEDULE, 0.0).unwrap(),
                 timeout: Duration::from_millis(1000),
+                halt_retry: Duration::from_millis(300),
                 ..DispatcherConfig::default()
             },
         );
@@ -413,6 +448,16 @@ impl Server {
             child,
             base: format!("http://{addr}"),
             log,
+        }
+    }
+
+    /// A server process started by the test itself, already serving at `base` (its log is the
+    /// test's business).
+    pub fn adopt(child: std::process::Child, base: String) -> Server {
+        Server {
+            child,
+            base,
+            log: std::sync::mpsc::channel().1,
         }
     }
 

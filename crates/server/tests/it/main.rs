@@ -10,6 +10,7 @@ mod contract;
 mod crash;
 mod dashboard;
 mod deliveries;
+mod encryption;
 mod helpers;
 mod ingest;
 mod input;

@@ -12,7 +12,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sipsim_core::cipher::{SecretCipher, seal};
+use sipsim_core::cipher::{SecretCipher, SecretRewrite, StoredSecret, seal};
 use sipsim_core::clock::now_ms;
 use sipsim_core::queue::{
     AttemptRecord, ClaimedDelivery, DeliveryFilter, DeliveryRecord, FinishedAttempt, IngestOutcome,
@@ -848,6 +848,38 @@ impl Store for PgStore {
 
     async fn list_attempts(&self, id: &DeliveryId) -> Result<Vec<AttemptRecord>, StoreError> {
         self.attempts_of(id).await
+    }
+
+    async fn stored_secrets(&self) -> Result<Vec<StoredSecret>, StoreError> {
+        sqlx::query(rows::STORED_SECRETS_SQL)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?
+            .iter()
+            .map(rows::stored_secret)
+            .collect()
+    }
+
+    async fn rewrite_secrets(&self, rewrites: &[SecretRewrite]) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        for rewrite in rewrites {
+            let (sql, key) = rows::rewrite_secret_sql(&rewrite.was.slot, true);
+            let changed = sqlx::query(sql)
+                .bind(&rewrite.now)
+                .bind(key)
+                .bind(&rewrite.was.stored)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?
+                .rows_affected();
+            if changed != 1 {
+                // Changed since it was read (a regeneration, say): write nothing; the caller reads
+                // again.
+                return Ok(false);
+            }
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(true)
     }
 
     async fn setting_or_insert(&self, key: &str, candidate: &str) -> Result<String, StoreError> {

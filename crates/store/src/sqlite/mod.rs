@@ -12,7 +12,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sipsim_core::cipher::{SecretCipher, seal};
+use sipsim_core::cipher::{SecretCipher, SecretRewrite, StoredSecret, seal};
 use sipsim_core::clock::now_ms;
 use sipsim_core::queue::{
     AttemptRecord, ClaimedDelivery, DeliveryFilter, DeliveryRecord, FinishedAttempt, IngestOutcome,
@@ -173,6 +173,27 @@ impl SqliteStore {
     pub async fn close(&self) {
         self.read.close().await;
         self.write.close().await;
+    }
+
+    /// Leaves no old copy of rewritten or deleted rows in the files: erased means erased, and a
+    /// secret encrypted in place must not stay readable beside its ciphertext. Deleted rows, and
+    /// copies SQLite left in the unused space of pages it reorganised, stay in the file until it is
+    /// rebuilt: `rebuild` runs VACUUM for that (blocking writers meanwhile: seconds per GB; account
+    /// deletions and key changes are rare). The write-ahead log still holds pages as they were: it
+    /// is copied into the database and emptied (readers in progress may keep part of it until the
+    /// next checkpoint). PostgreSQL's own VACUUM (autovacuum) reclaims dead rows there.
+    async fn scrub(&self, rebuild: bool) -> Result<(), StoreError> {
+        if rebuild {
+            sqlx::query("VACUUM")
+                .execute(&self.write)
+                .await
+                .map_err(backend)?;
+        }
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.write)
+            .await
+            .map_err(backend)?;
+        Ok(())
     }
 
     /// Starts a write transaction that takes SQLite's write lock at once, so a concurrent writer in
@@ -455,22 +476,7 @@ impl Store for SqliteStore {
             .rows_affected()
             > 0;
         tx.commit().await.map_err(backend)?;
-        if deleted {
-            // Erased means erased: deleted rows, and copies SQLite left in the unused space of pages
-            // it reorganised, stay in the file until it is rebuilt. VACUUM rebuilds it (blocking
-            // writers meanwhile: seconds per GB; account deletions are rare). PostgreSQL's own
-            // VACUUM (autovacuum) reclaims the dead rows there.
-            sqlx::query("VACUUM")
-                .execute(&self.write)
-                .await
-                .map_err(backend)?;
-        }
-        // The write-ahead log still holds pages as they were: copy it into the database and empty
-        // it (readers in progress may keep part of it until the next checkpoint).
-        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-            .execute(&self.write)
-            .await
-            .map_err(backend)?;
+        self.scrub(deleted).await?;
         Ok(deleted)
     }
 
@@ -855,6 +861,40 @@ impl Store for SqliteStore {
 
     async fn list_attempts(&self, id: &DeliveryId) -> Result<Vec<AttemptRecord>, StoreError> {
         self.attempts_of(id).await
+    }
+
+    async fn stored_secrets(&self) -> Result<Vec<StoredSecret>, StoreError> {
+        sqlx::query(rows::STORED_SECRETS_SQL)
+            .fetch_all(&self.read)
+            .await
+            .map_err(backend)?
+            .iter()
+            .map(rows::stored_secret)
+            .collect()
+    }
+
+    async fn rewrite_secrets(&self, rewrites: &[SecretRewrite]) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        for rewrite in rewrites {
+            let (sql, key) = rows::rewrite_secret_sql(&rewrite.was.slot, false);
+            let changed = sqlx::query(sql)
+                .bind(&rewrite.now)
+                .bind(key)
+                .bind(&rewrite.was.stored)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?
+                .rows_affected();
+            if changed != 1 {
+                // Changed since it was read (a regeneration, say): write nothing; the caller reads
+                // again.
+                return Ok(false);
+            }
+        }
+        tx.commit().await.map_err(backend)?;
+        // The secrets' earlier forms (in clear, or under the old key) must not stay in the file.
+        self.scrub(true).await?;
+        Ok(true)
     }
 
     async fn setting_or_insert(&self, key: &str, candidate: &str) -> Result<String, StoreError> {

@@ -120,25 +120,13 @@ impl SqliteStore {
         for row in &rows {
             match rows::claimed(row, &token, self.cipher.as_ref(), now) {
                 Ok(c) => out.push(c),
-                // A secret that cannot be opened (wrong or missing SIPSIM_ENCRYPTION_KEY) would fail
-                // every attempt the same way: fail the delivery now, saying why, and go on.
+                // A secret this node cannot open (wrong or missing SIPSIM_ENCRYPTION_KEY): the
+                // transaction is dropped, so every delivery of this claim is handed back untouched
+                // for a node that can, and the dispatcher stops claiming. Never marked failed.
                 Err(ClaimError::Secret(id, why)) => {
-                    let failed = sqlx::query(
-                        "UPDATE deliveries SET status = 'failed', lease_token = NULL, \
-                                lease_expires_at = NULL, last_error = ?2, updated_at = ?3 \
-                         WHERE id = ?1 RETURNING account_id, ordering_key",
-                    )
-                    .bind(id)
-                    .bind(format!("signing secret unreadable: {why}"))
-                    .bind(now)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(backend)?;
-                    let account: String = failed.try_get(0).map_err(backend)?;
-                    let key: Option<String> = failed.try_get(1).map_err(backend)?;
-                    if let Some(key) = key {
-                        release_chain_heads(&mut tx, &account, Some(&key), now).await?;
-                    }
+                    return Err(StoreError::SecretUnreadable(format!(
+                        "delivery {id}: {why}"
+                    )));
                 }
                 Err(ClaimError::Store(e)) => return Err(e),
             }
