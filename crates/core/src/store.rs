@@ -34,9 +34,43 @@ pub enum StoreError {
     /// or not the key it was sealed with). Nothing was changed.
     #[error("a stored secret cannot be decrypted: {0}")]
     SecretUnreadable(String),
+    /// The database cannot grow: its disk (or, on SQLite, its configured maximum size) is full. The
+    /// operation was rolled back whole; it may succeed once space is freed.
+    #[error("storage is full: {0}")]
+    StorageFull(String),
     /// The database failed (connection, I/O, constraint). The source is kept for the logs.
     #[error("database error")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Raised while writes fail for want of space, by whoever meets such a failure (ingest, the
+/// dispatcher); readiness checks read it, and lower it once a write goes through again. Cheap to
+/// clone: every clone is the same alarm.
+#[derive(Debug, Clone, Default)]
+pub struct StorageAlarm(std::sync::Arc<std::sync::Mutex<Option<String>>>);
+
+impl StorageAlarm {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<String>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Raises the alarm if `result` failed for want of space; passes `result` on.
+    pub fn watch<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        if let Err(StoreError::StorageFull(why)) = &result {
+            *self.lock() = Some(why.clone());
+        }
+        result
+    }
+
+    /// Why writes are failing, while they are.
+    pub fn raised(&self) -> Option<String> {
+        self.lock().clone()
+    }
+
+    /// Writes go through again.
+    pub fn lower(&self) {
+        self.lock().take();
+    }
 }
 
 /// An account (tenant).
@@ -452,6 +486,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Answers a trivial query: the database is reachable (readiness checks).
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Writes (and commits) 64 KiB and removes them again: the database can grow right now.
+    /// Readiness checks use it while writes are failing for want of space, to see when that ends.
+    async fn write_probe(&self) -> Result<(), StoreError>;
 
     /// What the queue holds at `now_ms`, for metrics.
     async fn queue_stats(&self, now_ms: i64) -> Result<QueueStats, StoreError>;

@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use sipsim_core::clock::now_ms;
 use sipsim_core::queue::{ClaimedDelivery, Completion, FinishedAttempt};
 use sipsim_core::retry::RetrySchedule;
+use sipsim_core::store::StorageAlarm;
 use sipsim_core::{AccountId, Store, StoreError};
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -116,6 +117,7 @@ pub struct Dispatcher {
     config: DispatcherConfig,
     wake: Arc<Notify>,
     heartbeat: Heartbeat,
+    storage_alarm: StorageAlarm,
 }
 
 impl Dispatcher {
@@ -127,7 +129,14 @@ impl Dispatcher {
             config,
             wake: Arc::new(Notify::new()),
             heartbeat: Heartbeat::default(),
+            storage_alarm: StorageAlarm::default(),
         }
+    }
+
+    /// Raises `alarm` when a claim or a completion fails for want of space (`/readyz` reads it).
+    pub fn with_storage_alarm(mut self, alarm: StorageAlarm) -> Self {
+        self.storage_alarm = alarm;
+        self
     }
 
     /// The loop's heartbeat, to tell from outside whether it is still going round.
@@ -168,6 +177,7 @@ impl Dispatcher {
             self.store.clone(),
             pending,
             self.wake.clone(),
+            self.storage_alarm.clone(),
         ));
         let in_flight = Arc::new(InFlight::default());
         let cap = self.config.per_integration.max(1);
@@ -183,7 +193,10 @@ impl Dispatcher {
             let free = (slots.available_permits() + 1) as u32;
             let limit = free.min(self.config.claim_batch);
             let skip = in_flight.saturated(cap);
-            let claimed = match self.store.claim_due(now_ms(), limit, lease_ms, &skip).await {
+            let claimed = self
+                .storage_alarm
+                .watch(self.store.claim_due(now_ms(), limit, lease_ms, &skip).await);
+            let claimed = match claimed {
                 Ok(c) => {
                     self.heartbeat.resume();
                     c
@@ -414,10 +427,11 @@ async fn record_results(
     store: Arc<dyn Store>,
     mut pending: mpsc::Receiver<FinishedAttempt>,
     wake: Arc<Notify>,
+    storage_alarm: StorageAlarm,
 ) {
     let mut batch = Vec::with_capacity(RECORD_BATCH);
     while pending.recv_many(&mut batch, RECORD_BATCH).await > 0 {
-        match store.complete(&batch).await {
+        match storage_alarm.watch(store.complete(&batch).await) {
             Ok(applied) => {
                 for (finished, ok) in batch.iter().zip(applied) {
                     if !ok {

@@ -67,9 +67,17 @@ fn echo(name: &str) -> String {
     }
 }
 
+/// What a request that could not be stored for want of space is told; it may retry after
+/// [`STORAGE_FULL_RETRY_AFTER`] seconds.
+pub const STORAGE_FULL_MESSAGE: &str =
+    "Storage is full: nothing was stored. Retry later; the operator has been alerted (/readyz).";
+/// Seconds to wait before retrying a request refused because storage is full.
+pub const STORAGE_FULL_RETRY_AFTER: u64 = 30;
+
 impl ApiError {
     fn status(&self) -> StatusCode {
         match self {
+            ApiError::Store(StoreError::StorageFull(_)) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::InsufficientScope(_) => StatusCode::FORBIDDEN,
             ApiError::UnknownEvent(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -82,9 +90,19 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = error_response(self.status(), self.to_string());
+        let message = match &self {
+            ApiError::Store(StoreError::StorageFull(_)) => STORAGE_FULL_MESSAGE.to_owned(),
+            other => other.to_string(),
+        };
+        let mut response = error_response(self.status(), message);
         let headers = response.headers_mut();
         match &self {
+            ApiError::Store(e @ StoreError::StorageFull(_)) => {
+                headers.insert(RETRY_AFTER, HeaderValue::from(STORAGE_FULL_RETRY_AFTER));
+                response
+                    .extensions_mut()
+                    .insert(InternalCause(error_chain(e)));
+            }
             ApiError::Unauthorized => {
                 headers.insert(
                     WWW_AUTHENTICATE,

@@ -92,6 +92,7 @@ fn errors_response(status: StatusCode, errors: Vec<String>) -> Response {
         (status = 401, description = "Missing or wrong ingest key.", body = ErrorEnvelope),
         (status = 404, description = "An item names an unknown account; nothing stored.", body = ErrorEnvelope),
         (status = 413, description = "Body over 4 MiB.", body = ErrorEnvelope),
+        (status = 503, description = "Storage is full: nothing stored; retry after `Retry-After` seconds.", body = ErrorEnvelope),
     )
 )]
 pub async fn ingest_events(
@@ -125,7 +126,10 @@ pub async fn ingest_events(
     for (i, m) in messages.iter().enumerate() {
         by_account.entry(m.account_id.clone()).or_default().push(i);
     }
-    match state.ingest.ingest(messages).await {
+    match state
+        .storage_alarm
+        .watch(state.ingest.ingest(messages).await)
+    {
         Ok(outcomes) => {
             let data: Vec<IngestResult> = outcomes.iter().map(IngestResult::from).collect();
             id.accepted(data)

@@ -72,9 +72,12 @@ async fn write_groups(store: Arc<dyn Store>, wake: Arc<Notify>, mut queue: mpsc:
                 let cause = error_chain(&e);
                 tracing::error!(error = %cause, requests = jobs.len(), "ingest commit failed");
                 for job in jobs.drain(..) {
-                    let _ = job
-                        .reply
-                        .send(Err(StoreError::Backend(cause.clone().into())));
+                    // Each request learns why: "storage is full" is theirs to retry later.
+                    let theirs = match &e {
+                        StoreError::StorageFull(why) => StoreError::StorageFull(why.clone()),
+                        _ => StoreError::Backend(cause.clone().into()),
+                    };
+                    let _ = job.reply.send(Err(theirs));
                 }
             }
         }

@@ -47,7 +47,10 @@ pub async fn run(
         let _ = state.heartbeat.set(d.heartbeat());
     }
     let background = state.spawn_background(shutdown.clone());
-    let delivering = dispatcher.map(|d| tokio::spawn(d.run(shutdown.clone())));
+    let delivering = dispatcher.map(|d| {
+        let d = d.with_storage_alarm(state.storage_alarm.clone());
+        tokio::spawn(d.run(shutdown.clone()))
+    });
     let served = match listener {
         Some(listener) => {
             serve_http(listener, app::app(state), shutdown.clone()).await;

@@ -182,17 +182,41 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Respo
     r
 }
 
+/// `ok`, or — while writes have been failing for want of space and a probe write still does —
+/// `storage full: …`. The probe runs only while the alarm is raised, so a healthy node never
+/// writes for its readiness checks; it is what lowers the alarm once space is back, even when no
+/// traffic reaches a node taken out of its load balancer.
+async fn storage_check(state: &AppState) -> String {
+    let Some(why) = state.storage_alarm.raised() else {
+        return "ok".to_owned();
+    };
+    match tokio::time::timeout(DATABASE_TIMEOUT, state.store.write_probe()).await {
+        Ok(Ok(())) => {
+            state.storage_alarm.lower();
+            tracing::info!("the database can be written again");
+            "ok".to_owned()
+        }
+        Ok(Err(sipsim_core::StoreError::StorageFull(now))) => format!("storage full: {now}"),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %crate::error::error_chain(&e), "readiness: write probe failed");
+            format!("storage full: {why}")
+        }
+        Err(_) => "timed out".to_owned(),
+    }
+}
+
 /// `GET /healthz`: the process is up and answering.
 pub async fn healthz() -> Response {
     Json(json!({ "status": "ok" })).into_response()
 }
 
-/// `GET /readyz`: ready to take traffic — the database answers within 2 s and, if this node runs a
+/// `GET /readyz`: ready to take traffic — the database answers within 2 s (and can be written, after
+/// writes failed for want of space) and, if this node runs a
 /// dispatcher, its loop went round within 30 s and it has not stopped claiming (a signing secret it
 /// cannot decrypt). `503` otherwise, naming what is wrong.
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let database = match tokio::time::timeout(DATABASE_TIMEOUT, state.store.ping()).await {
-        Ok(Ok(())) => "ok".to_owned(),
+        Ok(Ok(())) => storage_check(&state).await,
         Ok(Err(e)) => {
             tracing::warn!(error = %crate::error::error_chain(&e), "readiness: database unreachable");
             "unreachable".to_owned()

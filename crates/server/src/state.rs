@@ -9,7 +9,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use sipsim_core::cipher::{JWT_KEY_SETTING, SecretCipher, seal, unseal};
 use sipsim_core::secret::SecretHash;
-use sipsim_core::store::Signal;
+use sipsim_core::store::{Signal, StorageAlarm};
 use sipsim_core::target::TargetPolicy;
 use sipsim_core::{ClientId, Store};
 use sipsim_store::{PgStore, SqliteStore};
@@ -53,7 +53,17 @@ pub async fn open_store_unchecked(
     cipher: Option<SecretCipher>,
 ) -> anyhow::Result<Arc<dyn Store>> {
     if url.starts_with("sqlite:") {
-        let store = SqliteStore::open(url)
+        let max_bytes = match std::env::var("SIPSIM_SQLITE_MAX_SIZE_MB") {
+            Ok(mb) => Some(
+                mb.parse::<u64>()
+                    .ok()
+                    .filter(|mb| *mb > 0)
+                    .context("SIPSIM_SQLITE_MAX_SIZE_MB must be a whole number of MiB ≥ 1")?
+                    << 20,
+            ),
+            Err(_) => None,
+        };
+        let store = SqliteStore::open_capped(url, max_bytes)
             .await
             .with_context(|| format!("cannot open the SQLite database {url}"))?
             .with_cipher(cipher);
@@ -126,6 +136,9 @@ pub struct Inner {
     pub heartbeat: OnceLock<Heartbeat>,
     /// The queue's figures for `/metrics`, read at most every few seconds.
     pub queue_figures: crate::observe::QueueFigures,
+    /// Raised while writes fail for want of space (ingest and this node's dispatcher raise it;
+    /// `/readyz` lowers it when a probe write goes through).
+    pub storage_alarm: StorageAlarm,
 }
 
 impl Deref for AppState {
@@ -202,6 +215,7 @@ impl AppState {
                 .map(|k| SecretHash::of(k.expose())),
             heartbeat: OnceLock::new(),
             queue_figures: Default::default(),
+            storage_alarm: StorageAlarm::default(),
         })))
     }
 

@@ -13,10 +13,27 @@ pub use sqlite::SqliteStore;
 
 use sipsim_core::StoreError;
 
-/// Wraps a sqlx error, keeping it as the source for the logs.
+/// Wraps a sqlx error, keeping it as the source for the logs; a database that cannot grow (SQLite's
+/// `SQLITE_FULL`, PostgreSQL's `disk_full`) becomes [`StoreError::StorageFull`].
 pub(crate) fn backend(e: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(db) = &e {
+        let code = db.code();
+        let full = match db.try_downcast_ref::<sqlx::sqlite::SqliteError>() {
+            // SQLITE_FULL: the disk, or the database's max_page_count.
+            Some(_) => code.as_deref() == Some("13"),
+            // Class 53, insufficient resources: 53100 disk_full.
+            None => code.as_deref() == Some("53100"),
+        };
+        if full {
+            return StoreError::StorageFull(db.message().to_owned());
+        }
+    }
     StoreError::Backend(Box::new(e))
 }
+
+/// What a write probe writes: 64 KiB (sixteen pages), so a database with less room than a
+/// modest ingest batch needs fails it.
+pub(crate) const PROBE_BYTES: usize = 64 * 1024;
 
 /// Wraps a migration error.
 pub(crate) fn migrate_error(e: sqlx::migrate::MigrateError) -> StoreError {

@@ -21,3 +21,4 @@ mod observe;
 mod openapi;
 mod receiver;
 mod simulate;
+mod storage;

@@ -687,6 +687,22 @@ impl Store for PgStore {
             .map_err(backend)
     }
 
+    async fn write_probe(&self) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO settings (key, value) VALUES ('write_probe', $1) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind("x".repeat(crate::PROBE_BYTES))
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        sqlx::query("DELETE FROM settings WHERE key = 'write_probe'")
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
     async fn queue_stats(&self, now_ms: i64) -> Result<QueueStats, StoreError> {
         self.stats(now_ms).await
     }

@@ -81,6 +81,8 @@ impl PgStore {
                         results.push(Ok(outcomes.by_ref().take(group.len()).collect()));
                     }
                 }
+                // No room: no batch would fit; the transaction is dropped (rolled back).
+                Err(e @ StoreError::StorageFull(_)) => return Err(e),
                 Err(_) => savepoint.rollback().await.map_err(backend)?,
             }
         }
@@ -92,6 +94,7 @@ impl PgStore {
                     savepoint.commit().await.map_err(backend)?;
                     results.push(Ok(outcomes));
                 }
+                Err(e @ StoreError::StorageFull(_)) => return Err(e),
                 Err(e) => {
                     savepoint.rollback().await.map_err(backend)?;
                     results.push(Err(e));

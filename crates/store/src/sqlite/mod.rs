@@ -102,13 +102,24 @@ impl SqliteStore {
     /// Opens (creating if missing) the database at `url` (`sqlite://path`, `sqlite:path` or
     /// `sqlite::memory:`). Does not migrate: call [`SqliteStore::migrate`].
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::from_str(url)
+        SqliteStore::open_capped(url, None).await
+    }
+
+    /// [`SqliteStore::open`], with the database file not allowed to grow past `max_bytes`
+    /// (SQLite's `max_page_count`): writes beyond fail with [`StoreError::StorageFull`] until
+    /// space is freed inside it, as on a full disk.
+    pub async fn open_capped(url: &str, max_bytes: Option<u64>) -> Result<Self, StoreError> {
+        let mut options = SqliteConnectOptions::from_str(url)
             .map_err(backend)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
+        if let Some(bytes) = max_bytes {
+            // New databases use SQLite's default page size, 4 KiB.
+            options = options.pragma("max_page_count", (bytes / 4096).max(1).to_string());
+        }
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         let path = (!in_memory).then(|| options.get_filename().to_path_buf());
         if let Some(path) = &path {
@@ -117,6 +128,7 @@ impl SqliteStore {
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
+            .after_release(close_if_still_in_a_transaction)
             .connect_with(options.clone())
             .await
             .map_err(backend)?;
@@ -204,6 +216,32 @@ impl SqliteStore {
             .await
             .map_err(backend)
     }
+}
+
+/// Runs when the writer's connection comes back to its pool: closes it (the pool opens a fresh one)
+/// if it is still inside a transaction.
+///
+/// That happens after a failed write: when a statement or the COMMIT fails for want of space
+/// (`SQLITE_FULL`) or an I/O error, SQLite may roll the transaction back by itself; sqlx's
+/// ROLLBACK, sent when the transaction is dropped, then fails ("no transaction is active") and
+/// sqlx goes on counting the connection as inside a transaction, so every later `BEGIN` failed
+/// with "attempted to call begin_with at non-zero transaction depth" — the writer was wedged for
+/// good, even after space was freed. The ping waits for that queued ROLLBACK to have run.
+fn close_if_still_in_a_transaction(
+    conn: &mut sqlx::SqliteConnection,
+    _: sqlx::pool::PoolConnectionMetadata,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<bool, sqlx::Error>> + Send + '_>> {
+    Box::pin(async move {
+        use sqlx::Connection as _;
+        conn.ping().await?;
+        if conn.is_in_transaction() {
+            tracing::warn!(
+                "the database writer's transaction could not be rolled back; reconnecting"
+            );
+            return Ok(false);
+        }
+        Ok(true)
+    })
 }
 
 /// Creates the database file readable and writable by its owner only (`0600`) if it does not exist
@@ -708,6 +746,22 @@ impl Store for SqliteStore {
             .await
             .map(|_| ())
             .map_err(backend)
+    }
+
+    async fn write_probe(&self) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO settings (key, value) VALUES ('write_probe', ?1) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind("x".repeat(crate::PROBE_BYTES))
+        .execute(&self.write)
+        .await
+        .map_err(backend)?;
+        sqlx::query("DELETE FROM settings WHERE key = 'write_probe'")
+            .execute(&self.write)
+            .await
+            .map_err(backend)?;
+        Ok(())
     }
 
     async fn queue_stats(&self, now_ms: i64) -> Result<QueueStats, StoreError> {

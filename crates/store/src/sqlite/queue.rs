@@ -55,6 +55,9 @@ impl SqliteStore {
                     savepoint.commit().await.map_err(backend)?;
                     results.push(Ok(outcomes));
                 }
+                // No room: SQLite may have rolled the whole transaction back already, and no
+                // other batch would fit either. Dropping the transaction rolls back what is left.
+                Err(e @ StoreError::StorageFull(_)) => return Err(e),
                 Err(e) => {
                     savepoint.rollback().await.map_err(backend)?;
                     results.push(Err(e));
