@@ -67,6 +67,13 @@ pub enum Command {
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
     },
+    /// Copy the database, consistently and while the server runs, to a new file (created 0600).
+    /// SQLite only: for PostgreSQL use its own tools (pg_dump, or base backups with WAL archiving).
+    /// The copy keeps encrypted secrets encrypted: keep SIPSIM_ENCRYPTION_KEY to restore it.
+    Backup {
+        /// The file to write (it must not exist yet).
+        path: std::path::PathBuf,
+    },
     /// Manage the encryption key of the secrets stored in the database (SIPSIM_ENCRYPTION_KEY).
     #[command(subcommand)]
     Encryption(EncryptionCommand),
@@ -420,9 +427,13 @@ async fn execute(cli: Cli) -> anyhow::Result<Output> {
         Command::Demo { listen } => return serve::demo(listen).await,
         other => other,
     };
-    if let Command::Encryption(EncryptionCommand::Rotate { .. }) = command {
-        return operator::rotate_encryption(&url).await;
-    }
+    let command = match command {
+        Command::Encryption(EncryptionCommand::Rotate { .. }) => {
+            return operator::rotate_encryption(&url).await;
+        }
+        Command::Backup { path } => return operator::backup(&url, &path).await,
+        other => other,
+    };
     // Every operator command opens the database itself, migrating it if needed.
     let store = open_store(&url, encryption_from_env()?).await?;
     match command {
@@ -436,7 +447,10 @@ async fn execute(cli: Cli) -> anyhow::Result<Output> {
         Command::Integration(cmd) => operator::integration(&*store, cmd).await,
         Command::Emit(args) => operator::emit(&*store, args).await,
         Command::Simulate(args) => operator::simulate(&*store, args).await,
-        Command::Serve(_) | Command::Demo { .. } | Command::Encryption(_) => {
+        Command::Serve(_)
+        | Command::Demo { .. }
+        | Command::Encryption(_)
+        | Command::Backup { .. } => {
             bail!("handled above")
         }
     }

@@ -1,7 +1,7 @@
 //! Operator commands: accounts, API clients, the webhook integration and `emit`. They open the
 //! database directly, as the dashboard will through the server.
 
-use anyhow::{anyhow, bail};
+use anyhow::{Context, anyhow, bail};
 use serde_json::{Value, json};
 use sipsim_core::clock::{now_ms, rfc3339_seconds_from_ms};
 use sipsim_core::secret::{ClientSecret, SigningSecret};
@@ -545,4 +545,48 @@ pub(super) async fn rotate_encryption(url: &str) -> anyhow::Result<Output> {
          stopped claiming deliveries and say so in /readyz)."
     );
     Ok(Output::ok(json!({ "reencrypted": rewritten }), text))
+}
+
+/// `backup PATH`.
+pub(super) async fn backup(url: &str, path: &std::path::Path) -> anyhow::Result<Output> {
+    if !url.starts_with("sqlite:") {
+        bail!(
+            "sipsimd backup copies SQLite databases; back up PostgreSQL with its own tools: \
+             pg_dump (a consistent logical copy while nodes run) or base backups with WAL archiving"
+        );
+    }
+    let source = url
+        .trim_start_matches("sqlite:")
+        .trim_start_matches("//")
+        .split('?')
+        .next()
+        .unwrap_or_default();
+    if !std::path::Path::new(source).is_file() {
+        bail!("there is no database at {source} to back up");
+    }
+    if path.exists() {
+        bail!("{} exists already: back up to a new file", path.display());
+    }
+    // No key is needed: the copy holds the secrets exactly as stored (sealed ones stay sealed).
+    let store = sipsim_store::SqliteStore::open(url)
+        .await
+        .context("cannot open the database")?;
+    let started = std::time::Instant::now();
+    store.backup_to(path).await.map_err(|e| {
+        anyhow!(
+            "cannot write the backup to {}: {}",
+            path.display(),
+            crate::error::error_chain(&e)
+        )
+    })?;
+    let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    store.close().await;
+    Ok(Output::ok(
+        json!({ "backup": path.display().to_string(), "bytes": bytes }),
+        format!(
+            "backed up to {} ({bytes} bytes in {:.1} s); restore by pointing SIPSIM_DATABASE_URL at a copy of it",
+            path.display(),
+            started.elapsed().as_secs_f64()
+        ),
+    ))
 }

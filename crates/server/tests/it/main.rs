@@ -2,6 +2,7 @@
 //! by a real HTTP client. One test binary, one module per concern.
 
 mod auth;
+mod backup;
 mod browser;
 mod cache;
 mod cli;
