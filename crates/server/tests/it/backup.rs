@@ -14,6 +14,9 @@ use crate::receiver::Receiver;
 
 const KEY: &str = "backup-test-ingest-key-0123";
 
+/// When an ingest request's 202 came back, and the message ids it gave.
+type Accepted = (Instant, Vec<String>);
+
 fn serve(db: &str) -> Server {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sipsimd"));
     cmd.args(["serve", "--listen", "127.0.0.1:0"])
@@ -71,7 +74,7 @@ async fn a_backup_under_load_holds_every_event_accepted_before_it_began() {
     let server = serve(&db);
 
     // Load: batches of 100 events, each remembered with when its 202 came back.
-    let accepted: Arc<Mutex<Vec<(Instant, Vec<String>)>>> = Arc::default();
+    let accepted: Arc<Mutex<Vec<Accepted>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let load = {
         let (accepted, stop, base, account) = (
