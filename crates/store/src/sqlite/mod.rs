@@ -259,13 +259,18 @@ impl SqliteStore {
 /// ROLLBACK, sent when the transaction is dropped, then fails ("no transaction is active") and
 /// sqlx goes on counting the connection as inside a transaction, so every later `BEGIN` failed
 /// with "attempted to call begin_with at non-zero transaction depth" — the writer was wedged for
-/// good, even after space was freed. The ping waits for that queued ROLLBACK to have run.
+/// good, even after space was freed.
 fn close_if_still_in_a_transaction(
     conn: &mut sqlx::SqliteConnection,
     _: sqlx::pool::PoolConnectionMetadata,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<bool, sqlx::Error>> + Send + '_>> {
     Box::pin(async move {
         use sqlx::Connection as _;
+        // After a commit the connection is out of its transaction already: no round trip to
+        // SQLite's thread on that path. Only a dropped transaction (its ROLLBACK queued) waits.
+        if !conn.is_in_transaction() {
+            return Ok(true);
+        }
         conn.ping().await?;
         if conn.is_in_transaction() {
             tracing::warn!(
