@@ -43,33 +43,39 @@ pub enum StoreError {
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
-/// Raised while writes fail for want of space, by whoever meets such a failure (ingest, the
-/// dispatcher); readiness checks read it, and lower it once a write goes through again. Cheap to
-/// clone: every clone is the same alarm.
+/// A condition that is either clear or raised with a reason, shared by whoever raises it and whoever
+/// reports it (`/readyz`): writes failing for want of space, a dispatcher that stopped claiming.
+/// Cheap to clone: every clone is the same alarm.
 #[derive(Debug, Clone, Default)]
-pub struct StorageAlarm(std::sync::Arc<std::sync::Mutex<Option<String>>>);
+pub struct Alarm(std::sync::Arc<std::sync::Mutex<Option<String>>>);
 
-impl StorageAlarm {
+impl Alarm {
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<String>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Raises the alarm if `result` failed for want of space; passes `result` on.
-    pub fn watch<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+    /// Raises the alarm, saying why.
+    pub fn raise(&self, why: String) {
+        *self.lock() = Some(why);
+    }
+
+    /// Raises the alarm if `result` failed for want of space ([`StoreError::StorageFull`]);
+    /// passes `result` on.
+    pub fn watch_storage<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
         if let Err(StoreError::StorageFull(why)) = &result {
-            *self.lock() = Some(why.clone());
+            self.raise(why.clone());
         }
         result
     }
 
-    /// Why writes are failing, while they are.
+    /// Why it is raised, while it is.
     pub fn raised(&self) -> Option<String> {
         self.lock().clone()
     }
 
-    /// Writes go through again.
-    pub fn lower(&self) {
-        self.lock().take();
+    /// Clears it; returns whether it was raised.
+    pub fn lower(&self) -> bool {
+        self.lock().take().is_some()
     }
 }
 

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use sipsim_core::clock::now_ms;
 use sipsim_core::queue::{ClaimedDelivery, Completion, FinishedAttempt};
 use sipsim_core::retry::RetrySchedule;
-use sipsim_core::store::StorageAlarm;
+use sipsim_core::store::Alarm;
 use sipsim_core::{AccountId, Store, StoreError};
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -75,7 +75,7 @@ impl DispatcherConfig {
 /// every second when idle, and whenever a slot frees up when busy. And why it stopped claiming,
 /// while it has.
 #[derive(Clone, Default, Debug)]
-pub struct Heartbeat(Arc<AtomicI64>, Arc<std::sync::Mutex<Option<String>>>);
+pub struct Heartbeat(Arc<AtomicI64>, Alarm);
 
 impl Heartbeat {
     fn beat(&self) {
@@ -90,23 +90,9 @@ impl Heartbeat {
         }
     }
 
-    fn halted_lock(&self) -> std::sync::MutexGuard<'_, Option<String>> {
-        self.1.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// Why the dispatcher has stopped claiming, while it has.
     pub fn halted(&self) -> Option<String> {
-        self.halted_lock().clone()
-    }
-
-    fn halt(&self, why: String) {
-        *self.halted_lock() = Some(why);
-    }
-
-    fn resume(&self) {
-        if self.halted_lock().take().is_some() {
-            tracing::info!("deliveries can be decrypted again: claiming resumed");
-        }
+        self.1.raised()
     }
 }
 
@@ -117,7 +103,7 @@ pub struct Dispatcher {
     config: DispatcherConfig,
     wake: Arc<Notify>,
     heartbeat: Heartbeat,
-    storage_alarm: StorageAlarm,
+    storage_alarm: Alarm,
 }
 
 impl Dispatcher {
@@ -129,12 +115,12 @@ impl Dispatcher {
             config,
             wake: Arc::new(Notify::new()),
             heartbeat: Heartbeat::default(),
-            storage_alarm: StorageAlarm::default(),
+            storage_alarm: Alarm::default(),
         }
     }
 
     /// Raises `alarm` when a claim or a completion fails for want of space (`/readyz` reads it).
-    pub fn with_storage_alarm(mut self, alarm: StorageAlarm) -> Self {
+    pub fn with_storage_alarm(mut self, alarm: Alarm) -> Self {
         self.storage_alarm = alarm;
         self
     }
@@ -195,10 +181,12 @@ impl Dispatcher {
             let skip = in_flight.saturated(cap);
             let claimed = self
                 .storage_alarm
-                .watch(self.store.claim_due(now_ms(), limit, lease_ms, &skip).await);
+                .watch_storage(self.store.claim_due(now_ms(), limit, lease_ms, &skip).await);
             let claimed = match claimed {
                 Ok(c) => {
-                    self.heartbeat.resume();
+                    if self.heartbeat.1.lower() {
+                        tracing::info!("deliveries can be decrypted again: claiming resumed");
+                    }
                     c
                 }
                 Err(StoreError::SecretUnreadable(why)) => {
@@ -212,7 +200,7 @@ impl Dispatcher {
                          SIPSIM_ENCRYPTION_KEY: stopped claiming; its deliveries are left for \
                          nodes with the right key (see /readyz)"
                     );
-                    self.heartbeat.halt(format!(
+                    self.heartbeat.1.raise(format!(
                         "a signing secret cannot be decrypted with this node's key ({why})"
                     ));
                     drop(first);
@@ -427,11 +415,11 @@ async fn record_results(
     store: Arc<dyn Store>,
     mut pending: mpsc::Receiver<FinishedAttempt>,
     wake: Arc<Notify>,
-    storage_alarm: StorageAlarm,
+    storage_alarm: Alarm,
 ) {
     let mut batch = Vec::with_capacity(RECORD_BATCH);
     while pending.recv_many(&mut batch, RECORD_BATCH).await > 0 {
-        match storage_alarm.watch(store.complete(&batch).await) {
+        match storage_alarm.watch_storage(store.complete(&batch).await) {
             Ok(applied) => {
                 for (finished, ok) in batch.iter().zip(applied) {
                     if !ok {

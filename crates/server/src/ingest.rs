@@ -128,7 +128,7 @@ pub async fn ingest_events(
     }
     match state
         .storage_alarm
-        .watch(state.ingest.ingest(messages).await)
+        .watch_storage(state.ingest.ingest(messages).await)
     {
         Ok(outcomes) => {
             let data: Vec<IngestResult> = outcomes.iter().map(IngestResult::from).collect();

@@ -9,7 +9,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use sipsim_core::cipher::{JWT_KEY_SETTING, SecretCipher, seal, unseal};
 use sipsim_core::secret::SecretHash;
-use sipsim_core::store::{Signal, StorageAlarm};
+use sipsim_core::store::{Alarm, Signal};
 use sipsim_core::target::TargetPolicy;
 use sipsim_core::{ClientId, Store};
 use sipsim_store::{PgStore, SqliteStore};
@@ -138,7 +138,7 @@ pub struct Inner {
     pub queue_figures: crate::observe::QueueFigures,
     /// Raised while writes fail for want of space (ingest and this node's dispatcher raise it;
     /// `/readyz` lowers it when a probe write goes through).
-    pub storage_alarm: StorageAlarm,
+    pub storage_alarm: Alarm,
 }
 
 impl Deref for AppState {
@@ -215,7 +215,7 @@ impl AppState {
                 .map(|k| SecretHash::of(k.expose())),
             heartbeat: OnceLock::new(),
             queue_figures: Default::default(),
-            storage_alarm: StorageAlarm::default(),
+            storage_alarm: Alarm::default(),
         })))
     }
 
