@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use sqlx::Connection;
 
-use crate::helpers::{Server, operator};
+use crate::helpers::{Server, operator_account_with_integration};
 use crate::receiver::Receiver;
 
 const KEY: &str = "backup-test-ingest-key-0123";
@@ -53,24 +53,7 @@ async fn a_backup_under_load_holds_every_event_accepted_before_it_began() {
     let receiver = Receiver::start(&[]).await;
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("live.db").display());
-    let account = operator(&db, &["account", "create", "Acme"])["account_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let hook = receiver.url("/hook");
-    operator(
-        &db,
-        &[
-            "integration",
-            "set",
-            "--account",
-            &account,
-            "--url",
-            &hook,
-            "--events",
-            "sms",
-        ],
-    );
+    let account = operator_account_with_integration(&db, "Acme", &receiver.url("/hook"), "sms");
     let server = serve(&db);
 
     // Load: batches of 100 events, each remembered with when its 202 came back.

@@ -11,7 +11,7 @@ use axum::Router;
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{Server, operator};
+use crate::helpers::{Server, operator_account_with_integration};
 use sqlx::Connection;
 
 const KEY: &str = "crash-test-ingest-key-0123";
@@ -56,23 +56,7 @@ async fn kill_9_mid_delivery_loses_nothing() {
 
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("crash.db").display());
-    let account = operator(&db, &["account", "create", "Crash"])["account_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    operator(
-        &db,
-        &[
-            "integration",
-            "set",
-            "--account",
-            &account,
-            "--url",
-            &receiver,
-            "--events",
-            "sms",
-        ],
-    );
+    let account = operator_account_with_integration(&db, "Crash", &receiver, "sms");
 
     let node = start(&db);
     let http = crate::helpers::http();

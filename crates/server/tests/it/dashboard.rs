@@ -288,10 +288,7 @@ async fn failed_logins_lock_out_their_address_and_email_never_the_user() {
             ))
         })
         .collect();
-    let mut statuses = Vec::new();
-    for g in guesses {
-        statuses.push(g.await.unwrap());
-    }
+    let statuses = crate::helpers::joined(guesses).await;
     let checked = statuses
         .iter()
         .filter(|s| **s == StatusCode::UNAUTHORIZED)

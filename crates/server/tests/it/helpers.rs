@@ -504,3 +504,40 @@ pub fn operator(db_url: &str, args: &[&str]) -> serde_json::Value {
     );
     serde_json::from_slice(&out.stdout).unwrap()
 }
+
+/// Creates an account named `name` with an integration delivering `events` (comma-separated) to
+/// `url`, through the operator commands on `db_url`; returns the account id.
+pub fn operator_account_with_integration(
+    db_url: &str,
+    name: &str,
+    url: &str,
+    events: &str,
+) -> String {
+    let account = operator(db_url, &["account", "create", name])["account_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    operator(
+        db_url,
+        &[
+            "integration",
+            "set",
+            "--account",
+            &account,
+            "--url",
+            url,
+            "--events",
+            events,
+        ],
+    );
+    account
+}
+
+/// Waits for spawned tasks and returns their results in order.
+pub async fn joined<T>(tasks: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> {
+    let mut out = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        out.push(task.await.unwrap());
+    }
+    out
+}

@@ -127,10 +127,11 @@ async fn token_failures_lock_out_their_address_never_the_client() {
     let wrong: Vec<_> = (0..50)
         .map(|_| tokio::spawn(token_request(&app, "203.0.113.1", &id, "scs_wrong")))
         .collect();
-    let mut statuses = Vec::new();
-    for w in wrong {
-        statuses.push(w.await.unwrap().0);
-    }
+    let statuses: Vec<_> = crate::helpers::joined(wrong)
+        .await
+        .into_iter()
+        .map(|r| r.0)
+        .collect();
     let checked = statuses
         .iter()
         .filter(|s| **s == StatusCode::UNAUTHORIZED)

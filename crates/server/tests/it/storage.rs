@@ -8,7 +8,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sqlx::Connection;
 
-use crate::helpers::{Server, TestApp, operator};
+use crate::helpers::{Server, TestApp, operator, operator_account_with_integration};
 use crate::receiver::Receiver;
 
 const KEY: &str = "storage-test-ingest-key-012";
@@ -64,24 +64,7 @@ async fn a_full_sqlite_database_answers_503_and_recovers_once_space_is_freed() {
         .as_str()
         .unwrap()
         .to_owned();
-    let acme = operator(&db, &["account", "create", "Acme"])["account_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let hook = receiver.url("/hook");
-    operator(
-        &db,
-        &[
-            "integration",
-            "set",
-            "--account",
-            &acme,
-            "--url",
-            &hook,
-            "--events",
-            "sms",
-        ],
-    );
+    let acme = operator_account_with_integration(&db, "Acme", &receiver.url("/hook"), "sms");
     // As if the database were on a 3 MiB filesystem.
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sipsimd"));
     cmd.args(["serve", "--listen", "127.0.0.1:0"])
