@@ -196,8 +196,8 @@ pub struct ServeArgs {
     /// the limit off (benchmarks). Per node.
     #[arg(long, env = "SIPSIM_API_RATE_LIMIT", default_value_t = crate::config::DEFAULT_API_RATE_LIMIT)]
     pub api_rate_limit: u32,
-    /// Token requests per second per client_id on /oauth/token (three times that per client
-    /// address), with bursts of twice that; 0 turns the limits off. Per node.
+    /// Tokens issued per second per API client on /oauth/token, with bursts of twice that (failed
+    /// requests are limited apart, per client address and client_id); 0 turns both off. Per node.
     #[arg(long, env = "SIPSIM_TOKEN_RATE_LIMIT", default_value_t = crate::config::DEFAULT_TOKEN_RATE_LIMIT)]
     pub token_rate_limit: u32,
 }
