@@ -541,3 +541,12 @@ pub async fn joined<T>(tasks: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> {
     }
     out
 }
+
+/// How many of `statuses` are each status code.
+pub fn tally(statuses: &[StatusCode]) -> std::collections::BTreeMap<u16, usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for s in statuses {
+        *counts.entry(s.as_u16()).or_default() += 1;
+    }
+    counts
+}
