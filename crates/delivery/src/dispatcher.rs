@@ -75,16 +75,21 @@ impl DispatcherConfig {
 /// every second when idle, and whenever a slot frees up when busy. And why it stopped claiming,
 /// while it has.
 #[derive(Clone, Default, Debug)]
-pub struct Heartbeat(Arc<AtomicI64>, Alarm);
+pub struct Heartbeat {
+    /// When the loop last went round, Unix ms (0: not yet).
+    beat_at: Arc<AtomicI64>,
+    /// Raised while the dispatcher has stopped claiming.
+    halted: Alarm,
+}
 
 impl Heartbeat {
     fn beat(&self) {
-        self.0.store(now_ms(), Ordering::Relaxed);
+        self.beat_at.store(now_ms(), Ordering::Relaxed);
     }
 
     /// How long ago the loop last went round; `None` before it first did.
     pub fn age(&self) -> Option<Duration> {
-        match self.0.load(Ordering::Relaxed) {
+        match self.beat_at.load(Ordering::Relaxed) {
             0 => None,
             at => Some(Duration::from_millis((now_ms() - at).max(0) as u64)),
         }
@@ -92,7 +97,7 @@ impl Heartbeat {
 
     /// Why the dispatcher has stopped claiming, while it has.
     pub fn halted(&self) -> Option<String> {
-        self.1.raised()
+        self.halted.raised()
     }
 }
 
@@ -184,7 +189,7 @@ impl Dispatcher {
                 .watch_storage(self.store.claim_due(now_ms(), limit, lease_ms, &skip).await);
             let claimed = match claimed {
                 Ok(c) => {
-                    if self.heartbeat.1.lower() {
+                    if self.heartbeat.halted.lower() {
                         tracing::info!("deliveries can be decrypted again: claiming resumed");
                     }
                     c
@@ -200,7 +205,7 @@ impl Dispatcher {
                          SIPSIM_ENCRYPTION_KEY: stopped claiming; its deliveries are left for \
                          nodes with the right key (see /readyz)"
                     );
-                    self.heartbeat.1.raise(format!(
+                    self.heartbeat.halted.raise(format!(
                         "a signing secret cannot be decrypted with this node's key ({why})"
                     ));
                     drop(first);
