@@ -78,7 +78,7 @@ impl Db {
     }
 }
 
-/// Creates `urls.len()` accounts, each with an enabled integration subscribed to `sms` and pointing
+/// Creates `urls.len()` accounts, each with an enabled integration subscribed to every event and pointing
 /// at its URL. Returns the account ids in order.
 pub async fn accounts(store: &dyn Store, urls: &[String]) -> anyhow::Result<Vec<AccountId>> {
     let mut ids = Vec::with_capacity(urls.len());
@@ -88,7 +88,7 @@ pub async fn accounts(store: &dyn Store, urls: &[String]) -> anyhow::Result<Vec<
             webhook_url: WebhookUrl::parse(url, TargetPolicy::AllowInsecure)
                 .map_err(|e| anyhow::anyhow!("{url}: {e}"))?,
             disabled: false,
-            events: Some([Event::Sms].into_iter().collect()),
+            events: Some(sipsim_core::EventSet::ALL),
             new_signing_secret: SigningSecret::generate(),
         };
         store.put_integration(&account.id, update).await?;
@@ -102,24 +102,4 @@ pub fn sms_payload() -> String {
     let value: serde_json::Value =
         serde_json::from_str(sipsim_core::payload::example_json(Event::Sms)).unwrap_or_default();
     value.to_string()
-}
-
-/// One ingest item for `account`.
-pub fn item(account: &str, payload: &str) -> String {
-    format!(r#"{{"account_id":"{account}","event":"sms","payload":{payload}}}"#)
-}
-
-/// A batch of ingest items, spread over `accounts` from `first` on.
-pub fn batch(accounts: &[String], payload: &str, first: u64, len: usize) -> Vec<u8> {
-    let mut body = String::with_capacity(len * (payload.len() + 80) + 2);
-    body.push('[');
-    for k in 0..len {
-        if k > 0 {
-            body.push(',');
-        }
-        let account = &accounts[(first as usize + k) % accounts.len()];
-        body.push_str(&item(account, payload));
-    }
-    body.push(']');
-    body.into_bytes()
 }

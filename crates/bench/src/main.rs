@@ -7,6 +7,7 @@
 
 mod fixture;
 mod load;
+mod mix;
 mod node;
 mod receiver;
 mod report;
@@ -18,8 +19,9 @@ use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 
 use crate::fixture::Backend;
+use crate::mix::Mix;
 use crate::report::Check;
-use crate::scenarios::{Ctx, Feed, Section};
+use crate::scenarios::{Ctx, Feed, Load, Section};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -60,6 +62,10 @@ struct Cli {
     /// Exit non-zero when a target is missed (full runs only).
     #[arg(long)]
     strict: bool,
+    /// Only the throughput loads whose label contains one of these, separated by `;` (e.g.
+    /// "call events, batches of 1,000, 20;sms").
+    #[arg(long, value_delimiter = ';')]
+    loads: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -150,9 +156,30 @@ async fn bench(cli: Cli) -> anyhow::Result<()> {
     }
     for &backend in &backends {
         if wanted("throughput") {
-            for feed in [Feed::Single, Feed::Batched] {
-                let name = step(format!("throughput/{}/{feed:?}", backend.name()).to_lowercase());
-                sections.push((name, scenarios::throughput(&ctx, backend, feed).await?));
+            let (mut calls, mut sms) = (None, None);
+            let chosen = Load::ALL.into_iter().filter(|l| {
+                cli.loads.is_empty() || cli.loads.iter().any(|f| l.label().contains(f.as_str()))
+            });
+            for load in chosen {
+                let name = step(format!("throughput/{}/{}", backend.name(), load.label()));
+                let section = scenarios::throughput(&ctx, backend, load).await?;
+                if load.feed == Feed::Batched && load.accounts == 20 {
+                    match load.mix {
+                        Mix::Calls => calls = Some(sections.len()),
+                        Mix::Sms => sms = Some(sections.len()),
+                        Mix::Sipsim => {}
+                    }
+                }
+                sections.push((name, section));
+            }
+            if let (Some(calls), Some(sms)) = (calls, sms) {
+                let checks =
+                    scenarios::ordering_cost(backend, &sections[calls].1, &sections[sms].1);
+                let section = Section {
+                    checks,
+                    json: Value::Null,
+                };
+                sections.push((format!("ordering-cost/{}", backend.name()), section));
             }
         }
     }
@@ -162,9 +189,11 @@ async fn bench(cli: Cli) -> anyhow::Result<()> {
             sections.push((name, scenarios::latency(&ctx, backend).await?));
         }
     }
-    if wanted("isolation") && backend_wanted(Backend::Sqlite) {
-        let name = step("isolation/sqlite".to_owned());
-        sections.push((name, scenarios::isolation(&ctx).await?));
+    for &backend in &backends {
+        if wanted("isolation") {
+            let name = step(format!("isolation/{}", backend.name()));
+            sections.push((name, scenarios::isolation(&ctx, backend).await?));
+        }
     }
     for &backend in &backends {
         if wanted("growth") {
