@@ -104,7 +104,26 @@ pub struct ClaimedDelivery {
     /// The secret before the last regeneration, while it is still valid: `webhook-signature` then
     /// carries a signature with each.
     pub previous_signing_secret: Option<crate::secret::SigningSecret>,
+    /// Its place in its call's chain, if it has an ordering key.
+    pub chain: Option<ChainLink>,
 }
+
+/// A delivery's place in its call's chain: deliveries sharing an ordering key go out one at a time,
+/// in `seq` order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainLink {
+    /// The ordering key (`pbx_id`, or `call_id:N`).
+    pub key: String,
+    /// Its number in the chain, from 1, in ingest order.
+    pub seq: i64,
+}
+
+/// Most deliveries of one chain a claim hands out together: the chain's head and the waiting
+/// deliveries right behind it (a *train*), all under the claim's lease. The dispatcher sends them one
+/// after the other, each as soon as the previous one has succeeded (or failed for good), so a call's
+/// backlog drains at the receiver's pace instead of one event per database round trip; what it does
+/// not send it hands back, and they wait for their turn again.
+pub const TRAIN_LEN: i64 = 16;
 
 /// What happened on one attempt, as recorded in the attempt log.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -461,7 +461,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Claims up to `limit` deliveries due at `now_ms` whose integration is enabled, leasing them until
     /// `now_ms + lease_ms`, oldest due first, skipping the accounts in `skip` (those already using all
-    /// their slots). The lease is committed before this returns.
+    /// their slots). Behind each claimed head of a chain it also leases the deliveries waiting right
+    /// behind it, up to [`TRAIN_LEN`](crate::queue::TRAIN_LEN) in all (they do not count against
+    /// `limit`). The lease is committed before this returns.
     async fn claim_due(
         &self,
         now_ms: i64,
@@ -470,9 +472,16 @@ pub trait Store: Send + Sync + 'static {
         skip: &[AccountId],
     ) -> Result<Vec<ClaimedDelivery>, StoreError>;
 
-    /// Hands claimed deliveries back untouched (due as before, the attempt not counted), for those a
-    /// dispatcher took but has no slot for. Each only if its lease token still holds it.
-    async fn unclaim(&self, claimed: &[(DeliveryId, String)]) -> Result<(), StoreError>;
+    /// Hands claimed deliveries back unsent (the attempt not counted), for those a dispatcher took
+    /// but has no slot for, and a train's deliveries it did not send. Each only if its lease token
+    /// still holds it. An unordered delivery is due as before; one of a chain is due at `now_ms` if
+    /// it is now its chain's earliest unfinished delivery (as before, for a head), and otherwise
+    /// waits for its turn.
+    async fn unclaim(
+        &self,
+        claimed: &[(DeliveryId, String)],
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
 
     /// Records attempts and ends their deliveries' leases with their completions, in one transaction
     /// (group commit). Each is applied only if its lease token still holds the delivery; the result

@@ -5,6 +5,14 @@
 //! processes). Concurrency is bounded by a semaphore; a claim never takes more deliveries than there
 //! are free slots, so a claimed delivery is never left waiting while its lease runs. A sweeper makes
 //! deliveries whose lease expired (their worker died) due again.
+//!
+//! A call's events go out one at a time, in ingest order. A claim brings each call's earliest
+//! unfinished event together with the ones waiting behind it (a *train*, see
+//! [`TRAIN_LEN`](sipsim_core::queue::TRAIN_LEN)); one task sends them in order, the next as soon as
+//! the previous one has succeeded, and hands each result to the recorder, which commits them in
+//! order (group commit). So a call's backlog drains at the receiver's pace, not one event per
+//! database round trip. After a crash, the lease expires, the call's earliest unrecorded event is
+//! due again and the ones behind it wait: a predecessor resent goes out before its successor again.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -16,7 +24,7 @@ use sipsim_core::clock::now_ms;
 use sipsim_core::queue::{ClaimedDelivery, Completion, FinishedAttempt};
 use sipsim_core::retry::RetrySchedule;
 use sipsim_core::store::Alarm;
-use sipsim_core::{AccountId, Store, StoreError};
+use sipsim_core::{AccountId, DeliveryId, Store, StoreError};
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
@@ -66,8 +74,10 @@ impl Default for DispatcherConfig {
 impl DispatcherConfig {
     /// A lease outlives the whole attempt (its timeout) plus the time to record the result, so a slow
     /// receiver never causes a second, concurrent send of the same delivery.
+    /// A train's later deliveries start within one timeout of the first (see `run_train`), so the
+    /// lease covers that too: 3 × timeout + 10 s.
     pub fn lease(&self) -> Duration {
-        self.timeout * 2 + Duration::from_secs(10)
+        self.timeout * 3 + Duration::from_secs(10)
     }
 }
 
@@ -227,15 +237,26 @@ impl Dispatcher {
             };
             if claimed.is_empty() {
                 drop(first);
-                self.idle(&shutdown).await;
+                if skip.is_empty() {
+                    self.idle(&shutdown).await;
+                } else {
+                    // Due work may be waiting only for a slot of a busy account: claim again as
+                    // soon as one frees up, not at the next due time (which has passed).
+                    tokio::select! {
+                        _ = in_flight.freed.notified() => {},
+                        _ = self.wake.notified() => {},
+                        _ = tokio::time::sleep(self.config.fallback_poll) => {},
+                        _ = shutdown.cancelled() => {},
+                    }
+                }
                 continue;
             }
             let mut permit = Some(first);
             let mut handed_back = Vec::new();
-            for delivery in claimed {
+            for train in trains(claimed, &mut handed_back) {
                 // One claim may bring more of one account than it has slots left: those go back.
-                if !in_flight.try_take(&delivery.account_id, cap) {
-                    handed_back.push((delivery.id, delivery.lease_token));
+                if !in_flight.try_take(&train[0].account_id, cap) {
+                    handed_back.extend(train.into_iter().map(|d| (d.id, d.lease_token)));
                     continue;
                 }
                 let slot = match permit.take() {
@@ -251,18 +272,16 @@ impl Dispatcher {
                 let schedule = self.config.schedule.clone();
                 let results = results.clone();
                 let in_flight = in_flight.clone();
+                let budget = self.config.timeout;
                 tokio::spawn(async move {
-                    let account = delivery.account_id.clone();
-                    let finished = attempt(&*store, &sender, &schedule, delivery).await;
-                    // If the recorder is gone (shutting down), the lease expires and the delivery
-                    // is retried: at-least-once holds.
-                    let _ = results.send(finished).await;
-                    in_flight.release(&account);
+                    let account = train[0].account_id.clone();
+                    run_train(&*store, &sender, &schedule, train, &results, budget).await;
+                    in_flight.release(&account, cap);
                     drop(slot);
                 });
             }
             if !handed_back.is_empty()
-                && let Err(e) = self.store.unclaim(&handed_back).await
+                && let Err(e) = self.store.unclaim(&handed_back, now_ms()).await
             {
                 // Their leases will expire and the sweeper make them due again.
                 tracing::warn!(error = %e, "handing back deliveries without a slot failed");
@@ -295,14 +314,18 @@ impl Dispatcher {
     }
 }
 
-/// Attempts in flight per account, on this node.
+/// Attempts (trains) in flight per account, on this node.
 #[derive(Debug, Default)]
-struct InFlight(std::sync::Mutex<HashMap<AccountId, usize>>);
+struct InFlight {
+    counts: std::sync::Mutex<HashMap<AccountId, usize>>,
+    /// Notified when an account that was using all its slots frees one.
+    freed: Notify,
+}
 
 impl InFlight {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<AccountId, usize>> {
         // A poisoned lock only means a panic while counting; the counts are still usable.
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        self.counts.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Accounts using all `cap` of their slots.
@@ -325,13 +348,106 @@ impl InFlight {
         true
     }
 
-    fn release(&self, account: &AccountId) {
+    fn release(&self, account: &AccountId, cap: usize) {
         let mut map = self.lock();
         if let Some(n) = map.get_mut(account) {
+            if *n >= cap {
+                self.freed.notify_one();
+            }
             *n = n.saturating_sub(1);
             if *n == 0 {
                 map.remove(account);
             }
+        }
+    }
+}
+
+/// The claimed deliveries as trains, each sent by one task holding one slot: an unordered delivery
+/// alone, a chain's head with the deliveries of its chain claimed behind it, in chain order. A
+/// member after a gap in the chain's numbers (changed by someone else between the claim's read and
+/// its update) is never sent out of order: it goes to `handed_back`.
+fn trains(
+    claimed: Vec<ClaimedDelivery>,
+    handed_back: &mut Vec<(DeliveryId, String)>,
+) -> Vec<Vec<ClaimedDelivery>> {
+    let mut trains: Vec<Vec<ClaimedDelivery>> = Vec::with_capacity(claimed.len());
+    let mut chains: HashMap<(AccountId, String), usize> = HashMap::new();
+    for delivery in claimed {
+        let Some(link) = &delivery.chain else {
+            trains.push(vec![delivery]);
+            continue;
+        };
+        let key = (delivery.account_id.clone(), link.key.clone());
+        match chains.get(&key) {
+            Some(&i) => trains[i].push(delivery),
+            None => {
+                chains.insert(key, trains.len());
+                trains.push(vec![delivery]);
+            }
+        }
+    }
+    for train in &mut trains {
+        train.sort_by_key(|d| d.chain.as_ref().map(|c| c.seq));
+        let seq = |d: &ClaimedDelivery| d.chain.as_ref().map(|c| c.seq);
+        let first = seq(&train[0]);
+        let gap = train
+            .iter()
+            .enumerate()
+            .position(|(i, d)| seq(d) != first.map(|s| s + i as i64));
+        if let Some(at) = gap {
+            handed_back.extend(train.drain(at..).map(|d| (d.id, d.lease_token)));
+        }
+    }
+    trains
+}
+
+/// What an attempt task hands the recorder.
+#[derive(Debug)]
+enum Recorded {
+    /// An attempt and how its delivery goes on, and whether the delivery belongs to a chain.
+    Attempt(FinishedAttempt, bool),
+    /// A train's deliveries that were not sent (their head is to be retried, or the train ran out
+    /// of time): handed back after the attempts before them are recorded.
+    Unsent(Vec<(DeliveryId, String)>),
+}
+
+/// Sends a train's deliveries one after the other, each as soon as the one before it has
+/// succeeded or failed for good, and hands the recorder each result as it comes. A member starts
+/// only within `budget` (the attempt timeout) of the first, so with the lease sized for it
+/// ([`DispatcherConfig::lease`]) the last one is recorded before their common lease ends. What it
+/// does not send (after a retry or a pause, or past the budget) goes back to wait for its turn.
+async fn run_train(
+    store: &dyn Store,
+    sender: &Sender,
+    schedule: &RetrySchedule,
+    train: Vec<ClaimedDelivery>,
+    results: &mpsc::Sender<Recorded>,
+    budget: Duration,
+) {
+    let started = std::time::Instant::now();
+    let mut members = train.into_iter();
+    while let Some(delivery) = members.next() {
+        let chained = delivery.chain.is_some();
+        let finished = attempt(store, sender, schedule, delivery).await;
+        let chain_moves_on = matches!(
+            finished.completion,
+            Completion::Succeeded | Completion::Failed
+        );
+        // If the recorder is gone (shutting down), the leases expire and the deliveries are sent
+        // again, in order: at-least-once holds.
+        if results
+            .send(Recorded::Attempt(finished, chained))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        if !chain_moves_on || started.elapsed() >= budget {
+            let rest: Vec<_> = members.map(|d| (d.id, d.lease_token)).collect();
+            if !rest.is_empty() {
+                let _ = results.send(Recorded::Unsent(rest)).await;
+            }
+            return;
         }
     }
 }
@@ -415,15 +531,34 @@ async fn attempt(
 /// Most results written in one transaction.
 const RECORD_BATCH: usize = 256;
 
-/// Writes attempt results as they come, as many per transaction as are waiting (group commit).
+/// Writes attempt results as they come, as many per transaction as are waiting (group commit),
+/// then hands back the trains' unsent deliveries (after the results before them).
 async fn record_results(
     store: Arc<dyn Store>,
-    mut pending: mpsc::Receiver<FinishedAttempt>,
+    mut pending: mpsc::Receiver<Recorded>,
     wake: Arc<Notify>,
     storage_alarm: Alarm,
 ) {
+    let mut received = Vec::with_capacity(RECORD_BATCH);
     let mut batch = Vec::with_capacity(RECORD_BATCH);
-    while pending.recv_many(&mut batch, RECORD_BATCH).await > 0 {
+    let mut unsent = Vec::new();
+    while pending.recv_many(&mut received, RECORD_BATCH).await > 0 {
+        // A chain's delivery that ended makes the next one of its call due: the dispatcher may be
+        // idle, waiting for exactly that.
+        let mut releases = false;
+        for item in received.drain(..) {
+            match item {
+                Recorded::Attempt(finished, chained) => {
+                    releases |= chained
+                        && matches!(
+                            finished.completion,
+                            Completion::Succeeded | Completion::Failed
+                        );
+                    batch.push(finished);
+                }
+                Recorded::Unsent(rest) => unsent.extend(rest),
+            }
+        }
         match storage_alarm.watch_storage(store.complete(&batch).await) {
             Ok(applied) => {
                 for (finished, ok) in batch.iter().zip(applied) {
@@ -440,11 +575,21 @@ async fn record_results(
                 tracing::error!(error = %e, results = batch.len(), "recording attempts failed")
             }
         }
-        if batch
-            .iter()
-            .any(|f| matches!(f.completion, Completion::RetryAt(_)))
+        if !unsent.is_empty() {
+            match store.unclaim(&unsent, now_ms()).await {
+                Ok(()) => wake.notify_one(),
+                // Their leases will expire and the sweeper put them back in order.
+                Err(e) => tracing::warn!(error = %e, "handing back unsent deliveries failed"),
+            }
+            unsent.clear();
+        }
+        if releases
+            || batch
+                .iter()
+                .any(|f| matches!(f.completion, Completion::RetryAt(_)))
         {
-            // The dispatcher may be sleeping past a retry's due time: let it recompute.
+            // The dispatcher may be sleeping past a retry's due time, or waiting for a call's
+            // next event: let it look again.
             wake.notify_one();
         }
         batch.clear();

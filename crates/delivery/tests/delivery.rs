@@ -790,3 +790,71 @@ async fn after_a_regeneration_both_secrets_verify_the_standard_signature() {
     verify_sipsim(new.expose(), ts, sig, &got[0].body).unwrap();
     assert!(verify_sipsim(old.expose(), ts, sig, &got[0].body).is_err());
 }
+
+/// A backlog of calls (five events each, queued before the dispatcher starts) goes out in trains:
+/// each call's events in ingest order, and a failed event holds the rest of its call back until its
+/// retry has succeeded, while other calls go on.
+#[tokio::test]
+async fn a_backlog_of_calls_goes_out_in_order_and_a_retry_holds_back_only_its_call() {
+    // The third request fails once; whichever event it is, its call's later events must wait.
+    let (rx, addr) = Receiver::start(vec![
+        Reply::Status(200),
+        Reply::Status(200),
+        Reply::Status(500),
+    ])
+    .await;
+    let (store, acc, _dir) =
+        store_with_integration(&format!("http://{addr}/hook"), &[Event::IncomingCallStart]).await;
+    const CALLS: usize = 20;
+    const EVENTS: usize = 5;
+    // Interleaved as a PBX sends them: event k of every call, then event k + 1.
+    let messages: Vec<NewMessage> = (0..EVENTS)
+        .flat_map(|k| {
+            let acc = acc.clone();
+            (0..CALLS).map(move |call| NewMessage {
+                account_id: acc.clone(),
+                event: Event::IncomingCallStart,
+                body: format!(r#"{{"call":{call},"n":{k}}}"#).into_bytes(),
+                ordering_key: Some(format!("call_{call}")),
+                idempotency_key: None,
+            })
+        })
+        .collect();
+    store
+        .ingest(&messages, sipsim_core::clock::now_ms())
+        .await
+        .unwrap();
+    let (_wake, shutdown, running) = start_dispatcher(&store, "0s,200ms,1s");
+    let got = rx
+        .wait_for(CALLS * EVENTS + 1, Duration::from_secs(10))
+        .await;
+    shutdown.cancel();
+    running.await.unwrap();
+    assert_eq!(
+        got.len(),
+        CALLS * EVENTS + 1,
+        "every event, one of them twice"
+    );
+    let mut per_call: Vec<Vec<u64>> = vec![Vec::new(); CALLS];
+    for r in &got {
+        // {"call":C,"n":K}
+        let body = std::str::from_utf8(&r.body).unwrap();
+        let numbers: Vec<u64> = body
+            .split(|c: char| !c.is_ascii_digit())
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse().unwrap())
+            .collect();
+        per_call[numbers[0] as usize].push(numbers[1]);
+    }
+    let mut retried = 0;
+    for (call, seen) in per_call.iter().enumerate() {
+        let mut deduped = seen.clone();
+        deduped.dedup();
+        assert_eq!(deduped, [0, 1, 2, 3, 4], "call {call}: {seen:?}");
+        retried += seen.len() - deduped.len();
+    }
+    assert_eq!(
+        retried, 1,
+        "the failed event was sent again, right before its successors"
+    );
+}

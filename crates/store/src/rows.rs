@@ -6,7 +6,7 @@
 use sipsim_core::cipher::{SecretCipher, SecretSlot, StoredSecret, unseal};
 use sipsim_core::event::Event;
 use sipsim_core::queue::{
-    AttemptRecord, ClaimedDelivery, Completion, DeliveryRecord, DeliveryStatus,
+    AttemptRecord, ChainLink, ClaimedDelivery, Completion, DeliveryRecord, DeliveryStatus,
 };
 use sipsim_core::secret::{SecretHash, SigningSecret};
 use sipsim_core::store::{
@@ -226,7 +226,26 @@ pub(crate) fn attempt(row: &impl Columns) -> Result<AttemptRecord, StoreError> {
 /// `i` integrations).
 pub(crate) const CLAIMED_COLUMNS: &str = "d.id, d.message_id, d.account_id, m.event, m.body, \
                                           d.attempts, i.webhook_url, i.signing_secret, \
-                                          i.previous_signing_secret, i.previous_secret_expires_at";
+                                          i.previous_signing_secret, i.previous_secret_expires_at, \
+                                          d.ordering_key, d.seq";
+
+/// The due time of a `deliveries` row whose lease ends unsent (handed back, or expired), for an
+/// `UPDATE deliveries SET next_attempt_at = …`: an unordered one gets `unordered`; one of a chain
+/// gets `head` if no earlier delivery of its chain is unfinished, and otherwise waits (NULL) for its
+/// predecessor to end — a train's deliveries go back behind their head. Both are SQL fragments (a
+/// placeholder, a column, an expression).
+pub(crate) fn due_unless_waiting(unordered: &str, head: &str) -> String {
+    format!(
+        "CASE WHEN deliveries.ordering_key IS NULL THEN {unordered} \
+              WHEN EXISTS (SELECT 1 FROM deliveries x \
+                           WHERE x.ordering_key IS NOT NULL \
+                             AND x.account_id = deliveries.account_id \
+                             AND x.ordering_key = deliveries.ordering_key \
+                             AND x.seq < deliveries.seq \
+                             AND x.status IN ('pending', 'delivering', 'paused')) THEN NULL \
+              ELSE {head} END"
+    )
+}
 
 /// Why a claimed row could not be handed out.
 pub(crate) enum ClaimError {
@@ -273,6 +292,10 @@ pub(crate) fn claimed(
         webhook_url: row.text(6)?,
         signing_secret: SigningSecret::from_stored(secret),
         previous_signing_secret: previous,
+        chain: match (row.opt_text(10)?, row.opt_int(11)?) {
+            (Some(key), Some(seq)) => Some(ChainLink { key, seq }),
+            _ => None,
+        },
     })
 }
 

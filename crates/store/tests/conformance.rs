@@ -292,28 +292,54 @@ async fn a_calls_events_go_out_one_at_a_time_in_order(store: &dyn Store) {
             other => panic!("{other:?}"),
         })
         .collect();
-    let names = |claimed: &[sipsim_core::queue::ClaimedDelivery]| {
-        let mut v: Vec<String> = claimed.iter().map(|c| format!("{}", c.event)).collect();
-        v.sort();
-        v
-    };
-    // Only each call's first event is due; the other calls never wait on call_a.
-    let first = store.claim_due(now, 10, 1000, &[]).await.unwrap();
-    assert_eq!(
-        names(&first),
-        ["incoming_call_start", "incoming_call_start"]
-    );
-    let a1 = first.iter().find(|c| c.id == ids[0]).unwrap().clone();
-    let b1 = first.iter().find(|c| c.id == ids[2]).unwrap().clone();
     let waiting = store.get_delivery(&ids[1]).await.unwrap().unwrap();
     assert_eq!(waiting.status, DeliveryStatus::Pending);
     assert_eq!(
         waiting.next_attempt_at_ms, None,
         "waiting for the call's first event"
     );
-    // A failed attempt with a retry keeps the next event of its call waiting.
+    let seqs = |claimed: &[sipsim_core::queue::ClaimedDelivery], call: &str| {
+        let mut v: Vec<(i64, sipsim_core::DeliveryId)> = claimed
+            .iter()
+            .filter_map(|c| {
+                let link = c.chain.as_ref()?;
+                (link.key == call).then(|| (link.seq, c.id.clone()))
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    // A claim brings each call's first event with the ones waiting behind it (a train), in one
+    // lease; the limit counts the trains' heads.
+    let first = store.claim_due(now, 2, 1000, &[]).await.unwrap();
+    assert_eq!(first.len(), 4);
+    assert_eq!(
+        seqs(&first, "call_a"),
+        [
+            (1, ids[0].clone()),
+            (2, ids[1].clone()),
+            (3, ids[3].clone())
+        ]
+    );
+    assert_eq!(seqs(&first, "call_b"), [(1, ids[2].clone())]);
+    assert!(first.iter().all(|c| c.lease_token == first[0].lease_token));
+    let get = |id: &sipsim_core::DeliveryId| first.iter().find(|c| &c.id == id).unwrap().clone();
+    let (a1, a2, b1, a3) = (get(&ids[0]), get(&ids[1]), get(&ids[2]), get(&ids[3]));
+    // A retry of the head: the rest of its train goes back, behind it.
     one_attempt(store, &b1, Completion::Succeeded).await;
     one_attempt(store, &a1, Completion::RetryAt(now + 500)).await;
+    let unsent = [
+        (a2.id.clone(), a2.lease_token.clone()),
+        (a3.id.clone(), a3.lease_token.clone()),
+    ];
+    store.unclaim(&unsent, now + 50).await.unwrap();
+    for id in [&a2.id, &a3.id] {
+        let back = store.get_delivery(id).await.unwrap().unwrap();
+        assert_eq!(
+            (back.status, back.next_attempt_at_ms),
+            (DeliveryStatus::Pending, None)
+        );
+    }
     assert!(
         store
             .claim_due(now + 100, 10, 1000, &[])
@@ -322,20 +348,54 @@ async fn a_calls_events_go_out_one_at_a_time_in_order(store: &dyn Store) {
             .is_empty()
     );
     let retry = store.claim_due(now + 500, 10, 1000, &[]).await.unwrap();
-    assert_eq!(retry.len(), 1);
     assert_eq!(
-        retry[0].id, a1.id,
-        "the retry comes before anything after it"
+        seqs(&retry, "call_a"),
+        [
+            (1, ids[0].clone()),
+            (2, ids[1].clone()),
+            (3, ids[3].clone())
+        ],
+        "the retry comes before anything after it, and brings its train again"
     );
-    // Success releases the next event of the call, and only that one.
-    one_attempt(store, &retry[0], Completion::Succeeded).await;
-    let second = store.claim_due(now + 600, 10, 1000, &[]).await.unwrap();
-    assert_eq!(names(&second), ["incoming_call_answer"]);
-    // A final failure releases the next one too.
-    one_attempt(store, &second[0], Completion::Failed).await;
+    let by_id = |id: &sipsim_core::DeliveryId| retry.iter().find(|c| &c.id == id).unwrap().clone();
+    assert_eq!(
+        (by_id(&ids[0]).attempt, by_id(&ids[1]).attempt),
+        (2, 1),
+        "unsent is not counted"
+    );
+    // The head succeeds, the next fails for good, and the last is handed back after them: it is
+    // now the call's earliest unfinished event, so it is due at once.
+    one_attempt(store, &by_id(&ids[0]), Completion::Succeeded).await;
+    one_attempt(store, &by_id(&ids[1]), Completion::Failed).await;
+    let last = by_id(&ids[3]);
+    store
+        .unclaim(&[(last.id.clone(), last.lease_token.clone())], now + 600)
+        .await
+        .unwrap();
     let third = store.claim_due(now + 700, 10, 1000, &[]).await.unwrap();
-    assert_eq!(names(&third), ["incoming_call_end"]);
+    assert_eq!(third.len(), 1);
     assert_eq!(third[0].id, ids[3]);
+    assert_eq!(third[0].attempt, 1);
+
+    // A dead node's train: when its lease expires only the call's first event is made due; the
+    // others wait behind it again, and the next claim brings the train back in order.
+    let more: Vec<_> = (0..3)
+        .map(|_| call_message(&acc, Event::IncomingCallAnswer, "call_c"))
+        .collect();
+    store.ingest(&more, now + 800).await.unwrap();
+    let train = store.claim_due(now + 800, 1, 100, &[]).await.unwrap();
+    assert_eq!(seqs(&train, "call_c").len(), 3);
+    assert_eq!(store.release_expired_leases(now + 900).await.unwrap(), 3);
+    let stats = store.queue_stats(now + 900).await.unwrap();
+    assert_eq!(stats.due, 1, "{stats:?}");
+    let again = store.claim_due(now + 900, 1, 100, &[]).await.unwrap();
+    assert_eq!(
+        seqs(&again, "call_c")
+            .iter()
+            .map(|(s, _)| *s)
+            .collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
 }
 
 /// Completes one attempt through the group-commit API.
@@ -570,7 +630,7 @@ async fn claims_skip_saturated_accounts_and_unclaim_restores(store: &dyn Store) 
         .iter()
         .map(|c| (c.id.clone(), c.lease_token.clone()))
         .collect();
-    store.unclaim(&handed_back).await.unwrap();
+    store.unclaim(&handed_back, now).await.unwrap();
     let again = store.claim_due(now, 10, 1000, &[]).await.unwrap();
     assert_eq!(again.len(), 4);
     assert!(

@@ -175,6 +175,10 @@ async fn chains_stay_ordered_and_never_stall_across_nodes() {
                         tokio::time::sleep(Duration::from_millis(2)).await;
                         continue;
                     }
+                    // A claim brings trains: a call's events are sent in their chain order, as
+                    // the dispatcher sends them.
+                    let mut claimed = claimed;
+                    claimed.sort_by_key(|c| c.chain.as_ref().map(|l| (l.key.clone(), l.seq)));
                     let mut finished = Vec::new();
                     for c in claimed {
                         let (key, seq) = chain_position(&probe, c.id.as_str()).await;

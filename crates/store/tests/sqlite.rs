@@ -141,6 +141,7 @@ async fn a_full_database_refuses_writes_whole_and_recovers_once_space_is_freed()
                 &c.iter()
                     .map(|d| (d.id.clone(), d.lease_token.clone()))
                     .collect::<Vec<_>>(),
+                4_000,
             )
             .await
             .unwrap();

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use sipsim_core::queue::{
     AttemptRecord, ClaimedDelivery, Completion, DeliveryFilter, DeliveryRecord, DeliveryStatus,
-    FinishedAttempt, IngestOutcome, NewMessage, SkipReason,
+    FinishedAttempt, IngestOutcome, NewMessage, SkipReason, TRAIN_LEN,
 };
 use sipsim_core::store::{IntegrationState, KeptDeliveries, QueueStats};
 use sipsim_core::{AccountId, DeliveryId, EventSet, MessageId, StoreError};
@@ -136,18 +136,31 @@ impl PgStore {
         .map_err(backend)?;
         // One statement: pick the oldest due rows no other node holds (their row locks make a
         // concurrent claim skip them), lease them, and read what sending needs.
+        // Behind each head of a chain, the deliveries waiting right behind it (a train): while the
+        // head is unfinished nothing else of its chain is due or leased. They are not locked
+        // before the update; one changed meanwhile fails the update's status check and is left out
+        // (the dispatcher sends a train only up to its first gap).
         let sql = format!(
             "WITH due AS ( \
-                SELECT d.id FROM deliveries d JOIN integrations i ON i.account_id = d.account_id \
+                SELECT d.id, d.account_id, d.ordering_key, d.seq \
+                FROM deliveries d JOIN integrations i ON i.account_id = d.account_id \
                 WHERE d.status = 'pending' AND d.next_attempt_at <= $3 AND i.state = 'enabled' \
                   AND d.account_id <> ALL($5) \
                 ORDER BY d.next_attempt_at LIMIT $4 \
                 FOR UPDATE OF d SKIP LOCKED), \
+             train AS ( \
+                SELECT f.id FROM due h JOIN deliveries f \
+                  ON f.ordering_key IS NOT NULL AND f.account_id = h.account_id \
+                 AND f.ordering_key = h.ordering_key AND f.seq > h.seq AND f.seq < h.seq + $6 \
+                WHERE h.ordering_key IS NOT NULL \
+                  AND f.status = 'pending' AND f.next_attempt_at IS NULL), \
              claimed AS ( \
                 UPDATE deliveries SET status = 'delivering', lease_token = $1, lease_expires_at = $2, \
                        attempts = deliveries.attempts + 1, updated_at = $3 \
-                FROM due WHERE deliveries.id = due.id \
-                RETURNING deliveries.id, deliveries.message_id, deliveries.account_id, deliveries.attempts) \
+                FROM (SELECT id FROM due UNION ALL SELECT id FROM train) AS t \
+                WHERE deliveries.id = t.id AND deliveries.status = 'pending' \
+                RETURNING deliveries.id, deliveries.message_id, deliveries.account_id, \
+                          deliveries.attempts, deliveries.ordering_key, deliveries.seq) \
              SELECT {CLAIMED_COLUMNS} FROM claimed d \
              JOIN messages m ON m.id = d.message_id \
              JOIN integrations i ON i.account_id = d.account_id"
@@ -158,6 +171,7 @@ impl PgStore {
             .bind(now)
             .bind(i64::from(limit))
             .bind(skip.iter().map(AccountId::as_str).collect::<Vec<_>>())
+            .bind(TRAIN_LEN)
             .fetch_all(&mut *tx)
             .await
             .map_err(backend)?;
@@ -194,17 +208,7 @@ impl PgStore {
         bookkeeping(&mut tx).await?;
         // The chains of these deliveries, locked in key order before any row is touched (an ingest
         // appending to one of them waits, or is waited for: see the module's comment).
-        let ids: Vec<&str> = results.iter().map(|r| r.id.as_str()).collect();
-        sqlx::query(
-            "SELECT pg_advisory_xact_lock(k) FROM ( \
-                SELECT DISTINCT hashtextextended('chain:' || account_id || ':' || ordering_key, 0) AS k \
-                FROM deliveries WHERE id = ANY($1) AND ordering_key IS NOT NULL \
-                ORDER BY k OFFSET 0) AS keys",
-        )
-        .bind(ids)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
+        lock_chains_of(&mut tx, results.iter().map(|r| r.id.as_str()).collect()).await?;
         // One statement ends every lease that still holds and records its outcome.
         let mut cols = Rows::default();
         for r in results {
@@ -576,14 +580,29 @@ impl PgStore {
         if !job_lock(&mut tx, Job::ReleaseLeases).await? {
             return Ok(0);
         }
+        // The chains first (in key order, as everyone takes them): a train's deliveries go back
+        // behind their head, and a completion of the same chain must not decide which one is the
+        // head from before this commit.
+        sqlx::query(
+            "SELECT pg_advisory_xact_lock(k) FROM ( \
+                SELECT DISTINCT hashtextextended('chain:' || account_id || ':' || ordering_key, 0) AS k \
+                FROM deliveries \
+                WHERE status = 'delivering' AND lease_expires_at <= $1 AND ordering_key IS NOT NULL \
+                ORDER BY k OFFSET 0) AS keys",
+        )
+        .bind(expired_by)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
         // A row a live node is completing right now is locked: skip it; its lease ends anyway.
-        let released = sqlx::query(
-            "UPDATE deliveries SET status = 'pending', next_attempt_at = $2, lease_token = NULL, \
-                    lease_expires_at = NULL, updated_at = $2 \
+        let released = sqlx::query(AssertSqlSafe(format!(
+            "UPDATE deliveries SET status = 'pending', lease_token = NULL, lease_expires_at = NULL, \
+                    updated_at = $2, next_attempt_at = {} \
              WHERE id IN (SELECT id FROM deliveries \
                           WHERE status = 'delivering' AND lease_expires_at <= $1 \
                           FOR UPDATE SKIP LOCKED)",
-        )
+            rows::due_unless_waiting("$2", "$2")
+        )))
         .bind(expired_by)
         .bind(now)
         .execute(&mut *tx)
@@ -598,15 +617,18 @@ impl PgStore {
     }
 
     pub(super) async fn earliest_due(&self) -> Result<Option<i64>, StoreError> {
+        // In due order from the first due time, never through the deliveries waiting behind their
+        // call's earlier events (no due time).
         let row = sqlx::query(
-            "SELECT MIN(d.next_attempt_at) FROM deliveries d \
+            "SELECT d.next_attempt_at FROM deliveries d \
              JOIN integrations i ON i.account_id = d.account_id \
-             WHERE d.status = 'pending' AND i.state = 'enabled'",
+             WHERE d.status = 'pending' AND d.next_attempt_at IS NOT NULL AND i.state = 'enabled' \
+             ORDER BY d.next_attempt_at LIMIT 1",
         )
-        .fetch_one(&self.pool)
+        .fetch_optional(&self.pool)
         .await
         .map_err(backend)?;
-        row.try_get(0).map_err(backend)
+        row.map(|r| r.try_get(0)).transpose().map_err(backend)
     }
 
     pub(super) async fn stats(&self, now_ms: i64) -> Result<QueueStats, StoreError> {
@@ -631,20 +653,36 @@ impl PgStore {
     pub(super) async fn unclaim_all(
         &self,
         claimed: &[(DeliveryId, String)],
+        now: i64,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
-        for (id, token) in claimed {
-            sqlx::query(
-                "UPDATE deliveries SET status = 'pending', attempts = attempts - 1, \
-                        lease_token = NULL, lease_expires_at = NULL \
-                 WHERE id = $1 AND lease_token = $2 AND status = 'delivering'",
+        // The chains' locks first, as a completion takes them: whichever of the two commits first,
+        // the other sees it, so a train's first unsent delivery is released exactly once.
+        lock_chains_of(&mut tx, claimed.iter().map(|(id, _)| id.as_str()).collect()).await?;
+        // A head keeps its due time; a train's first unsent delivery, now its chain's earliest
+        // unfinished one, is due at once, and the ones behind it wait again.
+        sqlx::query(AssertSqlSafe(format!(
+            "UPDATE deliveries SET status = 'pending', attempts = attempts - 1, \
+                    lease_token = NULL, lease_expires_at = NULL, next_attempt_at = {} \
+             FROM unnest($1::TEXT[], $2::TEXT[]) AS u(id, token) \
+             WHERE deliveries.id = u.id AND deliveries.lease_token = u.token \
+               AND deliveries.status = 'delivering'",
+            rows::due_unless_waiting(
+                "deliveries.next_attempt_at",
+                "COALESCE(deliveries.next_attempt_at, $3)"
             )
-            .bind(id.as_str())
-            .bind(token)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        }
+        )))
+        .bind(
+            claimed
+                .iter()
+                .map(|(id, _)| id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(claimed.iter().map(|(_, t)| t.as_str()).collect::<Vec<_>>())
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
         notify_due(&mut tx).await?;
         tx.commit().await.map_err(backend)
     }
@@ -1026,7 +1064,22 @@ async fn lock_keys(conn: &mut PgConnection, keys: Vec<String>) -> Result<(), Sto
     Ok(())
 }
 
-/// The lock of one call's chain of deliveries (hashed the same way in SQL by `complete`).
+/// Takes the locks of the chains the deliveries `ids` belong to, in key order, each until commit.
+async fn lock_chains_of(conn: &mut PgConnection, ids: Vec<&str>) -> Result<(), StoreError> {
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock(k) FROM ( \
+            SELECT DISTINCT hashtextextended('chain:' || account_id || ':' || ordering_key, 0) AS k \
+            FROM deliveries WHERE id = ANY($1) AND ordering_key IS NOT NULL \
+            ORDER BY k OFFSET 0) AS keys",
+    )
+    .bind(ids)
+    .execute(conn)
+    .await
+    .map_err(backend)?;
+    Ok(())
+}
+
+/// The lock of one call's chain of deliveries (hashed the same way in SQL by [`lock_chains_of`]).
 fn chain_lock(account: &str, key: &str) -> String {
     format!("chain:{account}:{key}")
 }

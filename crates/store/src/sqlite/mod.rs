@@ -758,8 +758,12 @@ impl Store for SqliteStore {
         self.claim(now_ms, limit, lease_ms, skip).await
     }
 
-    async fn unclaim(&self, claimed: &[(DeliveryId, String)]) -> Result<(), StoreError> {
-        self.unclaim_all(claimed).await
+    async fn unclaim(
+        &self,
+        claimed: &[(DeliveryId, String)],
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.unclaim_all(claimed, now_ms).await
     }
 
     async fn complete(&self, finished: &[FinishedAttempt]) -> Result<Vec<bool>, StoreError> {
