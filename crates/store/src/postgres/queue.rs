@@ -562,7 +562,7 @@ impl PgStore {
             .await
             .map_err(backend)?
             .rows_affected();
-        release_chain_heads(&mut tx, account.as_str(), None, now).await?;
+        release_chain_heads(&mut tx, account.as_str(), now).await?;
         if kept == KeptDeliveries::Deliver && affected > 0 {
             notify_due(&mut tx).await?;
         }
@@ -1127,18 +1127,17 @@ async fn lock_integrations(
     Ok(snapshots)
 }
 
-/// Makes the head of each of `account`'s chains (of `key` only, when given) due at `now`, if it is
-/// waiting: the earliest unfinished delivery of a key is the only one that may be sent. Called when a
-/// delivery of a chain ends for good, and when a pause ends.
+/// Makes the head of each of `account`'s chains due at `now`, if it is waiting: the earliest
+/// unfinished delivery of a key is the only one that may be sent. Called when a pause ends (a
+/// completion releases its own chains by key, in one statement).
 async fn release_chain_heads(
     conn: &mut PgConnection,
     account: &str,
-    key: Option<&str>,
     now: i64,
 ) -> Result<u64, StoreError> {
     let released = sqlx::query(
-        "UPDATE deliveries SET next_attempt_at = $3, updated_at = $3 \
-         WHERE account_id = $1 AND ($2::TEXT IS NULL OR ordering_key = $2) \
+        "UPDATE deliveries SET next_attempt_at = $2, updated_at = $2 \
+         WHERE account_id = $1 \
            AND ordering_key IS NOT NULL AND status = 'pending' AND next_attempt_at IS NULL \
            AND seq = (SELECT MIN(x.seq) FROM deliveries x \
                       WHERE x.account_id = deliveries.account_id \
@@ -1146,7 +1145,6 @@ async fn release_chain_heads(
                         AND x.status IN ('pending', 'delivering', 'paused'))",
     )
     .bind(account)
-    .bind(key)
     .bind(now)
     .execute(conn)
     .await
