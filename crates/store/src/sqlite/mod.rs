@@ -40,7 +40,7 @@ use crate::{backend, migrate_error};
 mod queue;
 
 /// The SQLite migrations, embedded at compile time (no sqlx macros needed).
-const MIGRATIONS: &[(i64, &str, &str)] = &[
+pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (
         1,
         "accounts clients integrations",
@@ -85,6 +85,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         9,
         "settings version",
         include_str!("../../migrations/sqlite/0009_settings_version.sql"),
+    ),
+    (
+        10,
+        "due index without waiting",
+        include_str!("../../migrations/sqlite/0010_due_index_without_waiting.sql"),
     ),
 ];
 
