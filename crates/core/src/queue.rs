@@ -125,6 +125,41 @@ pub struct ChainLink {
 /// not send it hands back, and they wait for their turn again.
 pub const TRAIN_LEN: i64 = 16;
 
+/// How a claim shares a dispatcher's free slots between accounts: each account may be given at most
+/// `per_account` deliveries in flight at once, of which `in_use` lists those it already has. A claim
+/// never brings an account more than its free slots, and it visits the accounts with due work in
+/// turn (round robin), so one account's backlog cannot crowd the others out of a claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shares {
+    /// Most deliveries (trains count as one) of one account in flight at once.
+    pub per_account: u32,
+    /// The accounts with deliveries in flight, and how many each.
+    pub in_use: Vec<(AccountId, u32)>,
+}
+
+impl Shares {
+    /// No per-account bound: for tools and tests that claim without a dispatcher.
+    pub const UNLIMITED: Shares = Shares {
+        per_account: u32::MAX,
+        in_use: Vec::new(),
+    };
+
+    /// How many more deliveries `account` may be given now.
+    pub fn free(&self, account: &AccountId) -> u32 {
+        let used = self
+            .in_use
+            .iter()
+            .find(|(a, _)| a == account)
+            .map_or(0, |(_, n)| *n);
+        self.per_account.saturating_sub(used)
+    }
+
+    /// Whether some account is using all its slots (due work of it may be waiting for one).
+    pub fn any_full(&self) -> bool {
+        self.in_use.iter().any(|(_, n)| *n >= self.per_account)
+    }
+}
+
 /// What happened on one attempt, as recorded in the attempt log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AttemptRecord {

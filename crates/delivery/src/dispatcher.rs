@@ -21,7 +21,7 @@ use std::time::Duration;
 use std::collections::HashMap;
 
 use sipsim_core::clock::now_ms;
-use sipsim_core::queue::{ClaimedDelivery, Completion, FinishedAttempt};
+use sipsim_core::queue::{ClaimedDelivery, Completion, FinishedAttempt, Shares};
 use sipsim_core::retry::RetrySchedule;
 use sipsim_core::store::Alarm;
 use sipsim_core::{AccountId, DeliveryId, Store, StoreError};
@@ -193,10 +193,12 @@ impl Dispatcher {
             };
             let free = (slots.available_permits() + 1) as u32;
             let limit = free.min(self.config.claim_batch);
-            let skip = in_flight.saturated(cap);
-            let claimed = self
-                .storage_alarm
-                .watch_storage(self.store.claim_due(now_ms(), limit, lease_ms, &skip).await);
+            let shares = in_flight.shares(cap);
+            let claimed = self.storage_alarm.watch_storage(
+                self.store
+                    .claim_due(now_ms(), limit, lease_ms, &shares)
+                    .await,
+            );
             let claimed = match claimed {
                 Ok(c) => {
                     if self.heartbeat.halted.lower() {
@@ -237,7 +239,7 @@ impl Dispatcher {
             };
             if claimed.is_empty() {
                 drop(first);
-                if skip.is_empty() {
+                if !shares.any_full() {
                     self.idle(&shutdown).await;
                 } else {
                     // Due work may be waiting only for a slot of a busy account: claim again as
@@ -254,7 +256,8 @@ impl Dispatcher {
             let mut permit = Some(first);
             let mut handed_back = Vec::new();
             for train in trains(claimed, &mut handed_back) {
-                // One claim may bring more of one account than it has slots left: those go back.
+                // A claim brings an account at most its free slots, and only this loop takes
+                // slots; this only refuses if a store broke that rule, and hands those back.
                 if !in_flight.try_take(&train[0].account_id, cap) {
                     handed_back.extend(train.into_iter().map(|d| (d.id, d.lease_token)));
                     continue;
@@ -328,13 +331,16 @@ impl InFlight {
         self.counts.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Accounts using all `cap` of their slots.
-    fn saturated(&self, cap: usize) -> Vec<AccountId> {
-        self.lock()
-            .iter()
-            .filter(|(_, n)| **n >= cap)
-            .map(|(a, _)| a.clone())
-            .collect()
+    /// The accounts' slots in use, for a claim to take at most each one's free slots.
+    fn shares(&self, cap: usize) -> Shares {
+        Shares {
+            per_account: u32::try_from(cap).unwrap_or(u32::MAX),
+            in_use: self
+                .lock()
+                .iter()
+                .map(|(a, n)| (a.clone(), u32::try_from(*n).unwrap_or(u32::MAX)))
+                .collect(),
+        }
     }
 
     /// Takes a slot of `account` if it has one left.
@@ -606,7 +612,8 @@ const KEEP_REVOCATIONS_MS: i64 = 24 * 3600 * 1000;
 /// long after their lease ends (one indexed query; on PostgreSQL one node at a time runs it).
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
-/// The sweeper (expired leases) every [`SWEEP_EVERY`], the automatic pause every `every`, retention
+/// The sweeper (expired leases) and the planner's statistics
+/// ([`Store::refresh_planner_statistics`]) every [`SWEEP_EVERY`], the automatic pause every `every`, retention
 /// pruning every [`PRUNE_EVERY`] (and once at start).
 async fn periodic_jobs(
     store: Arc<dyn Store>,
@@ -646,6 +653,11 @@ async fn periodic_jobs(
                 "made deliveries with expired leases due again"
             ),
             Err(e) => tracing::warn!(error = %e, "releasing expired leases failed"),
+        }
+        match store.refresh_planner_statistics().await {
+            Ok(tables) if tables.is_empty() => {}
+            Ok(tables) => tracing::debug!(?tables, "refreshed the planner's statistics"),
+            Err(e) => tracing::warn!(error = %e, "refreshing the planner's statistics failed"),
         }
         if last_pause_check.elapsed() < every {
             continue;

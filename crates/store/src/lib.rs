@@ -4,6 +4,7 @@
 //! crate sees SQL. The server picks a backend from the database URL in exactly one place.
 
 pub mod postgres;
+mod rotation;
 mod rows;
 pub mod sqlite;
 pub mod testing;

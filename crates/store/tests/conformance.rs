@@ -221,7 +221,7 @@ async fn settings_keep_the_first_value(store: &dyn Store) {
 // --- The delivery queue. ---
 
 use sipsim_core::queue::{
-    AttemptRecord, Completion, DeliveryStatus, FinishedAttempt, IngestOutcome, NewMessage,
+    AttemptRecord, Completion, DeliveryStatus, FinishedAttempt, IngestOutcome, NewMessage, Shares,
     SkipReason,
 };
 
@@ -311,7 +311,10 @@ async fn a_calls_events_go_out_one_at_a_time_in_order(store: &dyn Store) {
     };
     // A claim brings each call's first event with the ones waiting behind it (a train), in one
     // lease; the limit counts the trains' heads.
-    let first = store.claim_due(now, 2, 1000, &[]).await.unwrap();
+    let first = store
+        .claim_due(now, 2, 1000, &Shares::UNLIMITED)
+        .await
+        .unwrap();
     assert_eq!(first.len(), 4);
     assert_eq!(
         seqs(&first, "call_a"),
@@ -342,12 +345,15 @@ async fn a_calls_events_go_out_one_at_a_time_in_order(store: &dyn Store) {
     }
     assert!(
         store
-            .claim_due(now + 100, 10, 1000, &[])
+            .claim_due(now + 100, 10, 1000, &Shares::UNLIMITED)
             .await
             .unwrap()
             .is_empty()
     );
-    let retry = store.claim_due(now + 500, 10, 1000, &[]).await.unwrap();
+    let retry = store
+        .claim_due(now + 500, 10, 1000, &Shares::UNLIMITED)
+        .await
+        .unwrap();
     assert_eq!(
         seqs(&retry, "call_a"),
         [
@@ -372,7 +378,10 @@ async fn a_calls_events_go_out_one_at_a_time_in_order(store: &dyn Store) {
         .unclaim(&[(last.id.clone(), last.lease_token.clone())], now + 600)
         .await
         .unwrap();
-    let third = store.claim_due(now + 700, 10, 1000, &[]).await.unwrap();
+    let third = store
+        .claim_due(now + 700, 10, 1000, &Shares::UNLIMITED)
+        .await
+        .unwrap();
     assert_eq!(third.len(), 1);
     assert_eq!(third[0].id, ids[3]);
     assert_eq!(third[0].attempt, 1);
@@ -383,12 +392,18 @@ async fn a_calls_events_go_out_one_at_a_time_in_order(store: &dyn Store) {
         .map(|_| call_message(&acc, Event::IncomingCallAnswer, "call_c"))
         .collect();
     store.ingest(&more, now + 800).await.unwrap();
-    let train = store.claim_due(now + 800, 1, 100, &[]).await.unwrap();
+    let train = store
+        .claim_due(now + 800, 1, 100, &Shares::UNLIMITED)
+        .await
+        .unwrap();
     assert_eq!(seqs(&train, "call_c").len(), 3);
     assert_eq!(store.release_expired_leases(now + 900).await.unwrap(), 3);
     let stats = store.queue_stats(now + 900).await.unwrap();
     assert_eq!(stats.due, 1, "{stats:?}");
-    let again = store.claim_due(now + 900, 1, 100, &[]).await.unwrap();
+    let again = store
+        .claim_due(now + 900, 1, 100, &Shares::UNLIMITED)
+        .await
+        .unwrap();
     assert_eq!(
         seqs(&again, "call_c")
             .iter()
@@ -516,7 +531,7 @@ async fn ingest_snapshots_subscriptions_and_dedups(store: &dyn Store) {
 
     // An unknown account fails the whole batch: the valid item before it is not stored either.
     let before = store
-        .claim_due(i64::MAX / 2, 100, 1000, &[])
+        .claim_due(i64::MAX / 2, 100, 1000, &Shares::UNLIMITED)
         .await
         .unwrap()
         .len();
@@ -533,7 +548,7 @@ async fn ingest_snapshots_subscriptions_and_dedups(store: &dyn Store) {
     assert!(matches!(err, Err(StoreError::AccountNotFound(_))));
     assert!(
         store
-            .claim_due(i64::MAX / 2, 100, 1000, &[])
+            .claim_due(i64::MAX / 2, 100, 1000, &Shares::UNLIMITED)
             .await
             .unwrap()
             .is_empty()
@@ -568,12 +583,22 @@ async fn group_commit_keeps_each_batch_atomic(store: &dyn Store) {
         results[2].as_ref().unwrap()[0],
         IngestOutcome::Enqueued { .. }
     ));
-    assert_eq!(store.claim_due(now, 100, 1000, &[]).await.unwrap().len(), 3);
+    assert_eq!(
+        store
+            .claim_due(now, 100, 1000, &Shares::UNLIMITED)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
 
     // Completions are group-committed too, each fenced on its own.
     let claimed_again = {
         store.release_expired_leases(now + 1000).await.unwrap();
-        store.claim_due(now + 1000, 100, 1000, &[]).await.unwrap()
+        store
+            .claim_due(now + 1000, 100, 1000, &Shares::UNLIMITED)
+            .await
+            .unwrap()
     };
     assert_eq!(claimed_again.len(), 3);
     let mut finished: Vec<FinishedAttempt> = claimed_again
@@ -599,42 +624,68 @@ async fn group_commit_keeps_each_batch_atomic(store: &dyn Store) {
     );
 }
 
-async fn claims_skip_saturated_accounts_and_unclaim_restores(store: &dyn Store) {
+async fn claims_share_slots_round_robin_and_unclaim_restores(store: &dyn Store) {
     let now = 9_000_000;
     let events: EventSet = [Event::Sms].into_iter().collect();
-    let a = store.create_account("a").await.unwrap().id;
-    let b = store.create_account("b").await.unwrap().id;
-    for acc in [&a, &b] {
+    let mut accounts = Vec::new();
+    for (name, backlog) in [("a", 10), ("b", 3), ("c", 3)] {
+        let id = store.create_account(name).await.unwrap().id;
         store
-            .put_integration(acc, update("https://example.com/", false, Some(events)))
+            .put_integration(&id, update("https://example.com/", false, Some(events)))
             .await
             .unwrap();
-        store
-            .ingest(
-                &[
-                    message(acc, Event::Sms, None),
-                    message(acc, Event::Sms, None),
-                ],
-                now,
-            )
-            .await
-            .unwrap();
+        // Ingested one at a time, 1 ms apart, so each account's oldest is known.
+        for k in 0..backlog {
+            store
+                .ingest(&[message(&id, Event::Sms, None)], now - 1_000 + k)
+                .await
+                .unwrap();
+        }
+        accounts.push(id);
     }
-    let only_b = store
-        .claim_due(now, 10, 1000, std::slice::from_ref(&a))
-        .await
-        .unwrap();
-    assert_eq!(only_b.len(), 2);
-    assert!(only_b.iter().all(|c| c.account_id == b));
-    let handed_back: Vec<_> = only_b
+    let (a, b, c) = (&accounts[0], &accounts[1], &accounts[2]);
+    let of = |claimed: &[sipsim_core::queue::ClaimedDelivery], account: &AccountId| {
+        claimed.iter().filter(|d| &d.account_id == account).count()
+    };
+
+    // Never more of an account than its free slots: a has 10 due but 2 free, b none.
+    let shares = Shares {
+        per_account: 3,
+        in_use: vec![(a.clone(), 1), (b.clone(), 3)],
+    };
+    let first = store.claim_due(now, 100, 1000, &shares).await.unwrap();
+    assert_eq!((of(&first, a), of(&first, b), of(&first, c)), (2, 0, 3));
+    let handed_back: Vec<_> = first
         .iter()
-        .map(|c| (c.id.clone(), c.lease_token.clone()))
+        .map(|d| (d.id.clone(), d.lease_token.clone()))
         .collect();
     store.unclaim(&handed_back, now).await.unwrap();
-    let again = store.claim_due(now, 10, 1000, &[]).await.unwrap();
-    assert_eq!(again.len(), 4);
+
+    // Round robin: one slot per account and one delivery per claim, three claims in a row reach
+    // three accounts, although a has the most and the oldest due.
+    let one_each = Shares {
+        per_account: 1,
+        in_use: Vec::new(),
+    };
+    let mut reached = Vec::new();
+    for _ in 0..3 {
+        let claimed = store.claim_due(now, 1, 1000, &one_each).await.unwrap();
+        assert_eq!(claimed.len(), 1);
+        reached.push(claimed[0].account_id.clone());
+    }
+    reached.sort();
+    let mut all = accounts.clone();
+    all.sort();
+    assert_eq!(reached, all, "each claim goes on with the next account");
+
+    // What was handed back is due as before, its attempt not counted.
+    let rest = store
+        .claim_due(now, 100, 1000, &Shares::UNLIMITED)
+        .await
+        .unwrap();
+    assert_eq!(rest.len(), 16 - 3);
     assert!(
-        again.iter().all(|c| c.attempt == 1),
+        rest.iter().all(|d| d.attempt == 1),
         "an unclaimed delivery's attempt is not counted"
     );
 }
@@ -658,7 +709,10 @@ async fn retention_prunes_finished_old_messages_only(store: &dyn Store) {
     else {
         panic!()
     };
-    let claimed = store.claim_due(old, 10, 1000, &[]).await.unwrap();
+    let claimed = store
+        .claim_due(old, 10, 1000, &Shares::UNLIMITED)
+        .await
+        .unwrap();
     assert!(
         finish(
             store,
@@ -738,12 +792,15 @@ async fn claims_lease_fence_and_retry(store: &dyn Store) {
     // Not due yet: nothing to claim.
     assert!(
         store
-            .claim_due(now - 1, 10, 1000, &[])
+            .claim_due(now - 1, 10, 1000, &Shares::UNLIMITED)
             .await
             .unwrap()
             .is_empty()
     );
-    let claimed = store.claim_due(now, 10, 1000, &[]).await.unwrap();
+    let claimed = store
+        .claim_due(now, 10, 1000, &Shares::UNLIMITED)
+        .await
+        .unwrap();
     assert_eq!(claimed.len(), 1);
     let c = &claimed[0];
     assert_eq!(c.id, delivery_id);
@@ -764,7 +821,7 @@ async fn claims_lease_fence_and_retry(store: &dyn Store) {
     // Leased: a second claim does not get it.
     assert!(
         store
-            .claim_due(now, 10, 1000, &[])
+            .claim_due(now, 10, 1000, &Shares::UNLIMITED)
             .await
             .unwrap()
             .is_empty()
@@ -801,18 +858,24 @@ async fn claims_lease_fence_and_retry(store: &dyn Store) {
     assert_eq!(d.last_status_code, Some(500));
     assert!(
         store
-            .claim_due(now + 4999, 10, 1000, &[])
+            .claim_due(now + 4999, 10, 1000, &Shares::UNLIMITED)
             .await
             .unwrap()
             .is_empty()
     );
 
     // Second attempt: the lease expires (a dead worker), the sweeper releases it, another claims it.
-    let second = store.claim_due(now + 5000, 10, 1000, &[]).await.unwrap();
+    let second = store
+        .claim_due(now + 5000, 10, 1000, &Shares::UNLIMITED)
+        .await
+        .unwrap();
     assert_eq!(second[0].attempt, 2);
     assert_eq!(store.release_expired_leases(now + 5999).await.unwrap(), 0);
     assert_eq!(store.release_expired_leases(now + 6000).await.unwrap(), 1);
-    let third = store.claim_due(now + 6000, 10, 1000, &[]).await.unwrap();
+    let third = store
+        .claim_due(now + 6000, 10, 1000, &Shares::UNLIMITED)
+        .await
+        .unwrap();
     assert_eq!(third[0].attempt, 3);
     assert_ne!(third[0].lease_token, second[0].lease_token);
     // The dead worker's late result is fenced off.
@@ -820,7 +883,10 @@ async fn claims_lease_fence_and_retry(store: &dyn Store) {
     let fourth_try = store.reclaim_all_leases(now + 6001).await.unwrap();
     assert_eq!(fourth_try, 1);
     assert_eq!(store.next_due_at().await.unwrap(), Some(now + 6001));
-    let third = store.claim_due(now + 6001, 10, 1000, &[]).await.unwrap();
+    let third = store
+        .claim_due(now + 6001, 10, 1000, &Shares::UNLIMITED)
+        .await
+        .unwrap();
     assert_eq!(third[0].attempt, 4);
     assert!(
         !finish(
@@ -866,7 +932,7 @@ async fn claims_lease_fence_and_retry(store: &dyn Store) {
         .unwrap();
     assert!(
         store
-            .claim_due(now + 10_000, 10, 1000, &[])
+            .claim_due(now + 10_000, 10, 1000, &Shares::UNLIMITED)
             .await
             .unwrap()
             .is_empty()
@@ -875,7 +941,10 @@ async fn claims_lease_fence_and_retry(store: &dyn Store) {
         .put_integration(&acc.id, update("https://example.com/hook", false, None))
         .await
         .unwrap();
-    let c = store.claim_due(now + 10_000, 10, 1000, &[]).await.unwrap();
+    let c = store
+        .claim_due(now + 10_000, 10, 1000, &Shares::UNLIMITED)
+        .await
+        .unwrap();
     assert_eq!(c.len(), 1);
     assert!(
         finish(
@@ -941,9 +1010,13 @@ async fn deliveries_list_page_resend_and_log_tests(store: &dyn Store) {
     )
     .await;
     enqueue(store, &other, &[Event::Sms], now).await;
-    // Fail the first delivery for good.
-    let claimed = store.claim_due(now, 1, 1000, &[]).await.unwrap();
-    assert_eq!(claimed[0].id, ids[0], "oldest due first");
+    // Fail the first delivery for good (the other account's slot is taken, so it is this one's).
+    let shares = Shares {
+        per_account: 1,
+        in_use: vec![(other.clone(), 1)],
+    };
+    let claimed = store.claim_due(now, 1, 1000, &shares).await.unwrap();
+    assert_eq!(claimed[0].id, ids[0], "an account's oldest due first");
     one_attempt(store, &claimed[0], Completion::Failed).await;
 
     // Newest first (ids are time-ordered; within one millisecond their order is arbitrary but
@@ -1057,7 +1130,7 @@ async fn pause_keeps_deliveries_until_resumed(store: &dyn Store) {
     // Nothing of a paused integration is claimed; new events are kept as paused.
     assert!(
         store
-            .claim_due(now, 10, 1000, &[])
+            .claim_due(now, 10, 1000, &Shares::UNLIMITED)
             .await
             .unwrap()
             .is_empty()
@@ -1084,7 +1157,7 @@ async fn pause_keeps_deliveries_until_resumed(store: &dyn Store) {
         "not paused any more"
     );
     let mut claimed: Vec<_> = store
-        .claim_due(now + 5, 10, 1000, &[])
+        .claim_due(now + 5, 10, 1000, &Shares::UNLIMITED)
         .await
         .unwrap()
         .into_iter()
@@ -1132,7 +1205,10 @@ async fn failing_integrations_pause_after_the_period(store: &dyn Store) {
             .unwrap();
         enqueue(store, a, &[Event::Sms, Event::Sms], now).await;
     }
-    let claimed = store.claim_due(now, 10, 1000, &[]).await.unwrap();
+    let claimed = store
+        .claim_due(now, 10, 1000, &Shares::UNLIMITED)
+        .await
+        .unwrap();
     assert_eq!(claimed.len(), 4);
     for c in &claimed {
         let (code, completion) = if c.account_id == acc {
@@ -1277,13 +1353,19 @@ async fn a_regenerated_secret_keeps_the_old_one_for_a_while(store: &dyn Store) {
         )
         .await
         .unwrap();
-    let early = store.claim_due(now + 999, 1, 60_000, &[]).await.unwrap();
+    let early = store
+        .claim_due(now + 999, 1, 60_000, &Shares::UNLIMITED)
+        .await
+        .unwrap();
     assert_eq!(early[0].signing_secret, new);
     assert_eq!(
         early[0].previous_signing_secret,
         Some(before.signing_secret)
     );
-    let late = store.claim_due(now + 1000, 1, 60_000, &[]).await.unwrap();
+    let late = store
+        .claim_due(now + 1000, 1, 60_000, &Shares::UNLIMITED)
+        .await
+        .unwrap();
     assert_eq!(late[0].previous_signing_secret, None);
 }
 
@@ -1304,7 +1386,10 @@ async fn resend_failed_and_attempt_buckets(store: &dyn Store) {
         now,
     )
     .await;
-    let claimed = store.claim_due(now, 10, 60_000, &[]).await.unwrap();
+    let claimed = store
+        .claim_due(now, 10, 60_000, &Shares::UNLIMITED)
+        .await
+        .unwrap();
     assert_eq!(claimed.len(), 3);
     for (i, c) in claimed.iter().enumerate() {
         // Two fail for good (one of them slowly), one succeeds.
@@ -1355,7 +1440,10 @@ async fn resend_failed_and_attempt_buckets(store: &dyn Store) {
             .unwrap(),
         2
     );
-    let again = store.claim_due(now + 10, 10, 60_000, &[]).await.unwrap();
+    let again = store
+        .claim_due(now + 10, 10, 60_000, &Shares::UNLIMITED)
+        .await
+        .unwrap();
     assert_eq!(again.len(), 2);
     let failed: Vec<_> = claimed[..2].iter().map(|c| &c.message_id).collect();
     for c in &again {
@@ -1451,7 +1539,10 @@ async fn concurrent_resends_of_all_failed_queue_each_message_once(store: &Arc<dy
         .unwrap();
     let failed = 40;
     enqueue(&**store, &acc, &vec![Event::Sms; failed], now).await;
-    let claimed = store.claim_due(now, 100, 60_000, &[]).await.unwrap();
+    let claimed = store
+        .claim_due(now, 100, 60_000, &Shares::UNLIMITED)
+        .await
+        .unwrap();
     assert_eq!(claimed.len(), failed);
     for c in &claimed {
         let at = record(now + 5, Some(500), None);
@@ -1472,7 +1563,10 @@ async fn concurrent_resends_of_all_failed_queue_each_message_once(store: &Arc<dy
         queued.push(call.await.unwrap().unwrap());
     }
     assert_eq!(queued.iter().sum::<u64>(), failed as u64, "{queued:?}");
-    let again = store.claim_due(now + 10, 1000, 60_000, &[]).await.unwrap();
+    let again = store
+        .claim_due(now + 10, 1000, 60_000, &Shares::UNLIMITED)
+        .await
+        .unwrap();
     assert_eq!(again.len(), failed, "one new delivery per failed message");
     let mut messages: Vec<_> = again.iter().map(|c| c.message_id.clone()).collect();
     messages.sort();
@@ -1520,7 +1614,10 @@ async fn queue_stats_count_what_waits(store: &dyn Store) {
             paused_integrations: 0,
         }
     );
-    let claimed = store.claim_due(now, 2, 10_000, &[]).await.unwrap();
+    let claimed = store
+        .claim_due(now, 2, 10_000, &Shares::UNLIMITED)
+        .await
+        .unwrap();
     assert_eq!(claimed.len(), 2);
     let stats = store.queue_stats(now).await.unwrap();
     assert_eq!((stats.pending, stats.due, stats.in_flight), (4, 2, 2));
@@ -1585,7 +1682,10 @@ async fn deleting_an_account_erases_everything_of_it(store: &dyn Store) {
             .unwrap();
         let message_id = outcomes[0].message_id().clone();
         // One attempt logged.
-        let claimed = store.claim_due(now, 10, 10_000, &[]).await.unwrap();
+        let claimed = store
+            .claim_due(now, 10, 10_000, &Shares::UNLIMITED)
+            .await
+            .unwrap();
         for c in claimed.iter().filter(|c| c.account_id == acc) {
             one_attempt(store, c, Completion::Failed).await;
         }
@@ -1689,7 +1789,10 @@ async fn an_account_can_keep_its_messages_shorter_or_longer(store: &dyn Store) {
             let IngestOutcome::Enqueued { delivery_id, .. } = out[0].clone() else {
                 panic!()
             };
-            let claimed = store.claim_due(at, 10, 1000, &[]).await.unwrap();
+            let claimed = store
+                .claim_due(at, 10, 1000, &Shares::UNLIMITED)
+                .await
+                .unwrap();
             assert_eq!(claimed.len(), 1);
             one_attempt(store, &claimed[0], Completion::Succeeded).await;
             ids.push(delivery_id);
@@ -1745,7 +1848,10 @@ async fn the_settings_version_moves_with_settings_changes_only(store: &dyn Store
         .ingest(&[message(&acc, Event::Sms, None)], now)
         .await
         .unwrap();
-    let claimed = store.claim_due(now, 10, 1000, &[]).await.unwrap();
+    let claimed = store
+        .claim_due(now, 10, 1000, &Shares::UNLIMITED)
+        .await
+        .unwrap();
     assert_eq!(claimed.len(), 1);
     finish(
         store,
@@ -1756,7 +1862,10 @@ async fn the_settings_version_moves_with_settings_changes_only(store: &dyn Store
     )
     .await
     .unwrap();
-    let retry = store.claim_due(now + 10, 10, 1000, &[]).await.unwrap();
+    let retry = store
+        .claim_due(now + 10, 10, 1000, &Shares::UNLIMITED)
+        .await
+        .unwrap();
     one_attempt(store, &retry[0], Completion::Succeeded).await;
     assert_eq!(
         v().await,
@@ -1856,7 +1965,7 @@ on_both_backends!(
     settings_keep_the_first_value,
     ingest_snapshots_subscriptions_and_dedups,
     group_commit_keeps_each_batch_atomic,
-    claims_skip_saturated_accounts_and_unclaim_restores,
+    claims_share_slots_round_robin_and_unclaim_restores,
     a_calls_events_go_out_one_at_a_time_in_order,
     retention_prunes_finished_old_messages_only,
     claims_lease_fence_and_retry,

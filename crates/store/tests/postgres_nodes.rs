@@ -6,7 +6,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sipsim_core::queue::{AttemptRecord, Completion, FinishedAttempt, IngestOutcome, NewMessage};
+use sipsim_core::queue::{
+    AttemptRecord, Completion, FinishedAttempt, IngestOutcome, NewMessage, Shares,
+};
 use sipsim_core::secret::{ClientSecret, SigningSecret};
 use sipsim_core::store::{IntegrationUpdate, NewApiClient, Signal};
 use sipsim_core::target::{TargetPolicy, WebhookUrl};
@@ -100,7 +102,10 @@ async fn concurrent_claims_never_take_a_delivery_twice() {
         let claimed = claimed.clone();
         tasks.push(tokio::spawn(async move {
             loop {
-                let got = store.claim_due(now, 25, 60_000, &[]).await.unwrap();
+                let got = store
+                    .claim_due(now, 25, 60_000, &Shares::UNLIMITED)
+                    .await
+                    .unwrap();
                 if got.is_empty() {
                     break;
                 }
@@ -170,7 +175,10 @@ async fn chains_stay_ordered_and_never_stall_across_nodes() {
                         break;
                     }
                     let now = sipsim_core::clock::now_ms();
-                    let claimed = store.claim_due(now, 8, 60_000, &[]).await.unwrap();
+                    let claimed = store
+                        .claim_due(now, 8, 60_000, &Shares::UNLIMITED)
+                        .await
+                        .unwrap();
                     if claimed.is_empty() {
                         tokio::time::sleep(Duration::from_millis(2)).await;
                         continue;
@@ -320,6 +328,50 @@ async fn writes_on_one_node_signal_the_other() {
     a.delete_client(&client.id).await.unwrap();
     assert!(wait_for(Signal::Revoked).await, "a deletion on A reaches B");
     watcher.abort();
+    a.close().await;
+    b.close().await;
+    db.drop_database().await;
+}
+
+/// A queue that grew from nothing gets planner statistics without autovacuum (this machine's
+/// PostgreSQL runs with it off): the nodes analyze what changed, one node at a time, and only then.
+#[tokio::test]
+async fn nodes_keep_the_planner_statistics_of_a_growing_queue() {
+    let Some(db) = postgres_test_db("nodes_keep_the_planner_statistics_of_a_growing_queue").await
+    else {
+        return;
+    };
+    let (a, b) = two_nodes(&db).await;
+    let acc = account_with_integration(&*a).await;
+    let batch: Vec<NewMessage> = (0..2000).map(|_| msg(&acc, None, None)).collect();
+    a.ingest(&batch, 1_000_000).await.unwrap();
+    let probe = sqlx::PgPool::connect(db.url()).await.unwrap();
+    let estimate = || async {
+        sqlx::query_scalar::<_, f32>("SELECT reltuples FROM pg_class WHERE relname = 'deliveries'")
+            .fetch_one(&probe)
+            .await
+            .unwrap()
+    };
+    // The servers' activity counters reach the statistics collector within a second or so.
+    let mut analyzed = Vec::new();
+    for _ in 0..100 {
+        analyzed = a.refresh_planner_statistics().await.unwrap();
+        if !analyzed.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        analyzed.iter().any(|t| t == "deliveries") && analyzed.iter().any(|t| t == "messages"),
+        "{analyzed:?}"
+    );
+    assert_eq!(estimate().await, 2000.0, "the planner now knows the table");
+    assert_eq!(
+        b.refresh_planner_statistics().await.unwrap(),
+        Vec::<String>::new(),
+        "nothing changed since"
+    );
+    probe.close().await;
     a.close().await;
     b.close().await;
     db.drop_database().await;

@@ -2,7 +2,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 
-use sipsim_core::queue::{AttemptRecord, Completion, FinishedAttempt, NewMessage};
+use sipsim_core::queue::{AttemptRecord, Completion, FinishedAttempt, NewMessage, Shares};
 use sipsim_core::secret::SigningSecret;
 use sipsim_core::store::IntegrationUpdate;
 use sipsim_core::target::{TargetPolicy, WebhookUrl};
@@ -78,7 +78,10 @@ async fn a_full_database_refuses_writes_whole_and_recovers_once_space_is_freed()
         .ingest(&messages(&account, 20, 100), 1_000)
         .await
         .unwrap();
-    let in_flight = store.claim_due(1_000, 20, 600_000, &[]).await.unwrap();
+    let in_flight = store
+        .claim_due(1_000, 20, 600_000, &Shares::UNLIMITED)
+        .await
+        .unwrap();
     assert_eq!(in_flight.len(), 20);
     // Something an operator can delete later to free space.
     let mut other = sqlx::SqliteConnection::connect(&url).await.unwrap();
@@ -133,7 +136,9 @@ async fn a_full_database_refuses_writes_whole_and_recovers_once_space_is_freed()
         .collect();
     let completed = store.complete(&finished).await;
     assert!(completed.is_ok() || is_full(&completed), "{completed:?}");
-    let claimed = store.claim_due(4_000, 100, 600_000, &[]).await;
+    let claimed = store
+        .claim_due(4_000, 100, 600_000, &Shares::UNLIMITED)
+        .await;
     assert!(claimed.is_ok() || is_full(&claimed), "{claimed:?}");
     if let Ok(c) = &claimed {
         store
@@ -162,7 +167,10 @@ async fn a_full_database_refuses_writes_whole_and_recovers_once_space_is_freed()
         .ingest(&messages(&account, 50, 2_000), 5_000)
         .await
         .unwrap();
-    let claimed = store.claim_due(5_000, 10, 600_000, &[]).await.unwrap();
+    let claimed = store
+        .claim_due(5_000, 10, 600_000, &Shares::UNLIMITED)
+        .await
+        .unwrap();
     assert!(!claimed.is_empty());
     let done: Vec<bool> = store
         .complete(

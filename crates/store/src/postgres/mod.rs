@@ -9,6 +9,7 @@
 
 use std::borrow::Cow;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -16,7 +17,7 @@ use sipsim_core::cipher::{SecretCipher, SecretRewrite, StoredSecret, seal};
 use sipsim_core::clock::now_ms;
 use sipsim_core::queue::{
     AttemptRecord, ClaimedDelivery, DeliveryFilter, DeliveryRecord, FinishedAttempt, IngestOutcome,
-    NewMessage,
+    NewMessage, Shares,
 };
 use sipsim_core::secret::{SecretHash, SigningSecret};
 use sipsim_core::store::{
@@ -31,6 +32,7 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Row, SqlSafeStr as _};
 
+use crate::rotation::Rotation;
 use crate::rows::{
     self, CLIENT_COLUMNS, INTEGRATION_COLUMNS, SESSION_COLUMNS, USER_COLUMNS, secret_context,
 };
@@ -65,6 +67,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "settings version",
         include_str!("../../migrations/postgres/0005_settings_version.sql"),
     ),
+    (
+        6,
+        "due by account",
+        include_str!("../../migrations/postgres/0006_due_by_account.sql"),
+    ),
 ];
 
 /// The channel on which a write that made deliveries due wakes every node's dispatcher.
@@ -82,6 +89,8 @@ pub struct PgStore {
     pool: PgPool,
     /// Seals signing secrets at rest when the operator configured a key.
     cipher: Option<SecretCipher>,
+    /// Where this node's last claim stopped among the accounts with due work.
+    rotation: Arc<Rotation>,
 }
 
 impl PgStore {
@@ -97,7 +106,11 @@ impl PgStore {
             .connect_with(options)
             .await
             .map_err(backend)?;
-        Ok(PgStore { pool, cipher: None })
+        Ok(PgStore {
+            pool,
+            cipher: None,
+            rotation: Arc::default(),
+        })
     }
 
     /// Encrypts signing secrets at rest with `cipher` (and reads sealed ones back with it).
@@ -158,6 +171,7 @@ enum Job {
     ReleaseLeases = 0x5149_5053_0001,
     PauseFailing = 0x5149_5053_0002,
     Prune = 0x5149_5053_0003,
+    Analyze = 0x5149_5053_0004,
 }
 
 /// Takes the job's transaction-scoped try-lock: `false` when another node is running it right now
@@ -654,9 +668,9 @@ impl Store for PgStore {
         now_ms: i64,
         limit: u32,
         lease_ms: i64,
-        skip: &[AccountId],
+        shares: &Shares,
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
-        self.claim(now_ms, limit, lease_ms, skip).await
+        self.claim(now_ms, limit, lease_ms, shares).await
     }
 
     async fn unclaim(
@@ -709,6 +723,10 @@ impl Store for PgStore {
 
     async fn queue_stats(&self, now_ms: i64) -> Result<QueueStats, StoreError> {
         self.stats(now_ms).await
+    }
+
+    async fn refresh_planner_statistics(&self) -> Result<Vec<String>, StoreError> {
+        self.analyze_changed_tables().await
     }
 
     async fn record_test_attempt(

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use sipsim_core::queue::{
     AttemptRecord, ClaimedDelivery, Completion, DeliveryFilter, DeliveryRecord, DeliveryStatus,
-    FinishedAttempt, IngestOutcome, NewMessage, SkipReason, TRAIN_LEN,
+    FinishedAttempt, IngestOutcome, NewMessage, Shares, SkipReason, TRAIN_LEN,
 };
 use sipsim_core::store::{IntegrationState, KeptDeliveries, QueueStats};
 use sipsim_core::{AccountId, DeliveryId, EventSet, MessageId, StoreError};
@@ -21,10 +21,21 @@ use sqlx::{Acquire, AssertSqlSafe, Row};
 
 use super::{Job, PgStore, ensure_account, job_lock, notify_due};
 use crate::backend;
+use crate::rotation::{self, Rotation, Visited};
 use crate::rows::{
     self, ATTEMPT_COLUMNS, CLAIMED_COLUMNS, ClaimError, DELIVERY_COLUMNS, Failing,
     IDEMPOTENCY_WINDOW_MS, corrupt,
 };
+
+/// The tables the queue's hot statements read and write, whose planner statistics
+/// [`PgStore::analyze_changed_tables`] keeps current.
+const QUEUE_TABLES: [&str; 5] = [
+    "deliveries",
+    "delivery_attempts",
+    "idempotency_keys",
+    "integrations",
+    "messages",
+];
 
 /// What ingest needs to know of an account's integration, read once per account per batch.
 #[derive(Clone, Copy)]
@@ -118,47 +129,69 @@ impl PgStore {
         now: i64,
         limit: u32,
         lease_ms: i64,
-        skip: &[AccountId],
+        shares: &Shares,
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
         let token = rows::lease_token();
         let mut tx = self.pool.begin().await.map_err(backend)?;
-        // Statistics lag behind a burst (until (auto)analyze runs; never where autovacuum is off):
-        // the planner then thinks few rows are due and sorts every due row by time, 300 ms per
-        // claim at 200,000 due (measured), instead of reading the due index in order and stopping
-        // after `limit`. Sorting is never the right plan here, whatever the statistics say.
-        // And the lease need not wait for the disk: see [`bookkeeping`].
-        sqlx::query(
-            "SELECT set_config('enable_sort', 'off', true), \
-                    set_config('synchronous_commit', 'off', true)",
-        )
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        // One statement: pick the oldest due rows no other node holds (their row locks make a
-        // concurrent claim skip them), lease them, and read what sending needs.
+        // The accounts in turn (and the claim's settings, see `visit_sql`). Plans cached while
+        // the queue was nearly empty are dropped when the nodes analyze the grown tables
+        // (`analyze_changed_tables`); until then the claim's settings and shape keep it on its
+        // indexes (docs/DECISIONS.md, "PostgreSQL's planner without autovacuum").
+        let visited = sqlx::query(AssertSqlSafe(rotation::visit_sql(true)))
+            .bind(self.rotation.last())
+            .bind(rotation::accounts_to_visit(shares, limit))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(backend)?
+            .iter()
+            .map(Visited::read)
+            .collect::<Result<Vec<_>, _>>()?;
+        let allotted = Rotation::shares(&visited, shares, now, limit);
+        if allotted.is_empty() {
+            self.rotation.advance(&visited, []);
+            tx.commit().await.map_err(backend)?;
+            return Ok(Vec::new());
+        }
+        let (accounts, counts): (Vec<&str>, Vec<i64>) = allotted
+            .iter()
+            .map(|(account, n)| (account.as_str(), i64::from(*n)))
+            .unzip();
+        // One statement: each account's share of its oldest due rows that no other node holds
+        // (their row locks make a concurrent claim skip them), one index range each, in visiting
+        // order (a nested loop over the list) until `limit`; lease them, and read what sending
+        // needs. The integration is checked again (it may have been disabled since the visit)
+        // inside each account's range, so that the list stays the loop's outer side.
         // Behind each head of a chain, the deliveries waiting right behind it (a train): while the
         // head is unfinished nothing else of its chain is due or leased. They are not locked
         // before the update; one changed meanwhile fails the update's status check and is left out
-        // (the dispatcher sends a train only up to its first gap).
+        // (the dispatcher sends a train only up to its first gap). The ids are gathered once
+        // (`ARRAY(…)`, an init plan) and looked up by key: joined instead, a plan made with
+        // stale statistics ran the whole `due` and `train` subqueries again for each row of
+        // `deliveries` it read.
         let sql = format!(
             "WITH due AS ( \
                 SELECT d.id, d.account_id, d.ordering_key, d.seq \
-                FROM deliveries d JOIN integrations i ON i.account_id = d.account_id \
-                WHERE d.status = 'pending' AND d.next_attempt_at <= $3 AND i.state = 'enabled' \
-                  AND d.account_id <> ALL($5) \
-                ORDER BY d.next_attempt_at LIMIT $4 \
-                FOR UPDATE OF d SKIP LOCKED), \
+                FROM unnest($5::text[], $6::bigint[]) AS w(account, n) \
+                CROSS JOIN LATERAL ( \
+                    SELECT x.id, x.account_id, x.ordering_key, x.seq FROM deliveries x \
+                    WHERE x.account_id = w.account AND x.status = 'pending' \
+                      AND x.next_attempt_at IS NOT NULL AND x.next_attempt_at <= $3 \
+                      AND EXISTS (SELECT 1 FROM integrations i \
+                                  WHERE i.account_id = w.account AND i.state = 'enabled') \
+                    ORDER BY x.next_attempt_at LIMIT w.n \
+                    FOR UPDATE OF x SKIP LOCKED) AS d \
+                LIMIT $7), \
              train AS ( \
                 SELECT f.id FROM due h JOIN deliveries f \
                   ON f.ordering_key IS NOT NULL AND f.account_id = h.account_id \
-                 AND f.ordering_key = h.ordering_key AND f.seq > h.seq AND f.seq < h.seq + $6 \
+                 AND f.ordering_key = h.ordering_key AND f.seq > h.seq AND f.seq < h.seq + $4 \
                 WHERE h.ordering_key IS NOT NULL \
                   AND f.status = 'pending' AND f.next_attempt_at IS NULL), \
              claimed AS ( \
                 UPDATE deliveries SET status = 'delivering', lease_token = $1, lease_expires_at = $2, \
                        attempts = deliveries.attempts + 1, updated_at = $3 \
-                FROM (SELECT id FROM due UNION ALL SELECT id FROM train) AS t \
-                WHERE deliveries.id = t.id AND deliveries.status = 'pending' \
+                WHERE deliveries.id = ANY(ARRAY(SELECT id FROM due UNION ALL SELECT id FROM train)) \
+                  AND deliveries.status = 'pending' \
                 RETURNING deliveries.id, deliveries.message_id, deliveries.account_id, \
                           deliveries.attempts, deliveries.ordering_key, deliveries.seq) \
              SELECT {CLAIMED_COLUMNS} FROM claimed d \
@@ -169,13 +202,15 @@ impl PgStore {
             .bind(&token)
             .bind(now + lease_ms)
             .bind(now)
-            .bind(i64::from(limit))
-            .bind(skip.iter().map(AccountId::as_str).collect::<Vec<_>>())
             .bind(TRAIN_LEN)
+            .bind(accounts)
+            .bind(counts)
+            .bind(i64::from(limit))
             .fetch_all(&mut *tx)
             .await
             .map_err(backend)?;
         if rows.is_empty() {
+            self.rotation.advance(&visited, []);
             tx.commit().await.map_err(backend)?;
             return Ok(Vec::new());
         }
@@ -194,6 +229,8 @@ impl PgStore {
                 Err(ClaimError::Store(e)) => return Err(e),
             }
         }
+        self.rotation
+            .advance(&visited, out.iter().map(|c| &c.account_id));
         tx.commit().await.map_err(backend)?;
         Ok(out)
     }
@@ -467,6 +504,36 @@ impl PgStore {
             .map_err(backend)?;
         tx.commit().await.map_err(backend)?;
         Ok(messages)
+    }
+
+    pub(super) async fn analyze_changed_tables(&self) -> Result<Vec<String>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        if !job_lock(&mut tx, Job::Analyze).await? {
+            return Ok(Vec::new());
+        }
+        // autovacuum's default rule (autovacuum_analyze_threshold 50, scale factor 0.1); a table
+        // never analyzed has reltuples -1, so any 50 changes qualify.
+        let changed: Vec<String> = sqlx::query_scalar(
+            "SELECT s.relname::TEXT FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid \
+             WHERE s.schemaname = current_schema() AND s.relname = ANY($1) \
+               AND s.n_mod_since_analyze > 50 + 0.1 * GREATEST(c.reltuples, 0) \
+             ORDER BY s.relname",
+        )
+        .bind(&QUEUE_TABLES[..])
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?;
+        for table in &changed {
+            // Only names from QUEUE_TABLES reach here (the query filters on them).
+            if let Some(known) = QUEUE_TABLES.iter().find(|t| **t == table.as_str()) {
+                sqlx::query(AssertSqlSafe(format!("ANALYZE {known}")))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+            }
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(changed)
     }
 
     pub(super) async fn pause(

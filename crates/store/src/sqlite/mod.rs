@@ -9,6 +9,7 @@
 use std::borrow::Cow;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -16,7 +17,7 @@ use sipsim_core::cipher::{SecretCipher, SecretRewrite, StoredSecret, seal};
 use sipsim_core::clock::now_ms;
 use sipsim_core::queue::{
     AttemptRecord, ClaimedDelivery, DeliveryFilter, DeliveryRecord, FinishedAttempt, IngestOutcome,
-    NewMessage,
+    NewMessage, Shares,
 };
 use sipsim_core::secret::{SecretHash, SigningSecret};
 use sipsim_core::store::{
@@ -32,6 +33,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{AssertSqlSafe, Row, SqlSafeStr as _};
 
+use crate::rotation::Rotation;
 use crate::rows::{
     self, CLIENT_COLUMNS, INTEGRATION_COLUMNS, SESSION_COLUMNS, USER_COLUMNS, secret_context,
 };
@@ -91,6 +93,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "due index without waiting",
         include_str!("../../migrations/sqlite/0010_due_index_without_waiting.sql"),
     ),
+    (
+        11,
+        "due by account",
+        include_str!("../../migrations/sqlite/0011_due_by_account.sql"),
+    ),
 ];
 
 /// A SQLite database holding all of sipsim-webhooks' state.
@@ -101,6 +108,8 @@ pub struct SqliteStore {
     path: Option<PathBuf>,
     /// Seals signing secrets at rest when the operator configured a key.
     cipher: Option<SecretCipher>,
+    /// Where the last claim stopped among the accounts with due work.
+    rotation: Arc<Rotation>,
 }
 
 impl SqliteStore {
@@ -152,6 +161,7 @@ impl SqliteStore {
             write,
             path,
             cipher: None,
+            rotation: Arc::default(),
         })
     }
 
@@ -758,9 +768,9 @@ impl Store for SqliteStore {
         now_ms: i64,
         limit: u32,
         lease_ms: i64,
-        skip: &[AccountId],
+        shares: &Shares,
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
-        self.claim(now_ms, limit, lease_ms, skip).await
+        self.claim(now_ms, limit, lease_ms, shares).await
     }
 
     async fn unclaim(

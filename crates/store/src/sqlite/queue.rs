@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use sipsim_core::queue::{
     AttemptRecord, ClaimedDelivery, Completion, DeliveryFilter, DeliveryRecord, DeliveryStatus,
-    FinishedAttempt, IngestOutcome, NewMessage, SkipReason, TRAIN_LEN,
+    FinishedAttempt, IngestOutcome, NewMessage, Shares, SkipReason, TRAIN_LEN,
 };
 use sipsim_core::store::{IntegrationState, KeptDeliveries, QueueStats};
 use sipsim_core::{AccountId, DeliveryId, EventSet, MessageId, StoreError};
@@ -17,6 +17,7 @@ use sqlx::{Acquire, AssertSqlSafe, Row};
 
 use super::{SqliteStore, ensure_account};
 use crate::backend;
+use crate::rotation::{self, Rotation, Visited};
 use crate::rows::{
     self, ATTEMPT_COLUMNS, CLAIMED_COLUMNS, ClaimError, DELIVERY_COLUMNS, Failing,
     IDEMPOTENCY_WINDOW_MS, corrupt,
@@ -92,39 +93,61 @@ impl SqliteStore {
         now: i64,
         limit: u32,
         lease_ms: i64,
-        skip: &[AccountId],
+        shares: &Shares,
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
         let token = rows::lease_token();
+        // The visit only chooses where to look, so it reads outside the write transaction, off
+        // the single writer's path (a visit of a hundred accounts takes about a millisecond); the
+        // update below checks again that each row is pending, due and its integration enabled.
+        let visited = sqlx::query(AssertSqlSafe(rotation::visit_sql(false)))
+            .bind(self.rotation.last())
+            .bind(rotation::accounts_to_visit(shares, limit))
+            .fetch_all(&self.read)
+            .await
+            .map_err(backend)?
+            .iter()
+            .map(Visited::read)
+            .collect::<Result<Vec<_>, _>>()?;
+        let allotted = Rotation::shares(&visited, shares, now, limit);
+        if allotted.is_empty() {
+            self.rotation.advance(&visited, []);
+            return Ok(Vec::new());
+        }
         let mut tx = self.begin_write().await?;
-        // Only placeholders are spliced in (one per skipped account); every value is bound.
-        let skipped: String = (0..skip.len()).map(|i| format!(", ?{}", i + 5)).collect();
-        let skip_clause = if skip.is_empty() {
-            String::new()
-        } else {
-            format!(" AND d.account_id NOT IN ({})", &skipped[2..])
-        };
-        let sql = format!(
-            "UPDATE deliveries SET status = 'delivering', lease_token = ?1, lease_expires_at = ?2, \
-                    attempts = attempts + 1, updated_at = ?3 \
-             WHERE id IN ( \
-                SELECT d.id FROM deliveries d JOIN integrations i ON i.account_id = d.account_id \
-                WHERE d.status = 'pending' AND d.next_attempt_at <= ?3 AND i.state = 'enabled'{skip_clause} \
-                ORDER BY d.next_attempt_at LIMIT ?4)"
-        );
-        let mut query = sqlx::query(AssertSqlSafe(sql))
+        // Each account's share, oldest due first, one index range each, in visiting order until
+        // `limit`: one statement per account, the same text each time (so prepared once per
+        // connection; SQLite runs it in-process, so there is no round trip to save by joining
+        // them into one compound statement, whose text changed with the number of accounts and
+        // was prepared anew on most claims).
+        let mut claimed = 0u64;
+        for (account, n) in &allotted {
+            let left = u64::from(limit).saturating_sub(claimed);
+            if left == 0 {
+                break;
+            }
+            claimed += sqlx::query(
+                "UPDATE deliveries SET status = 'delivering', lease_token = ?1, \
+                        lease_expires_at = ?2, attempts = attempts + 1, updated_at = ?3 \
+                 WHERE id IN ( \
+                    SELECT id FROM deliveries INDEXED BY deliveries_due_by_account \
+                    WHERE account_id = ?4 AND status = 'pending' \
+                      AND next_attempt_at IS NOT NULL AND next_attempt_at <= ?3 \
+                      AND EXISTS (SELECT 1 FROM integrations i \
+                                  WHERE i.account_id = ?4 AND i.state = 'enabled') \
+                    ORDER BY next_attempt_at LIMIT ?5)",
+            )
             .bind(&token)
             .bind(now + lease_ms)
             .bind(now)
-            .bind(limit as i64);
-        for account in skip {
-            query = query.bind(account.as_str());
-        }
-        let claimed = query
+            .bind(account.as_str())
+            .bind(i64::try_from(u64::from(*n).min(left)).unwrap_or(i64::MAX))
             .execute(&mut *tx)
             .await
             .map_err(backend)?
             .rows_affected();
+        }
         if claimed == 0 {
+            self.rotation.advance(&visited, []);
             tx.commit().await.map_err(backend)?;
             return Ok(Vec::new());
         }
@@ -173,6 +196,8 @@ impl SqliteStore {
                 Err(ClaimError::Store(e)) => return Err(e),
             }
         }
+        self.rotation
+            .advance(&visited, out.iter().map(|c| &c.account_id));
         tx.commit().await.map_err(backend)?;
         Ok(out)
     }
