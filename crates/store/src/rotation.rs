@@ -33,7 +33,8 @@ pub(crate) fn accounts_to_visit(shares: &Shares, limit: u32) -> i64 {
 }
 
 /// The statement that visits the accounts in turn. It binds the account the previous claim stopped
-/// at (`''` at first) and [`ACCOUNTS_PER_PASS`], as `?1`, `?2` (SQLite) or `$1`, `$2` (PostgreSQL),
+/// at (`''` at first) and how many accounts to visit ([`accounts_to_visit`]), as `?1`, `?2` (SQLite)
+/// or `$1`, `$2` (PostgreSQL),
 /// and returns, in visiting order, each account with scheduled work, when its earliest scheduled
 /// delivery is due (one index seek: a backlog of 50,000 costs what one delivery does), and whether
 /// its integration is enabled (1 or 0) (on PostgreSQL, then

@@ -523,14 +523,15 @@ impl PgStore {
         .fetch_all(&mut *tx)
         .await
         .map_err(backend)?;
-        for table in &changed {
-            // Only names from QUEUE_TABLES reach here (the query filters on them).
-            if let Some(known) = QUEUE_TABLES.iter().find(|t| **t == table.as_str()) {
-                sqlx::query(AssertSqlSafe(format!("ANALYZE {known}")))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(backend)?;
-            }
+        // Only the constant names are spliced in.
+        for table in QUEUE_TABLES
+            .iter()
+            .filter(|t| changed.iter().any(|c| c == *t))
+        {
+            sqlx::query(AssertSqlSafe(format!("ANALYZE {table}")))
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
         }
         tx.commit().await.map_err(backend)?;
         Ok(changed)

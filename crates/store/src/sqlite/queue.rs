@@ -119,13 +119,12 @@ impl SqliteStore {
         // connection; SQLite runs it in-process, so there is no round trip to save by joining
         // them into one compound statement, whose text changed with the number of accounts and
         // was prepared anew on most claims).
-        let mut claimed = 0u64;
+        let mut left = limit;
         for (account, n) in &allotted {
-            let left = u64::from(limit).saturating_sub(claimed);
             if left == 0 {
                 break;
             }
-            claimed += sqlx::query(
+            let got = sqlx::query(
                 "UPDATE deliveries SET status = 'delivering', lease_token = ?1, \
                         lease_expires_at = ?2, attempts = attempts + 1, updated_at = ?3 \
                  WHERE id IN ( \
@@ -140,13 +139,14 @@ impl SqliteStore {
             .bind(now + lease_ms)
             .bind(now)
             .bind(account.as_str())
-            .bind(i64::try_from(u64::from(*n).min(left)).unwrap_or(i64::MAX))
+            .bind(i64::from((*n).min(left)))
             .execute(&mut *tx)
             .await
             .map_err(backend)?
             .rows_affected();
+            left = left.saturating_sub(u32::try_from(got).unwrap_or(u32::MAX));
         }
-        if claimed == 0 {
+        if left == limit {
             self.rotation.advance(&visited, []);
             tx.commit().await.map_err(backend)?;
             return Ok(Vec::new());
