@@ -126,23 +126,41 @@ pub struct ChainLink {
 pub const TRAIN_LEN: i64 = 16;
 
 /// How a claim shares a dispatcher's free slots between accounts: each account may be given at most
-/// `per_account` deliveries in flight at once, of which `in_use` lists those it already has. A claim
-/// never brings an account more than its free slots, and it visits the accounts with due work in
-/// turn (round robin), so one account's backlog cannot crowd the others out of a claim.
+/// its limit of deliveries in flight at once — `per_account`, or the lower limit `lowered` lists for
+/// it (adaptive concurrency: an endpoint that times out, errors or slows down gets fewer slots) — of
+/// which `in_use` lists those it already has. A claim never brings an account more than its free
+/// slots, and it visits the accounts with due work in turn (round robin), so one account's backlog
+/// cannot crowd the others out of a claim.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Shares {
     /// Most deliveries (trains count as one) of one account in flight at once.
     pub per_account: u32,
     /// The accounts with deliveries in flight, and how many each.
     pub in_use: Vec<(AccountId, u32)>,
+    /// The accounts whose limit is below `per_account` for now, and their limit (at least 1).
+    pub lowered: Vec<(AccountId, u32)>,
 }
 
 impl Shares {
     /// No per-account bound: for tools and tests that claim without a dispatcher.
-    pub const UNLIMITED: Shares = Shares {
-        per_account: u32::MAX,
-        in_use: Vec::new(),
-    };
+    pub const UNLIMITED: Shares = Shares::uniform(u32::MAX, Vec::new());
+
+    /// Every account may have `per_account` in flight; `in_use` are those in flight now.
+    pub const fn uniform(per_account: u32, in_use: Vec<(AccountId, u32)>) -> Shares {
+        Shares {
+            per_account,
+            in_use,
+            lowered: Vec::new(),
+        }
+    }
+
+    /// Most deliveries `account` may have in flight at once now.
+    pub fn limit(&self, account: &AccountId) -> u32 {
+        self.lowered
+            .iter()
+            .find(|(a, _)| a == account)
+            .map_or(self.per_account, |(_, n)| (*n).clamp(1, self.per_account))
+    }
 
     /// How many more deliveries `account` may be given now.
     pub fn free(&self, account: &AccountId) -> u32 {
@@ -151,12 +169,20 @@ impl Shares {
             .iter()
             .find(|(a, _)| a == account)
             .map_or(0, |(_, n)| *n);
-        self.per_account.saturating_sub(used)
+        self.limit(account).saturating_sub(used)
+    }
+
+    /// How many accounts are using all their slots.
+    pub fn full_accounts(&self) -> usize {
+        self.in_use
+            .iter()
+            .filter(|(a, n)| *n >= self.limit(a))
+            .count()
     }
 
     /// Whether some account is using all its slots (due work of it may be waiting for one).
     pub fn any_full(&self) -> bool {
-        self.in_use.iter().any(|(_, n)| *n >= self.per_account)
+        self.full_accounts() > 0
     }
 }
 

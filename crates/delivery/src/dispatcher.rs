@@ -28,6 +28,7 @@ use sipsim_core::{AccountId, DeliveryId, Store, StoreError};
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
+use crate::adaptive::ConcurrencyLimits;
 use crate::sender::{Sender, Verdict};
 
 /// How the dispatcher runs.
@@ -119,6 +120,7 @@ pub struct Dispatcher {
     wake: Arc<Notify>,
     heartbeat: Heartbeat,
     storage_alarm: Alarm,
+    limits: ConcurrencyLimits,
 }
 
 impl Dispatcher {
@@ -127,6 +129,7 @@ impl Dispatcher {
         Dispatcher {
             store,
             sender,
+            limits: ConcurrencyLimits::new(config.per_integration),
             config,
             wake: Arc::new(Notify::new()),
             heartbeat: Heartbeat::default(),
@@ -143,6 +146,11 @@ impl Dispatcher {
     /// The loop's heartbeat, to tell from outside whether it is still going round.
     pub fn heartbeat(&self) -> Heartbeat {
         self.heartbeat.clone()
+    }
+
+    /// Each integration's current concurrency limit on this node (adaptive: see [`crate::adaptive`]).
+    pub fn limits(&self) -> ConcurrencyLimits {
+        self.limits.clone()
     }
 
     /// Uses `wake` (shared with the code that enqueues) as this dispatcher's wake-up.
@@ -181,7 +189,7 @@ impl Dispatcher {
             self.storage_alarm.clone(),
         ));
         let in_flight = Arc::new(InFlight::default());
-        let cap = self.config.per_integration.max(1);
+        let probe = tokio::spawn(self.limits.clone().probe_lag(shutdown.clone()));
         loop {
             self.heartbeat.beat();
             let first = tokio::select! {
@@ -193,7 +201,7 @@ impl Dispatcher {
             };
             let free = (slots.available_permits() + 1) as u32;
             let limit = free.min(self.config.claim_batch);
-            let shares = in_flight.shares(cap);
+            let shares = in_flight.shares(&self.limits);
             let claimed = self.storage_alarm.watch_storage(
                 self.store
                     .claim_due(now_ms(), limit, lease_ms, &shares)
@@ -258,7 +266,7 @@ impl Dispatcher {
             for train in trains(claimed, &mut handed_back) {
                 // A claim brings an account at most its free slots, and only this loop takes
                 // slots; this only refuses if a store broke that rule, and hands those back.
-                if !in_flight.try_take(&train[0].account_id, cap) {
+                if !in_flight.try_take(&train[0].account_id, &self.limits) {
                     handed_back.extend(train.into_iter().map(|d| (d.id, d.lease_token)));
                     continue;
                 }
@@ -276,10 +284,17 @@ impl Dispatcher {
                 let results = results.clone();
                 let in_flight = in_flight.clone();
                 let budget = self.config.timeout;
+                let limits = self.limits.clone();
                 tokio::spawn(async move {
                     let account = train[0].account_id.clone();
-                    run_train(&*store, &sender, &schedule, train, &results, budget).await;
-                    in_flight.release(&account, cap);
+                    let how = Attempting {
+                        store: &*store,
+                        sender: &sender,
+                        schedule: &schedule,
+                        limits: &limits,
+                    };
+                    run_train(how, train, &results, budget).await;
+                    in_flight.release(&account, &limits);
                     drop(slot);
                 });
             }
@@ -296,6 +311,7 @@ impl Dispatcher {
         drop(results);
         let _ = tokio::time::timeout(self.config.lease(), recorder).await;
         let _ = sweeper.await;
+        let _ = probe.await;
     }
 
     /// Sleeps until woken, until the next delivery is due, or for the fallback poll.
@@ -331,33 +347,36 @@ impl InFlight {
         self.counts.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The accounts' slots in use, for a claim to take at most each one's free slots.
-    fn shares(&self, cap: usize) -> Shares {
-        Shares {
-            per_account: u32::try_from(cap).unwrap_or(u32::MAX),
-            in_use: self
-                .lock()
-                .iter()
-                .map(|(a, n)| (a.clone(), u32::try_from(*n).unwrap_or(u32::MAX)))
-                .collect(),
-        }
+    /// The accounts' slots in use and their limits, for a claim to take at most each one's free
+    /// slots.
+    fn shares(&self, limits: &ConcurrencyLimits) -> Shares {
+        let in_use = self
+            .lock()
+            .iter()
+            .map(|(a, n)| (a.clone(), u32::try_from(*n).unwrap_or(u32::MAX)))
+            .collect();
+        let mut shares = Shares::uniform(limits.cap(), in_use);
+        shares.lowered = limits.lowered();
+        shares
     }
 
     /// Takes a slot of `account` if it has one left.
-    fn try_take(&self, account: &AccountId, cap: usize) -> bool {
+    fn try_take(&self, account: &AccountId, limits: &ConcurrencyLimits) -> bool {
+        let limit = limits.limit(account) as usize;
         let mut map = self.lock();
         let n = map.entry(account.clone()).or_default();
-        if *n >= cap {
+        if *n >= limit {
             return false;
         }
         *n += 1;
         true
     }
 
-    fn release(&self, account: &AccountId, cap: usize) {
+    fn release(&self, account: &AccountId, limits: &ConcurrencyLimits) {
+        let limit = limits.limit(account) as usize;
         let mut map = self.lock();
         if let Some(n) = map.get_mut(account) {
-            if *n >= cap {
+            if *n >= limit {
                 self.freed.notify_one();
             }
             *n = n.saturating_sub(1);
@@ -423,9 +442,7 @@ enum Recorded {
 /// ([`DispatcherConfig::lease`]) the last one is recorded before their common lease ends. What it
 /// does not send (after a retry or a pause, or past the budget) goes back to wait for its turn.
 async fn run_train(
-    store: &dyn Store,
-    sender: &Sender,
-    schedule: &RetrySchedule,
+    how: Attempting<'_>,
     train: Vec<ClaimedDelivery>,
     results: &mpsc::Sender<Recorded>,
     budget: Duration,
@@ -434,7 +451,7 @@ async fn run_train(
     let mut members = train.into_iter();
     while let Some(delivery) = members.next() {
         let chained = delivery.chain.is_some();
-        let finished = attempt(store, sender, schedule, delivery).await;
+        let finished = attempt(how, delivery).await;
         let chain_moves_on = matches!(
             finished.completion,
             Completion::Succeeded | Completion::Failed
@@ -475,14 +492,27 @@ pub fn next_delay(
     })
 }
 
+/// What an attempt needs besides its delivery.
+#[derive(Clone, Copy)]
+struct Attempting<'a> {
+    store: &'a dyn Store,
+    sender: &'a Sender,
+    schedule: &'a RetrySchedule,
+    /// Fed with every attempt's answer.
+    limits: &'a ConcurrencyLimits,
+}
+
 /// One attempt of one claimed delivery, judged: what to record and how the delivery goes on.
-async fn attempt(
-    store: &dyn Store,
-    sender: &Sender,
-    schedule: &RetrySchedule,
-    delivery: ClaimedDelivery,
-) -> FinishedAttempt {
+async fn attempt(how: Attempting<'_>, delivery: ClaimedDelivery) -> FinishedAttempt {
+    let Attempting {
+        store,
+        sender,
+        schedule,
+        limits,
+    } = how;
+    let stall_before = limits.stall_clock(now_ms());
     let (record, verdict) = sender.deliver(&delivery).await;
+    limits.observe(&delivery.account_id, &record, stall_before, now_ms());
     let completion = match verdict {
         Verdict::Success => Completion::Succeeded,
         Verdict::Gone => {

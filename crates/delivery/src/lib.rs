@@ -2,15 +2,18 @@
 //!
 //! The [`dispatcher`] claims due deliveries under leases, hands each to the [`sender`], which signs
 //! it afresh and POSTs it through the SSRF guard of [`resolve`], then records the attempt and either
-//! finishes the delivery or reschedules it by the retry schedule. No database transaction is open
+//! finishes the delivery or reschedules it by the retry schedule. How many attempts one integration may
+//! have in flight is learned from its answers ([`adaptive`]). No database transaction is open
 //! while a request is in flight: the lease is committed before sending and the result after.
 //!
 //! Depends on `sipsim-core` only; the server hands it a `Store`.
 
+pub mod adaptive;
 pub mod dispatcher;
 pub mod resolve;
 pub mod sender;
 
+pub use adaptive::ConcurrencyLimits;
 pub use dispatcher::{Dispatcher, DispatcherConfig, Heartbeat};
 pub use sender::{Sender, SenderConfig, Verdict};
 

@@ -9,18 +9,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use sipsim_core::queue::{DeliveryStatus, NewMessage};
+use sipsim_core::queue::DeliveryStatus;
 use sipsim_core::retry::RetrySchedule;
-use sipsim_core::secret::SigningSecret;
-use sipsim_core::store::IntegrationUpdate;
-use sipsim_core::target::{TargetPolicy, WebhookUrl};
-use sipsim_core::{AccountId, Event, EventSet, Store};
+use sipsim_core::target::TargetPolicy;
+use sipsim_core::{AccountId, Store};
 use sipsim_delivery::sender::Outgoing;
 use sipsim_delivery::{Dispatcher, DispatcherConfig, Sender, SenderConfig, Verdict};
 use sipsim_store::SqliteStore;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
+
+mod common;
+use common::{enqueue, integration};
 
 const TIMEOUT: Duration = Duration::from_millis(1000);
 /// How far past the timeout an attempt may end (scheduling on a loaded 2-core machine).
@@ -299,39 +300,6 @@ async fn each_hostile_receiver_ends_within_the_timeout_with_a_clear_verdict() {
     // 100 MB went by without being held.
     let grew_mib = peak_rss_kib().saturating_sub(peak_before) / 1024;
     assert!(grew_mib < 40, "peak memory grew by {grew_mib} MiB");
-}
-
-async fn integration(store: &Arc<dyn Store>, name: &str, url: &str) -> AccountId {
-    let account = store.create_account(name).await.unwrap().id;
-    store
-        .put_integration(
-            &account,
-            IntegrationUpdate {
-                webhook_url: WebhookUrl::parse(url, TargetPolicy::AllowInsecure).unwrap(),
-                disabled: false,
-                events: Some(EventSet::ALL),
-                new_signing_secret: SigningSecret::generate(),
-            },
-        )
-        .await
-        .unwrap();
-    account
-}
-
-async fn enqueue(store: &Arc<dyn Store>, account: &AccountId, n: usize) {
-    let batch: Vec<NewMessage> = (0..n)
-        .map(|_| NewMessage {
-            account_id: account.clone(),
-            event: Event::Sms,
-            body: b"{}".to_vec(),
-            ordering_key: None,
-            idempotency_key: None,
-        })
-        .collect();
-    store
-        .ingest(&batch, sipsim_core::clock::now_ms())
-        .await
-        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

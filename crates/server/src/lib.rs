@@ -45,6 +45,7 @@ pub async fn run(
 ) -> std::io::Result<()> {
     if let Some(d) = &dispatcher {
         let _ = state.heartbeat.set(d.heartbeat());
+        let _ = state.concurrency.set(d.limits());
     }
     let background = state.spawn_background(shutdown.clone());
     let delivering = dispatcher.map(|d| {

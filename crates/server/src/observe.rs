@@ -174,12 +174,57 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Respo
         None => metrics::gauge!("sipsim_queue_stats_up").set(0.0),
     }
     handle.run_upkeep();
-    let mut r = handle.render().into_response();
+    let mut text = handle.render();
+    if let Some(limits) = state.concurrency.get() {
+        // Per-integration series name accounts: only behind the metrics token.
+        text.push_str(&concurrency_lines(limits, state.metrics_token.is_some()));
+    }
+    let mut r = text.into_response();
     r.headers_mut().insert(
         CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
     r
+}
+
+/// The adaptive per-integration limits in the Prometheus text format: the cap, how many
+/// integrations are below it and, `per_integration`, each of those with its limit, labelled with its
+/// account. An integration not listed is at the cap, so a scrape costs a line per integration in
+/// trouble, not one per integration. The per-integration lines name accounts, so they are rendered
+/// only when `/metrics` asks for a token (an open `/metrics` tells outsiders traffic volumes only).
+fn concurrency_lines(limits: &sipsim_delivery::ConcurrencyLimits, per_integration: bool) -> String {
+    use std::fmt::Write as _;
+    let mut lowered = limits.lowered();
+    lowered.sort();
+    let mut out = format!(
+        "# HELP sipsim_integration_concurrency_cap Attempts one integration may have in flight on \
+         this node while its endpoint answers well.\n\
+         # TYPE sipsim_integration_concurrency_cap gauge\n\
+         sipsim_integration_concurrency_cap {}\n\
+         # HELP sipsim_integrations_concurrency_lowered Integrations whose endpoint timed out, erred \
+         or slowed down, and which may have fewer attempts in flight than the cap for now.\n\
+         # TYPE sipsim_integrations_concurrency_lowered gauge\n\
+         sipsim_integrations_concurrency_lowered {}\n\
+",
+        limits.cap(),
+        lowered.len()
+    );
+    if !per_integration {
+        return out;
+    }
+    out.push_str(
+        "# HELP sipsim_integration_concurrency_limit Attempts the integration of this account may \
+         have in flight on this node now (only those below the cap are listed).\n\
+         # TYPE sipsim_integration_concurrency_limit gauge\n",
+    );
+    for (account, limit) in lowered {
+        // Account ids are `acc_` and base-32 letters: nothing to escape in a label value.
+        let _ = writeln!(
+            out,
+            "sipsim_integration_concurrency_limit{{account_id=\"{account}\"}} {limit}"
+        );
+    }
+    out
 }
 
 /// `ok`, or — while writes have been failing for want of space and a probe write still does —

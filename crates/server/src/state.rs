@@ -134,6 +134,9 @@ pub struct Inner {
     pub metrics_token: Option<SecretHash>,
     /// The heartbeat of this process's dispatcher, when it runs one (`/readyz`).
     pub heartbeat: OnceLock<Heartbeat>,
+    /// This process's dispatcher's adaptive per-integration limits, when it runs one (`/metrics`,
+    /// the dashboard).
+    pub concurrency: OnceLock<sipsim_delivery::ConcurrencyLimits>,
     /// The queue's figures for `/metrics`, read at most every few seconds.
     pub queue_figures: crate::observe::QueueFigures,
     /// Raised while writes fail for want of space (ingest and this node's dispatcher raise it;
@@ -214,6 +217,7 @@ impl AppState {
                 .as_ref()
                 .map(|k| SecretHash::of(k.expose())),
             heartbeat: OnceLock::new(),
+            concurrency: OnceLock::new(),
             queue_figures: Default::default(),
             storage_alarm: Alarm::default(),
         })))

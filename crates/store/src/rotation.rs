@@ -23,11 +23,7 @@ pub(crate) const ACCOUNTS_PER_PASS: i64 = 256;
 /// needed (a claim for one freed slot visits a couple of accounts, not 256: a visit costs about
 /// ten microseconds per account, and claims are frequent).
 pub(crate) fn accounts_to_visit(shares: &Shares, limit: u32) -> i64 {
-    let full = shares
-        .in_use
-        .iter()
-        .filter(|(_, n)| *n >= shares.per_account)
-        .count();
+    let full = shares.full_accounts();
     let needed = i64::from(limit).saturating_add(full as i64);
     needed.clamp(1, ACCOUNTS_PER_PASS)
 }
@@ -186,10 +182,7 @@ mod tests {
 
     #[test]
     fn a_small_claim_visits_few_accounts() {
-        let mut shares = Shares {
-            per_account: 4,
-            in_use: Vec::new(),
-        };
+        let mut shares = Shares::uniform(4, Vec::new());
         assert_eq!(accounts_to_visit(&shares, 1), 1);
         assert_eq!(accounts_to_visit(&shares, 0), 1, "always at least one");
         shares.in_use = vec![(account("acc_a"), 4), (account("acc_b"), 1)];
@@ -217,10 +210,7 @@ mod tests {
             visited("acc_e", None, true),
             visited("acc_f", Some(1), true),
         ];
-        let shares = Shares {
-            per_account: 4,
-            in_use: vec![(account("acc_a"), 3), (account("acc_b"), 4)],
-        };
+        let shares = Shares::uniform(4, vec![(account("acc_a"), 3), (account("acc_b"), 4)]);
         assert_eq!(
             Rotation::shares(&visited, &shares, 10, 100),
             vec![(account("acc_a"), 1), (account("acc_f"), 4)]

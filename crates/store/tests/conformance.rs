@@ -649,10 +649,7 @@ async fn claims_share_slots_round_robin_and_unclaim_restores(store: &dyn Store) 
     };
 
     // Never more of an account than its free slots: a has 10 due but 2 free, b none.
-    let shares = Shares {
-        per_account: 3,
-        in_use: vec![(a.clone(), 1), (b.clone(), 3)],
-    };
+    let shares = Shares::uniform(3, vec![(a.clone(), 1), (b.clone(), 3)]);
     let first = store.claim_due(now, 100, 1000, &shares).await.unwrap();
     assert_eq!((of(&first, a), of(&first, b), of(&first, c)), (2, 0, 3));
     let handed_back: Vec<_> = first
@@ -661,12 +658,21 @@ async fn claims_share_slots_round_robin_and_unclaim_restores(store: &dyn Store) 
         .collect();
     store.unclaim(&handed_back, now).await.unwrap();
 
+    // An account whose limit was lowered (adaptive concurrency) gets only that: c is down to 1,
+    // a to 2 of which 1 is in use.
+    let mut lowered = Shares::uniform(3, vec![(a.clone(), 1)]);
+    lowered.lowered = vec![(c.clone(), 1), (a.clone(), 2)];
+    let second = store.claim_due(now, 100, 1000, &lowered).await.unwrap();
+    assert_eq!((of(&second, a), of(&second, b), of(&second, c)), (1, 3, 1));
+    let handed_back: Vec<_> = second
+        .iter()
+        .map(|d| (d.id.clone(), d.lease_token.clone()))
+        .collect();
+    store.unclaim(&handed_back, now).await.unwrap();
+
     // Round robin: one slot per account and one delivery per claim, three claims in a row reach
     // three accounts, although a has the most and the oldest due.
-    let one_each = Shares {
-        per_account: 1,
-        in_use: Vec::new(),
-    };
+    let one_each = Shares::uniform(1, Vec::new());
     let mut reached = Vec::new();
     for _ in 0..3 {
         let claimed = store.claim_due(now, 1, 1000, &one_each).await.unwrap();
@@ -1011,10 +1017,7 @@ async fn deliveries_list_page_resend_and_log_tests(store: &dyn Store) {
     .await;
     enqueue(store, &other, &[Event::Sms], now).await;
     // Fail the first delivery for good (the other account's slot is taken, so it is this one's).
-    let shares = Shares {
-        per_account: 1,
-        in_use: vec![(other.clone(), 1)],
-    };
+    let shares = Shares::uniform(1, vec![(other.clone(), 1)]);
     let claimed = store.claim_due(now, 1, 1000, &shares).await.unwrap();
     assert_eq!(claimed[0].id, ids[0], "an account's oldest due first");
     one_attempt(store, &claimed[0], Completion::Failed).await;

@@ -179,7 +179,9 @@ pub struct ServeArgs {
     /// Delivery attempts in flight at once.
     #[arg(long, env = "SIPSIM_DELIVERY_CONCURRENCY", default_value_t = 128)]
     pub delivery_concurrency: usize,
-    /// Delivery attempts in flight at once for one integration (a slow endpoint holds no more).
+    /// Most delivery attempts in flight at once for one integration (a slow endpoint holds no
+    /// more). An endpoint that times out, answers 5xx or 429, or slows down gets fewer, down to 1,
+    /// and grows back to this as it answers well.
     #[arg(
         long,
         env = "SIPSIM_DELIVERY_CONCURRENCY_PER_INTEGRATION",

@@ -296,6 +296,8 @@ struct WebhooksPage {
     groups: Vec<Group>,
     secret: Option<String>,
     previous_until: Option<String>,
+    /// Attempts in flight at once now and the cap, when this process delivers.
+    concurrency: Option<(u32, u32)>,
 }
 
 /// The catalog grouped as SIPSIM groups it, with `events` ticked.
@@ -322,6 +324,7 @@ fn groups(events: EventSet) -> Vec<Group> {
 }
 
 fn webhooks_page(
+    state: &AppState,
     authed: &Authed,
     integration: Option<&Integration>,
     notice: Option<Notice>,
@@ -346,6 +349,10 @@ fn webhooks_page(
             .and_then(|i| i.previous_signing_secret.as_ref())
             .filter(|(_, until)| *until > now_ms())
             .map(|(_, until)| rfc3339_seconds_from_ms(*until)),
+        concurrency: integration.and_then(|i| {
+            let limits = state.concurrency.get()?;
+            Some((limits.limit(&i.account_id), limits.cap()))
+        }),
     }
 }
 
@@ -357,7 +364,7 @@ async fn show_webhooks(
     notice: Option<Notice>,
 ) -> Response {
     match state.store.get_integration(&authed.user.account_id).await {
-        Ok(i) => render(status, &webhooks_page(authed, i.as_ref(), notice)),
+        Ok(i) => render(status, &webhooks_page(state, authed, i.as_ref(), notice)),
         Err(e) => store_failed(e),
     }
 }
@@ -397,6 +404,7 @@ pub async fn save_webhooks(State(state): State<AppState>, authed: Authed, body: 
         Err(e) => {
             // Keep what the user typed and ticked, and say what is wrong with the URL.
             let mut page = webhooks_page(
+                &state,
                 &authed,
                 current.as_ref(),
                 Notice::error(format!("The webhook URL cannot be used: {e}.")),
@@ -426,7 +434,7 @@ pub async fn save_webhooks(State(state): State<AppState>, authed: Authed, body: 
             };
             render(
                 StatusCode::OK,
-                &webhooks_page(&authed, Some(&integration), Notice::ok(text)),
+                &webhooks_page(&state, &authed, Some(&integration), Notice::ok(text)),
             )
         }
         Err(e) => store_failed(e),
@@ -514,7 +522,7 @@ pub async fn regenerate_secret(
             ));
             render(
                 StatusCode::OK,
-                &webhooks_page(&authed, Some(&integration), notice),
+                &webhooks_page(&state, &authed, Some(&integration), notice),
             )
         }
         Ok(None) => {

@@ -36,6 +36,8 @@ pub struct Setup {
     pub trusted_proxies: &'static str,
     /// As `SIPSIM_ENCRYPTION_KEY`.
     pub encryption_key: Option<&'static str>,
+    /// As `SIPSIM_METRICS_TOKEN`.
+    pub metrics_token: Option<&'static str>,
 }
 
 impl Default for Setup {
@@ -46,6 +48,7 @@ impl Default for Setup {
             database_url: None,
             trusted_proxies: "",
             encryption_key: None,
+            metrics_token: None,
         }
     }
 }
@@ -127,6 +130,7 @@ impl TestApp {
             database_url,
             trusted_proxies,
             encryption_key,
+            metrics_token,
         } = setup;
         let encryption = encryption_key.map(|k| SecretCipher::from_base64(k).unwrap());
         let dir = tempfile::tempdir().unwrap();
@@ -142,7 +146,7 @@ impl TestApp {
             dns_overrides: Default::default(),
             extra_ca_pem: None,
             limits,
-            metrics_token: None,
+            metrics_token: metrics_token.map(|t| SecretString::new(t.to_owned())),
             trusted_proxies: TrustedProxies::parse(trusted_proxies).unwrap(),
         };
         // The dispatcher may send to loopback receivers: tests run them there.

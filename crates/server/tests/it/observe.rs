@@ -163,3 +163,82 @@ async fn readiness_fails_while_the_database_is_unreachable() {
     drop(app);
     db.drop_database().await;
 }
+
+/// The adaptive concurrency limit, where an operator and a customer look for it: an endpoint that
+/// answered 503 has half the cap; `/metrics` (behind its token) names it with its limit, the open
+/// figures only count it, and the integration's page shows it.
+#[tokio::test]
+async fn an_endpoint_in_trouble_shows_its_lowered_limit_in_metrics_and_on_its_page() {
+    const TOKEN: &str = "metrics-token-for-the-tests";
+    let app = TestApp::start(crate::helpers::Setup {
+        target_policy: sipsim_core::target::TargetPolicy::AllowInsecure,
+        metrics_token: Some(TOKEN),
+        ..Default::default()
+    })
+    .await;
+    let receiver = Receiver::start(&[503]).await;
+    let (account, email) = crate::dashboard::user(&app).await;
+    app.local_integration(&account, &receiver.url("/hook"), &["sms"])
+        .await;
+    let metrics = |token: Option<&'static str>| {
+        let mut req = app.http.get(app.url("/metrics"));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        async move {
+            let r = req.send().await.unwrap();
+            (r.status(), r.text().await.unwrap())
+        }
+    };
+    let (status, body) = metrics(None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert!(body.contains("Missing or invalid metrics token."), "{body}");
+    let (status, before) = metrics(Some(TOKEN)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(sample(&before, "sipsim_integration_concurrency_cap"), 16.0);
+    assert!(!before.contains(account.as_str()), "{before}");
+
+    // One event: a 503 (halves the limit), then a 200 (adds 1/8: still 8).
+    let sms: Value =
+        serde_json::from_str(sipsim_core::payload::example_json(sipsim_core::Event::Sms)).unwrap();
+    let (status, body) = app
+        .ingest(&json!({ "account_id": account, "event": "sms", "payload": sms }))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(receiver.wait_for(2, Duration::from_secs(10)).await.len(), 2);
+    let series = format!(
+        "sipsim_integration_concurrency_limit{{account_id=\"{}\"}}",
+        account.as_str()
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let after = loop {
+        let (_, text) = metrics(Some(TOKEN)).await;
+        if sample(&text, &series) == 8.0 {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "{text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        sample(&after, "sipsim_integrations_concurrency_lowered"),
+        1.0
+    );
+
+    let (session, _, _) =
+        crate::dashboard::login_at(&app.url(""), &email, crate::dashboard::PASSWORD, false).await;
+    let page = app
+        .http
+        .get(app.url("/dashboard/integrations/webhooks"))
+        .header(reqwest::header::COOKIE, &session)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains(r#"Up to <strong id="concurrency-limit">8</strong> of 16 requests"#),
+        "{page}"
+    );
+    assert!(page.contains("it grows back as your endpoint answers well"));
+}
