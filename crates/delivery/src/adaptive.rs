@@ -216,12 +216,21 @@ impl ConcurrencyLimits {
         let cap = f64::from(self.inner.cap);
         let mut table = self.table();
         let Table { windows, lowered } = &mut *table;
-        let w = windows.entry(account.clone()).or_insert(Window {
-            limit: cap,
-            usual_ms: None,
-            cut_at_ms: i64::MIN,
-            seen_at_ms: now_ms,
-        });
+        // Looked up before inserting: the common case must not copy the account id.
+        if !windows.contains_key(account) {
+            windows.insert(
+                account.clone(),
+                Window {
+                    limit: cap,
+                    usual_ms: None,
+                    cut_at_ms: i64::MIN,
+                    seen_at_ms: now_ms,
+                },
+            );
+        }
+        let Some(w) = windows.get_mut(account) else {
+            return;
+        };
         w.seen_at_ms = now_ms;
         let congested = match signal {
             Signal::Answered(seen) => {
@@ -252,9 +261,14 @@ impl ConcurrencyLimits {
             w.limit = (w.limit + 1.0 / w.limit).min(cap);
         }
         match whole(w.limit) {
-            n if n < self.inner.cap => lowered.insert(account.clone(), n),
-            _ => lowered.remove(account),
-        };
+            n if n < self.inner.cap => {
+                lowered.insert(account.clone(), n);
+            }
+            _ if !lowered.is_empty() => {
+                lowered.remove(account);
+            }
+            _ => {}
+        }
     }
 
     /// Forgets integrations with no attempt for [`FORGET_AFTER_MS`].

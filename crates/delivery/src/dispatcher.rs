@@ -3,7 +3,9 @@
 //! It sleeps until woken — by ingest through [`Dispatcher::waker`], by a completion that scheduled a
 //! retry, by the next due time, or at the latest after the fallback poll (which covers writers in other
 //! processes). Concurrency is bounded by a semaphore; a claim never takes more deliveries than there
-//! are free slots, so a claimed delivery is never left waiting while its lease runs. A sweeper makes
+//! are free slots, so a claimed delivery is never left waiting while its lease runs; when busy, it
+//! gathers a few freed slots (within a millisecond) so that one claim refills several. How many
+//! slots one integration may hold is learned from its answers ([`crate::adaptive`]). A sweeper makes
 //! deliveries whose lease expired (their worker died) due again.
 //!
 //! A call's events go out one at a time, in ingest order. A claim brings each call's earliest
@@ -199,7 +201,22 @@ impl Dispatcher {
                 },
                 _ = shutdown.cancelled() => break,
             };
-            let free = (slots.available_permits() + 1) as u32;
+            // Under load, slots free one by one as answers come. Gather a few (for at most
+            // GATHER_WITHIN) so that one claim — and its visit of the accounts — refills several;
+            // with slots to spare (an idle or lightly loaded node) it claims at once.
+            let mut gathered = Vec::new();
+            let gather = GATHER.min(self.config.concurrency);
+            let busy = slots.available_permits() + 1 < self.config.concurrency;
+            if busy && slots.available_permits() + 1 < gather {
+                let until = tokio::time::Instant::now() + GATHER_WITHIN;
+                while slots.available_permits() + gathered.len() + 1 < gather {
+                    match tokio::time::timeout_at(until, slots.clone().acquire_owned()).await {
+                        Ok(Ok(p)) => gathered.push(p),
+                        _ => break,
+                    }
+                }
+            }
+            let free = (slots.available_permits() + gathered.len() + 1) as u32;
             let limit = free.min(self.config.claim_batch);
             let shares = in_flight.shares(&self.limits);
             let claimed = self.storage_alarm.watch_storage(
@@ -229,6 +246,7 @@ impl Dispatcher {
                         "a signing secret cannot be decrypted with this node's key ({why})"
                     ));
                     drop(first);
+                    gathered.clear();
                     tokio::select! {
                         _ = tokio::time::sleep(self.config.halt_retry) => {},
                         _ = shutdown.cancelled() => break,
@@ -238,6 +256,7 @@ impl Dispatcher {
                 Err(e) => {
                     tracing::error!(error = %e, "claiming deliveries failed; retrying in 1 s");
                     drop(first);
+                    gathered.clear();
                     tokio::select! {
                         _ = tokio::time::sleep(Duration::from_secs(1)) => {},
                         _ = shutdown.cancelled() => break,
@@ -247,6 +266,7 @@ impl Dispatcher {
             };
             if claimed.is_empty() {
                 drop(first);
+                gathered.clear();
                 if !shares.any_full() {
                     self.idle(&shutdown).await;
                 } else {
@@ -261,7 +281,7 @@ impl Dispatcher {
                 }
                 continue;
             }
-            let mut permit = Some(first);
+            gathered.push(first);
             let mut handed_back = Vec::new();
             for train in trains(claimed, &mut handed_back) {
                 // A claim brings an account at most its free slots, and only this loop takes
@@ -270,7 +290,7 @@ impl Dispatcher {
                     handed_back.extend(train.into_iter().map(|d| (d.id, d.lease_token)));
                     continue;
                 }
-                let slot = match permit.take() {
+                let slot = match gathered.pop() {
                     Some(p) => p,
                     // Only this loop takes slots, so the ones counted free are still free.
                     None => match slots.clone().acquire_owned().await {
@@ -474,6 +494,11 @@ async fn run_train(
         }
     }
 }
+
+/// A busy dispatcher claims once this many slots are free…
+const GATHER: usize = 8;
+/// …or this long after the first one freed up, whichever comes first.
+const GATHER_WITHIN: Duration = Duration::from_millis(1);
 
 /// The longest a `Retry-After` may stretch a retry beyond the schedule's own delay.
 pub const RETRY_AFTER_CAP: Duration = Duration::from_secs(2 * 3600);
