@@ -285,7 +285,9 @@ impl Dispatcher {
             let mut handed_back = Vec::new();
             for train in trains(claimed, &mut handed_back) {
                 // A claim brings an account at most its free slots, and only this loop takes
-                // slots; this only refuses if a store broke that rule, and hands those back.
+                // slots; this only refuses if the account's limit was cut since the claim (an
+                // answer of its endpoint meanwhile) or a store broke that rule, and hands those
+                // back.
                 if !in_flight.try_take(&train[0].account_id, &self.limits) {
                     handed_back.extend(train.into_iter().map(|d| (d.id, d.lease_token)));
                     continue;
