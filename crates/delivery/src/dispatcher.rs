@@ -204,19 +204,17 @@ impl Dispatcher {
             // Under load, slots free one by one as answers come. Gather a few (for at most
             // GATHER_WITHIN) so that one claim — and its visit of the accounts — refills several;
             // with slots to spare (an idle or lightly loaded node) it claims at once.
-            let mut gathered = Vec::new();
+            // Fewer than `gather` free means attempts are in flight (gather ≤ all the slots).
+            let mut permits = vec![first];
             let gather = GATHER.min(self.config.concurrency);
-            let busy = slots.available_permits() + 1 < self.config.concurrency;
-            if busy && slots.available_permits() + 1 < gather {
-                let until = tokio::time::Instant::now() + GATHER_WITHIN;
-                while slots.available_permits() + gathered.len() + 1 < gather {
-                    match tokio::time::timeout_at(until, slots.clone().acquire_owned()).await {
-                        Ok(Ok(p)) => gathered.push(p),
-                        _ => break,
-                    }
+            let until = tokio::time::Instant::now() + GATHER_WITHIN;
+            while slots.available_permits() + permits.len() < gather {
+                match tokio::time::timeout_at(until, slots.clone().acquire_owned()).await {
+                    Ok(Ok(p)) => permits.push(p),
+                    _ => break,
                 }
             }
-            let free = (slots.available_permits() + gathered.len() + 1) as u32;
+            let free = (slots.available_permits() + permits.len()) as u32;
             let limit = free.min(self.config.claim_batch);
             let shares = in_flight.shares(&self.limits);
             let claimed = self.storage_alarm.watch_storage(
@@ -245,8 +243,7 @@ impl Dispatcher {
                     self.heartbeat.halted.raise(format!(
                         "a signing secret cannot be decrypted with this node's key ({why})"
                     ));
-                    drop(first);
-                    gathered.clear();
+                    permits.clear();
                     tokio::select! {
                         _ = tokio::time::sleep(self.config.halt_retry) => {},
                         _ = shutdown.cancelled() => break,
@@ -255,8 +252,7 @@ impl Dispatcher {
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "claiming deliveries failed; retrying in 1 s");
-                    drop(first);
-                    gathered.clear();
+                    permits.clear();
                     tokio::select! {
                         _ = tokio::time::sleep(Duration::from_secs(1)) => {},
                         _ = shutdown.cancelled() => break,
@@ -265,8 +261,7 @@ impl Dispatcher {
                 }
             };
             if claimed.is_empty() {
-                drop(first);
-                gathered.clear();
+                permits.clear();
                 if !shares.any_full() {
                     self.idle(&shutdown).await;
                 } else {
@@ -281,7 +276,6 @@ impl Dispatcher {
                 }
                 continue;
             }
-            gathered.push(first);
             let mut handed_back = Vec::new();
             for train in trains(claimed, &mut handed_back) {
                 // A claim brings an account at most its free slots, and only this loop takes
@@ -292,7 +286,7 @@ impl Dispatcher {
                     handed_back.extend(train.into_iter().map(|d| (d.id, d.lease_token)));
                     continue;
                 }
-                let slot = match gathered.pop() {
+                let slot = match permits.pop() {
                     Some(p) => p,
                     // Only this loop takes slots, so the ones counted free are still free.
                     None => match slots.clone().acquire_owned().await {
