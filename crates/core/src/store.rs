@@ -447,6 +447,14 @@ pub trait Store: Send + Sync + 'static {
         now_ms: i64,
     ) -> Result<Vec<Result<Vec<IngestOutcome>, StoreError>>, StoreError>;
 
+    /// How many [`Store::ingest_groups`] calls are worth running at once: one where writes take
+    /// turns anyway (SQLite's single write lock), more where independent batches can commit side
+    /// by side (PostgreSQL: rows and chains are locked one by one, so one batch's commit need not
+    /// wait for another's).
+    fn ingest_writers(&self) -> usize {
+        1
+    }
+
     /// [`Store::ingest_groups`] for a single batch.
     async fn ingest(
         &self,

@@ -1,16 +1,18 @@
 //! Group commit for ingest: concurrent ingest requests are written in one transaction.
 //!
-//! Each request hands its validated batch to the writer task and waits for its own result. The
-//! writer takes every batch that is waiting (up to [`MAX_GROUP`]) and stores them with
+//! Each request hands its validated batch to a writer task and waits for its own result. A writer
+//! takes every batch that is waiting (up to [`MAX_GROUP`]) and stores them with
 //! `Store::ingest_groups`: one transaction, each batch in its own savepoint, so every request keeps its
 //! all-or-nothing answer while many share one commit. A request is answered only after that commit.
+//! There are as many writers as the store says are worth it (`Store::ingest_writers`): while one
+//! commits, the next gathers the batches that arrived meanwhile.
 
 use std::sync::Arc;
 
 use sipsim_core::clock::now_ms;
 use sipsim_core::queue::{IngestOutcome, NewMessage};
 use sipsim_core::{Store, StoreError};
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Mutex, Notify, mpsc, oneshot};
 
 use crate::error::error_chain;
 
@@ -29,10 +31,13 @@ pub struct IngestWriter {
 }
 
 impl IngestWriter {
-    /// Starts the writer over `store`; it wakes `wake` after a commit that enqueued deliveries.
+    /// Starts the writers over `store`; each wakes `wake` after a commit that enqueued deliveries.
     pub fn spawn(store: Arc<dyn Store>, wake: Arc<Notify>) -> Self {
         let (jobs, queue) = mpsc::channel(MAX_GROUP * 4);
-        tokio::spawn(write_groups(store, wake, queue));
+        let queue = Arc::new(Mutex::new(queue));
+        for _ in 0..store.ingest_writers().max(1) {
+            tokio::spawn(write_groups(store.clone(), wake.clone(), queue.clone()));
+        }
         IngestWriter { jobs }
     }
 
@@ -51,9 +56,14 @@ impl IngestWriter {
     }
 }
 
-async fn write_groups(store: Arc<dyn Store>, wake: Arc<Notify>, mut queue: mpsc::Receiver<Job>) {
+async fn write_groups(
+    store: Arc<dyn Store>,
+    wake: Arc<Notify>,
+    queue: Arc<Mutex<mpsc::Receiver<Job>>>,
+) {
     let mut jobs = Vec::with_capacity(MAX_GROUP);
-    while queue.recv_many(&mut jobs, MAX_GROUP).await > 0 {
+    // One writer at a time waits for batches; it lets go of the queue as soon as it has some.
+    while queue.lock().await.recv_many(&mut jobs, MAX_GROUP).await > 0 {
         let groups: Vec<&[NewMessage]> = jobs.iter().map(|j| j.messages.as_slice()).collect();
         let results = store.ingest_groups(&groups, now_ms()).await;
         let mut enqueued = false;

@@ -33,8 +33,7 @@ pub(crate) fn accounts_to_visit(shares: &Shares, limit: u32) -> i64 {
 /// or `$1`, `$2` (PostgreSQL),
 /// and returns, in visiting order, each account with scheduled work, when its earliest scheduled
 /// delivery is due (one index seek: a backlog of 50,000 costs what one delivery does), and whether
-/// its integration is enabled (1 or 0) (on PostgreSQL, then
-/// [`PG_CLAIM_SETTINGS`]). The first part goes up from the
+/// its integration is enabled (1 or 0). The first part goes up from the
 /// last account, the second wraps around from the first account up to it.
 pub(crate) fn visit_sql(pg: bool) -> String {
     let (last, most) = if pg { ("$1", "$2") } else { ("?1", "?2") };
@@ -67,7 +66,7 @@ pub(crate) fn visit_sql(pg: bool) -> String {
                  WHERE d.account_id = v.account AND d.status = 'pending' \
                    AND d.next_attempt_at IS NOT NULL \
                  ORDER BY d.next_attempt_at LIMIT 1), \
-                CAST(CASE WHEN i.state = 'enabled' THEN 1 ELSE 0 END AS BIGINT){settings} \
+                CAST(CASE WHEN i.state = 'enabled' THEN 1 ELSE 0 END AS BIGINT) \
          FROM visited v LEFT JOIN integrations i ON i.account_id = v.account \
          ORDER BY v.step",
         first_up = next(&format!("account_id > {last}")),
@@ -76,22 +75,8 @@ pub(crate) fn visit_sql(pg: bool) -> String {
         next_around = next(&format!(
             "account_id > around.account AND account_id <= {last}"
         )),
-        settings = if pg { PG_CLAIM_SETTINGS } else { "" },
     )
 }
-
-/// On PostgreSQL the visit also sets, for the rest of the claim's transaction (it runs before the
-/// claim statement is planned, and only matters if an account was visited):
-/// - no sorts: statistics lag behind a burst (until (auto)analyze runs; never where autovacuum is
-///   off), and the planner then thinks few rows are due and sorts every due row, 300 ms per claim at
-///   200,000 due (measured), instead of reading the index in order and stopping at the share;
-/// - no sequential scans: every table the claim reads has the index it needs, and statistics
-///   taken a moment before a burst (most deliveries `succeeded`) make a scan of all of
-///   `deliveries` look like one row (measured: a claim of 64 took 9.5 s at 25,000 rows);
-/// - no wait for the disk on commit: a lost lease only makes a delivery due again (see
-///   `bookkeeping` in the PostgreSQL backend).
-const PG_CLAIM_SETTINGS: &str = ", set_config('enable_sort', 'off', true), \
-    set_config('enable_seqscan', 'off', true), set_config('synchronous_commit', 'off', true)";
 
 /// One account a claim visited.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -72,9 +72,15 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "due by account",
         include_str!("../../migrations/postgres/0006_due_by_account.sql"),
     ),
+    (
+        7,
+        "queue functions",
+        include_str!("../../migrations/postgres/0007_queue_functions.sql"),
+    ),
 ];
 
-/// The channel on which a write that made deliveries due wakes every node's dispatcher.
+/// The channel on which a write that made deliveries due wakes every node's dispatcher (migration
+/// 0007 names it too).
 const DUE_CHANNEL: &str = "sipsim_due";
 /// The channel on which deleting an API client makes every node refresh its revocations.
 const REVOKED_CHANNEL: &str = "sipsim_revoked";
@@ -82,6 +88,12 @@ const REVOKED_CHANNEL: &str = "sipsim_revoked";
 /// The channel on which the `settings_version` trigger says an integration's settings changed
 /// (migration 0005 names it too).
 const SETTINGS_CHANNEL: &str = "sipsim_settings";
+
+/// Ingest transactions a node runs at once. Batches touching the same call or idempotency key
+/// wait for each other on its advisory lock (so a call's events are numbered in commit order);
+/// others commit side by side, each a few round trips and a WAL flush that PostgreSQL shares
+/// between them. A quarter of the default pool, leaving the rest to claims and results.
+const INGEST_WRITERS: usize = 4;
 
 /// A PostgreSQL database holding all of sipsim-webhooks' state, shared by any number of nodes.
 #[derive(Clone, Debug)]
@@ -661,6 +673,10 @@ impl Store for PgStore {
         now_ms: i64,
     ) -> Result<Vec<Result<Vec<IngestOutcome>, StoreError>>, StoreError> {
         self.ingest_groups(groups, now_ms).await
+    }
+
+    fn ingest_writers(&self) -> usize {
+        INGEST_WRITERS
     }
 
     async fn claim_due(

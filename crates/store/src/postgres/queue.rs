@@ -8,7 +8,7 @@
 //! same-key idempotency checks take theirs, always in ascending key order so two transactions never
 //! wait on each other in a cycle. Each lock is held to commit, so commit order is chain order.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 use sipsim_core::queue::{
     AttemptRecord, ClaimedDelivery, Completion, DeliveryFilter, DeliveryRecord, DeliveryStatus,
@@ -23,8 +23,7 @@ use super::{Job, PgStore, ensure_account, job_lock, notify_due};
 use crate::backend;
 use crate::rotation::{self, Rotation, Visited};
 use crate::rows::{
-    self, ATTEMPT_COLUMNS, CLAIMED_COLUMNS, ClaimError, DELIVERY_COLUMNS, Failing,
-    IDEMPOTENCY_WINDOW_MS, corrupt,
+    self, ATTEMPT_COLUMNS, ClaimError, DELIVERY_COLUMNS, IDEMPOTENCY_WINDOW_MS, corrupt,
 };
 
 /// The tables the queue's hot statements read and write, whose planner statistics
@@ -132,15 +131,16 @@ impl PgStore {
         shares: &Shares,
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
         let token = rows::lease_token();
-        let mut tx = self.pool.begin().await.map_err(backend)?;
-        // The accounts in turn (and the claim's settings, see `visit_sql`). Plans cached while
-        // the queue was nearly empty are dropped when the nodes analyze the grown tables
-        // (`analyze_changed_tables`); until then the claim's settings and shape keep it on its
-        // indexes (docs/DECISIONS.md, "PostgreSQL's planner without autovacuum").
+        // The accounts in turn, then the claim: two statements, each its own (implicit)
+        // transaction, one round trip each. Nothing is held between them: the claim locks what it
+        // takes and skips what another node holds. Plans cached while the queue was nearly empty
+        // are dropped when the nodes analyze the grown tables (`analyze_changed_tables`); until
+        // then the claim's settings and shape keep it on its indexes (migration 0007,
+        // docs/DECISIONS.md, "PostgreSQL's planner without autovacuum").
         let visited = sqlx::query(AssertSqlSafe(rotation::visit_sql(true)))
             .bind(self.rotation.last())
             .bind(rotation::accounts_to_visit(shares, limit))
-            .fetch_all(&mut *tx)
+            .fetch_all(&self.pool)
             .await
             .map_err(backend)?
             .iter()
@@ -149,56 +149,13 @@ impl PgStore {
         let allotted = Rotation::shares(&visited, shares, now, limit);
         if allotted.is_empty() {
             self.rotation.advance(&visited, []);
-            tx.commit().await.map_err(backend)?;
             return Ok(Vec::new());
         }
         let (accounts, counts): (Vec<&str>, Vec<i64>) = allotted
             .iter()
             .map(|(account, n)| (account.as_str(), i64::from(*n)))
             .unzip();
-        // One statement: each account's share of its oldest due rows that no other node holds
-        // (their row locks make a concurrent claim skip them), one index range each, in visiting
-        // order (a nested loop over the list) until `limit`; lease them, and read what sending
-        // needs. The integration is checked again (it may have been disabled since the visit)
-        // inside each account's range, so that the list stays the loop's outer side.
-        // Behind each head of a chain, the deliveries waiting right behind it (a train): while the
-        // head is unfinished nothing else of its chain is due or leased. They are not locked
-        // before the update; one changed meanwhile fails the update's status check and is left out
-        // (the dispatcher sends a train only up to its first gap). The ids are gathered once
-        // (`ARRAY(…)`, an init plan) and looked up by key: joined instead, a plan made with
-        // stale statistics ran the whole `due` and `train` subqueries again for each row of
-        // `deliveries` it read.
-        let sql = format!(
-            "WITH due AS ( \
-                SELECT d.id, d.account_id, d.ordering_key, d.seq \
-                FROM unnest($5::text[], $6::bigint[]) AS w(account, n) \
-                CROSS JOIN LATERAL ( \
-                    SELECT x.id, x.account_id, x.ordering_key, x.seq FROM deliveries x \
-                    WHERE x.account_id = w.account AND x.status = 'pending' \
-                      AND x.next_attempt_at IS NOT NULL AND x.next_attempt_at <= $3 \
-                      AND EXISTS (SELECT 1 FROM integrations i \
-                                  WHERE i.account_id = w.account AND i.state = 'enabled') \
-                    ORDER BY x.next_attempt_at LIMIT w.n \
-                    FOR UPDATE OF x SKIP LOCKED) AS d \
-                LIMIT $7), \
-             train AS ( \
-                SELECT f.id FROM due h JOIN deliveries f \
-                  ON f.ordering_key IS NOT NULL AND f.account_id = h.account_id \
-                 AND f.ordering_key = h.ordering_key AND f.seq > h.seq AND f.seq < h.seq + $4 \
-                WHERE h.ordering_key IS NOT NULL \
-                  AND f.status = 'pending' AND f.next_attempt_at IS NULL), \
-             claimed AS ( \
-                UPDATE deliveries SET status = 'delivering', lease_token = $1, lease_expires_at = $2, \
-                       attempts = deliveries.attempts + 1, updated_at = $3 \
-                WHERE deliveries.id = ANY(ARRAY(SELECT id FROM due UNION ALL SELECT id FROM train)) \
-                  AND deliveries.status = 'pending' \
-                RETURNING deliveries.id, deliveries.message_id, deliveries.account_id, \
-                          deliveries.attempts, deliveries.ordering_key, deliveries.seq) \
-             SELECT {CLAIMED_COLUMNS} FROM claimed d \
-             JOIN messages m ON m.id = d.message_id \
-             JOIN integrations i ON i.account_id = d.account_id"
-        );
-        let rows = sqlx::query(AssertSqlSafe(sql))
+        let rows = sqlx::query("SELECT * FROM sipsim_claim($1, $2, $3, $4, $5, $6, $7)")
             .bind(&token)
             .bind(now + lease_ms)
             .bind(now)
@@ -206,73 +163,82 @@ impl PgStore {
             .bind(accounts)
             .bind(counts)
             .bind(i64::from(limit))
-            .fetch_all(&mut *tx)
+            .fetch_all(&self.pool)
             .await
             .map_err(backend)?;
-        if rows.is_empty() {
-            self.rotation.advance(&visited, []);
-            tx.commit().await.map_err(backend)?;
-            return Ok(Vec::new());
-        }
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
             match rows::claimed(row, &token, self.cipher.as_ref(), now) {
                 Ok(c) => out.push(c),
-                // A secret this node cannot open (wrong or missing SIPSIM_ENCRYPTION_KEY): the
-                // transaction is dropped, so every delivery of this claim is handed back untouched
-                // for a node that can, and the dispatcher stops claiming. Never marked failed.
+                // A secret this node cannot open (wrong or missing SIPSIM_ENCRYPTION_KEY): every
+                // delivery of this claim is handed back for a node that can, and the dispatcher
+                // stops claiming. Never marked failed.
                 Err(ClaimError::Secret(id, why)) => {
+                    self.hand_back(&token).await?;
                     return Err(StoreError::SecretUnreadable(format!(
                         "delivery {id}: {why}"
                     )));
                 }
-                Err(ClaimError::Store(e)) => return Err(e),
+                Err(ClaimError::Store(e)) => {
+                    self.hand_back(&token).await?;
+                    return Err(e);
+                }
             }
         }
         self.rotation
             .advance(&visited, out.iter().map(|c| &c.account_id));
-        tx.commit().await.map_err(backend)?;
         Ok(out)
     }
 
-    /// Group commit of attempt results: one transaction for all of them. Returns, for each, whether
-    /// its lease still held (see [`complete_in`]).
+    /// Undoes a claim this node cannot send: its deliveries are as they were before it (due, or
+    /// waiting behind their head), the attempt it counted taken back. If this fails too (the
+    /// database went away), their leases expire and [`PgStore::release_leases`] hands them back.
+    async fn hand_back(&self, token: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE deliveries SET status = 'pending', lease_token = NULL, \
+                    lease_expires_at = NULL, attempts = attempts - 1 \
+             WHERE lease_token = $1 AND status = 'delivering'",
+        )
+        .bind(token)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    /// Group commit of attempt results: one call of `sipsim_complete` (migration 0007), one round
+    /// trip and one transaction for all of them. Returns, for each, whether its lease still held.
     pub(super) async fn complete_attempts(
         &self,
         results: &[FinishedAttempt],
     ) -> Result<Vec<bool>, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
-        bookkeeping(&mut tx).await?;
-        // The chains of these deliveries, locked in key order before any row is touched (an ingest
-        // appending to one of them waits, or is waited for: see the module's comment).
-        lock_chains_of(&mut tx, results.iter().map(|r| r.id.as_str()).collect()).await?;
-        // One statement ends every lease that still holds and records its outcome.
         let mut cols = Rows::default();
         for r in results {
-            let (status, next) = match r.completion {
-                Completion::Succeeded => (DeliveryStatus::Succeeded, None),
-                Completion::RetryAt(at) => (DeliveryStatus::Pending, Some(at)),
-                Completion::Failed => (DeliveryStatus::Failed, None),
-                Completion::Paused => (DeliveryStatus::Paused, None),
+            let status = match r.completion {
+                Completion::Succeeded => DeliveryStatus::Succeeded,
+                Completion::RetryAt(_) => DeliveryStatus::Pending,
+                Completion::Failed => DeliveryStatus::Failed,
+                Completion::Paused => DeliveryStatus::Paused,
             };
+            let next = match r.completion {
+                Completion::RetryAt(at) => Some(at),
+                _ => None,
+            };
+            let rec = &r.record;
             cols.text[0].push(r.id.as_str().to_owned());
             cols.text[1].push(r.lease_token.clone());
             cols.text[2].push(status.as_str().to_owned());
             cols.opt_int[0].push(next);
-            cols.opt_int[1].push(r.record.status_code.map(i64::from));
-            cols.opt_text[0].push(r.record.error.clone());
-            cols.ints
-                .push(r.record.started_at_ms + r.record.duration_ms);
+            cols.opt_int[1].push(rec.status_code.map(i64::from));
+            cols.opt_text[0].push(rec.error.clone());
+            cols.opt_text[1].push(rec.response_snippet.clone());
+            cols.ints.push(rec.started_at_ms);
+            cols.opt_int[2].push(Some(rec.duration_ms));
         }
-        // Each held delivery: its attempt number, account and ordering key.
-        let held: HashMap<String, (i64, String, Option<String>)> = sqlx::query_as(
-            "UPDATE deliveries d SET status = i.status, next_attempt_at = i.next_at, \
-                    lease_token = NULL, lease_expires_at = NULL, last_status_code = i.code, \
-                    last_error = i.error, updated_at = i.at \
-             FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[], $5::BIGINT[], \
-                         $6::TEXT[], $7::BIGINT[]) AS i(id, token, status, next_at, code, error, at) \
-             WHERE d.id = i.id AND d.lease_token = i.token AND d.status = 'delivering' \
-             RETURNING d.id, d.attempts, d.account_id, d.ordering_key",
+        let held: HashSet<String> = sqlx::query_scalar(
+            "SELECT sipsim_complete($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[], \
+                                    $5::BIGINT[], $6::TEXT[], $7::BIGINT[], $8::BIGINT[], \
+                                    $9::TEXT[])",
         )
         .bind(&cols.text[0])
         .bind(&cols.text[1])
@@ -281,127 +247,17 @@ impl PgStore {
         .bind(&cols.opt_int[1])
         .bind(&cols.opt_text[0])
         .bind(&cols.ints)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(backend)?
-        .into_iter()
-        .map(|(id, attempt, account, key)| (id, (attempt, account, key)))
-        .collect();
-
-        // The attempt log, the chains to move on, and how each integration's failure clock moves.
-        let mut log = Rows::default();
-        let mut released_chains = Rows::default();
-        let mut failing: BTreeMap<String, Failing> = BTreeMap::new();
-        let mut applied = Vec::with_capacity(results.len());
-        for r in results {
-            let Some((attempt, account, key)) = held.get(r.id.as_str()) else {
-                applied.push(false);
-                continue;
-            };
-            applied.push(true);
-            let rec = &r.record;
-            log.text[0].push(r.id.as_str().to_owned());
-            log.ints.push(*attempt);
-            log.opt_int[0].push(Some(rec.started_at_ms));
-            log.opt_int[1].push(Some(rec.duration_ms));
-            log.opt_int[2].push(rec.status_code.map(i64::from));
-            log.opt_text[0].push(rec.error.clone());
-            log.opt_text[1].push(rec.response_snippet.clone());
-            if let (Some(key), Completion::Succeeded | Completion::Failed) = (key, r.completion) {
-                released_chains.text[0].push(account.clone());
-                released_chains.text[1].push(key.clone());
-                released_chains
-                    .ints
-                    .push(rec.started_at_ms + rec.duration_ms);
-            }
-            let before = failing.remove(account);
-            failing.insert(
-                account.clone(),
-                Failing::after(before, r.completion, rec.started_at_ms),
-            );
-        }
-        if !log.text[0].is_empty() {
-            sqlx::query(
-                "INSERT INTO delivery_attempts (delivery_id, attempt, started_at, duration_ms, \
-                                                status_code, error, response_snippet) \
-                 SELECT * FROM unnest($1::TEXT[], $2::BIGINT[], $3::BIGINT[], $4::BIGINT[], \
-                                      $5::BIGINT[], $6::TEXT[], $7::TEXT[]) \
-                 ON CONFLICT (delivery_id, attempt) DO NOTHING",
-            )
-            .bind(&log.text[0])
-            .bind(&log.ints)
-            .bind(&log.opt_int[0])
-            .bind(&log.opt_int[1])
-            .bind(&log.opt_int[2])
-            .bind(&log.opt_text[0])
-            .bind(&log.opt_text[1])
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        }
-        let mut released = 0;
-        if !released_chains.text[0].is_empty() {
-            released = sqlx::query(
-                "UPDATE deliveries SET next_attempt_at = c.at, updated_at = c.at \
-                 FROM unnest($1::TEXT[], $2::TEXT[], $3::BIGINT[]) AS c(account_id, ordering_key, at) \
-                 WHERE deliveries.account_id = c.account_id \
-                   AND deliveries.ordering_key = c.ordering_key \
-                   AND deliveries.status = 'pending' AND deliveries.next_attempt_at IS NULL \
-                   AND deliveries.seq = (SELECT MIN(x.seq) FROM deliveries x \
-                                         WHERE x.account_id = c.account_id \
-                                           AND x.ordering_key = c.ordering_key \
-                                           AND x.status IN ('pending', 'delivering', 'paused'))",
-            )
-            .bind(&released_chains.text[0])
-            .bind(&released_chains.text[1])
-            .bind(&released_chains.ints)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?
-            .rows_affected();
-        }
-        // Integrations are written only where the clock really moves (rarely: at the first failure
-        // after a success and the first success after failures), one by one in account order, as
-        // ingest locks them, so the two never wait on each other in a cycle.
-        let accounts: Vec<&str> = failing.keys().map(String::as_str).collect();
-        let current: HashMap<String, Option<i64>> = sqlx::query_as(
-            "SELECT account_id, failing_since FROM integrations WHERE account_id = ANY($1)",
-        )
-        .bind(&accounts)
-        .fetch_all(&mut *tx)
+        .bind(&cols.opt_int[2])
+        .bind(&cols.opt_text[1])
+        .fetch_all(&self.pool)
         .await
         .map_err(backend)?
         .into_iter()
         .collect();
-        for (account, track) in failing {
-            let Some(now) = current.get(&account) else {
-                continue;
-            };
-            let (sql, at) = match track {
-                Failing::Since(at) if at != *now => (
-                    "UPDATE integrations SET failing_since = $2 \
-                     WHERE account_id = $1 AND failing_since IS DISTINCT FROM $2",
-                    at,
-                ),
-                Failing::SinceIfUnset(at) if now.is_none() => (
-                    "UPDATE integrations SET failing_since = $2 \
-                     WHERE account_id = $1 AND failing_since IS NULL",
-                    Some(at),
-                ),
-                _ => continue,
-            };
-            sqlx::query(sql)
-                .bind(&account)
-                .bind(at)
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
-        }
-        if released > 0 {
-            notify_due(&mut tx).await?;
-        }
-        tx.commit().await.map_err(backend)?;
-        Ok(applied)
+        Ok(results
+            .iter()
+            .map(|r| held.contains(r.id.as_str()))
+            .collect())
     }
 
     pub(super) async fn log_test_attempt(
@@ -1098,21 +954,6 @@ struct Rows {
     opt_int: [Vec<Option<i64>>; 3],
     ints: Vec<i64>,
     bytes: Vec<Vec<u8>>,
-}
-
-/// Makes the surrounding transaction commit without waiting for its WAL to reach the disk
-/// (`synchronous_commit = off` for this transaction only). For claims and attempt results only:
-/// they are visible to every node at commit as usual, and a PostgreSQL *server* crash can forget
-/// at most the last few hundred milliseconds of them — a lease (the delivery is claimed again) or
-/// a result (the delivery is sent again): at-least-once either way. Ingest keeps the server's
-/// setting, so an accepted event is as durable as the operator chose. Each commit that waits for
-/// the disk was most of a delivery's cost (docs/BENCHMARKS.md).
-async fn bookkeeping(conn: &mut PgConnection) -> Result<(), StoreError> {
-    sqlx::query("SET LOCAL synchronous_commit = off")
-        .execute(conn)
-        .await
-        .map_err(backend)?;
-    Ok(())
 }
 
 /// Takes the advisory locks named by `keys` (hashed), in ascending order, each until commit.
