@@ -77,10 +77,15 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "queue functions",
         include_str!("../../migrations/postgres/0007_queue_functions.sql"),
     ),
+    (
+        8,
+        "ingest function",
+        include_str!("../../migrations/postgres/0008_ingest_function.sql"),
+    ),
 ];
 
 /// The channel on which a write that made deliveries due wakes every node's dispatcher (migration
-/// 0007 names it too).
+/// 0007 and 0008 name it too).
 const DUE_CHANNEL: &str = "sipsim_due";
 /// The channel on which deleting an API client makes every node refresh its revocations.
 const REVOKED_CHANNEL: &str = "sipsim_revoked";

@@ -7,17 +7,21 @@
 //! next `seq`, a finished delivery releasing the next) first takes that chain's advisory lock, and
 //! same-key idempotency checks take theirs, always in ascending key order so two transactions never
 //! wait on each other in a cycle. Each lock is held to commit, so commit order is chain order.
+//!
+//! The three hot paths — ingest, claim, recording results — are PL/pgSQL functions (migrations 0007
+//! and 0008) called in autocommit, one round trip each: the statements run next to the data rather
+//! than one round trip apiece while the transaction holds its locks.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use sipsim_core::queue::{
     AttemptRecord, ClaimedDelivery, Completion, DeliveryFilter, DeliveryRecord, DeliveryStatus,
     FinishedAttempt, IngestOutcome, NewMessage, Shares, SkipReason, TRAIN_LEN,
 };
-use sipsim_core::store::{IntegrationState, KeptDeliveries, QueueStats};
+use sipsim_core::store::{KeptDeliveries, QueueStats};
 use sipsim_core::{AccountId, DeliveryId, EventSet, MessageId, StoreError};
 use sqlx::postgres::PgConnection;
-use sqlx::{Acquire, AssertSqlSafe, Row};
+use sqlx::{AssertSqlSafe, Row};
 
 use super::{Job, PgStore, ensure_account, job_lock, notify_due};
 use crate::backend;
@@ -36,90 +40,80 @@ const QUEUE_TABLES: [&str; 5] = [
     "messages",
 ];
 
-/// What ingest needs to know of an account's integration, read once per account per batch.
-#[derive(Clone, Copy)]
-enum Snapshot {
-    None,
-    Integration(IntegrationState, EventSet),
-}
-
 impl PgStore {
-    /// Group commit: several independent batches in one transaction, each inside its own savepoint,
-    /// so one batch failing (an unknown account) rolls back only that batch.
+    /// Group commit: several independent batches in one call of `sipsim_ingest` (migration 0008),
+    /// one round trip and one transaction; a batch naming an unknown account stores nothing, the
+    /// others are unaffected.
     pub(super) async fn ingest_groups(
         &self,
         groups: &[&[NewMessage]],
         now: i64,
     ) -> Result<Vec<Result<Vec<IngestOutcome>, StoreError>>, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
-        let messages = groups.iter().flat_map(|g| g.iter());
-        lock_keys(&mut tx, messages.clone().flat_map(lock_keys_of).collect()).await?;
-        let snapshots =
-            lock_integrations(&mut tx, messages.map(|m| m.account_id.as_str()).collect()).await?;
-        if let [group] = groups {
-            // One batch: its failure is the transaction's; no savepoint needed.
-            let group: Vec<&NewMessage> = group.iter().collect();
-            return match ingest_into(&mut tx, &group, now, &snapshots).await {
-                Ok(outcomes) => {
-                    if outcomes
-                        .iter()
-                        .any(|o| matches!(o, IngestOutcome::Enqueued { .. }))
-                    {
-                        notify_due(&mut tx).await?;
-                    }
-                    tx.commit().await.map_err(backend)?;
-                    Ok(vec![Ok(outcomes)])
-                }
-                Err(e) => {
-                    tx.rollback().await.map_err(backend)?;
-                    Ok(vec![Err(e)])
-                }
-            };
+        let count = groups.iter().map(|g| g.len()).sum();
+        let mut cols = IngestColumns::with_capacity(count);
+        for (group, batch) in groups.iter().enumerate() {
+            for msg in batch.iter() {
+                cols.push(group as i64, msg);
+            }
         }
+        let rows: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT * FROM sipsim_ingest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(now)
+        .bind(now - IDEMPOTENCY_WINDOW_MS)
+        .bind(&cols.group)
+        .bind(&cols.message)
+        .bind(&cols.delivery)
+        .bind(&cols.account)
+        .bind(&cols.event)
+        .bind(&cols.event_bit)
+        .bind(&cols.body)
+        .bind(&cols.key)
+        .bind(&cols.idempotency)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        if rows.len() != count {
+            return Err(corrupt(format!(
+                "ingest answered {} rows for {count} messages",
+                rows.len()
+            )));
+        }
+        let mut rows = rows.into_iter();
         let mut results = Vec::with_capacity(groups.len());
-        // Usually every batch is good: then they are written as one (a few statements in all,
-        // where each batch took five), which gives the same outcomes as one after the other. If
-        // that fails, each batch is written on its own, so only a bad one fails.
-        if groups.len() > 1 {
-            let all: Vec<&NewMessage> = groups.iter().flat_map(|g| g.iter()).collect();
-            let mut savepoint = (&mut *tx).begin().await.map_err(backend)?;
-            match ingest_into(&mut savepoint, &all, now, &snapshots).await {
-                Ok(outcomes) => {
-                    savepoint.commit().await.map_err(backend)?;
-                    let mut outcomes = outcomes.into_iter();
-                    for group in groups {
-                        results.push(Ok(outcomes.by_ref().take(group.len()).collect()));
+        for batch in groups {
+            let mut outcomes = Vec::with_capacity(batch.len());
+            let mut unknown = None;
+            for (outcome, message, delivery) in rows.by_ref().take(batch.len()) {
+                let skipped = |reason| -> Result<IngestOutcome, StoreError> {
+                    Ok(IngestOutcome::Skipped {
+                        message_id: MessageId::parse(&message).map_err(corrupt)?,
+                        reason,
+                    })
+                };
+                outcomes.push(match outcome.as_str() {
+                    "pending" | "paused" => IngestOutcome::Enqueued {
+                        message_id: MessageId::parse(&message).map_err(corrupt)?,
+                        delivery_id: DeliveryId::parse(&delivery).map_err(corrupt)?,
+                    },
+                    "duplicate" => IngestOutcome::Duplicate {
+                        message_id: MessageId::parse(&message).map_err(corrupt)?,
+                    },
+                    "no_integration" => skipped(SkipReason::NoIntegration)?,
+                    "disabled" => skipped(SkipReason::Disabled)?,
+                    "not_subscribed" => skipped(SkipReason::NotSubscribed)?,
+                    "unknown_account" => {
+                        unknown = Some(AccountId::parse(&message).map_err(corrupt)?);
+                        continue;
                     }
-                }
-                // No room: no batch would fit; the transaction is dropped (rolled back).
-                Err(e @ StoreError::StorageFull(_)) => return Err(e),
-                Err(_) => savepoint.rollback().await.map_err(backend)?,
+                    other => return Err(corrupt(format!("ingest outcome '{other}'"))),
+                });
             }
+            results.push(match unknown {
+                Some(account) => Err(StoreError::AccountNotFound(account)),
+                None => Ok(outcomes),
+            });
         }
-        for group in groups.iter().skip(results.len()) {
-            let mut savepoint = (&mut *tx).begin().await.map_err(backend)?;
-            let group: Vec<&NewMessage> = group.iter().collect();
-            match ingest_into(&mut savepoint, &group, now, &snapshots).await {
-                Ok(outcomes) => {
-                    savepoint.commit().await.map_err(backend)?;
-                    results.push(Ok(outcomes));
-                }
-                Err(e @ StoreError::StorageFull(_)) => return Err(e),
-                Err(e) => {
-                    savepoint.rollback().await.map_err(backend)?;
-                    results.push(Err(e));
-                }
-            }
-        }
-        let enqueued = results
-            .iter()
-            .flatten()
-            .flatten()
-            .any(|o| matches!(o, IngestOutcome::Enqueued { .. }));
-        if enqueued {
-            notify_due(&mut tx).await?;
-        }
-        tx.commit().await.map_err(backend)?;
         Ok(results)
     }
 
@@ -731,246 +725,56 @@ impl PgStore {
 /// in bulk (accounts, idempotency keys, each chain's last number), decided here, and written with one
 /// `INSERT … SELECT FROM unnest(…)` per table. `snapshots` are the batch's integrations, locked by
 /// the caller.
-async fn ingest_into(
-    conn: &mut PgConnection,
-    batch: &[&NewMessage],
-    now: i64,
-    snapshots: &HashMap<String, Snapshot>,
-) -> Result<Vec<IngestOutcome>, StoreError> {
-    // Every account must exist: the first unknown one fails the batch.
-    let mut accounts: Vec<&str> = batch.iter().map(|m| m.account_id.as_str()).collect();
-    accounts.sort_unstable();
-    accounts.dedup();
-    let known: HashSet<String> = sqlx::query_scalar("SELECT id FROM accounts WHERE id = ANY($1)")
-        .bind(&accounts)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(backend)?
-        .into_iter()
-        .collect();
-    if let Some(unknown) = batch
-        .iter()
-        .find(|m| !known.contains(m.account_id.as_str()))
-    {
-        return Err(StoreError::AccountNotFound(unknown.account_id.clone()));
-    }
+/// The arguments of `sipsim_ingest`: one array per column, one element per message. Ids are made
+/// here, as everywhere else; a duplicate's or a skipped message's delivery id is never used.
+struct IngestColumns {
+    group: Vec<i64>,
+    message: Vec<String>,
+    delivery: Vec<String>,
+    account: Vec<String>,
+    event: Vec<&'static str>,
+    event_bit: Vec<i64>,
+    body: Vec<Vec<u8>>,
+    key: Vec<Option<String>>,
+    idempotency: Vec<Option<String>>,
+}
 
-    // Idempotency keys seen in the window (the caller holds their locks).
-    let keyed: Vec<&NewMessage> = batch
-        .iter()
-        .copied()
-        .filter(|m| m.idempotency_key.is_some())
-        .collect();
-    let mut first_with_key: HashMap<(String, String), MessageId> = HashMap::new();
-    if !keyed.is_empty() {
-        let rows: Vec<(String, String, String)> = sqlx::query_as(
-            "SELECT k.account_id, k.key, k.message_id FROM idempotency_keys k \
-             JOIN unnest($1::TEXT[], $2::TEXT[]) AS w(account_id, key) \
-               ON k.account_id = w.account_id AND k.key = w.key \
-             WHERE k.created_at > $3",
-        )
-        .bind(
-            keyed
-                .iter()
-                .map(|m| m.account_id.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            keyed
-                .iter()
-                .filter_map(|m| m.idempotency_key.as_deref())
-                .collect::<Vec<_>>(),
-        )
-        .bind(now - IDEMPOTENCY_WINDOW_MS)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(backend)?;
-        for (account, key, id) in rows {
-            first_with_key.insert((account, key), MessageId::parse(&id).map_err(corrupt)?);
+impl IngestColumns {
+    fn with_capacity(n: usize) -> Self {
+        IngestColumns {
+            group: Vec::with_capacity(n),
+            message: Vec::with_capacity(n),
+            delivery: Vec::with_capacity(n),
+            account: Vec::with_capacity(n),
+            event: Vec::with_capacity(n),
+            event_bit: Vec::with_capacity(n),
+            body: Vec::with_capacity(n),
+            key: Vec::with_capacity(n),
+            idempotency: Vec::with_capacity(n),
         }
     }
 
-    // Each chain's last number and how many of its deliveries are unfinished.
-    let chained: Vec<&NewMessage> = batch
-        .iter()
-        .copied()
-        .filter(|m| m.ordering_key.is_some())
-        .collect();
-    let mut chains: HashMap<(String, String), (i64, i64)> = HashMap::new();
-    if !chained.is_empty() {
-        let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
-            "SELECT d.account_id, d.ordering_key, MAX(d.seq), \
-                    COUNT(*) FILTER (WHERE d.status IN ('pending', 'delivering', 'paused')) \
-             FROM deliveries d \
-             JOIN (SELECT DISTINCT * FROM unnest($1::TEXT[], $2::TEXT[])) AS c(account_id, ordering_key) \
-               ON d.account_id = c.account_id AND d.ordering_key = c.ordering_key \
-             GROUP BY d.account_id, d.ordering_key",
-        )
-        .bind(chained.iter().map(|m| m.account_id.as_str()).collect::<Vec<_>>())
-        .bind(chained.iter().filter_map(|m| m.ordering_key.as_deref()).collect::<Vec<_>>())
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(backend)?;
-        chains.extend(
-            rows.into_iter()
-                .map(|(account, key, last, unfinished)| ((account, key), (last, unfinished))),
-        );
+    fn push(&mut self, group: i64, msg: &NewMessage) {
+        self.group.push(group);
+        self.message.push(MessageId::generate().as_str().to_owned());
+        self.delivery
+            .push(DeliveryId::generate().as_str().to_owned());
+        self.account.push(msg.account_id.as_str().to_owned());
+        self.event.push(msg.event.name());
+        self.event_bit.push(EventSet::of(msg.event).bits());
+        self.body.push(msg.body.clone());
+        self.key.push(msg.ordering_key.clone());
+        self.idempotency.push(msg.idempotency_key.clone());
     }
-
-    let mut messages = Rows::default();
-    let mut keys = Rows::default();
-    let mut deliveries = Rows::default();
-    let mut outcomes = Vec::with_capacity(batch.len());
-    for msg in batch {
-        let account = msg.account_id.as_str();
-        let idempotency = msg
-            .idempotency_key
-            .as_ref()
-            .map(|k| (account.to_owned(), k.clone()));
-        if let Some(first) = idempotency.as_ref().and_then(|k| first_with_key.get(k)) {
-            outcomes.push(IngestOutcome::Duplicate {
-                message_id: first.clone(),
-            });
-            continue;
-        }
-        let message_id = MessageId::generate();
-        messages.text[0].push(message_id.as_str().to_owned());
-        messages.text[1].push(account.to_owned());
-        messages.text[2].push(msg.event.name().to_owned());
-        messages.bytes.push(msg.body.clone());
-        messages.opt_text[0].push(msg.ordering_key.clone());
-        if let Some(k) = idempotency {
-            keys.text[0].push(k.0.clone());
-            keys.text[1].push(k.1.clone());
-            keys.text[2].push(message_id.as_str().to_owned());
-            first_with_key.insert(k, message_id.clone());
-        }
-        let snapshot = snapshots.get(account).copied().unwrap_or(Snapshot::None);
-        let status = match snapshot {
-            Snapshot::None => Err(SkipReason::NoIntegration),
-            Snapshot::Integration(IntegrationState::Disabled, _) => Err(SkipReason::Disabled),
-            Snapshot::Integration(_, events) if !events.contains(msg.event) => {
-                Err(SkipReason::NotSubscribed)
-            }
-            Snapshot::Integration(IntegrationState::Paused, _) => Ok(DeliveryStatus::Paused),
-            Snapshot::Integration(IntegrationState::Enabled, _) => Ok(DeliveryStatus::Pending),
-        };
-        match status {
-            Err(reason) => outcomes.push(IngestOutcome::Skipped { message_id, reason }),
-            Ok(status) => {
-                let delivery_id = DeliveryId::generate();
-                // In a chain, the next number; behind an unfinished delivery it waits (no due
-                // time) until that one ends. The chain's lock makes numbers follow commit order.
-                let (seq, waits) = match &msg.ordering_key {
-                    None => (None, false),
-                    Some(key) => {
-                        let chain = chains.entry((account.to_owned(), key.clone())).or_default();
-                        chain.0 += 1;
-                        let waits = chain.1 > 0;
-                        chain.1 += 1;
-                        (Some(chain.0), waits)
-                    }
-                };
-                deliveries.text[0].push(delivery_id.as_str().to_owned());
-                deliveries.text[1].push(message_id.as_str().to_owned());
-                deliveries.text[2].push(account.to_owned());
-                deliveries.text[3].push(msg.event.name().to_owned());
-                deliveries.text[4].push(status.as_str().to_owned());
-                deliveries.opt_text[0].push(msg.ordering_key.clone());
-                deliveries.opt_int[0].push((!waits).then_some(now));
-                deliveries.opt_int[1].push(seq);
-                outcomes.push(IngestOutcome::Enqueued {
-                    message_id,
-                    delivery_id,
-                });
-            }
-        }
-    }
-
-    if !messages.text[0].is_empty() {
-        sqlx::query(
-            "INSERT INTO messages (id, account_id, event, body, ordering_key, created_at) \
-             SELECT id, account_id, event, body, ordering_key, $6 \
-             FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BYTEA[], $5::TEXT[]) \
-                  AS m(id, account_id, event, body, ordering_key)",
-        )
-        .bind(&messages.text[0])
-        .bind(&messages.text[1])
-        .bind(&messages.text[2])
-        .bind(&messages.bytes)
-        .bind(&messages.opt_text[0])
-        .bind(now)
-        .execute(&mut *conn)
-        .await
-        .map_err(backend)?;
-    }
-    if !keys.text[0].is_empty() {
-        sqlx::query(
-            "INSERT INTO idempotency_keys (account_id, key, message_id, created_at) \
-             SELECT account_id, key, message_id, $4 \
-             FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[]) AS k(account_id, key, message_id) \
-             ON CONFLICT (account_id, key) DO UPDATE SET \
-                message_id = excluded.message_id, created_at = excluded.created_at",
-        )
-        .bind(&keys.text[0])
-        .bind(&keys.text[1])
-        .bind(&keys.text[2])
-        .bind(now)
-        .execute(&mut *conn)
-        .await
-        .map_err(backend)?;
-    }
-    if !deliveries.text[0].is_empty() {
-        sqlx::query(
-            "INSERT INTO deliveries (id, message_id, account_id, event, status, ordering_key, \
-                                     next_attempt_at, seq, created_at, updated_at) \
-             SELECT id, message_id, account_id, event, status, ordering_key, next_attempt_at, seq, \
-                    $9, $9 \
-             FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::TEXT[], \
-                         $7::BIGINT[], $8::BIGINT[]) \
-                  AS d(id, message_id, account_id, event, status, ordering_key, next_attempt_at, seq)",
-        )
-        .bind(&deliveries.text[0])
-        .bind(&deliveries.text[1])
-        .bind(&deliveries.text[2])
-        .bind(&deliveries.text[3])
-        .bind(&deliveries.text[4])
-        .bind(&deliveries.opt_text[0])
-        .bind(&deliveries.opt_int[0])
-        .bind(&deliveries.opt_int[1])
-        .bind(now)
-        .execute(&mut *conn)
-        .await
-        .map_err(backend)?;
-    }
-    Ok(outcomes)
 }
 
 /// Column arrays for one statement over `unnest(…)`.
 #[derive(Default)]
 struct Rows {
-    text: [Vec<String>; 5],
+    text: [Vec<String>; 3],
     opt_text: [Vec<Option<String>>; 2],
     opt_int: [Vec<Option<i64>>; 3],
     ints: Vec<i64>,
-    bytes: Vec<Vec<u8>>,
-}
-
-/// Takes the advisory locks named by `keys` (hashed), in ascending order, each until commit.
-async fn lock_keys(conn: &mut PgConnection, keys: Vec<String>) -> Result<(), StoreError> {
-    if keys.is_empty() {
-        return Ok(());
-    }
-    sqlx::query(
-        "SELECT pg_advisory_xact_lock(k) FROM ( \
-            SELECT DISTINCT hashtextextended(t, 0) AS k FROM unnest($1::TEXT[]) AS t \
-            ORDER BY k OFFSET 0) AS keys",
-    )
-    .bind(keys)
-    .execute(conn)
-    .await
-    .map_err(backend)?;
-    Ok(())
 }
 
 /// Takes the locks of the chains the deliveries `ids` belong to, in key order, each until commit.
@@ -986,54 +790,6 @@ async fn lock_chains_of(conn: &mut PgConnection, ids: Vec<&str>) -> Result<(), S
     .await
     .map_err(backend)?;
     Ok(())
-}
-
-/// The lock of one call's chain of deliveries (hashed the same way in SQL by [`lock_chains_of`]).
-fn chain_lock(account: &str, key: &str) -> String {
-    format!("chain:{account}:{key}")
-}
-
-/// The locks ingesting `msg` needs: its chain's, and its idempotency key's (so that two nodes given
-/// the same key at once store it once).
-fn lock_keys_of(msg: &NewMessage) -> impl Iterator<Item = String> + '_ {
-    let account = msg.account_id.as_str();
-    let chain = msg.ordering_key.as_deref().map(|k| chain_lock(account, k));
-    let idempotency = msg
-        .idempotency_key
-        .as_deref()
-        .map(|k| format!("idem:{account}:{k}"));
-    chain.into_iter().chain(idempotency)
-}
-
-/// Share-locks the integrations of `accounts` in account order until commit, so the subscriptions
-/// ingest snapshots cannot change (a pause ending, say) before its deliveries are committed; returns
-/// them (an account without one is absent).
-async fn lock_integrations(
-    conn: &mut PgConnection,
-    mut accounts: Vec<&str>,
-) -> Result<HashMap<String, Snapshot>, StoreError> {
-    accounts.sort_unstable();
-    accounts.dedup();
-    let rows = sqlx::query(
-        "SELECT account_id, state, event_mask FROM integrations WHERE account_id = ANY($1) \
-         ORDER BY account_id FOR SHARE",
-    )
-    .bind(accounts)
-    .fetch_all(conn)
-    .await
-    .map_err(backend)?;
-    let mut snapshots = HashMap::with_capacity(rows.len());
-    for row in rows {
-        let state: String = row.try_get(1).map_err(backend)?;
-        snapshots.insert(
-            row.try_get(0).map_err(backend)?,
-            Snapshot::Integration(
-                IntegrationState::parse(&state).ok_or_else(|| corrupt(&state))?,
-                EventSet::from_bits_truncate(row.try_get(2).map_err(backend)?),
-            ),
-        );
-    }
-    Ok(snapshots)
 }
 
 /// Makes the head of each of `account`'s chains due at `now`, if it is waiting: the earliest
