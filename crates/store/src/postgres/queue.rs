@@ -185,7 +185,8 @@ impl PgStore {
     }
 
     /// Undoes a claim this node cannot send: its deliveries are as they were before it (due, or
-    /// waiting behind their head), the attempt it counted taken back. If this fails too (the
+    /// waiting behind their head; only `updated_at` keeps the claim's time), the attempt it counted
+    /// taken back. If this fails too (the
     /// database went away), their leases expire and [`PgStore::release_leases`] hands them back.
     async fn hand_back(&self, token: &str) -> Result<(), StoreError> {
         sqlx::query(
@@ -206,43 +207,24 @@ impl PgStore {
         &self,
         results: &[FinishedAttempt],
     ) -> Result<Vec<bool>, StoreError> {
-        let mut cols = Rows::default();
+        let mut cols = ResultColumns::with_capacity(results.len());
         for r in results {
-            let status = match r.completion {
-                Completion::Succeeded => DeliveryStatus::Succeeded,
-                Completion::RetryAt(_) => DeliveryStatus::Pending,
-                Completion::Failed => DeliveryStatus::Failed,
-                Completion::Paused => DeliveryStatus::Paused,
-            };
-            let next = match r.completion {
-                Completion::RetryAt(at) => Some(at),
-                _ => None,
-            };
-            let rec = &r.record;
-            cols.text[0].push(r.id.as_str().to_owned());
-            cols.text[1].push(r.lease_token.clone());
-            cols.text[2].push(status.as_str().to_owned());
-            cols.opt_int[0].push(next);
-            cols.opt_int[1].push(rec.status_code.map(i64::from));
-            cols.opt_text[0].push(rec.error.clone());
-            cols.opt_text[1].push(rec.response_snippet.clone());
-            cols.ints.push(rec.started_at_ms);
-            cols.opt_int[2].push(Some(rec.duration_ms));
+            cols.push(r);
         }
         let held: HashSet<String> = sqlx::query_scalar(
             "SELECT sipsim_complete($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[], \
                                     $5::BIGINT[], $6::TEXT[], $7::BIGINT[], $8::BIGINT[], \
                                     $9::TEXT[])",
         )
-        .bind(&cols.text[0])
-        .bind(&cols.text[1])
-        .bind(&cols.text[2])
-        .bind(&cols.opt_int[0])
-        .bind(&cols.opt_int[1])
-        .bind(&cols.opt_text[0])
-        .bind(&cols.ints)
-        .bind(&cols.opt_int[2])
-        .bind(&cols.opt_text[1])
+        .bind(&cols.id)
+        .bind(&cols.token)
+        .bind(&cols.status)
+        .bind(&cols.next_at)
+        .bind(&cols.code)
+        .bind(&cols.error)
+        .bind(&cols.started)
+        .bind(&cols.duration)
+        .bind(&cols.snippet)
         .fetch_all(&self.pool)
         .await
         .map_err(backend)?
@@ -727,19 +709,19 @@ impl PgStore {
 /// the caller.
 /// The arguments of `sipsim_ingest`: one array per column, one element per message. Ids are made
 /// here, as everywhere else; a duplicate's or a skipped message's delivery id is never used.
-struct IngestColumns {
+struct IngestColumns<'a> {
     group: Vec<i64>,
     message: Vec<String>,
     delivery: Vec<String>,
-    account: Vec<String>,
+    account: Vec<&'a str>,
     event: Vec<&'static str>,
     event_bit: Vec<i64>,
-    body: Vec<Vec<u8>>,
-    key: Vec<Option<String>>,
-    idempotency: Vec<Option<String>>,
+    body: Vec<&'a [u8]>,
+    key: Vec<Option<&'a str>>,
+    idempotency: Vec<Option<&'a str>>,
 }
 
-impl IngestColumns {
+impl<'a> IngestColumns<'a> {
     fn with_capacity(n: usize) -> Self {
         IngestColumns {
             group: Vec::with_capacity(n),
@@ -754,27 +736,66 @@ impl IngestColumns {
         }
     }
 
-    fn push(&mut self, group: i64, msg: &NewMessage) {
+    fn push(&mut self, group: i64, msg: &'a NewMessage) {
         self.group.push(group);
         self.message.push(MessageId::generate().as_str().to_owned());
         self.delivery
             .push(DeliveryId::generate().as_str().to_owned());
-        self.account.push(msg.account_id.as_str().to_owned());
+        self.account.push(msg.account_id.as_str());
         self.event.push(msg.event.name());
         self.event_bit.push(EventSet::of(msg.event).bits());
-        self.body.push(msg.body.clone());
-        self.key.push(msg.ordering_key.clone());
-        self.idempotency.push(msg.idempotency_key.clone());
+        self.body.push(&msg.body);
+        self.key.push(msg.ordering_key.as_deref());
+        self.idempotency.push(msg.idempotency_key.as_deref());
     }
 }
 
-/// Column arrays for one statement over `unnest(…)`.
-#[derive(Default)]
-struct Rows {
-    text: [Vec<String>; 3],
-    opt_text: [Vec<Option<String>>; 2],
-    opt_int: [Vec<Option<i64>>; 3],
-    ints: Vec<i64>,
+/// The arguments of `sipsim_complete`: one array per column, one element per attempt result.
+struct ResultColumns<'a> {
+    id: Vec<&'a str>,
+    token: Vec<&'a str>,
+    status: Vec<&'static str>,
+    next_at: Vec<Option<i64>>,
+    code: Vec<Option<i64>>,
+    error: Vec<Option<&'a str>>,
+    started: Vec<i64>,
+    duration: Vec<i64>,
+    snippet: Vec<Option<&'a str>>,
+}
+
+impl<'a> ResultColumns<'a> {
+    fn with_capacity(n: usize) -> Self {
+        ResultColumns {
+            id: Vec::with_capacity(n),
+            token: Vec::with_capacity(n),
+            status: Vec::with_capacity(n),
+            next_at: Vec::with_capacity(n),
+            code: Vec::with_capacity(n),
+            error: Vec::with_capacity(n),
+            started: Vec::with_capacity(n),
+            duration: Vec::with_capacity(n),
+            snippet: Vec::with_capacity(n),
+        }
+    }
+
+    fn push(&mut self, r: &'a FinishedAttempt) {
+        let (status, next_at) = match r.completion {
+            Completion::Succeeded => (DeliveryStatus::Succeeded, None),
+            Completion::RetryAt(at) => (DeliveryStatus::Pending, Some(at)),
+            Completion::Failed => (DeliveryStatus::Failed, None),
+            Completion::Paused => (DeliveryStatus::Paused, None),
+        };
+        let rec = &r.record;
+        self.id.push(r.id.as_str());
+        self.token.push(&r.lease_token);
+        self.status.push(status.as_str());
+        self.next_at.push(next_at);
+        self.code.push(rec.status_code.map(i64::from));
+        self.error.push(rec.error.as_deref());
+        self.started.push(rec.started_at_ms);
+        self.duration.push(rec.duration_ms);
+        self.snippet.push(rec.response_snippet.as_deref());
+    }
 }
 
 /// Takes the locks of the chains the deliveries `ids` belong to, in key order, each until commit.
