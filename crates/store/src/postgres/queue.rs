@@ -49,8 +49,8 @@ impl PgStore {
         groups: &[&[NewMessage]],
         now: i64,
     ) -> Result<Vec<Result<Vec<IngestOutcome>, StoreError>>, StoreError> {
-        let count = groups.iter().map(|g| g.len()).sum();
-        let mut cols = IngestColumns::with_capacity(count);
+        let count: usize = groups.iter().map(|g| g.len()).sum();
+        let mut cols = IngestColumns::default();
         for (group, batch) in groups.iter().enumerate() {
             for msg in batch.iter() {
                 cols.push(group as i64, msg);
@@ -207,7 +207,7 @@ impl PgStore {
         &self,
         results: &[FinishedAttempt],
     ) -> Result<Vec<bool>, StoreError> {
-        let mut cols = ResultColumns::with_capacity(results.len());
+        let mut cols = ResultColumns::default();
         for r in results {
             cols.push(r);
         }
@@ -709,6 +709,7 @@ impl PgStore {
 /// the caller.
 /// The arguments of `sipsim_ingest`: one array per column, one element per message. Ids are made
 /// here, as everywhere else; a duplicate's or a skipped message's delivery id is never used.
+#[derive(Default)]
 struct IngestColumns<'a> {
     group: Vec<i64>,
     message: Vec<String>,
@@ -722,20 +723,6 @@ struct IngestColumns<'a> {
 }
 
 impl<'a> IngestColumns<'a> {
-    fn with_capacity(n: usize) -> Self {
-        IngestColumns {
-            group: Vec::with_capacity(n),
-            message: Vec::with_capacity(n),
-            delivery: Vec::with_capacity(n),
-            account: Vec::with_capacity(n),
-            event: Vec::with_capacity(n),
-            event_bit: Vec::with_capacity(n),
-            body: Vec::with_capacity(n),
-            key: Vec::with_capacity(n),
-            idempotency: Vec::with_capacity(n),
-        }
-    }
-
     fn push(&mut self, group: i64, msg: &'a NewMessage) {
         self.group.push(group);
         self.message.push(MessageId::generate().as_str().to_owned());
@@ -751,6 +738,7 @@ impl<'a> IngestColumns<'a> {
 }
 
 /// The arguments of `sipsim_complete`: one array per column, one element per attempt result.
+#[derive(Default)]
 struct ResultColumns<'a> {
     id: Vec<&'a str>,
     token: Vec<&'a str>,
@@ -764,20 +752,6 @@ struct ResultColumns<'a> {
 }
 
 impl<'a> ResultColumns<'a> {
-    fn with_capacity(n: usize) -> Self {
-        ResultColumns {
-            id: Vec::with_capacity(n),
-            token: Vec::with_capacity(n),
-            status: Vec::with_capacity(n),
-            next_at: Vec::with_capacity(n),
-            code: Vec::with_capacity(n),
-            error: Vec::with_capacity(n),
-            started: Vec::with_capacity(n),
-            duration: Vec::with_capacity(n),
-            snippet: Vec::with_capacity(n),
-        }
-    }
-
     fn push(&mut self, r: &'a FinishedAttempt) {
         let (status, next_at) = match r.completion {
             Completion::Succeeded => (DeliveryStatus::Succeeded, None),
