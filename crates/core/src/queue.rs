@@ -227,6 +227,17 @@ pub struct FinishedAttempt {
     pub completion: Completion,
 }
 
+/// What recording a group of attempt results did: what [`crate::Store::complete`] returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Completed {
+    /// For each result, in order, whether it was applied: false when its lease had expired and
+    /// the delivery was claimed again (the result is dropped, not logged).
+    pub applied: Vec<bool>,
+    /// How many waiting deliveries became due because the delivery ahead of them in their call
+    /// ended: when none did, there is nothing new for a dispatcher to claim.
+    pub released: u64,
+}
+
 /// A delivery's state (`GET /api/v2/webhook-deliveries` items will come from this).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeliveryStatus {

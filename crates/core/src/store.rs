@@ -11,8 +11,8 @@ use crate::cipher::{SecretRewrite, StoredSecret};
 use crate::envelope::WebhookSetting;
 use crate::event::Event;
 use crate::queue::{
-    AttemptRecord, ClaimedDelivery, DeliveryFilter, DeliveryRecord, FinishedAttempt, IngestOutcome,
-    NewMessage, Shares,
+    AttemptRecord, ClaimedDelivery, Completed, DeliveryFilter, DeliveryRecord, FinishedAttempt,
+    IngestOutcome, NewMessage, Shares,
 };
 use crate::secret::{SecretHash, SigningSecret};
 use crate::target::WebhookUrl;
@@ -496,8 +496,9 @@ pub trait Store: Send + Sync + 'static {
     /// Records attempts and ends their deliveries' leases with their completions, in one transaction
     /// (group commit). Each is applied only if its lease token still holds the delivery; the result
     /// says, for each, whether it did (false: the lease had expired and the delivery was claimed
-    /// again, so this result is dropped and not logged).
-    async fn complete(&self, finished: &[FinishedAttempt]) -> Result<Vec<bool>, StoreError>;
+    /// again, so this result is dropped and not logged), and how many of the calls' next
+    /// deliveries it made due.
+    async fn complete(&self, finished: &[FinishedAttempt]) -> Result<Completed, StoreError>;
 
     /// Makes deliveries whose lease expired at or before `now_ms` due again at once. Returns how many.
     async fn release_expired_leases(&self, now_ms: i64) -> Result<u64, StoreError>;

@@ -445,8 +445,8 @@ fn trains(
 /// What an attempt task hands the recorder.
 #[derive(Debug)]
 enum Recorded {
-    /// An attempt and how its delivery goes on, and whether the delivery belongs to a chain.
-    Attempt(FinishedAttempt, bool),
+    /// An attempt and how its delivery goes on.
+    Attempt(FinishedAttempt),
     /// A train's deliveries that were not sent (their head is to be retried, or the train ran out
     /// of time): handed back after the attempts before them are recorded.
     Unsent(Vec<(DeliveryId, String)>),
@@ -466,7 +466,6 @@ async fn run_train(
     let started = std::time::Instant::now();
     let mut members = train.into_iter();
     while let Some(delivery) = members.next() {
-        let chained = delivery.chain.is_some();
         let finished = attempt(how, delivery).await;
         let chain_moves_on = matches!(
             finished.completion,
@@ -474,11 +473,7 @@ async fn run_train(
         );
         // If the recorder is gone (shutting down), the leases expire and the deliveries are sent
         // again, in order: at-least-once holds.
-        if results
-            .send(Recorded::Attempt(finished, chained))
-            .await
-            .is_err()
-        {
+        if results.send(Recorded::Attempt(finished)).await.is_err() {
             return;
         }
         if !chain_moves_on || started.elapsed() >= budget {
@@ -600,25 +595,20 @@ async fn record_results(
     let mut batch = Vec::with_capacity(RECORD_BATCH);
     let mut unsent = Vec::new();
     while pending.recv_many(&mut received, RECORD_BATCH).await > 0 {
-        // A chain's delivery that ended makes the next one of its call due: the dispatcher may be
-        // idle, waiting for exactly that.
-        let mut releases = false;
         for item in received.drain(..) {
             match item {
-                Recorded::Attempt(finished, chained) => {
-                    releases |= chained
-                        && matches!(
-                            finished.completion,
-                            Completion::Succeeded | Completion::Failed
-                        );
-                    batch.push(finished);
-                }
+                Recorded::Attempt(finished) => batch.push(finished),
                 Recorded::Unsent(rest) => unsent.extend(rest),
             }
         }
+        // A chain's delivery that ended makes the next one of its call due, if it has come: the
+        // dispatcher may be idle, waiting for exactly that. Most results release nothing (a call's
+        // next event comes seconds later), and waking for those cost a claim that found nothing.
+        let mut released = false;
         match storage_alarm.watch_storage(store.complete(&batch).await) {
-            Ok(applied) => {
-                for (finished, ok) in batch.iter().zip(applied) {
+            Ok(completed) => {
+                released = completed.released > 0;
+                for (finished, ok) in batch.iter().zip(completed.applied) {
                     if !ok {
                         tracing::warn!(
                             delivery_id = %finished.id,
@@ -640,7 +630,7 @@ async fn record_results(
             }
             unsent.clear();
         }
-        if releases
+        if released
             || batch
                 .iter()
                 .any(|f| matches!(f.completion, Completion::RetryAt(_)))

@@ -413,6 +413,84 @@ async fn a_calls_events_go_out_one_at_a_time_in_order(store: &dyn Store) {
     );
 }
 
+/// A result says how many of the calls' next events it made due, so that a dispatcher looks for
+/// work again only when there is some: after a call's event that ended with its next one waiting,
+/// not after one whose call has nothing queued, an SMS, or a retry.
+async fn results_say_when_a_calls_next_event_became_due(store: &dyn Store) {
+    let now = 12_000_000;
+    let acc = store.create_account("released").await.unwrap().id;
+    let events: EventSet = [
+        Event::IncomingCallStart,
+        Event::IncomingCallAnswer,
+        Event::Sms,
+    ]
+    .into_iter()
+    .collect();
+    store
+        .put_integration(&acc, update("https://example.com/", false, Some(events)))
+        .await
+        .unwrap();
+    let result = |c: &sipsim_core::queue::ClaimedDelivery, completion| FinishedAttempt {
+        id: c.id.clone(),
+        lease_token: c.lease_token.clone(),
+        record: record(now, Some(200), None),
+        completion,
+    };
+    store
+        .ingest(
+            &[
+                call_message(&acc, Event::IncomingCallStart, "call_r"),
+                message(&acc, Event::Sms, None),
+            ],
+            now,
+        )
+        .await
+        .unwrap();
+    let heads = store
+        .claim_due(now, 10, 1000, &Shares::UNLIMITED)
+        .await
+        .unwrap();
+    assert_eq!(heads.len(), 2);
+    // The call's next event comes while its first is out: it waits behind it.
+    store
+        .ingest(
+            &[call_message(&acc, Event::IncomingCallAnswer, "call_r")],
+            now + 10,
+        )
+        .await
+        .unwrap();
+    let all: Vec<FinishedAttempt> = heads
+        .iter()
+        .map(|c| result(c, Completion::Succeeded))
+        .collect();
+    let completed = store.complete(&all).await.unwrap();
+    assert_eq!(completed.applied, [true, true]);
+    assert_eq!(completed.released, 1, "the answer waited for the start");
+    let next = store
+        .claim_due(now + 20, 10, 1000, &Shares::UNLIMITED)
+        .await
+        .unwrap();
+    assert_eq!(next.len(), 1);
+    let retried = store
+        .complete(&[result(&next[0], Completion::RetryAt(now + 500))])
+        .await
+        .unwrap();
+    assert_eq!(retried.released, 0, "a retry keeps its call waiting");
+    let again = store
+        .claim_due(now + 500, 10, 1000, &Shares::UNLIMITED)
+        .await
+        .unwrap();
+    let last = store
+        .complete(&[result(&again[0], Completion::Succeeded)])
+        .await
+        .unwrap();
+    assert_eq!(
+        (last.applied.as_slice(), last.released),
+        (&[true][..], 0),
+        "nothing waits behind the call's last event"
+    );
+}
+
 /// Completes one attempt through the group-commit API.
 async fn finish(
     store: &dyn Store,
@@ -421,7 +499,7 @@ async fn finish(
     record: &AttemptRecord,
     completion: Completion,
 ) -> Result<bool, StoreError> {
-    let applied = store
+    let completed = store
         .complete(&[FinishedAttempt {
             id: id.clone(),
             lease_token: lease_token.to_owned(),
@@ -429,7 +507,7 @@ async fn finish(
             completion,
         }])
         .await?;
-    Ok(applied[0])
+    Ok(completed.applied[0])
 }
 
 fn record(at: i64, status: Option<u16>, error: Option<&str>) -> AttemptRecord {
@@ -611,8 +689,8 @@ async fn group_commit_keeps_each_batch_atomic(store: &dyn Store) {
         })
         .collect();
     finished[1].lease_token = "lease_stale".into();
-    let applied = store.complete(&finished).await.unwrap();
-    assert_eq!(applied, [true, false, true]);
+    let completed = store.complete(&finished).await.unwrap();
+    assert_eq!(completed.applied, [true, false, true]);
     assert_eq!(
         store
             .get_delivery(&finished[1].id)
@@ -1970,6 +2048,7 @@ on_both_backends!(
     group_commit_keeps_each_batch_atomic,
     claims_share_slots_round_robin_and_unclaim_restores,
     a_calls_events_go_out_one_at_a_time_in_order,
+    results_say_when_a_calls_next_event_became_due,
     retention_prunes_finished_old_messages_only,
     claims_lease_fence_and_retry,
     deliveries_list_page_resend_and_log_tests,

@@ -203,6 +203,7 @@ async fn chains_stay_ordered_and_never_stall_across_nodes() {
                             .complete(&finished)
                             .await
                             .unwrap()
+                            .applied
                             .iter()
                             .all(|ok| *ok)
                     );

@@ -172,7 +172,7 @@ async fn a_full_database_refuses_writes_whole_and_recovers_once_space_is_freed()
         .await
         .unwrap();
     assert!(!claimed.is_empty());
-    let done: Vec<bool> = store
+    let done = store
         .complete(
             &claimed
                 .iter()
@@ -192,7 +192,7 @@ async fn a_full_database_refuses_writes_whole_and_recovers_once_space_is_freed()
         )
         .await
         .unwrap();
-    assert!(done.iter().all(|d| *d));
+    assert!(done.applied.iter().all(|d| *d));
     store.close().await;
 }
 

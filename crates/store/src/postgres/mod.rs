@@ -4,7 +4,7 @@
 //! The same tables and semantics as SQLite, plus what many nodes need: claims take rows with
 //! `FOR UPDATE SKIP LOCKED` (two nodes never claim one delivery), a per-key advisory lock makes a call's
 //! sequence numbers follow commit order, writes that make work due `NOTIFY` the other nodes
-//! ([`Store::watch`]), periodic jobs take a try-lock so one node runs each at a time, and migrations run
+//! ([`Store::watch`]; ingest right after its commit, `signal.rs`), periodic jobs take a try-lock so one node runs each at a time, and migrations run
 //! under sqlx's advisory lock so nodes can start together.
 
 use std::borrow::Cow;
@@ -16,8 +16,8 @@ use async_trait::async_trait;
 use sipsim_core::cipher::{SecretCipher, SecretRewrite, StoredSecret, seal};
 use sipsim_core::clock::now_ms;
 use sipsim_core::queue::{
-    AttemptRecord, ClaimedDelivery, DeliveryFilter, DeliveryRecord, FinishedAttempt, IngestOutcome,
-    NewMessage, Shares,
+    AttemptRecord, ClaimedDelivery, Completed, DeliveryFilter, DeliveryRecord, FinishedAttempt,
+    IngestOutcome, NewMessage, Shares,
 };
 use sipsim_core::secret::{SecretHash, SigningSecret};
 use sipsim_core::store::{
@@ -39,6 +39,7 @@ use crate::rows::{
 use crate::{backend, migrate_error};
 
 mod queue;
+mod signal;
 
 /// The PostgreSQL migrations, embedded at compile time.
 pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -82,6 +83,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "ingest function",
         include_str!("../../migrations/postgres/0008_ingest_function.sql"),
     ),
+    (
+        9,
+        "low rate costs",
+        include_str!("../../migrations/postgres/0009_low_rate_costs.sql"),
+    ),
 ];
 
 /// The channel on which a write that made deliveries due wakes every node's dispatcher (migration
@@ -108,6 +114,8 @@ pub struct PgStore {
     cipher: Option<SecretCipher>,
     /// Where this node's last claim stopped among the accounts with due work.
     rotation: Arc<Rotation>,
+    /// Wakes the other nodes after an ingest commit.
+    due: signal::DueSignal,
 }
 
 impl PgStore {
@@ -117,13 +125,27 @@ impl PgStore {
         let options = PgConnectOptions::from_str(url)
             .map_err(backend)?
             .application_name("sipsimd");
+        let tag = signal::node_tag();
+        let on_connect = tag.clone();
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(2))
             .acquire_timeout(Duration::from_secs(10))
+            // Each connection carries the node's tag, which its functions put on their notifications.
+            .after_connect(move |conn, _| {
+                let tag = on_connect.clone();
+                Box::pin(async move {
+                    sqlx::query(signal::SET_TAG)
+                        .bind(tag)
+                        .execute(conn)
+                        .await
+                        .map(drop)
+                })
+            })
             .connect_with(options)
             .await
             .map_err(backend)?;
         Ok(PgStore {
+            due: signal::DueSignal::spawn(pool.clone(), tag),
             pool,
             cipher: None,
             rotation: Arc::default(),
@@ -336,6 +358,8 @@ impl Store for PgStore {
             match listener.try_recv().await.map_err(backend)? {
                 Some(n) if n.channel() == REVOKED_CHANNEL => on_signal(Signal::Revoked),
                 Some(n) if n.channel() == SETTINGS_CHANNEL => on_signal(Signal::SettingsChanged),
+                // Its own ingest or results: whoever wrote them has woken this node already.
+                Some(n) if self.due.is_own(n.payload()) => {}
                 Some(_) => on_signal(Signal::Due),
                 None => {
                     tracing::warn!("lost the LISTEN connection to PostgreSQL; reconnecting");
@@ -702,7 +726,7 @@ impl Store for PgStore {
         self.unclaim_all(claimed, now_ms).await
     }
 
-    async fn complete(&self, finished: &[FinishedAttempt]) -> Result<Vec<bool>, StoreError> {
+    async fn complete(&self, finished: &[FinishedAttempt]) -> Result<Completed, StoreError> {
         self.complete_attempts(finished).await
     }
 

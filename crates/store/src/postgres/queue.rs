@@ -15,8 +15,8 @@
 use std::collections::HashSet;
 
 use sipsim_core::queue::{
-    AttemptRecord, ClaimedDelivery, Completion, DeliveryFilter, DeliveryRecord, DeliveryStatus,
-    FinishedAttempt, IngestOutcome, NewMessage, Shares, SkipReason, TRAIN_LEN,
+    AttemptRecord, ClaimedDelivery, Completed, Completion, DeliveryFilter, DeliveryRecord,
+    DeliveryStatus, FinishedAttempt, IngestOutcome, NewMessage, Shares, SkipReason, TRAIN_LEN,
 };
 use sipsim_core::store::{KeptDeliveries, QueueStats};
 use sipsim_core::{AccountId, DeliveryId, EventSet, MessageId, StoreError};
@@ -41,9 +41,9 @@ const QUEUE_TABLES: [&str; 5] = [
 ];
 
 impl PgStore {
-    /// Group commit: several independent batches in one call of `sipsim_ingest` (migration 0008),
-    /// one round trip and one transaction; a batch naming an unknown account stores nothing, the
-    /// others are unaffected.
+    /// Group commit: several independent batches in one call of `sipsim_ingest` (migrations 0008
+    /// and 0009), one round trip and one transaction; a batch naming an unknown account stores
+    /// nothing, the others are unaffected. The other nodes are woken after the commit.
     pub(super) async fn ingest_groups(
         &self,
         groups: &[&[NewMessage]],
@@ -78,6 +78,12 @@ impl PgStore {
                 "ingest answered {} rows for {count} messages",
                 rows.len()
             )));
+        }
+        if rows
+            .iter()
+            .any(|(outcome, _, _)| outcome == "pending" || outcome == "paused")
+        {
+            self.due.raise();
         }
         let mut rows = rows.into_iter();
         let mut results = Vec::with_capacity(groups.len());
@@ -201,20 +207,21 @@ impl PgStore {
         Ok(())
     }
 
-    /// Group commit of attempt results: one call of `sipsim_complete` (migration 0007), one round
-    /// trip and one transaction for all of them. Returns, for each, whether its lease still held.
+    /// Group commit of attempt results: one call of `sipsim_record` (migration 0009), one round
+    /// trip and one transaction for all of them. Returns, for each, whether its lease still held,
+    /// and how many chains moved on.
     pub(super) async fn complete_attempts(
         &self,
         results: &[FinishedAttempt],
-    ) -> Result<Vec<bool>, StoreError> {
+    ) -> Result<Completed, StoreError> {
         let mut cols = ResultColumns::default();
         for r in results {
             cols.push(r);
         }
-        let held: HashSet<String> = sqlx::query_scalar(
-            "SELECT sipsim_complete($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[], \
-                                    $5::BIGINT[], $6::TEXT[], $7::BIGINT[], $8::BIGINT[], \
-                                    $9::TEXT[])",
+        let (held, released): (Vec<String>, i64) = sqlx::query_as(
+            "SELECT * FROM sipsim_record($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[], \
+                                         $5::BIGINT[], $6::TEXT[], $7::BIGINT[], $8::BIGINT[], \
+                                         $9::TEXT[])",
         )
         .bind(&cols.id)
         .bind(&cols.token)
@@ -225,15 +232,17 @@ impl PgStore {
         .bind(&cols.started)
         .bind(&cols.duration)
         .bind(&cols.snippet)
-        .fetch_all(&self.pool)
+        .fetch_one(&self.pool)
         .await
-        .map_err(backend)?
-        .into_iter()
-        .collect();
-        Ok(results
-            .iter()
-            .map(|r| held.contains(r.id.as_str()))
-            .collect())
+        .map_err(backend)?;
+        let held: HashSet<String> = held.into_iter().collect();
+        Ok(Completed {
+            applied: results
+                .iter()
+                .map(|r| held.contains(r.id.as_str()))
+                .collect(),
+            released: u64::try_from(released).unwrap_or(0),
+        })
     }
 
     pub(super) async fn log_test_attempt(
@@ -737,7 +746,7 @@ impl<'a> IngestColumns<'a> {
     }
 }
 
-/// The arguments of `sipsim_complete`: one array per column, one element per attempt result.
+/// The arguments of `sipsim_record`: one array per column, one element per attempt result.
 #[derive(Default)]
 struct ResultColumns<'a> {
     id: Vec<&'a str>,

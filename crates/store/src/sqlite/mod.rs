@@ -16,8 +16,8 @@ use async_trait::async_trait;
 use sipsim_core::cipher::{SecretCipher, SecretRewrite, StoredSecret, seal};
 use sipsim_core::clock::now_ms;
 use sipsim_core::queue::{
-    AttemptRecord, ClaimedDelivery, DeliveryFilter, DeliveryRecord, FinishedAttempt, IngestOutcome,
-    NewMessage, Shares,
+    AttemptRecord, ClaimedDelivery, Completed, DeliveryFilter, DeliveryRecord, FinishedAttempt,
+    IngestOutcome, NewMessage, Shares,
 };
 use sipsim_core::secret::{SecretHash, SigningSecret};
 use sipsim_core::store::{
@@ -781,7 +781,7 @@ impl Store for SqliteStore {
         self.unclaim_all(claimed, now_ms).await
     }
 
-    async fn complete(&self, finished: &[FinishedAttempt]) -> Result<Vec<bool>, StoreError> {
+    async fn complete(&self, finished: &[FinishedAttempt]) -> Result<Completed, StoreError> {
         self.complete_attempts(finished).await
     }
 

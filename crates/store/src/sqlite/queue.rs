@@ -7,8 +7,8 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use sipsim_core::queue::{
-    AttemptRecord, ClaimedDelivery, Completion, DeliveryFilter, DeliveryRecord, DeliveryStatus,
-    FinishedAttempt, IngestOutcome, NewMessage, Shares, SkipReason, TRAIN_LEN,
+    AttemptRecord, ClaimedDelivery, Completed, Completion, DeliveryFilter, DeliveryRecord,
+    DeliveryStatus, FinishedAttempt, IngestOutcome, NewMessage, Shares, SkipReason, TRAIN_LEN,
 };
 use sipsim_core::store::{IntegrationState, KeptDeliveries, QueueStats};
 use sipsim_core::{AccountId, DeliveryId, EventSet, MessageId, StoreError};
@@ -203,11 +203,11 @@ impl SqliteStore {
     }
 
     /// Group commit of attempt results: one transaction for all of them. Returns, for each, whether
-    /// its lease still held (see [`complete_in`]).
+    /// its lease still held, and how many chains moved on.
     pub(super) async fn complete_attempts(
         &self,
         results: &[FinishedAttempt],
-    ) -> Result<Vec<bool>, StoreError> {
+    ) -> Result<Completed, StoreError> {
         let mut tx = self.begin_write().await?;
         // One statement per chunk ends every lease that still holds and records its outcome: each
         // statement is a round trip to SQLite's thread, which cost more than the work itself when
@@ -305,6 +305,7 @@ impl SqliteStore {
             *latest = (*latest).max(at);
         }
         let ended: Vec<((&str, &str), i64)> = ended.into_iter().collect();
+        let mut released = 0;
         for chunk in ended.chunks(ROWS_PER_STATEMENT) {
             // Each chain looked up by its key (an index search). The unary `+` keeps the planner
             // off the due index, whose NULL range is every waiting delivery of every call: SQLite
@@ -327,7 +328,11 @@ impl SqliteStore {
             for ((account, key), at) in chunk {
                 query = query.bind(*account).bind(*key).bind(*at);
             }
-            query.execute(&mut *tx).await.map_err(backend)?;
+            released += query
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?
+                .rows_affected();
         }
         // Integrations are written only where the clock really moves (rarely: at the first failure
         // after a success and the first success after failures).
@@ -374,7 +379,7 @@ impl SqliteStore {
                 .map_err(backend)?;
         }
         tx.commit().await.map_err(backend)?;
-        Ok(applied)
+        Ok(Completed { applied, released })
     }
 
     pub(super) async fn log_test_attempt(
