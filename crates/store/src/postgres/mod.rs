@@ -30,7 +30,7 @@ use sipsim_core::{
 };
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions};
-use sqlx::{AssertSqlSafe, Row, SqlSafeStr as _};
+use sqlx::{AssertSqlSafe, Connection as _, Row, SqlSafeStr as _};
 
 use crate::rotation::Rotation;
 use crate::rows::{
@@ -100,6 +100,9 @@ const REVOKED_CHANNEL: &str = "sipsim_revoked";
 /// (migration 0005 names it too).
 const SETTINGS_CHANNEL: &str = "sipsim_settings";
 
+/// A pooled connection idle for longer than this is pinged before it is used again.
+const RECHECK_IDLE: Duration = Duration::from_secs(1);
+
 /// Ingest transactions a node runs at once. Batches touching the same call or idempotency key
 /// wait for each other on its advisory lock (so a call's events are numbered in commit order);
 /// others commit side by side, each a few round trips and a WAL flush that PostgreSQL shares
@@ -130,6 +133,19 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(2))
             .acquire_timeout(Duration::from_secs(10))
+            // sqlx pings every connection it takes back into the pool, and by default again before
+            // handing it out: a second round trip per statement, and a wake-up of a database
+            // process, for a connection checked a moment ago. Only one that sat idle is checked
+            // again (one that fails is dropped and another taken, as before).
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for < RECHECK_IDLE {
+                        return Ok(true);
+                    }
+                    conn.ping().await.map(|()| true)
+                })
+            })
             // Each connection carries the node's tag, which its functions put on their notifications.
             .after_connect(move |conn, _| {
                 let tag = on_connect.clone();
