@@ -2,10 +2,11 @@
 //! (`postgres://…`).
 //!
 //! The same tables and semantics as SQLite, plus what many nodes need: claims take rows with
-//! `FOR UPDATE SKIP LOCKED` (two nodes never claim one delivery), a per-key advisory lock makes a call's
-//! sequence numbers follow commit order, writes that make work due `NOTIFY` the other nodes
-//! ([`Store::watch`]; ingest right after its commit, `signal.rs`), periodic jobs take a try-lock so one node runs each at a time, and migrations run
-//! under sqlx's advisory lock so nodes can start together.
+//! `FOR UPDATE SKIP LOCKED` (two nodes never claim one delivery), a per-key advisory lock makes a
+//! call's sequence numbers follow commit order, writes that make work due `NOTIFY` the other nodes
+//! ([`Store::watch`]; ingest right after its commit, `signal.rs`), periodic jobs take a try-lock so
+//! one node runs each at a time, and migrations run under sqlx's advisory lock so nodes can start
+//! together.
 
 use std::borrow::Cow;
 use std::str::FromStr;
