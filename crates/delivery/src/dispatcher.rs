@@ -604,11 +604,9 @@ async fn record_results(
         // A chain's delivery that ended makes the next one of its call due, if it has come: the
         // dispatcher may be idle, waiting for exactly that. Most results release nothing (a call's
         // next event comes seconds later), and waking for those cost a claim that found nothing.
-        let mut released = false;
-        match storage_alarm.watch_storage(store.complete(&batch).await) {
+        let released = match storage_alarm.watch_storage(store.complete(&batch).await) {
             Ok(completed) => {
-                released = completed.released > 0;
-                for (finished, ok) in batch.iter().zip(completed.applied) {
+                for (finished, ok) in batch.iter().zip(&completed.applied) {
                     if !ok {
                         tracing::warn!(
                             delivery_id = %finished.id,
@@ -616,12 +614,14 @@ async fn record_results(
                         );
                     }
                 }
+                completed.released > 0
             }
             // The leases will expire and the sweeper make these deliveries due again.
             Err(e) => {
-                tracing::error!(error = %e, results = batch.len(), "recording attempts failed")
+                tracing::error!(error = %e, results = batch.len(), "recording attempts failed");
+                false
             }
-        }
+        };
         if !unsent.is_empty() {
             match store.unclaim(&unsent, now_ms()).await {
                 Ok(()) => wake.notify_one(),

@@ -260,20 +260,29 @@ async fn one_attempt(
     assert!(applied);
 }
 
-async fn a_calls_events_go_out_one_at_a_time_in_order(store: &dyn Store) {
-    let now = 11_000_000;
-    let acc = store.create_account("ordered").await.unwrap().id;
-    let events: EventSet = [
-        Event::IncomingCallStart,
-        Event::IncomingCallAnswer,
-        Event::IncomingCallEnd,
-    ]
-    .into_iter()
-    .collect();
+/// A new account whose integration (enabled, at example.com) is subscribed to `events`.
+async fn subscribed_account(store: &dyn Store, name: &str, events: &[Event]) -> AccountId {
+    let acc = store.create_account(name).await.unwrap().id;
+    let events: EventSet = events.iter().copied().collect();
     store
         .put_integration(&acc, update("https://example.com/", false, Some(events)))
         .await
         .unwrap();
+    acc
+}
+
+async fn a_calls_events_go_out_one_at_a_time_in_order(store: &dyn Store) {
+    let now = 11_000_000;
+    let acc = subscribed_account(
+        store,
+        "ordered",
+        &[
+            Event::IncomingCallStart,
+            Event::IncomingCallAnswer,
+            Event::IncomingCallEnd,
+        ],
+    )
+    .await;
     let ids: Vec<sipsim_core::DeliveryId> = store
         .ingest(
             &[
@@ -418,18 +427,16 @@ async fn a_calls_events_go_out_one_at_a_time_in_order(store: &dyn Store) {
 /// not after one whose call has nothing queued, an SMS, or a retry.
 async fn results_say_when_a_calls_next_event_became_due(store: &dyn Store) {
     let now = 12_000_000;
-    let acc = store.create_account("released").await.unwrap().id;
-    let events: EventSet = [
-        Event::IncomingCallStart,
-        Event::IncomingCallAnswer,
-        Event::Sms,
-    ]
-    .into_iter()
-    .collect();
-    store
-        .put_integration(&acc, update("https://example.com/", false, Some(events)))
-        .await
-        .unwrap();
+    let acc = subscribed_account(
+        store,
+        "released",
+        &[
+            Event::IncomingCallStart,
+            Event::IncomingCallAnswer,
+            Event::Sms,
+        ],
+    )
+    .await;
     let result = |c: &sipsim_core::queue::ClaimedDelivery, completion| FinishedAttempt {
         id: c.id.clone(),
         lease_token: c.lease_token.clone(),
@@ -776,12 +783,7 @@ async fn claims_share_slots_round_robin_and_unclaim_restores(store: &dyn Store) 
 
 async fn retention_prunes_finished_old_messages_only(store: &dyn Store) {
     let old = 1_000_000;
-    let acc = store.create_account("r").await.unwrap().id;
-    let events: EventSet = [Event::Sms].into_iter().collect();
-    store
-        .put_integration(&acc, update("https://example.com/", false, Some(events)))
-        .await
-        .unwrap();
+    let acc = subscribed_account(store, "r", &[Event::Sms]).await;
     let done = store
         .ingest(&[message(&acc, Event::Sms, Some("old-key"))], old)
         .await

@@ -106,8 +106,8 @@ const RECHECK_IDLE: Duration = Duration::from_secs(1);
 
 /// Ingest transactions a node runs at once. Batches touching the same call or idempotency key
 /// wait for each other on its advisory lock (so a call's events are numbered in commit order);
-/// others commit side by side, each a few round trips and a WAL flush that PostgreSQL shares
-/// between them. A quarter of the default pool, leaving the rest to claims and results.
+/// others commit side by side, each one call and a WAL flush that PostgreSQL shares between
+/// them. A quarter of the default pool, leaving the rest to claims and results.
 const INGEST_WRITERS: usize = 4;
 
 /// A PostgreSQL database holding all of sipsim-webhooks' state, shared by any number of nodes.

@@ -8,8 +8,8 @@
 //! same-key idempotency checks take theirs, always in ascending key order so two transactions never
 //! wait on each other in a cycle. Each lock is held to commit, so commit order is chain order.
 //!
-//! The three hot paths — ingest, claim, recording results — are PL/pgSQL functions (migrations 0007
-//! and 0008) called in autocommit, one round trip each: the statements run next to the data rather
+//! The three hot paths — ingest, claim, recording results — are PL/pgSQL functions (migrations
+//! 0007–0009) called in autocommit, one round trip each: the statements run next to the data rather
 //! than one round trip apiece while the transaction holds its locks.
 
 use std::collections::HashSet;
