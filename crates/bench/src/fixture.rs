@@ -97,6 +97,19 @@ pub async fn accounts(store: &dyn Store, urls: &[String]) -> anyhow::Result<Vec<
     Ok(ids)
 }
 
+/// A fresh database with `n` accounts whose integrations point at unreachable example URLs, for
+/// measuring the store alone.
+pub async fn store_with_accounts(
+    backend: Backend,
+    n: usize,
+) -> anyhow::Result<(Db, Arc<dyn Store>, Vec<AccountId>)> {
+    let db = Db::new(backend).await?;
+    let store = db.store().await?;
+    let urls: Vec<String> = (0..n).map(|i| format!("https://example.com/{i}")).collect();
+    let ids = accounts(store.as_ref(), &urls).await?;
+    Ok((db, store, ids))
+}
+
 /// The `sms` example payload, compact.
 pub fn sms_payload() -> String {
     let value: serde_json::Value =

@@ -12,6 +12,7 @@ mod node;
 mod receiver;
 mod report;
 mod scenarios;
+mod store_ingest;
 
 use std::path::{Path, PathBuf};
 
@@ -37,7 +38,7 @@ struct Cli {
     /// Runs per measurement (the figures are medians). Default 3, or 1 with --quick.
     #[arg(long)]
     runs: Option<usize>,
-    /// Only these measurements, comma-separated: api, throughput, latency, isolation, growth.
+    /// Only these measurements, comma-separated: api, throughput, ingest, latency, isolation, growth.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Only these backends, comma-separated: sqlite, postgres (default: both when --postgres is given).
@@ -181,6 +182,12 @@ async fn bench(cli: Cli) -> anyhow::Result<()> {
                 };
                 sections.push((format!("ordering-cost/{}", backend.name()), section));
             }
+        }
+    }
+    for &backend in &backends {
+        if wanted("ingest") {
+            let name = step(format!("ingest/{}", backend.name()));
+            sections.push((name, store_ingest::store_ingest(&ctx, backend).await?));
         }
     }
     for &backend in &backends {

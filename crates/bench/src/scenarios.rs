@@ -760,12 +760,7 @@ pub async fn growth(ctx: &Ctx, backend: Backend) -> anyhow::Result<Section> {
     let measured = ctx.size(10_000usize, 500);
     let mut points = Vec::new();
     for queued in sizes {
-        let db = Db::new(backend).await?;
-        let store = db.store().await?;
-        let urls: Vec<String> = (0..10)
-            .map(|i| format!("https://example.com/{i}"))
-            .collect();
-        let ids = fixture::accounts(store.as_ref(), &urls).await?;
+        let (db, store, ids) = fixture::store_with_accounts(backend, 10).await?;
         let body = fixture::sms_payload().into_bytes();
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)?
