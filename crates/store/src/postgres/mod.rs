@@ -89,6 +89,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "low rate costs",
         include_str!("../../migrations/postgres/0009_low_rate_costs.sql"),
     ),
+    (
+        10,
+        "chain locks late",
+        include_str!("../../migrations/postgres/0010_chain_locks_late.sql"),
+    ),
 ];
 
 /// The channel on which a write that made deliveries due wakes every node's dispatcher (migration

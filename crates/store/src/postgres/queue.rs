@@ -5,11 +5,11 @@
 //! write lock is made explicit here: claims lock the rows they take and skip rows another node holds
 //! (`FOR UPDATE SKIP LOCKED`); everything that reads or changes a call's chain (ingest assigning the
 //! next `seq`, a finished delivery releasing the next) first takes that chain's advisory lock, and
-//! same-key idempotency checks take theirs, always in ascending key order so two transactions never
-//! wait on each other in a cycle. Each lock is held to commit, so commit order is chain order.
+//! same-key idempotency checks take theirs, always in ascending key order (ingest: every key's, then
+//! every chain's) so two transactions never wait on each other in a cycle. Each lock is held to commit, so commit order is chain order.
 //!
 //! The three hot paths — ingest, claim, recording results — are PL/pgSQL functions (migrations
-//! 0007–0009) called in autocommit, one round trip each: the statements run next to the data rather
+//! 0007–0010) called in autocommit, one round trip each: the statements run next to the data rather
 //! than one round trip apiece while the transaction holds its locks.
 
 use std::collections::HashSet;
@@ -42,7 +42,7 @@ const QUEUE_TABLES: [&str; 5] = [
 
 impl PgStore {
     /// Group commit: several independent batches in one call of `sipsim_ingest` (migrations 0008
-    /// and 0009), one round trip and one transaction; a batch naming an unknown account stores
+    /// to 0010), one round trip and one transaction; a batch naming an unknown account stores
     /// nothing, the others are unaffected. The other nodes are woken after the commit.
     pub(super) async fn ingest_groups(
         &self,
