@@ -100,9 +100,10 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
 ];
 
-/// The writer's page cache, as SQLite's `cache_size` takes a size in KiB (negative): 16 MiB,
-/// against SQLite's default 2 MiB, which a group commit of 4,000 call events outgrows.
-const WRITER_CACHE_KIB: i64 = -16 * 1024;
+/// The writer's page cache, as SQLite's `cache_size` takes a size in KiB (negative): 4 MiB, twice
+/// SQLite's default, so that a group commit spills fewer of its pages before it commits. 16 MiB
+/// bought no more ingest speed measurably and cost peak memory (docs/BENCHMARKS.md).
+const WRITER_CACHE_KIB: i64 = -4 * 1024;
 
 /// A SQLite database holding all of sipsim-webhooks' state.
 #[derive(Clone, Debug)]
@@ -144,8 +145,8 @@ impl SqliteStore {
             create_private(path)?;
         }
         // The writer's statement journals (every multi-row insert in a transaction keeps one) stay
-        // in memory instead of spilling to a temporary file past 64 KiB, and its page cache holds a
-        // group commit's dirty pages instead of spilling them to the WAL before the commit.
+        // in memory instead of spilling to a temporary file past 64 KiB, and its page cache is
+        // larger than SQLite's default.
         let writer_options = options
             .clone()
             .pragma("temp_store", "memory")
