@@ -3,7 +3,8 @@
 //!
 //! The throughput scenarios measure ingest end to end while deliveries compete for the same cores
 //! and, on SQLite, the same writer; this one measures each part alone, on a fresh database, so a
-//! change to the ordered path shows here first and without the machine's noise of a full run.
+//! change to the ordered path shows apart from the deliveries. It is still this machine's timing:
+//! compare binaries interleaved, not one run against another day's.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
