@@ -79,10 +79,9 @@ impl PgStore {
                 rows.len()
             )));
         }
-        if rows
-            .iter()
-            .any(|(outcome, _, _)| outcome == "pending" || outcome == "paused")
-        {
+        // Only pending deliveries can be claimed; paused ones wait for a resume, which wakes the
+        // nodes itself.
+        if rows.iter().any(|(outcome, _, _)| outcome == "pending") {
             self.due.raise();
         }
         let mut rows = rows.into_iter();
