@@ -157,8 +157,21 @@ pub async fn closed_loop(
     Ok(all)
 }
 
+/// What an open loop did: every request's hit, and how late the schedule released each request
+/// (microseconds), which is the generator's error, not the server's.
+#[derive(Debug)]
+pub struct OpenLoop {
+    pub hits: Vec<Hit>,
+    pub release_late_us: Vec<u64>,
+}
+
 /// Sends `make(i)` at `rate` requests/s for `duration` over at most `connections` connections.
 /// Each hit's latency counts from its scheduled instant.
+///
+/// The schedule runs on a thread of its own, sleeping with the operating system's timer: Tokio's
+/// timer wheel fires in whole milliseconds, so a request due at 2.4 ms left at 3 ms or later, and
+/// up to a millisecond the server never saw was counted as its latency. A request a busy server
+/// has not taken yet still waits in the channel, counted from its scheduled instant.
 pub async fn open_loop(
     addr: SocketAddr,
     connections: usize,
@@ -166,7 +179,7 @@ pub async fn open_loop(
     duration: Duration,
     keep_body: bool,
     make: Make,
-) -> anyhow::Result<Vec<Hit>> {
+) -> anyhow::Result<OpenLoop> {
     let total = (rate * duration.as_secs_f64()).round() as u64;
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<(u64, Instant)>();
     let rx = Arc::new(Mutex::new(rx));
@@ -193,20 +206,35 @@ pub async fn open_loop(
             }
         });
     }
-    let start = tokio::time::Instant::now();
     let period = Duration::from_secs_f64(1.0 / rate);
-    for index in 0..total {
-        let at = start + period.mul_f64(index as f64);
-        tokio::time::sleep_until(at).await;
-        // The scheduled instant, not now: a late tick still counts from when it was due.
-        let _ = tx.send((index, at.into_std()));
-    }
-    drop(tx);
-    let mut all = Vec::new();
+    let ticker = std::thread::spawn(move || {
+        let start = Instant::now();
+        let mut late = Vec::with_capacity(total as usize);
+        for index in 0..total {
+            let at = start + period.mul_f64(index as f64);
+            let now = Instant::now();
+            if at > now {
+                std::thread::sleep(at - now);
+            }
+            late.push(Instant::now().saturating_duration_since(at).as_micros() as u64);
+            // The scheduled instant, not now: a late tick still counts from when it was due.
+            if tx.send((index, at)).is_err() {
+                break;
+            }
+        }
+        late
+    });
+    let mut hits = Vec::new();
     while let Some(done) = tasks.join_next().await {
-        all.extend(done??);
+        hits.extend(done??);
     }
-    Ok(all)
+    let release_late_us = tokio::task::spawn_blocking(move || ticker.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("the load schedule's thread panicked"))?;
+    Ok(OpenLoop {
+        hits,
+        release_late_us,
+    })
 }
 
 /// Latency percentiles, in microseconds.
