@@ -1,4 +1,7 @@
-//! Fair claims, once for both backends: which accounts a claim takes due work from, and how much.
+//! Fair claims: which accounts a claim takes due work from, and how much. SQLite runs the visit
+//! below and works out the shares here; PostgreSQL does both in `sipsim_claim_turn` (migration
+//! 0011), the same rule next to the data so that a claim is one round trip, and the node keeps the
+//! rotation's place with [`Rotation::advance`] for both.
 //!
 //! A claim first visits the accounts with scheduled work in turn (a *loose index scan* of
 //! `deliveries_due_by_account`: one index seek per account, however much each has queued), starting
@@ -28,15 +31,14 @@ pub(crate) fn accounts_to_visit(shares: &Shares, limit: u32) -> i64 {
     needed.clamp(1, ACCOUNTS_PER_PASS)
 }
 
-/// The statement that visits the accounts in turn. It binds the account the previous claim stopped
-/// at (`''` at first) and how many accounts to visit ([`accounts_to_visit`]), as `?1`, `?2` (SQLite)
-/// or `$1`, `$2` (PostgreSQL),
+/// The statement that visits the accounts in turn (SQLite). It binds the account the previous claim
+/// stopped at (`''` at first) and how many accounts to visit ([`accounts_to_visit`]) as `?1`, `?2`,
 /// and returns, in visiting order, each account with scheduled work, when its earliest scheduled
 /// delivery is due (one index seek: a backlog of 50,000 costs what one delivery does), and whether
 /// its integration is enabled (1 or 0). The first part goes up from the
 /// last account, the second wraps around from the first account up to it.
-pub(crate) fn visit_sql(pg: bool) -> String {
-    let (last, most) = if pg { ("$1", "$2") } else { ("?1", "?2") };
+pub(crate) fn visit_sql() -> String {
+    let (last, most) = ("?1", "?2");
     let next = |after: &str| {
         format!(
             "(SELECT account_id FROM deliveries \
@@ -119,7 +121,8 @@ impl Rotation {
     /// Each visited account's share, in visiting order: an account with work due at `now` and an
     /// enabled integration may be given up to its free slots (never more than `limit`). The claim
     /// takes the shares in this order and stops at `limit` deliveries in all, so an account
-    /// with less due than its share leaves the rest to the accounts after it.
+    /// with less due than its share leaves the rest to the accounts after it. PostgreSQL's
+    /// `sipsim_claim_turn` applies the same rule; the store tests hold both to it.
     pub(crate) fn shares(
         visited: &[Visited],
         shares: &Shares,
@@ -136,19 +139,20 @@ impl Rotation {
 
     /// Remembers where the next claim goes on: after the last account (in visiting order) this
     /// claim took anything from, or, if it took nothing, after the last account it visited.
-    pub(crate) fn advance<'a>(
+    /// `visited` are the accounts the claim visited, in visiting order.
+    pub(crate) fn advance<'a, 'b>(
         &self,
-        visited: &[Visited],
-        claimed: impl IntoIterator<Item = &'a AccountId>,
+        visited: impl DoubleEndedIterator<Item = &'a AccountId> + Clone,
+        claimed: impl IntoIterator<Item = &'b AccountId>,
     ) {
         let claimed: std::collections::HashSet<&AccountId> = claimed.into_iter().collect();
         let stop = visited
-            .iter()
+            .clone()
             .rev()
-            .find(|v| claimed.contains(&v.account))
+            .find(|v| claimed.contains(v))
             .or(visited.last());
         if let Some(v) = stop {
-            *self.lock() = v.account.as_str().to_owned();
+            *self.lock() = v.as_str().to_owned();
         }
     }
 }
@@ -219,11 +223,12 @@ mod tests {
             visited("acc_b", Some(5), true),
             visited("acc_c", Some(5), true),
         ];
-        rotation.advance(&visited, [&account("acc_b"), &account("acc_a")]);
+        let order = || visited.iter().map(|v| &v.account);
+        rotation.advance(order(), [&account("acc_b"), &account("acc_a")]);
         assert_eq!(rotation.last(), account("acc_b").as_str());
-        rotation.advance(&visited, []);
+        rotation.advance(order(), []);
         assert_eq!(rotation.last(), account("acc_c").as_str());
-        rotation.advance(&[], []);
+        rotation.advance(std::iter::empty(), []);
         assert_eq!(rotation.last(), account("acc_c").as_str());
     }
 }

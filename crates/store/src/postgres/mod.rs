@@ -94,6 +94,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "chain locks late",
         include_str!("../../migrations/postgres/0010_chain_locks_late.sql"),
     ),
+    (
+        11,
+        "claim in one call",
+        include_str!("../../migrations/postgres/0011_claim_in_one_call.sql"),
+    ),
 ];
 
 /// The channel on which a write that made deliveries due wakes every node's dispatcher (migration

@@ -25,7 +25,7 @@ use sqlx::{AssertSqlSafe, Row};
 
 use super::{Job, PgStore, ensure_account, job_lock, notify_due};
 use crate::backend;
-use crate::rotation::{self, Rotation, Visited};
+use crate::rotation;
 use crate::rows::{
     self, ATTEMPT_COLUMNS, ClaimError, DELIVERY_COLUMNS, IDEMPOTENCY_WINDOW_MS, corrupt,
 };
@@ -130,43 +130,55 @@ impl PgStore {
         shares: &Shares,
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
         let token = rows::lease_token();
-        // The accounts in turn, then the claim: two statements, each its own (implicit)
-        // transaction, one round trip each. Nothing is held between them: the claim locks what it
-        // takes and skips what another node holds. Plans cached while the queue was nearly empty
-        // are dropped when the nodes analyze the grown tables (`analyze_changed_tables`); until
-        // then the claim's settings and shape keep it on its indexes (migration 0007,
+        // One statement, its own (implicit) transaction, one round trip: `sipsim_claim_turn`
+        // (migration 0011) visits the accounts in turn from where this node's last claim stopped,
+        // gives each its share and claims. Nothing is held after it: it locks what it takes and
+        // skips what another node holds. Plans cached while the queue was nearly empty are dropped
+        // when the nodes analyze the grown tables (`analyze_changed_tables`); until then the
+        // function's settings and shape keep it on its indexes (migrations 0007, 0011,
         // docs/DECISIONS.md, "PostgreSQL's planner without autovacuum").
-        let visited = sqlx::query(AssertSqlSafe(rotation::visit_sql(true)))
-            .bind(self.rotation.last())
-            .bind(rotation::accounts_to_visit(shares, limit))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(backend)?
-            .iter()
-            .map(Visited::read)
-            .collect::<Result<Vec<_>, _>>()?;
-        let allotted = Rotation::shares(&visited, shares, now, limit);
-        if allotted.is_empty() {
-            self.rotation.advance(&visited, []);
-            return Ok(Vec::new());
-        }
-        let (accounts, counts): (Vec<&str>, Vec<i64>) = allotted
+        let (busy, busy_n): (Vec<&str>, Vec<i64>) = shares
+            .in_use
             .iter()
             .map(|(account, n)| (account.as_str(), i64::from(*n)))
             .unzip();
-        let rows = sqlx::query("SELECT * FROM sipsim_claim($1, $2, $3, $4, $5, $6, $7)")
-            .bind(&token)
-            .bind(now + lease_ms)
-            .bind(now)
-            .bind(TRAIN_LEN)
-            .bind(accounts)
-            .bind(counts)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(backend)?;
+        let (lowered, lowered_n): (Vec<&str>, Vec<i64>) = shares
+            .lowered
+            .iter()
+            .map(|(account, n)| (account.as_str(), i64::from(*n)))
+            .unzip();
+        let rows = sqlx::query(
+            "SELECT * FROM sipsim_claim_turn($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .bind(&token)
+        .bind(now + lease_ms)
+        .bind(now)
+        .bind(TRAIN_LEN)
+        .bind(self.rotation.last())
+        .bind(rotation::accounts_to_visit(shares, limit))
+        .bind(i64::from(shares.per_account))
+        .bind(busy)
+        .bind(busy_n)
+        .bind(lowered)
+        .bind(lowered_n)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
         let mut out = Vec::with_capacity(rows.len());
+        let mut visited = Vec::new();
         for row in &rows {
+            // The visited accounts come as rows without a delivery: the account and its place.
+            if row
+                .try_get::<Option<&str>, _>(0)
+                .map_err(backend)?
+                .is_none()
+            {
+                let account = row.try_get::<&str, _>(2).map_err(backend)?;
+                let step = row.try_get::<i64, _>(11).map_err(backend)?;
+                visited.push((step, AccountId::parse(account).map_err(corrupt)?));
+                continue;
+            }
             match rows::claimed(row, &token, self.cipher.as_ref(), now) {
                 Ok(c) => out.push(c),
                 // A secret this node cannot open (wrong or missing SIPSIM_ENCRYPTION_KEY): every
@@ -184,8 +196,11 @@ impl PgStore {
                 }
             }
         }
-        self.rotation
-            .advance(&visited, out.iter().map(|c| &c.account_id));
+        visited.sort_by_key(|(step, _)| *step);
+        self.rotation.advance(
+            visited.iter().map(|(_, account)| account),
+            out.iter().map(|c| &c.account_id),
+        );
         Ok(out)
     }
 

@@ -99,7 +99,7 @@ impl SqliteStore {
         // The visit only chooses where to look, so it reads outside the write transaction, off
         // the single writer's path (a visit of a hundred accounts takes about a millisecond); the
         // update below checks again that each row is pending, due and its integration enabled.
-        let visited = sqlx::query(AssertSqlSafe(rotation::visit_sql(false)))
+        let visited = sqlx::query(AssertSqlSafe(rotation::visit_sql()))
             .bind(self.rotation.last())
             .bind(rotation::accounts_to_visit(shares, limit))
             .fetch_all(&self.read)
@@ -110,7 +110,8 @@ impl SqliteStore {
             .collect::<Result<Vec<_>, _>>()?;
         let allotted = Rotation::shares(&visited, shares, now, limit);
         if allotted.is_empty() {
-            self.rotation.advance(&visited, []);
+            self.rotation
+                .advance(visited.iter().map(|v| &v.account), []);
             return Ok(Vec::new());
         }
         let mut tx = self.begin_write().await?;
@@ -147,7 +148,8 @@ impl SqliteStore {
             left = left.saturating_sub(u32::try_from(got).unwrap_or(u32::MAX));
         }
         if left == limit {
-            self.rotation.advance(&visited, []);
+            self.rotation
+                .advance(visited.iter().map(|v| &v.account), []);
             tx.commit().await.map_err(backend)?;
             return Ok(Vec::new());
         }
@@ -196,8 +198,10 @@ impl SqliteStore {
                 Err(ClaimError::Store(e)) => return Err(e),
             }
         }
-        self.rotation
-            .advance(&visited, out.iter().map(|c| &c.account_id));
+        self.rotation.advance(
+            visited.iter().map(|v| &v.account),
+            out.iter().map(|c| &c.account_id),
+        );
         tx.commit().await.map_err(backend)?;
         Ok(out)
     }
