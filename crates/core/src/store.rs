@@ -1,4 +1,4 @@
-//! The storage interface. Backends (`sipsim-store`: SQLite now, PostgreSQL later) implement
+//! The storage interface. Backends (`sipsim-store`: SQLite and PostgreSQL) implement
 //! [`Store`]; everything above it is written against this trait only.
 //!
 //! The trait speaks in domain types and promises the same semantics on every backend: each method is

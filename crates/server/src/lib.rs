@@ -1,6 +1,7 @@
-//! `sipsim-server`: the `sipsimd` binary's library. It serves `/oauth/token` and `/api/v2`, and runs
-//! the operator commands. It is the only crate that knows axum, and the one place that picks a
-//! storage backend ([`state::open_store`]).
+//! `sipsim-server`: the `sipsimd` binary's library. It serves `/oauth/token`, `/api/v2`, the ingest
+//! route and the dashboard, and runs the operator commands. It is the one place that picks a storage
+//! backend ([`state::open_store`]). (axum serves here; the client's `cli` feature uses it too, for
+//! `sipsim listen`'s local receiver.)
 
 pub mod api;
 pub mod app;
