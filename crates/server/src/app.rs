@@ -89,9 +89,9 @@ pub fn app(state: AppState) -> Router {
             "/api/v2/openapi.json",
             get(move || async move { json_bytes(doc_json.clone()) }),
         )
-        .route("/metrics", get(crate::observe::metrics))
-        .route("/healthz", get(crate::observe::healthz))
-        .route("/readyz", get(crate::observe::readyz))
+        .route("/metrics", get(crate::observe_http::metrics))
+        .route("/healthz", get(crate::observe_http::healthz))
+        .route("/readyz", get(crate::observe_http::readyz))
         .merge(crate::dashboard::routes())
         .fallback(|| async { StatusCode::NOT_FOUND })
         .layer(DefaultBodyLimit::max(API_BODY_LIMIT))

@@ -15,8 +15,6 @@ use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use ipnet::IpNet;
 
-use crate::state::AppState;
-
 /// The proxies whose `X-Forwarded-For` is believed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TrustedProxies(Vec<IpNet>);
@@ -83,17 +81,19 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
 /// with connection info; a router called directly in a test does not).
 pub struct ClientAddr(pub Option<IpAddr>);
 
-impl FromRequestParts<AppState> for ClientAddr {
+/// A router's state that knows which proxies to believe (the server's `AppState`).
+pub trait KnowsProxies {
+    fn trusted_proxies(&self) -> &TrustedProxies;
+}
+
+impl<S: KnowsProxies + Send + Sync> FromRequestParts<S> for ClientAddr {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         Ok(ClientAddr(
             parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| {
                 state
-                    .trusted_proxies
+                    .trusted_proxies()
                     .client_address(c.0.ip(), &parts.headers)
             }),
         ))

@@ -18,6 +18,7 @@ pub mod integrations;
 pub mod limits;
 pub mod oauth;
 pub mod observe;
+pub mod observe_http;
 pub mod request;
 pub mod secrets;
 pub mod simulate;

@@ -200,7 +200,7 @@ fn default_message(status: StatusCode, headers: &HeaderMap) -> String {
 /// The body limit of a path: 4 MiB for ingest, 16 KiB for everything else.
 pub fn body_limit(path: &str) -> usize {
     if path.starts_with("/internal/") {
-        crate::ingest::INGEST_BODY_LIMIT
+        sipsim_core::ingest::INGEST_BODY_LIMIT
     } else {
         API_BODY_LIMIT
     }

@@ -18,15 +18,15 @@ use tokio_util::sync::CancellationToken;
 
 use sipsim_delivery::{Heartbeat, Sender, SenderConfig};
 
-use crate::auth::jwt::JwtKey;
 use crate::auth::revocations::{REFRESH_EVERY, Revocations};
-use crate::client_addr::TrustedProxies;
+use crate::client_addr::{KnowsProxies, TrustedProxies};
 use crate::config::ServerConfig;
 use crate::dashboard::auth::PasswordChecks;
 use crate::ingest_writer::IngestWriter;
 use crate::integrations::IntegrationCache;
 use crate::limits::Limiter;
 use crate::limits::failures::{FailureLimiter, FailurePolicy};
+use sipsim_core::jwt::JwtKey;
 
 /// Access tokens live two hours, as SIPSIM documents (`expires_in: 7200`).
 pub const TOKEN_TTL_SECS: i64 = 7200;
@@ -142,6 +142,12 @@ pub struct Inner {
     /// Raised while writes fail for want of space (ingest and this node's dispatcher raise it;
     /// `/readyz` lowers it when a probe write goes through).
     pub storage_alarm: Alarm,
+}
+
+impl KnowsProxies for AppState {
+    fn trusted_proxies(&self) -> &TrustedProxies {
+        &self.trusted_proxies
+    }
 }
 
 impl Deref for AppState {
