@@ -6,10 +6,11 @@
 //! (`FOR UPDATE SKIP LOCKED`); everything that reads or changes a call's chain (ingest assigning the
 //! next `seq`, a finished delivery releasing the next) first takes that chain's advisory lock, and
 //! same-key idempotency checks take theirs, always in ascending key order (ingest: every key's, then
-//! every chain's) so two transactions never wait on each other in a cycle. Each lock is held to commit, so commit order is chain order.
+//! every chain's) so two transactions never wait on each other in a cycle. Each lock is held to
+//! commit, so commit order is chain order.
 //!
 //! The three hot paths — ingest, claim, recording results — are PL/pgSQL functions (migrations
-//! 0007–0010) called in autocommit, one round trip each: the statements run next to the data rather
+//! 0007–0011) called in autocommit, one round trip each: the statements run next to the data rather
 //! than one round trip apiece while the transaction holds its locks.
 
 use std::collections::HashSet;
