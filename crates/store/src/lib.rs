@@ -1,16 +1,20 @@
 //! `sipsim-store`: the storage backends behind [`sipsim_core::Store`].
 //!
-//! Each backend lives in its own module with its own migrations folder and SQL; nothing outside this
-//! crate sees SQL. The server picks a backend from the database URL in exactly one place.
+//! The SQL both dialects accept is written once (`plain/`), for [`SqlStore`] over either backend;
+//! each backend module holds what differs — opening the database, its migrations, its delivery
+//! queue. Nothing outside this crate sees SQL. The server picks a backend from the database URL in
+//! exactly one place.
 
+mod plain;
 pub mod postgres;
 mod rotation;
 mod rows;
 pub mod sqlite;
 pub mod testing;
 
-pub use postgres::PgStore;
-pub use sqlite::SqliteStore;
+pub use plain::SqlStore;
+pub use postgres::{PgDb, PgStore};
+pub use sqlite::{SqliteDb, SqliteStore};
 
 use sipsim_core::StoreError;
 

@@ -10,7 +10,7 @@ use sipsim_core::queue::{
 };
 use sipsim_core::secret::{SecretHash, SigningSecret};
 use sipsim_core::store::{
-    Account, ApiClient, Integration, IntegrationState, QueueStats, Revocation,
+    Account, ApiClient, AttemptBucket, Integration, IntegrationState, QueueStats, Revocation,
 };
 use sipsim_core::target::WebhookUrl;
 use sipsim_core::{AccountId, ClientId, DeliveryId, EventSet, MessageId, ScopeSet, StoreError};
@@ -19,12 +19,13 @@ use sqlx::Row;
 use crate::backend;
 
 /// Typed column access by position, the same on every backend.
-pub(crate) trait Columns {
+pub trait Columns {
     fn text(&self, i: usize) -> Result<String, StoreError>;
     fn opt_text(&self, i: usize) -> Result<Option<String>, StoreError>;
     fn int(&self, i: usize) -> Result<i64, StoreError>;
     fn opt_int(&self, i: usize) -> Result<Option<i64>, StoreError>;
     fn bytes(&self, i: usize) -> Result<Vec<u8>, StoreError>;
+    fn float(&self, i: usize) -> Result<f64, StoreError>;
 }
 
 macro_rules! columns_for {
@@ -45,6 +46,9 @@ macro_rules! columns_for {
             fn bytes(&self, i: usize) -> Result<Vec<u8>, StoreError> {
                 self.try_get(i).map_err(backend)
             }
+            fn float(&self, i: usize) -> Result<f64, StoreError> {
+                self.try_get(i).map_err(backend)
+            }
         }
     };
 }
@@ -62,29 +66,23 @@ pub(crate) fn secret_context(account: &AccountId) -> String {
 }
 
 /// The statement that rewrites one secret where it still holds what was read; it binds the new
-/// stored form, the slot's key (account or setting name) and the old stored form, as `?1`–`?3`
-/// (SQLite) or `$1`–`$3` (PostgreSQL, with `pg`).
-pub(crate) fn rewrite_secret_sql(slot: &SecretSlot, pg: bool) -> (&'static str, String) {
-    let (sqlite, postgres, key) = match slot {
+/// stored form, the slot's key (account or setting name) and the old stored form, as `$1`–`$3`.
+pub(crate) fn rewrite_secret_sql(slot: &SecretSlot) -> (&'static str, String) {
+    match slot {
         SecretSlot::SigningSecret(account) => (
-            "UPDATE integrations SET signing_secret = ?1 WHERE account_id = ?2 AND signing_secret = ?3",
             "UPDATE integrations SET signing_secret = $1 WHERE account_id = $2 AND signing_secret = $3",
             account.to_string(),
         ),
         SecretSlot::PreviousSigningSecret(account) => (
-            "UPDATE integrations SET previous_signing_secret = ?1 \
-             WHERE account_id = ?2 AND previous_signing_secret = ?3",
             "UPDATE integrations SET previous_signing_secret = $1 \
              WHERE account_id = $2 AND previous_signing_secret = $3",
             account.to_string(),
         ),
         SecretSlot::Setting(name) => (
-            "UPDATE settings SET value = ?1 WHERE key = ?2 AND value = ?3",
             "UPDATE settings SET value = $1 WHERE key = $2 AND value = $3",
             name.clone(),
         ),
-    };
-    (if pg { postgres } else { sqlite }, key)
+    }
 }
 
 /// Reads what [`STORED_SECRETS_SQL`] returns: `(kind, key, value)` rows.
@@ -343,16 +341,14 @@ pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
 }
 
 /// An attempt bucket from `(start, attempts, succeeded, mean duration, max duration)`.
-pub(crate) fn attempt_bucket(
-    (start_ms, attempts, succeeded, mean, max_ms): (i64, i64, i64, f64, i64),
-) -> sipsim_core::store::AttemptBucket {
-    sipsim_core::store::AttemptBucket {
-        start_ms,
-        attempts: attempts.max(0) as u64,
-        succeeded: succeeded.max(0) as u64,
-        mean_ms: mean.round() as i64,
-        max_ms,
-    }
+pub(crate) fn attempt_bucket(row: &impl Columns) -> Result<AttemptBucket, StoreError> {
+    Ok(AttemptBucket {
+        start_ms: row.int(0)?,
+        attempts: row.int(1)?.max(0) as u64,
+        succeeded: row.int(2)?.max(0) as u64,
+        mean_ms: row.float(3)?.round() as i64,
+        max_ms: row.int(4)?,
+    })
 }
 
 /// `pending, due, oldest due, in flight, paused integrations`, as both backends' stats query reads.

@@ -2,6 +2,7 @@
 //! two `PgStore`s (two connection pools, as two `sipsimd` processes would have) on one fresh database
 //! and makes them race.
 
+use sipsim_core::store::{Clients as _, Cluster as _, DeliveryQueue as _, Integrations as _};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

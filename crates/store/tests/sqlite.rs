@@ -1,12 +1,13 @@
 //! What only the SQLite backend does: its files on disk, and a full disk.
 
+use sipsim_core::store::{Accounts as _, DeliveryQueue as _, Health as _, Integrations as _};
 use std::os::unix::fs::PermissionsExt;
 
 use sipsim_core::queue::{AttemptRecord, Completion, FinishedAttempt, NewMessage, Shares};
 use sipsim_core::secret::SigningSecret;
 use sipsim_core::store::IntegrationUpdate;
 use sipsim_core::target::{TargetPolicy, WebhookUrl};
-use sipsim_core::{Event, EventSet, Store, StoreError};
+use sipsim_core::{Event, EventSet, StoreError};
 use sipsim_store::SqliteStore;
 use sqlx::Connection;
 

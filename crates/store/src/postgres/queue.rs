@@ -15,24 +15,24 @@
 
 use std::collections::HashSet;
 
+use async_trait::async_trait;
+
 use sipsim_core::queue::{
-    AttemptRecord, ClaimedDelivery, Completed, Completion, DeliveryFilter, DeliveryRecord,
-    DeliveryStatus, FinishedAttempt, IngestOutcome, NewMessage, Shares, SkipReason, TRAIN_LEN,
+    ClaimedDelivery, Completed, Completion, DeliveryStatus, FinishedAttempt, IngestOutcome,
+    NewMessage, Shares, SkipReason, TRAIN_LEN,
 };
-use sipsim_core::store::{KeptDeliveries, QueueStats};
+use sipsim_core::store::{DeliveryQueue, QueueStats};
 use sipsim_core::{AccountId, DeliveryId, EventSet, MessageId, StoreError};
 use sqlx::postgres::PgConnection;
 use sqlx::{AssertSqlSafe, Row};
 
-use super::{Job, PgStore, ensure_account, job_lock, notify_due};
+use super::{INGEST_WRITERS, Job, PgStore, job_lock, notify_due};
 use crate::backend;
 use crate::rotation;
-use crate::rows::{
-    self, ATTEMPT_COLUMNS, ClaimError, DELIVERY_COLUMNS, IDEMPOTENCY_WINDOW_MS, corrupt,
-};
+use crate::rows::{self, ClaimError, IDEMPOTENCY_WINDOW_MS, corrupt};
 
 /// The tables the queue's hot statements read and write, whose planner statistics
-/// [`PgStore::analyze_changed_tables`] keeps current.
+/// [`DeliveryQueue::refresh_planner_statistics`] keeps current.
 const QUEUE_TABLES: [&str; 5] = [
     "deliveries",
     "delivery_attempts",
@@ -41,11 +41,12 @@ const QUEUE_TABLES: [&str; 5] = [
     "messages",
 ];
 
-impl PgStore {
+#[async_trait]
+impl DeliveryQueue for PgStore {
     /// Group commit: several independent batches in one call of `sipsim_ingest` (migrations 0008
     /// to 0010), one round trip and one transaction; a batch naming an unknown account stores
     /// nothing, the others are unaffected. The other nodes are woken after the commit.
-    pub(super) async fn ingest_groups(
+    async fn ingest_groups(
         &self,
         groups: &[&[NewMessage]],
         now: i64,
@@ -123,7 +124,7 @@ impl PgStore {
         Ok(results)
     }
 
-    pub(super) async fn claim(
+    async fn claim_due(
         &self,
         now: i64,
         limit: u32,
@@ -135,7 +136,7 @@ impl PgStore {
         // (migration 0011) visits the accounts in turn from where this node's last claim stopped,
         // gives each its share and claims. Nothing is held after it: it locks what it takes and
         // skips what another node holds. Plans cached while the queue was nearly empty are dropped
-        // when the nodes analyze the grown tables (`analyze_changed_tables`); until then the
+        // when the nodes analyze the grown tables (`refresh_planner_statistics`); until then the
         // function's settings and shape keep it on its indexes (migrations 0007, 0011,
         // docs/DECISIONS.md, "PostgreSQL's planner without autovacuum").
         let (busy, busy_n): (Vec<&str>, Vec<i64>) = shares
@@ -205,30 +206,10 @@ impl PgStore {
         Ok(out)
     }
 
-    /// Undoes a claim this node cannot send: its deliveries are as they were before it (due, or
-    /// waiting behind their head; only `updated_at` keeps the claim's time), the attempt it counted
-    /// taken back. If this fails too (the
-    /// database went away), their leases expire and [`PgStore::release_leases`] hands them back.
-    async fn hand_back(&self, token: &str) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE deliveries SET status = 'pending', lease_token = NULL, \
-                    lease_expires_at = NULL, attempts = attempts - 1 \
-             WHERE lease_token = $1 AND status = 'delivering'",
-        )
-        .bind(token)
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(())
-    }
-
     /// Group commit of attempt results: one call of `sipsim_record` (migration 0009), one round
     /// trip and one transaction for all of them. Returns, for each, whether its lease still held,
     /// and how many chains moved on.
-    pub(super) async fn complete_attempts(
-        &self,
-        results: &[FinishedAttempt],
-    ) -> Result<Completed, StoreError> {
+    async fn complete(&self, results: &[FinishedAttempt]) -> Result<Completed, StoreError> {
         let mut cols = ResultColumns::default();
         for r in results {
             cols.push(r);
@@ -260,109 +241,7 @@ impl PgStore {
         })
     }
 
-    pub(super) async fn log_test_attempt(
-        &self,
-        account: &AccountId,
-        message_id: &MessageId,
-        body: &[u8],
-        record: &AttemptRecord,
-        succeeded: bool,
-    ) -> Result<DeliveryId, StoreError> {
-        let delivery_id = DeliveryId::generate();
-        let status = if succeeded {
-            DeliveryStatus::Succeeded
-        } else {
-            DeliveryStatus::Failed
-        };
-        let mut tx = self.pool.begin().await.map_err(backend)?;
-        ensure_account(&mut tx, account).await?;
-        sqlx::query(
-            "INSERT INTO messages (id, account_id, event, body, ordering_key, created_at) \
-             VALUES ($1, $2, 'test', $3, NULL, $4)",
-        )
-        .bind(message_id.as_str())
-        .bind(account.as_str())
-        .bind(body)
-        .bind(record.started_at_ms)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        sqlx::query(
-            "INSERT INTO deliveries (id, message_id, account_id, event, status, attempts, \
-                                     last_status_code, last_error, created_at, updated_at) \
-             VALUES ($1, $2, $3, 'test', $4, 1, $5, $6, $7, $7)",
-        )
-        .bind(delivery_id.as_str())
-        .bind(message_id.as_str())
-        .bind(account.as_str())
-        .bind(status.as_str())
-        .bind(record.status_code.map(i64::from))
-        .bind(record.error.as_deref())
-        .bind(record.started_at_ms)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        insert_attempt(&mut tx, &delivery_id, 1, record).await?;
-        tx.commit().await.map_err(backend)?;
-        Ok(delivery_id)
-    }
-
-    pub(super) async fn prune_old(
-        &self,
-        cutoff: i64,
-        revocations_before: i64,
-        now: i64,
-    ) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
-        if !job_lock(&mut tx, Job::Prune).await? {
-            return Ok(0);
-        }
-        // Deliveries and their attempts go with their message (ON DELETE CASCADE). Paused deliveries
-        // are kept for the retention period only, as DESIGN.md says; pending and in-flight ones stay.
-        // The oldest a message of any account may be: the default, or the shortest override.
-        let shortest: Option<i64> =
-            sqlx::query("SELECT MIN(retention_ms) FROM accounts WHERE retention_ms IS NOT NULL")
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(backend)?
-                .try_get(0)
-                .map_err(backend)?;
-        let bound = shortest.map_or(cutoff, |ms| cutoff.max(now - ms));
-        let messages = sqlx::query(
-            "DELETE FROM messages WHERE created_at < $1 \
-             AND created_at < COALESCE((SELECT $3 - a.retention_ms FROM accounts a \
-                                        WHERE a.id = messages.account_id), $2) \
-             AND NOT EXISTS ( \
-                SELECT 1 FROM deliveries d WHERE d.message_id = messages.id \
-                AND d.status IN ('pending', 'delivering'))",
-        )
-        .bind(bound)
-        .bind(cutoff)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?
-        .rows_affected();
-        sqlx::query("DELETE FROM idempotency_keys WHERE created_at <= $1")
-            .bind(now - IDEMPOTENCY_WINDOW_MS)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        sqlx::query("DELETE FROM client_revocations WHERE revoked_at < $1")
-            .bind(revocations_before)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
-        Ok(messages)
-    }
-
-    pub(super) async fn analyze_changed_tables(&self) -> Result<Vec<String>, StoreError> {
+    async fn refresh_planner_statistics(&self) -> Result<Vec<String>, StoreError> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
         if !job_lock(&mut tx, Job::Analyze).await? {
             return Ok(Vec::new());
@@ -393,105 +272,102 @@ impl PgStore {
         Ok(changed)
     }
 
-    pub(super) async fn pause(
-        &self,
-        account: &AccountId,
-        reason: &str,
-        now: i64,
-    ) -> Result<bool, StoreError> {
-        Ok(sqlx::query(
-            "UPDATE integrations SET state = 'paused', paused_reason = $2, version = version + 1, \
-                    updated_at = $3 \
-             WHERE account_id = $1 AND state = 'enabled'",
+    async fn next_due_at(&self) -> Result<Option<i64>, StoreError> {
+        // In due order from the first due time, never through the deliveries waiting behind their
+        // call's earlier events (no due time).
+        let row = sqlx::query(
+            "SELECT d.next_attempt_at FROM deliveries d \
+             JOIN integrations i ON i.account_id = d.account_id \
+             WHERE d.status = 'pending' AND d.next_attempt_at IS NOT NULL AND i.state = 'enabled' \
+             ORDER BY d.next_attempt_at LIMIT 1",
         )
-        .bind(account.as_str())
-        .bind(reason)
-        .bind(now)
-        .execute(&self.pool)
+        .fetch_optional(&self.pool)
         .await
-        .map_err(backend)?
-        .rows_affected()
-            > 0)
+        .map_err(backend)?;
+        row.map(|r| r.try_get(0)).transpose().map_err(backend)
     }
 
-    pub(super) async fn pause_failing(
-        &self,
-        failing_since_before: i64,
-        now: i64,
-    ) -> Result<Vec<AccountId>, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
-        if !job_lock(&mut tx, Job::PauseFailing).await? {
-            return Ok(Vec::new());
-        }
-        let paused = sqlx::query(
-            "UPDATE integrations SET state = 'paused', version = version + 1, updated_at = $2, \
-                    paused_reason = 'every delivery attempt has failed for the whole pause period' \
-             WHERE state = 'enabled' AND failing_since IS NOT NULL AND failing_since <= $1 \
-             RETURNING account_id",
+    async fn queue_stats(&self, now_ms: i64) -> Result<QueueStats, StoreError> {
+        let row = sqlx::query(
+            "SELECT \
+               (SELECT COUNT(*) FROM deliveries WHERE status = 'pending'), \
+               (SELECT COUNT(*) FROM deliveries d JOIN integrations i ON i.account_id = d.account_id \
+                 WHERE d.status = 'pending' AND d.next_attempt_at <= $1 AND i.state = 'enabled'), \
+               (SELECT MIN(d.next_attempt_at) FROM deliveries d \
+                 JOIN integrations i ON i.account_id = d.account_id \
+                 WHERE d.status = 'pending' AND d.next_attempt_at <= $1 AND i.state = 'enabled'), \
+               (SELECT COUNT(*) FROM deliveries WHERE status = 'delivering'), \
+               (SELECT COUNT(*) FROM integrations WHERE state = 'paused')",
         )
-        .bind(failing_since_before)
-        .bind(now)
-        .fetch_all(&mut *tx)
+        .bind(now_ms)
+        .fetch_one(&self.pool)
         .await
-        .map_err(backend)?
-        .iter()
-        .map(|row| {
-            let id: String = row.try_get(0).map_err(backend)?;
-            AccountId::parse(&id).map_err(corrupt)
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-        tx.commit().await.map_err(backend)?;
-        Ok(paused)
+        .map_err(backend)?;
+        rows::queue_stats(&row)
     }
 
-    pub(super) async fn resume(
-        &self,
-        account: &AccountId,
-        kept: KeptDeliveries,
-        now: i64,
-    ) -> Result<Option<u64>, StoreError> {
+    async fn unclaim(&self, claimed: &[(DeliveryId, String)], now: i64) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
-        let resumed = sqlx::query(
-            "UPDATE integrations SET state = 'enabled', paused_reason = NULL, failing_since = NULL, \
-                    version = version + 1, updated_at = $2 \
-             WHERE account_id = $1 AND state = 'paused'",
+        // The chains' locks first, as a completion takes them: whichever of the two commits first,
+        // the other sees it, so a train's first unsent delivery is released exactly once.
+        lock_chains_of(&mut tx, claimed.iter().map(|(id, _)| id.as_str()).collect()).await?;
+        // A head keeps its due time; a train's first unsent delivery, now its chain's earliest
+        // unfinished one, is due at once, and the ones behind it wait again.
+        sqlx::query(AssertSqlSafe(format!(
+            "UPDATE deliveries SET status = 'pending', attempts = attempts - 1, \
+                    lease_token = NULL, lease_expires_at = NULL, next_attempt_at = {} \
+             FROM unnest($1::TEXT[], $2::TEXT[]) AS u(id, token) \
+             WHERE deliveries.id = u.id AND deliveries.lease_token = u.token \
+               AND deliveries.status = 'delivering'",
+            rows::due_unless_waiting(
+                "deliveries.next_attempt_at",
+                "COALESCE(deliveries.next_attempt_at, $3)"
+            )
+        )))
+        .bind(
+            claimed
+                .iter()
+                .map(|(id, _)| id.as_str())
+                .collect::<Vec<_>>(),
         )
-        .bind(account.as_str())
+        .bind(claimed.iter().map(|(_, t)| t.as_str()).collect::<Vec<_>>())
         .bind(now)
         .execute(&mut *tx)
         .await
-        .map_err(backend)?
-        .rows_affected();
-        if resumed == 0 {
-            tx.commit().await.map_err(backend)?;
-            return Ok(None);
-        }
-        let sql = match kept {
-            // Kept deliveries of a chain wait for their turn; the chains' heads are released below.
-            KeptDeliveries::Deliver => {
-                "UPDATE deliveries SET status = 'pending', updated_at = $2, \
-                        next_attempt_at = CASE WHEN ordering_key IS NULL THEN $2 ELSE NULL END \
-                 WHERE account_id = $1 AND status = 'paused'"
-            }
-            KeptDeliveries::Drop => {
-                "UPDATE deliveries SET status = 'failed', next_attempt_at = NULL, updated_at = $2, \
-                        last_error = 'dropped when the paused integration was resumed' \
-                 WHERE account_id = $1 AND status = 'paused'"
-            }
-        };
-        let affected = sqlx::query(sql)
-            .bind(account.as_str())
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?
-            .rows_affected();
-        release_chain_heads(&mut tx, account.as_str(), now).await?;
-        if kept == KeptDeliveries::Deliver && affected > 0 {
-            notify_due(&mut tx).await?;
-        }
-        tx.commit().await.map_err(backend)?;
-        Ok(Some(affected))
+        .map_err(backend)?;
+        notify_due(&mut tx).await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    fn ingest_writers(&self) -> usize {
+        INGEST_WRITERS
+    }
+
+    async fn release_expired_leases(&self, now_ms: i64) -> Result<u64, StoreError> {
+        self.release_leases(now_ms, now_ms).await
+    }
+
+    async fn reclaim_all_leases(&self, now_ms: i64) -> Result<u64, StoreError> {
+        self.release_leases(i64::MAX, now_ms).await
+    }
+}
+
+impl PgStore {
+    /// Undoes a claim this node cannot send: its deliveries are as they were before it (due, or
+    /// waiting behind their head; only `updated_at` keeps the claim's time), the attempt it counted
+    /// taken back. If this fails too (the
+    /// database went away), their leases expire and [`PgStore::release_leases`] hands them back.
+    async fn hand_back(&self, token: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE deliveries SET status = 'pending', lease_token = NULL, \
+                    lease_expires_at = NULL, attempts = attempts - 1 \
+             WHERE lease_token = $1 AND status = 'delivering'",
+        )
+        .bind(token)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
     }
 
     /// Makes deliveries whose lease expires at or before `expired_by` due at `now`.
@@ -538,191 +414,6 @@ impl PgStore {
         }
         tx.commit().await.map_err(backend)?;
         Ok(released)
-    }
-
-    pub(super) async fn earliest_due(&self) -> Result<Option<i64>, StoreError> {
-        // In due order from the first due time, never through the deliveries waiting behind their
-        // call's earlier events (no due time).
-        let row = sqlx::query(
-            "SELECT d.next_attempt_at FROM deliveries d \
-             JOIN integrations i ON i.account_id = d.account_id \
-             WHERE d.status = 'pending' AND d.next_attempt_at IS NOT NULL AND i.state = 'enabled' \
-             ORDER BY d.next_attempt_at LIMIT 1",
-        )
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend)?;
-        row.map(|r| r.try_get(0)).transpose().map_err(backend)
-    }
-
-    pub(super) async fn stats(&self, now_ms: i64) -> Result<QueueStats, StoreError> {
-        let row = sqlx::query(
-            "SELECT \
-               (SELECT COUNT(*) FROM deliveries WHERE status = 'pending'), \
-               (SELECT COUNT(*) FROM deliveries d JOIN integrations i ON i.account_id = d.account_id \
-                 WHERE d.status = 'pending' AND d.next_attempt_at <= $1 AND i.state = 'enabled'), \
-               (SELECT MIN(d.next_attempt_at) FROM deliveries d \
-                 JOIN integrations i ON i.account_id = d.account_id \
-                 WHERE d.status = 'pending' AND d.next_attempt_at <= $1 AND i.state = 'enabled'), \
-               (SELECT COUNT(*) FROM deliveries WHERE status = 'delivering'), \
-               (SELECT COUNT(*) FROM integrations WHERE state = 'paused')",
-        )
-        .bind(now_ms)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(backend)?;
-        rows::queue_stats(&row)
-    }
-
-    pub(super) async fn unclaim_all(
-        &self,
-        claimed: &[(DeliveryId, String)],
-        now: i64,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
-        // The chains' locks first, as a completion takes them: whichever of the two commits first,
-        // the other sees it, so a train's first unsent delivery is released exactly once.
-        lock_chains_of(&mut tx, claimed.iter().map(|(id, _)| id.as_str()).collect()).await?;
-        // A head keeps its due time; a train's first unsent delivery, now its chain's earliest
-        // unfinished one, is due at once, and the ones behind it wait again.
-        sqlx::query(AssertSqlSafe(format!(
-            "UPDATE deliveries SET status = 'pending', attempts = attempts - 1, \
-                    lease_token = NULL, lease_expires_at = NULL, next_attempt_at = {} \
-             FROM unnest($1::TEXT[], $2::TEXT[]) AS u(id, token) \
-             WHERE deliveries.id = u.id AND deliveries.lease_token = u.token \
-               AND deliveries.status = 'delivering'",
-            rows::due_unless_waiting(
-                "deliveries.next_attempt_at",
-                "COALESCE(deliveries.next_attempt_at, $3)"
-            )
-        )))
-        .bind(
-            claimed
-                .iter()
-                .map(|(id, _)| id.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(claimed.iter().map(|(_, t)| t.as_str()).collect::<Vec<_>>())
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        notify_due(&mut tx).await?;
-        tx.commit().await.map_err(backend)
-    }
-
-    pub(super) async fn deliveries_of(
-        &self,
-        account: &AccountId,
-        filter: &DeliveryFilter,
-        before: Option<&DeliveryId>,
-        limit: u32,
-    ) -> Result<Vec<DeliveryRecord>, StoreError> {
-        // Only fixed fragments are spliced in; every value is bound.
-        let mut sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE account_id = $1");
-        if before.is_some() {
-            sql.push_str(" AND id < $2");
-        }
-        if filter.status.is_some() {
-            sql.push_str(" AND status = $3");
-        }
-        if filter.event.is_some() {
-            sql.push_str(" AND event = $4");
-        }
-        if filter.since_ms.is_some() {
-            sql.push_str(" AND created_at >= $5");
-        }
-        sql.push_str(" ORDER BY id DESC LIMIT $6");
-        sqlx::query(AssertSqlSafe(sql))
-            .bind(account.as_str())
-            .bind(before.map(|b| b.as_str().to_owned()))
-            .bind(filter.status.map(|s| s.as_str()))
-            .bind(filter.event.map(|e| e.name()))
-            .bind(filter.since_ms)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(backend)?
-            .iter()
-            .map(rows::delivery)
-            .collect()
-    }
-
-    pub(super) async fn resend_delivery(
-        &self,
-        account: &AccountId,
-        id: &DeliveryId,
-        now: i64,
-    ) -> Result<Option<DeliveryRecord>, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
-        let original = sqlx::query(
-            "SELECT message_id, event FROM deliveries WHERE id = $1 AND account_id = $2",
-        )
-        .bind(id.as_str())
-        .bind(account.as_str())
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(backend)?;
-        let Some(row) = original else {
-            return Ok(None);
-        };
-        let message_id: String = row.try_get(0).map_err(backend)?;
-        let event: String = row.try_get(1).map_err(backend)?;
-        let new_id = DeliveryId::generate();
-        sqlx::query(
-            "INSERT INTO deliveries (id, message_id, account_id, event, status, next_attempt_at, \
-                                     created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, 'pending', $5, $5, $5)",
-        )
-        .bind(new_id.as_str())
-        .bind(&message_id)
-        .bind(account.as_str())
-        .bind(&event)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        let sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = $1");
-        let created = sqlx::query(AssertSqlSafe(sql))
-            .bind(new_id.as_str())
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(backend)?;
-        notify_due(&mut tx).await?;
-        let record = rows::delivery(&created)?;
-        tx.commit().await.map_err(backend)?;
-        Ok(Some(record))
-    }
-
-    pub(super) async fn delivery(
-        &self,
-        id: &DeliveryId,
-    ) -> Result<Option<DeliveryRecord>, StoreError> {
-        let sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = $1");
-        let row = sqlx::query(AssertSqlSafe(sql))
-            .bind(id.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?;
-        row.map(|r| rows::delivery(&r)).transpose()
-    }
-
-    pub(super) async fn attempts_of(
-        &self,
-        id: &DeliveryId,
-    ) -> Result<Vec<AttemptRecord>, StoreError> {
-        sqlx::query(
-            AssertSqlSafe(format!(
-            "SELECT {ATTEMPT_COLUMNS} FROM delivery_attempts WHERE delivery_id = $1 ORDER BY attempt"
-        )),
-        )
-        .bind(id.as_str())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?
-        .iter()
-        .map(rows::attempt)
-        .collect()
     }
 }
 
@@ -805,58 +496,6 @@ async fn lock_chains_of(conn: &mut PgConnection, ids: Vec<&str>) -> Result<(), S
             ORDER BY k OFFSET 0) AS keys",
     )
     .bind(ids)
-    .execute(conn)
-    .await
-    .map_err(backend)?;
-    Ok(())
-}
-
-/// Makes the head of each of `account`'s chains due at `now`, if it is waiting: the earliest
-/// unfinished delivery of a key is the only one that may be sent. Called when a pause ends (a
-/// completion releases its own chains by key, in one statement).
-async fn release_chain_heads(
-    conn: &mut PgConnection,
-    account: &str,
-    now: i64,
-) -> Result<u64, StoreError> {
-    let released = sqlx::query(
-        "UPDATE deliveries SET next_attempt_at = $2, updated_at = $2 \
-         WHERE account_id = $1 \
-           AND ordering_key IS NOT NULL AND status = 'pending' AND next_attempt_at IS NULL \
-           AND seq = (SELECT MIN(x.seq) FROM deliveries x \
-                      WHERE x.account_id = deliveries.account_id \
-                        AND x.ordering_key = deliveries.ordering_key \
-                        AND x.status IN ('pending', 'delivering', 'paused'))",
-    )
-    .bind(account)
-    .bind(now)
-    .execute(conn)
-    .await
-    .map_err(backend)?
-    .rows_affected();
-    Ok(released)
-}
-
-/// Appends an attempt to the log (once per attempt number).
-async fn insert_attempt(
-    conn: &mut PgConnection,
-    id: &DeliveryId,
-    attempt: i64,
-    record: &AttemptRecord,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO delivery_attempts (delivery_id, attempt, started_at, duration_ms, \
-                                        status_code, error, response_snippet) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) \
-         ON CONFLICT (delivery_id, attempt) DO NOTHING",
-    )
-    .bind(id.as_str())
-    .bind(attempt)
-    .bind(record.started_at_ms)
-    .bind(record.duration_ms)
-    .bind(record.status_code.map(i64::from))
-    .bind(record.error.as_deref())
-    .bind(record.response_snippet.as_deref())
     .execute(conn)
     .await
     .map_err(backend)?;

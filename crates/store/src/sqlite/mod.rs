@@ -9,36 +9,22 @@
 use std::borrow::Cow;
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sipsim_core::cipher::{SecretCipher, SecretRewrite, StoredSecret, seal};
-use sipsim_core::clock::now_ms;
-use sipsim_core::queue::{
-    AttemptRecord, ClaimedDelivery, Completed, DeliveryFilter, DeliveryRecord, FinishedAttempt,
-    IngestOutcome, NewMessage, Shares,
-};
-use sipsim_core::secret::{SecretHash, SigningSecret};
-use sipsim_core::store::{
-    Account, ApiClient, AttemptBucket, Integration, IntegrationState, IntegrationUpdate,
-    KeptDeliveries, NewApiClient, QueueStats, Revocation, Session, SubscriptionChange, User,
-};
-use sipsim_core::{
-    AccountId, ClientId, DeliveryId, EventSet, MessageId, Store, StoreError, UserId,
-};
+use sipsim_core::StoreError;
+use sipsim_core::store::Cluster;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
 };
-use sqlx::{AssertSqlSafe, Row, SqlSafeStr as _};
+use sqlx::{AssertSqlSafe, SqlSafeStr as _};
 
-use crate::rotation::Rotation;
-use crate::rows::{
-    self, CLIENT_COLUMNS, INTEGRATION_COLUMNS, SESSION_COLUMNS, USER_COLUMNS, secret_context,
-};
+use crate::plain::{Backend, Job, Notice, SqlStore, Turn, WriteTx};
 use crate::{backend, migrate_error};
 
+mod ingest;
 mod queue;
 
 /// The SQLite migrations, embedded at compile time (no sqlx macros needed).
@@ -100,21 +86,30 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
 ];
 
+/// Rows bound into one multi-row statement (at most 10 values each: far below SQLite's 32,766).
+pub(super) const ROWS_PER_STATEMENT: usize = 128;
+
+/// `row` repeated `n` times, comma-separated: the placeholders of a multi-row statement. Only
+/// placeholders are ever spliced into SQL; every value is bound.
+pub(super) fn rows_of(row: &str, n: usize) -> String {
+    vec![row; n].join(", ")
+}
+
 /// The writer's page cache, as SQLite's `cache_size` takes a size in KiB (negative): 4 MiB, twice
 /// SQLite's default, so that a group commit spills fewer of its pages before it commits. 16 MiB
 /// bought no more ingest speed measurably and cost peak memory (docs/BENCHMARKS.md).
 const WRITER_CACHE_KIB: i64 = -4 * 1024;
 
-/// A SQLite database holding all of sipsim-webhooks' state.
+/// A SQLite database holding all of sipsim-webhooks' state: the plain statements are
+/// `crate::plain`'s, the queue's are in `queue.rs`.
+pub type SqliteStore = SqlStore<SqliteDb>;
+
+/// What [`SqliteStore`] holds: a writer of one connection, a read pool, and the file.
 #[derive(Clone, Debug)]
-pub struct SqliteStore {
+pub struct SqliteDb {
     read: SqlitePool,
     write: SqlitePool,
     path: Option<PathBuf>,
-    /// Seals signing secrets at rest when the operator configured a key.
-    cipher: Option<SecretCipher>,
-    /// Where the last claim stopped among the accounts with due work.
-    rotation: Arc<Rotation>,
 }
 
 impl SqliteStore {
@@ -168,19 +163,7 @@ impl SqliteStore {
                 .await
                 .map_err(backend)?
         };
-        Ok(SqliteStore {
-            read,
-            write,
-            path,
-            cipher: None,
-            rotation: Arc::default(),
-        })
-    }
-
-    /// Encrypts signing secrets at rest with `cipher` (and reads sealed ones back with it).
-    pub fn with_cipher(mut self, cipher: Option<SecretCipher>) -> Self {
-        self.cipher = cipher;
-        self
+        Ok(SqlStore::new(SqliteDb { read, write, path }))
     }
 
     /// Applies every pending migration.
@@ -245,36 +228,6 @@ impl SqliteStore {
     pub async fn close(&self) {
         self.read.close().await;
         self.write.close().await;
-    }
-
-    /// Leaves no old copy of rewritten or deleted rows in the files: erased means erased, and a
-    /// secret encrypted in place must not stay readable beside its ciphertext. Deleted rows, and
-    /// copies SQLite left in the unused space of pages it reorganised, stay in the file until it is
-    /// rebuilt: `rebuild` runs VACUUM for that (blocking writers meanwhile: seconds per GB; account
-    /// deletions and key changes are rare). The write-ahead log still holds pages as they were: it
-    /// is copied into the database and emptied (readers in progress may keep part of it until the
-    /// next checkpoint). PostgreSQL's own VACUUM (autovacuum) reclaims dead rows there.
-    async fn scrub(&self, rebuild: bool) -> Result<(), StoreError> {
-        if rebuild {
-            sqlx::query("VACUUM")
-                .execute(&self.write)
-                .await
-                .map_err(backend)?;
-        }
-        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-            .execute(&self.write)
-            .await
-            .map_err(backend)?;
-        Ok(())
-    }
-
-    /// Starts a write transaction that takes SQLite's write lock at once, so a concurrent writer in
-    /// another process makes it wait (busy timeout) instead of failing it half-way.
-    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
-        self.write
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(backend)
     }
 }
 
@@ -343,699 +296,67 @@ pub(crate) fn create_private(path: &std::path::Path) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Fails with [`StoreError::AccountNotFound`] unless `account` exists, inside `tx`.
-async fn ensure_account(
-    conn: &mut sqlx::SqliteConnection,
-    account: &AccountId,
-) -> Result<(), StoreError> {
-    let exists = sqlx::query("SELECT 1 FROM accounts WHERE id = ?1")
-        .bind(account.as_str())
-        .fetch_optional(conn)
-        .await
-        .map_err(backend)?;
-    match exists {
-        Some(_) => Ok(()),
-        None => Err(StoreError::AccountNotFound(account.clone())),
+#[async_trait]
+impl Backend for SqliteDb {
+    type Db = sqlx::Sqlite;
+
+    fn reader(&self) -> &SqlitePool {
+        &self.read
+    }
+
+    fn writer(&self) -> &SqlitePool {
+        &self.write
+    }
+
+    /// Takes SQLite's write lock at once, so a concurrent writer in another process makes it wait
+    /// (busy timeout) instead of failing it half-way. Writers therefore take turns: every [`Turn`]
+    /// is taken already.
+    async fn begin_write(&self) -> Result<WriteTx<Self>, StoreError> {
+        self.write
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(backend)
+    }
+
+    async fn take_turn(_: &mut SqliteConnection, _: Turn<'_>) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// One node: every job is this node's.
+    async fn try_job(_: &mut SqliteConnection, _: Job) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+
+    /// No other node to tell: this node's writers wake its dispatcher directly.
+    async fn notify(_: &mut SqliteConnection, _: Notice) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Leaves no old copy of rewritten or deleted rows in the files: erased means erased, and a
+    /// secret encrypted in place must not stay readable beside its ciphertext. Deleted rows, and
+    /// copies SQLite left in the unused space of pages it reorganised, stay in the file until it is
+    /// rebuilt: `rebuild` runs VACUUM for that (blocking writers meanwhile: seconds per GB; account
+    /// deletions and key changes are rare). The write-ahead log still holds pages as they were: it
+    /// is copied into the database and emptied (readers in progress may keep part of it until the
+    /// next checkpoint). PostgreSQL's own VACUUM (autovacuum) reclaims dead rows there.
+    async fn scrub(&self, rebuild: bool) -> Result<(), StoreError> {
+        if rebuild {
+            sqlx::query("VACUUM")
+                .execute(&self.write)
+                .await
+                .map_err(backend)?;
+        }
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.write)
+            .await
+            .map_err(backend)?;
+        Ok(())
     }
 }
 
 #[async_trait]
-impl Store for SqliteStore {
-    async fn create_user(
-        &self,
-        account: &AccountId,
-        email: &str,
-        password_hash: &str,
-    ) -> Result<User, StoreError> {
-        let user = User {
-            id: UserId::generate(),
-            account_id: account.clone(),
-            email: email.trim().to_lowercase(),
-            password_hash: password_hash.to_owned(),
-            created_at_ms: now_ms(),
-        };
-        let mut tx = self.begin_write().await?;
-        ensure_account(&mut tx, account).await?;
-        sqlx::query(
-            "INSERT INTO users (id, account_id, email, password_hash, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-        )
-        .bind(user.id.as_str())
-        .bind(user.account_id.as_str())
-        .bind(&user.email)
-        .bind(&user.password_hash)
-        .bind(user.created_at_ms)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| {
-            if rows::is_unique_violation(&e) {
-                StoreError::EmailTaken
-            } else {
-                backend(e)
-            }
-        })?;
-        tx.commit().await.map_err(backend)?;
-        Ok(user)
-    }
-
-    async fn get_user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
-        let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE u.email = ?1");
-        sqlx::query(AssertSqlSafe(sql))
-            .bind(email.trim().to_lowercase())
-            .fetch_optional(&self.read)
-            .await
-            .map_err(backend)?
-            .map(|r| rows::user(&r))
-            .transpose()
-    }
-
-    async fn create_session(&self, session: &Session) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO sessions (token_hash, user_id, csrf_token, expires_at) \
-             VALUES (?1, ?2, ?3, ?4)",
-        )
-        .bind(&session.token_hash.as_bytes()[..])
-        .bind(session.user_id.as_str())
-        .bind(&session.csrf_token)
-        .bind(session.expires_at_ms)
-        .execute(&self.write)
-        .await
-        .map_err(backend)?;
-        Ok(())
-    }
-
-    async fn get_session(
-        &self,
-        token_hash: &SecretHash,
-        now_ms: i64,
-    ) -> Result<Option<(Session, User)>, StoreError> {
-        let sql = format!(
-            "SELECT {USER_COLUMNS}, {SESSION_COLUMNS} FROM sessions s \
-             JOIN users u ON u.id = s.user_id WHERE s.token_hash = ?1 AND s.expires_at > ?2"
-        );
-        sqlx::query(AssertSqlSafe(sql))
-            .bind(&token_hash.as_bytes()[..])
-            .bind(now_ms)
-            .fetch_optional(&self.read)
-            .await
-            .map_err(backend)?
-            .map(|r| Ok((rows::session(&r)?, rows::user(&r)?)))
-            .transpose()
-    }
-
-    async fn delete_session(&self, token_hash: &SecretHash) -> Result<bool, StoreError> {
-        Ok(sqlx::query("DELETE FROM sessions WHERE token_hash = ?1")
-            .bind(&token_hash.as_bytes()[..])
-            .execute(&self.write)
-            .await
-            .map_err(backend)?
-            .rows_affected()
-            > 0)
-    }
-
+impl Cluster for SqliteStore {
     fn single_node(&self) -> bool {
         true
-    }
-
-    async fn create_account(&self, name: &str) -> Result<Account, StoreError> {
-        let account = Account {
-            id: AccountId::generate(),
-            name: name.to_owned(),
-            created_at_ms: now_ms(),
-        };
-        sqlx::query("INSERT INTO accounts (id, name, created_at) VALUES (?1, ?2, ?3)")
-            .bind(account.id.as_str())
-            .bind(&account.name)
-            .bind(account.created_at_ms)
-            .execute(&self.write)
-            .await
-            .map_err(backend)?;
-        Ok(account)
-    }
-
-    async fn get_account(&self, id: &AccountId) -> Result<Option<Account>, StoreError> {
-        sqlx::query("SELECT id, name, created_at FROM accounts WHERE id = ?1")
-            .bind(id.as_str())
-            .fetch_optional(&self.read)
-            .await
-            .map_err(backend)?
-            .map(|r| rows::account(&r))
-            .transpose()
-    }
-
-    async fn create_client(&self, new: NewApiClient) -> Result<ApiClient, StoreError> {
-        let client = ApiClient {
-            id: ClientId::generate(),
-            account_id: new.account_id,
-            name: new.name,
-            scopes: new.scopes,
-            secret_hash: new.secret_hash,
-            created_at_ms: now_ms(),
-            last_used_at_ms: None,
-        };
-        let mut tx = self.begin_write().await?;
-        ensure_account(&mut tx, &client.account_id).await?;
-        sqlx::query(
-            "INSERT INTO api_clients (id, account_id, name, scopes, secret_hash, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )
-        .bind(client.id.as_str())
-        .bind(client.account_id.as_str())
-        .bind(&client.name)
-        .bind(client.scopes.to_string())
-        .bind(&client.secret_hash.as_bytes()[..])
-        .bind(client.created_at_ms)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
-        Ok(client)
-    }
-
-    async fn get_client(&self, id: &ClientId) -> Result<Option<ApiClient>, StoreError> {
-        let sql = format!("SELECT {CLIENT_COLUMNS} FROM api_clients WHERE id = ?1");
-        sqlx::query(AssertSqlSafe(sql))
-            .bind(id.as_str())
-            .fetch_optional(&self.read)
-            .await
-            .map_err(backend)?
-            .map(|r| rows::client(&r))
-            .transpose()
-    }
-
-    async fn list_clients(&self, account: &AccountId) -> Result<Vec<ApiClient>, StoreError> {
-        let sql = format!(
-            "SELECT {CLIENT_COLUMNS} FROM api_clients WHERE account_id = ?1 ORDER BY created_at, id"
-        );
-        sqlx::query(AssertSqlSafe(sql))
-            .bind(account.as_str())
-            .fetch_all(&self.read)
-            .await
-            .map_err(backend)?
-            .iter()
-            .map(rows::client)
-            .collect()
-    }
-
-    async fn set_retention(
-        &self,
-        id: &AccountId,
-        retention_ms: Option<i64>,
-    ) -> Result<bool, StoreError> {
-        Ok(
-            sqlx::query("UPDATE accounts SET retention_ms = ?2 WHERE id = ?1")
-                .bind(id.as_str())
-                .bind(retention_ms)
-                .execute(&self.write)
-                .await
-                .map_err(backend)?
-                .rows_affected()
-                > 0,
-        )
-    }
-
-    async fn delete_account(&self, id: &AccountId) -> Result<bool, StoreError> {
-        let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "INSERT INTO client_revocations (client_id, revoked_at) \
-             SELECT id, ?2 FROM api_clients WHERE account_id = ?1",
-        )
-        .bind(id.as_str())
-        .bind(now_ms())
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        sqlx::query("DELETE FROM idempotency_keys WHERE account_id = ?1")
-            .bind(id.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        // Clients, integration, users and sessions, messages, deliveries and attempts cascade.
-        let deleted = sqlx::query("DELETE FROM accounts WHERE id = ?1")
-            .bind(id.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?
-            .rows_affected()
-            > 0;
-        tx.commit().await.map_err(backend)?;
-        self.scrub(deleted).await?;
-        Ok(deleted)
-    }
-
-    async fn delete_client(&self, id: &ClientId) -> Result<bool, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let deleted = sqlx::query("DELETE FROM api_clients WHERE id = ?1")
-            .bind(id.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?
-            .rows_affected()
-            > 0;
-        if deleted {
-            sqlx::query("INSERT INTO client_revocations (client_id, revoked_at) VALUES (?1, ?2)")
-                .bind(id.as_str())
-                .bind(now_ms())
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
-        }
-        tx.commit().await.map_err(backend)?;
-        Ok(deleted)
-    }
-
-    async fn record_client_use(&self, id: &ClientId, at_ms: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE api_clients SET last_used_at = ?2 WHERE id = ?1")
-            .bind(id.as_str())
-            .bind(at_ms)
-            .execute(&self.write)
-            .await
-            .map_err(backend)?;
-        Ok(())
-    }
-
-    async fn revocations_after(&self, seq: i64) -> Result<Vec<Revocation>, StoreError> {
-        sqlx::query("SELECT seq, client_id FROM client_revocations WHERE seq > ?1 ORDER BY seq")
-            .bind(seq)
-            .fetch_all(&self.read)
-            .await
-            .map_err(backend)?
-            .iter()
-            .map(rows::revocation)
-            .collect()
-    }
-
-    async fn settings_version(&self) -> Result<i64, StoreError> {
-        let row = sqlx::query("SELECT version FROM settings_version WHERE id = 1")
-            .fetch_one(&self.read)
-            .await
-            .map_err(backend)?;
-        row.try_get(0).map_err(backend)
-    }
-
-    async fn get_integration(
-        &self,
-        account: &AccountId,
-    ) -> Result<Option<Integration>, StoreError> {
-        let sql = format!("SELECT {INTEGRATION_COLUMNS} FROM integrations WHERE account_id = ?1");
-        sqlx::query(AssertSqlSafe(sql))
-            .bind(account.as_str())
-            .fetch_optional(&self.read)
-            .await
-            .map_err(backend)?
-            .map(|row| rows::integration(&row, self.cipher.as_ref()))
-            .transpose()
-    }
-
-    async fn put_integration(
-        &self,
-        account: &AccountId,
-        update: IntegrationUpdate,
-    ) -> Result<(Integration, bool), StoreError> {
-        let now = now_ms();
-        let requested = if update.disabled {
-            IntegrationState::Disabled
-        } else {
-            IntegrationState::Enabled
-        };
-        let mut tx = self.begin_write().await?;
-        ensure_account(&mut tx, account).await?;
-        // One upsert: a paused integration stays paused, subscriptions change only when given, and the
-        // signing secret of an existing integration is never replaced. `version = 1` means created.
-        let sql = format!(
-            "INSERT INTO integrations (account_id, webhook_url, state, event_mask, signing_secret, \
-                                       version, created_at, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, ?6) \
-             ON CONFLICT (account_id) DO UPDATE SET \
-                webhook_url = excluded.webhook_url, \
-                state = CASE WHEN integrations.state = 'paused' THEN 'paused' ELSE excluded.state END, \
-                event_mask = CASE WHEN ?7 THEN excluded.event_mask ELSE integrations.event_mask END, \
-                version = integrations.version + 1, \
-                updated_at = excluded.updated_at \
-             RETURNING {INTEGRATION_COLUMNS}"
-        );
-        let row = sqlx::query(AssertSqlSafe(sql))
-            .bind(account.as_str())
-            .bind(update.webhook_url.as_str())
-            .bind(requested.as_str())
-            .bind(update.events.unwrap_or_default().bits())
-            .bind(seal(
-                self.cipher.as_ref(),
-                update.new_signing_secret.expose(),
-                &secret_context(account),
-            ))
-            .bind(now)
-            .bind(update.events.is_some())
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(backend)?;
-        let integration = rows::integration(&row, self.cipher.as_ref())?;
-        tx.commit().await.map_err(backend)?;
-        let created = integration.version == 1;
-        Ok((integration, created))
-    }
-
-    async fn remove_integration(&self, account: &AccountId) -> Result<bool, StoreError> {
-        Ok(
-            sqlx::query("DELETE FROM integrations WHERE account_id = ?1")
-                .bind(account.as_str())
-                .execute(&self.write)
-                .await
-                .map_err(backend)?
-                .rows_affected()
-                > 0,
-        )
-    }
-
-    async fn rotate_signing_secret(
-        &self,
-        account: &AccountId,
-        new_secret: &SigningSecret,
-        old_valid_until_ms: i64,
-    ) -> Result<Option<Integration>, StoreError> {
-        // The current secret moves, still sealed, to the previous-secret column (same context).
-        let sql = format!(
-            "UPDATE integrations SET previous_signing_secret = signing_secret, \
-                    previous_secret_expires_at = ?3, signing_secret = ?2, \
-                    version = version + 1, updated_at = ?4 \
-             WHERE account_id = ?1 RETURNING {INTEGRATION_COLUMNS}"
-        );
-        sqlx::query(AssertSqlSafe(sql))
-            .bind(account.as_str())
-            .bind(seal(
-                self.cipher.as_ref(),
-                new_secret.expose(),
-                &secret_context(account),
-            ))
-            .bind(old_valid_until_ms)
-            .bind(now_ms())
-            .fetch_optional(&self.write)
-            .await
-            .map_err(backend)?
-            .map(|row| rows::integration(&row, self.cipher.as_ref()))
-            .transpose()
-    }
-
-    async fn change_subscription(
-        &self,
-        account: &AccountId,
-        change: SubscriptionChange,
-    ) -> Result<Option<Integration>, StoreError> {
-        let (add, remove) = match change {
-            SubscriptionChange::Subscribe(e) => (EventSet::of(e).bits(), 0),
-            SubscriptionChange::Unsubscribe(e) => (0, EventSet::of(e).bits()),
-        };
-        // The new mask is computed in the database from the stored one, so two concurrent changes to
-        // different events both survive. The version moves only when the set really changes.
-        let sql = format!(
-            "UPDATE integrations SET \
-                version = version + CASE WHEN ((event_mask | ?2) & ~?3) <> event_mask THEN 1 ELSE 0 END, \
-                updated_at = CASE WHEN ((event_mask | ?2) & ~?3) <> event_mask THEN ?4 ELSE updated_at END, \
-                event_mask = (event_mask | ?2) & ~?3 \
-             WHERE account_id = ?1 \
-             RETURNING {INTEGRATION_COLUMNS}"
-        );
-        sqlx::query(AssertSqlSafe(sql))
-            .bind(account.as_str())
-            .bind(add)
-            .bind(remove)
-            .bind(now_ms())
-            .fetch_optional(&self.write)
-            .await
-            .map_err(backend)?
-            .map(|row| rows::integration(&row, self.cipher.as_ref()))
-            .transpose()
-    }
-
-    async fn ingest_groups(
-        &self,
-        groups: &[&[NewMessage]],
-        now_ms: i64,
-    ) -> Result<Vec<Result<Vec<IngestOutcome>, StoreError>>, StoreError> {
-        self.ingest_groups(groups, now_ms).await
-    }
-
-    async fn claim_due(
-        &self,
-        now_ms: i64,
-        limit: u32,
-        lease_ms: i64,
-        shares: &Shares,
-    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
-        self.claim(now_ms, limit, lease_ms, shares).await
-    }
-
-    async fn unclaim(
-        &self,
-        claimed: &[(DeliveryId, String)],
-        now_ms: i64,
-    ) -> Result<(), StoreError> {
-        self.unclaim_all(claimed, now_ms).await
-    }
-
-    async fn complete(&self, finished: &[FinishedAttempt]) -> Result<Completed, StoreError> {
-        self.complete_attempts(finished).await
-    }
-
-    async fn release_expired_leases(&self, now_ms: i64) -> Result<u64, StoreError> {
-        self.release_leases(now_ms, now_ms).await
-    }
-
-    async fn reclaim_all_leases(&self, now_ms: i64) -> Result<u64, StoreError> {
-        self.release_leases(i64::MAX, now_ms).await
-    }
-
-    async fn next_due_at(&self) -> Result<Option<i64>, StoreError> {
-        self.earliest_due().await
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.read)
-            .await
-            .map(|_| ())
-            .map_err(backend)
-    }
-
-    async fn write_probe(&self) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO settings (key, value) VALUES ('write_probe', ?1) \
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        )
-        .bind("x".repeat(crate::PROBE_BYTES))
-        .execute(&self.write)
-        .await
-        .map_err(backend)?;
-        sqlx::query("DELETE FROM settings WHERE key = 'write_probe'")
-            .execute(&self.write)
-            .await
-            .map_err(backend)?;
-        Ok(())
-    }
-
-    async fn queue_stats(&self, now_ms: i64) -> Result<QueueStats, StoreError> {
-        self.stats(now_ms).await
-    }
-
-    async fn record_test_attempt(
-        &self,
-        account: &AccountId,
-        message_id: &MessageId,
-        body: &[u8],
-        record: &AttemptRecord,
-        succeeded: bool,
-    ) -> Result<DeliveryId, StoreError> {
-        self.log_test_attempt(account, message_id, body, record, succeeded)
-            .await
-    }
-
-    async fn list_deliveries(
-        &self,
-        account: &AccountId,
-        filter: &DeliveryFilter,
-        before: Option<&DeliveryId>,
-        limit: u32,
-    ) -> Result<Vec<DeliveryRecord>, StoreError> {
-        self.deliveries_of(account, filter, before, limit).await
-    }
-
-    async fn resend(
-        &self,
-        account: &AccountId,
-        id: &DeliveryId,
-        now_ms: i64,
-    ) -> Result<Option<DeliveryRecord>, StoreError> {
-        self.resend_delivery(account, id, now_ms).await
-    }
-
-    async fn prune(
-        &self,
-        cutoff_ms: i64,
-        revocations_before_ms: i64,
-        now_ms: i64,
-    ) -> Result<u64, StoreError> {
-        self.prune_old(cutoff_ms, revocations_before_ms, now_ms)
-            .await
-    }
-
-    async fn pause_integration(
-        &self,
-        account: &AccountId,
-        reason: &str,
-        now_ms: i64,
-    ) -> Result<bool, StoreError> {
-        self.pause(account, reason, now_ms).await
-    }
-
-    async fn pause_failing_integrations(
-        &self,
-        failing_since_before: i64,
-        now_ms: i64,
-    ) -> Result<Vec<AccountId>, StoreError> {
-        self.pause_failing(failing_since_before, now_ms).await
-    }
-
-    async fn resume_integration(
-        &self,
-        account: &AccountId,
-        kept: KeptDeliveries,
-        now_ms: i64,
-    ) -> Result<Option<u64>, StoreError> {
-        self.resume(account, kept, now_ms).await
-    }
-
-    async fn message_body(&self, id: &MessageId) -> Result<Option<Vec<u8>>, StoreError> {
-        sqlx::query_scalar("SELECT body FROM messages WHERE id = ?1")
-            .bind(id.as_str())
-            .fetch_optional(&self.read)
-            .await
-            .map_err(backend)
-    }
-
-    async fn resend_failed_since(
-        &self,
-        account: &AccountId,
-        since_ms: i64,
-        now_ms: i64,
-        limit: u32,
-    ) -> Result<u64, StoreError> {
-        // BEGIN IMMEDIATE: concurrent calls run one after another, each seeing the last's deliveries.
-        let mut tx = self.begin_write().await?;
-        // Messages whose latest delivery (highest, time-ordered id) failed.
-        let due: Vec<(String, String)> = sqlx::query_as(
-            "SELECT d.message_id, d.event FROM deliveries d \
-             WHERE d.account_id = ?1 AND d.status = 'failed' AND d.created_at >= ?2 \
-               AND d.event <> 'test' \
-               AND NOT EXISTS (SELECT 1 FROM deliveries n \
-                               WHERE n.message_id = d.message_id AND n.id > d.id) \
-             ORDER BY d.id LIMIT ?3",
-        )
-        .bind(account.as_str())
-        .bind(since_ms)
-        .bind(i64::from(limit))
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(backend)?;
-        for (message_id, event) in &due {
-            sqlx::query(
-                "INSERT INTO deliveries (id, message_id, account_id, event, status, \
-                                         next_attempt_at, created_at, updated_at) \
-                 VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5, ?5)",
-            )
-            .bind(DeliveryId::generate().as_str())
-            .bind(message_id)
-            .bind(account.as_str())
-            .bind(event)
-            .bind(now_ms)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        }
-        tx.commit().await.map_err(backend)?;
-        Ok(due.len() as u64)
-    }
-
-    async fn attempt_buckets(
-        &self,
-        account: &AccountId,
-        since_ms: i64,
-        bucket_ms: i64,
-    ) -> Result<Vec<AttemptBucket>, StoreError> {
-        let rows: Vec<(i64, i64, i64, f64, i64)> = sqlx::query_as(
-            "SELECT (a.started_at / ?3) * ?3 AS bucket, COUNT(*), \
-                    SUM(CASE WHEN a.status_code BETWEEN 200 AND 299 THEN 1 ELSE 0 END), \
-                    CAST(AVG(a.duration_ms) AS DOUBLE PRECISION), MAX(a.duration_ms) \
-             FROM deliveries d JOIN delivery_attempts a ON a.delivery_id = d.id \
-             WHERE d.account_id = ?1 AND a.started_at >= ?2 \
-             GROUP BY bucket ORDER BY bucket",
-        )
-        .bind(account.as_str())
-        .bind(since_ms)
-        .bind(bucket_ms.max(1))
-        .fetch_all(&self.read)
-        .await
-        .map_err(backend)?;
-        Ok(rows.into_iter().map(rows::attempt_bucket).collect())
-    }
-
-    async fn get_delivery(&self, id: &DeliveryId) -> Result<Option<DeliveryRecord>, StoreError> {
-        self.delivery(id).await
-    }
-
-    async fn list_attempts(&self, id: &DeliveryId) -> Result<Vec<AttemptRecord>, StoreError> {
-        self.attempts_of(id).await
-    }
-
-    async fn stored_secrets(&self) -> Result<Vec<StoredSecret>, StoreError> {
-        sqlx::query(rows::STORED_SECRETS_SQL)
-            .fetch_all(&self.read)
-            .await
-            .map_err(backend)?
-            .iter()
-            .map(rows::stored_secret)
-            .collect()
-    }
-
-    async fn rewrite_secrets(&self, rewrites: &[SecretRewrite]) -> Result<bool, StoreError> {
-        let mut tx = self.begin_write().await?;
-        for rewrite in rewrites {
-            let (sql, key) = rows::rewrite_secret_sql(&rewrite.was.slot, false);
-            let changed = sqlx::query(sql)
-                .bind(&rewrite.now)
-                .bind(key)
-                .bind(&rewrite.was.stored)
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?
-                .rows_affected();
-            if changed != 1 {
-                // Changed since it was read (a regeneration, say): write nothing; the caller reads
-                // again.
-                return Ok(false);
-            }
-        }
-        tx.commit().await.map_err(backend)?;
-        // The secrets' earlier forms (in clear, or under the old key) must not stay in the file.
-        self.scrub(true).await?;
-        Ok(true)
-    }
-
-    async fn setting_or_insert(&self, key: &str, candidate: &str) -> Result<String, StoreError> {
-        sqlx::query(
-            "INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING",
-        )
-        .bind(key)
-        .bind(candidate)
-        .execute(&self.write)
-        .await
-        .map_err(backend)?;
-        // Read on the writer: the read pool might not see a row another process just committed until
-        // its next transaction, and this runs once at start.
-        let row = sqlx::query("SELECT value FROM settings WHERE key = ?1")
-            .bind(key)
-            .fetch_one(&self.write)
-            .await
-            .map_err(backend)?;
-        row.try_get(0).map_err(backend)
     }
 }
