@@ -27,6 +27,8 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ServerConfig;
+use crate::service::Service;
+use crate::service::users::random_token;
 use crate::state::{AppState, open_store};
 
 /// Runs the demo on `listen` until `shutdown`.
@@ -54,8 +56,10 @@ pub async fn run(listen: SocketAddr, shutdown: CancellationToken) -> anyhow::Res
             secret_hash: client_secret.hash(),
         })
         .await?;
-    let (integration, _) = store
-        .put_integration(
+    // Nothing serves yet: no node has anything cached to drop.
+    let service = Service::offline(&*store);
+    let (integration, _) = service
+        .save_integration(
             &account,
             IntegrationUpdate {
                 webhook_url: WebhookUrl::parse(&receiver_url, TargetPolicy::AllowInsecure)?,
@@ -66,14 +70,9 @@ pub async fn run(listen: SocketAddr, shutdown: CancellationToken) -> anyhow::Res
         )
         .await?;
     let secret = integration.signing_secret.expose().to_owned();
-    let password = crate::dashboard::auth::random_token();
-    let hash = {
-        let password = password.clone();
-        tokio::task::spawn_blocking(move || crate::dashboard::auth::hash_password(&password))
-            .await??
-    };
-    let user = store
-        .create_user(&account, "demo@example.com", &hash)
+    let password = random_token();
+    let user = service
+        .create_user(&account, "demo@example.com", password.clone())
         .await?;
 
     let wake = Arc::new(Notify::new());

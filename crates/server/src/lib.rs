@@ -21,6 +21,7 @@ pub mod observe;
 pub mod observe_http;
 pub mod request;
 pub mod secrets;
+pub mod service;
 pub mod simulate;
 pub mod state;
 pub mod test_event;

@@ -144,6 +144,20 @@ pub struct Inner {
     pub storage_alarm: Alarm,
 }
 
+impl AppState {
+    /// The services, with this node's cache, dispatcher and revocation list.
+    pub fn service(&self) -> crate::service::Service<'_> {
+        crate::service::Service::on_node(
+            &*self.store,
+            crate::service::Local {
+                integrations: &self.integrations,
+                wake: &self.wake,
+                revocations: &self.revocations,
+            },
+        )
+    }
+}
+
 impl KnowsProxies for AppState {
     fn trusted_proxies(&self) -> &TrustedProxies {
         &self.trusted_proxies

@@ -10,7 +10,7 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde::Serialize;
 use sipsim_core::DeliveryId;
-use sipsim_core::clock::{now_ms, rfc3339_seconds_from_ms, timestamp_now};
+use sipsim_core::clock::{rfc3339_seconds_from_ms, timestamp_now};
 use sipsim_core::envelope::{Envelope, ErrorEnvelope, PagedEnvelope, Pagination};
 use sipsim_core::event::Event;
 use sipsim_core::queue::{DeliveryFilter, DeliveryRecord, DeliveryStatus};
@@ -19,6 +19,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::auth::{RequireScope, WebhooksRead, WebhooksWrite};
 use crate::error::ApiError;
 use crate::request::RequestId;
+use crate::service::deliveries::ResendRefused;
 use crate::state::AppState;
 
 /// Items per page unless `limit` says otherwise.
@@ -250,30 +251,15 @@ pub async fn resend_delivery(
     // The route is /api/v2/webhook-deliveries/{id}/resend: the id is the second-to-last segment.
     let raw = uri.path().rsplit('/').nth(1).unwrap_or_default();
     let delivery_id = DeliveryId::parse(raw).map_err(|_| ApiError::DeliveryNotFound)?;
-    let original = state
-        .store
-        .get_delivery(&delivery_id)
-        .await?
-        .filter(|d| d.account_id == caller.account_id)
-        .ok_or(ApiError::DeliveryNotFound)?;
-    if original.event == Event::Test {
-        return Err(bad(
-            "Test deliveries are not resent: use Send Test to send a new one.".into(),
-        ));
-    }
-    if state
-        .store
-        .get_integration(&caller.account_id)
-        .await?
-        .is_none()
-    {
-        return Err(ApiError::NotConfigured);
-    }
     let created = state
-        .store
-        .resend(&caller.account_id, &delivery_id, now_ms())
-        .await?
-        .ok_or(ApiError::DeliveryNotFound)?;
-    state.wake.notify_one();
+        .service()
+        .resend(&caller.account_id, &delivery_id)
+        .await
+        .map_err(|refused| match refused {
+            ResendRefused::NotFound => ApiError::DeliveryNotFound,
+            ResendRefused::TestEvent => bad(refused.to_string()),
+            ResendRefused::NoIntegration => ApiError::NotConfigured,
+            ResendRefused::Store(e) => e.into(),
+        })?;
     Ok(id.accepted(DeliveryItem::from(&created)))
 }

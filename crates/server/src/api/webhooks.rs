@@ -174,10 +174,11 @@ async fn change(
     change: SubscriptionChange,
     id: RequestId,
 ) -> Result<Response, ApiError> {
-    let changed = state.store.change_subscription(account, change).await;
-    // Before answering, so the caller's next read sees its change.
-    state.integrations.forget(account);
-    let integration = changed?.ok_or(ApiError::NotConfigured)?;
+    let integration = state
+        .service()
+        .change_subscription(account, change)
+        .await?
+        .ok_or(ApiError::NotConfigured)?;
     let setting: WebhookSetting = integration.setting();
     Ok(id.ok(setting))
 }

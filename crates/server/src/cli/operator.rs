@@ -4,8 +4,8 @@
 use anyhow::{Context, anyhow, bail};
 use serde_json::{Value, json};
 use sipsim_core::clock::{now_ms, rfc3339_seconds_from_ms};
-use sipsim_core::secret::{ClientSecret, SigningSecret};
-use sipsim_core::store::{ApiClient, Integration, IntegrationUpdate, KeptDeliveries, NewApiClient};
+use sipsim_core::secret::SigningSecret;
+use sipsim_core::store::{ApiClient, Integration, IntegrationUpdate, KeptDeliveries};
 use sipsim_core::target::WebhookUrl;
 use sipsim_core::{AccountId, ClientId, EventSet, ScopeSet, Store, StoreError};
 
@@ -13,7 +13,8 @@ use super::{
     AccountCommand, ClientCommand, EmitArgs, IntegrationCommand, Output, SimulateArgs, UserCommand,
 };
 use crate::config::target_policy_from_env;
-use crate::dashboard::auth::{MIN_PASSWORD_LEN, hash_password, random_token};
+use crate::service::Service;
+use crate::service::users::{UserRefused, random_token};
 
 fn parse_account(s: &str) -> anyhow::Result<AccountId> {
     Ok(AccountId::parse(s)?)
@@ -95,30 +96,23 @@ pub(super) async fn user(store: &dyn Store, cmd: UserCommand) -> anyhow::Result<
             password_stdin,
         } => {
             let account_id = parse_account(&account)?;
-            let email = email.trim();
-            if !email.contains('@') || email.len() > 254 || email.chars().any(char::is_whitespace) {
-                bail!("'{email}' is not an email address");
-            }
             let (password, generated) = if password_stdin {
                 let mut line = String::new();
                 std::io::stdin().read_line(&mut line)?;
-                let password = line.trim_end_matches(['\r', '\n']).to_owned();
-                if password.chars().count() < MIN_PASSWORD_LEN {
-                    bail!("the password must be at least {MIN_PASSWORD_LEN} characters long");
-                }
-                (password, false)
+                (line.trim_end_matches(['\r', '\n']).to_owned(), false)
             } else {
                 (random_token(), true)
             };
-            let hash = tokio::task::spawn_blocking(move || {
-                hash_password(&password).map(|h| (h, password))
-            })
-            .await??;
-            let user = match store.create_user(&account_id, email, &hash.0).await {
-                Err(StoreError::EmailTaken) => {
-                    bail!("a user with the email {email} exists already")
+            let user = match Service::offline(store)
+                .create_user(&account_id, &email, password.clone())
+                .await
+            {
+                Ok(user) => user,
+                Err(UserRefused::Store(StoreError::EmailTaken)) => {
+                    bail!("a user with the email {} exists already", email.trim())
                 }
-                other => other.map_err(account_error)?,
+                Err(UserRefused::Store(e)) => return Err(account_error(e)),
+                Err(refused) => bail!(refused),
             };
             let mut value = json!({
                 "user_id": user.id,
@@ -127,10 +121,9 @@ pub(super) async fn user(store: &dyn Store, cmd: UserCommand) -> anyhow::Result<
             });
             let mut text = format!("user_id: {}\nemail:   {}", user.id, user.email);
             if generated {
-                value["password"] = json!(hash.1);
+                value["password"] = json!(password);
                 text.push_str(&format!(
-                    "\npassword: {}\n(the password is shown only now)",
-                    hash.1
+                    "\npassword: {password}\n(the password is shown only now)"
                 ));
             }
             Ok(Output::ok(value, text))
@@ -163,14 +156,8 @@ pub(super) async fn client(store: &dyn Store, cmd: ClientCommand) -> anyhow::Res
             if scopes.is_empty() {
                 bail!("give at least one scope: webhooks.read, webhooks.write");
             }
-            let secret = ClientSecret::generate();
-            let created = store
-                .create_client(NewApiClient {
-                    account_id,
-                    name,
-                    scopes,
-                    secret_hash: secret.hash(),
-                })
+            let (created, secret) = Service::offline(store)
+                .create_client(&account_id, name, scopes)
                 .await
                 .map_err(account_error)?;
             let mut value = client_json(&created);
@@ -215,7 +202,7 @@ pub(super) async fn client(store: &dyn Store, cmd: ClientCommand) -> anyhow::Res
         }
         ClientCommand::Delete { client_id } => {
             let id = ClientId::parse(&client_id)?;
-            if !store.delete_client(&id).await? {
+            if !Service::offline(store).delete_client(None, &id).await? {
                 bail!("client {id} does not exist");
             }
             Ok(Output::ok(
@@ -279,8 +266,8 @@ pub(super) async fn integration(
                     })
                 })
                 .transpose()?;
-            let (i, created) = store
-                .put_integration(
+            let (i, created) = Service::offline(store)
+                .save_integration(
                     &account_id,
                     IntegrationUpdate {
                         webhook_url,
@@ -314,7 +301,10 @@ pub(super) async fn integration(
         IntegrationCommand::Remove { account } => {
             let account_id = parse_account(&account)?;
             require_account(store, &account_id).await?;
-            if !store.remove_integration(&account_id).await? {
+            if !Service::offline(store)
+                .remove_integration(&account_id)
+                .await?
+            {
                 bail!("account {account_id} has no webhook integration");
             }
             Ok(Output::ok(
@@ -329,8 +319,8 @@ pub(super) async fn integration(
                 super::Kept::Deliver => KeptDeliveries::Deliver,
                 super::Kept::Drop => KeptDeliveries::Drop,
             };
-            let Some(count) = store
-                .resume_integration(&account_id, choice, now_ms())
+            let Some(count) = Service::offline(store)
+                .resume_integration(&account_id, choice)
                 .await?
             else {
                 bail!("the webhook integration of {account_id} is not paused");

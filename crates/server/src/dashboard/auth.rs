@@ -9,11 +9,10 @@
 
 use std::time::Duration;
 
-use argon2::{Argon2, PasswordHasher};
 use axum::http::HeaderMap;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use subtle::ConstantTimeEq;
+
+pub(crate) use crate::service::users::{hash_password, random_token};
 
 /// The session cookie.
 pub const SESSION_COOKIE: &str = "sipsim_session";
@@ -21,22 +20,6 @@ pub const SESSION_COOKIE: &str = "sipsim_session";
 pub const LOGIN_CSRF_COOKIE: &str = "sipsim_login_csrf";
 /// How long a session lasts after login.
 pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
-/// Shortest password `sipsimd user create` accepts.
-pub const MIN_PASSWORD_LEN: usize = 10;
-
-/// A random URL-safe token of 256 bits.
-pub fn random_token() -> String {
-    URL_SAFE_NO_PAD.encode(sipsim_core::random::bytes::<32>())
-}
-
-/// An argon2id PHC string for `password` (slow by design: call off the async threads).
-pub fn hash_password(password: &str) -> anyhow::Result<String> {
-    let hash = Argon2::default()
-        .hash_password(password.as_bytes())
-        .map_err(|e| anyhow::anyhow!("cannot hash the password: {e}"))?;
-    Ok(hash.to_string())
-}
-
 /// A well-formed argon2 hash of a password nobody has, checked when the email is unknown so that a
 /// login takes as long for an unknown email as for a wrong password.
 pub fn decoy_hash() -> &'static str {

@@ -4,11 +4,15 @@
 
 pub mod auth;
 mod chart;
-mod pages;
+mod clients;
+mod deliveries;
+mod login;
+mod page;
+mod webhooks;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION, SET_COOKIE};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
@@ -20,55 +24,59 @@ use sipsim_core::store::{Session, User};
 
 use crate::state::AppState;
 use auth::SESSION_COOKIE;
+pub use page::error_page;
 
 /// The dashboard's routes.
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/dashboard", get(pages::home))
-        .route("/dashboard/", get(pages::home))
+        .route("/dashboard", get(login::home))
+        .route("/dashboard/", get(login::home))
         .route(
             "/dashboard/login",
-            get(pages::login_form).post(pages::login),
+            get(login::login_form).post(login::login),
         )
-        .route("/dashboard/logout", post(pages::logout))
-        .route("/dashboard/integrations", get(pages::integrations))
+        .route("/dashboard/logout", post(login::logout))
+        .route("/dashboard/integrations", get(webhooks::integrations))
         .route(
             "/dashboard/integrations/webhooks",
-            get(pages::webhooks).post(pages::save_webhooks),
+            get(webhooks::webhooks).post(webhooks::save_webhooks),
         )
         .route(
             "/dashboard/integrations/webhooks/test",
-            post(pages::send_test),
+            post(webhooks::send_test),
         )
         .route(
             "/dashboard/integrations/webhooks/remove",
-            post(pages::remove_webhooks),
+            post(webhooks::remove_webhooks),
         )
         .route(
             "/dashboard/integrations/webhooks/resume",
-            post(pages::resume_webhooks),
+            post(webhooks::resume_webhooks),
         )
         .route(
             "/dashboard/integrations/webhooks/secret",
-            post(pages::regenerate_secret),
+            post(webhooks::regenerate_secret),
         )
         .route(
             "/dashboard/clients",
-            get(pages::clients).post(pages::create_client),
+            get(clients::clients).post(clients::create_client),
         )
         .route(
             "/dashboard/clients/{client_id}/delete",
-            post(pages::delete_client),
+            post(clients::delete_client),
         )
-        .route("/dashboard/deliveries", get(pages::deliveries))
+        .route("/dashboard/deliveries", get(deliveries::deliveries))
         .route(
             "/dashboard/deliveries/resend-failed",
-            post(pages::resend_failed),
+            post(deliveries::resend_failed),
         )
-        .route("/dashboard/deliveries/{delivery_id}", get(pages::delivery))
+        .route(
+            "/dashboard/deliveries/{delivery_id}",
+            get(deliveries::delivery),
+        )
         .route(
             "/dashboard/deliveries/{delivery_id}/resend",
-            post(pages::resend),
+            post(deliveries::resend),
         )
 }
 
@@ -103,6 +111,33 @@ impl FromRequestParts<AppState> for Authed {
                 ))
             }
         }
+    }
+}
+
+/// A form a logged-in user posted from their session's pages. Extracting it checks, in this order,
+/// the session (without one: to the login page) and the form's CSRF token (a mismatch: `403`),
+/// before the handler runs; so a handler that takes it cannot forget either check.
+pub struct Posted {
+    /// Who posted it.
+    pub authed: Authed,
+    /// What they posted.
+    pub form: Form,
+}
+
+impl FromRequest<AppState> for Posted {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Response> {
+        let (mut parts, body) = request.into_parts();
+        let authed = Authed::from_request_parts(&mut parts, state).await?;
+        let body = Bytes::from_request(Request::from_parts(parts, body), state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let form = Form::parse(&body);
+        if !form.csrf_ok(&authed.session.csrf_token) {
+            return Err(csrf_refused());
+        }
+        Ok(Posted { authed, form })
     }
 }
 
@@ -183,15 +218,6 @@ pub fn with_cookie(mut response: Response, cookie: &str) -> Response {
         response.headers_mut().append(SET_COOKIE, v);
     }
     response
-}
-
-/// A plain page saying what went wrong.
-pub fn error_page(status: StatusCode, message: &str) -> Response {
-    let page = pages::MessagePage {
-        title: status.canonical_reason().unwrap_or("Error").to_owned(),
-        message: message.to_owned(),
-    };
-    pages::render(status, &page)
 }
 
 /// The answer to a form posted without its session's CSRF token.

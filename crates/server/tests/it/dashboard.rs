@@ -3,7 +3,7 @@
 
 use reqwest::StatusCode;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
-use sipsim_server::dashboard::auth::hash_password;
+use sipsim_server::service::users::hash_password;
 
 use crate::helpers::TestApp;
 
