@@ -21,23 +21,24 @@ use sipsim_core::signing::{verify_sipsim, verify_standard};
 use sipsim_core::store::{IntegrationUpdate, NewApiClient};
 use sipsim_core::target::{TargetPolicy, WebhookUrl};
 use sipsim_core::{AccountId, EventSet, ScopeSet, Store};
-use sipsim_delivery::{Dispatcher, DispatcherConfig, Sender, SenderConfig};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::ServerConfig;
-use crate::service::Service;
+use crate::config::{Config, Role};
+use crate::node::Node;
 use crate::service::users::random_token;
-use crate::state::{AppState, open_store};
 
 /// Runs the demo on `listen` until `shutdown`.
 pub async fn run(listen: SocketAddr, shutdown: CancellationToken) -> anyhow::Result<()> {
     let dir = tempfile_dir()?;
     let database_url = format!("sqlite://{}", dir.join("sipsim.db").display());
-    let mut config = ServerConfig::from_env(database_url.clone())?;
+    let mut config = Config::from_environment()?;
+    config.database_url = database_url;
     config.target_policy = TargetPolicy::AllowInsecure;
-    let store = open_store(&database_url, config.encryption.clone()).await?;
+    config.role = Role::All;
+    let node = Node::build(&config).await?;
+    let store = node.store.clone();
 
     let api = TcpListener::bind(listen)
         .await
@@ -56,8 +57,7 @@ pub async fn run(listen: SocketAddr, shutdown: CancellationToken) -> anyhow::Res
             secret_hash: client_secret.hash(),
         })
         .await?;
-    // Nothing serves yet: no node has anything cached to drop.
-    let service = Service::offline(&*store);
+    let service = node.state.service();
     let (integration, _) = service
         .save_integration(
             &account,
@@ -75,14 +75,7 @@ pub async fn run(listen: SocketAddr, shutdown: CancellationToken) -> anyhow::Res
         .create_user(&account, "demo@example.com", password.clone())
         .await?;
 
-    let wake = Arc::new(Notify::new());
-    let sender = Sender::new(SenderConfig {
-        policy: TargetPolicy::AllowInsecure,
-        ..SenderConfig::default()
-    })?;
-    let dispatcher = Dispatcher::new(store.clone(), sender, DispatcherConfig::default())
-        .with_waker(wake.clone());
-    let state = AppState::new(store.clone(), &config, wake.clone()).await?;
+    let wake = node.state.wake.clone();
 
     let app = Router::new()
         .fallback(receive)
@@ -130,7 +123,7 @@ pub async fn run(listen: SocketAddr, shutdown: CancellationToken) -> anyhow::Res
     );
 
     let simulating = tokio::spawn(simulate(store, wake, account, shutdown.clone()));
-    crate::run(state, Some(api), Some(dispatcher), shutdown).await?;
+    node.run(Some(api), shutdown).await?;
     simulating.abort();
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! `sipsim-server`: the `sipsimd` binary's library. It serves `/oauth/token`, `/api/v2`, the ingest
 //! route and the dashboard, and runs the operator commands. It is the one place that picks a storage
-//! backend ([`state::open_store`]). (axum serves here; the client's `cli` feature uses it too, for
+//! backend ([`node::open_store`]), in [`node::Node::build`]. (axum serves here; the client's `cli` feature uses it too, for
 //! `sipsim listen`'s local receiver.)
 
 pub mod api;
@@ -16,6 +16,7 @@ pub mod ingest;
 pub mod ingest_writer;
 pub mod integrations;
 pub mod limits;
+pub mod node;
 pub mod oauth;
 pub mod observe;
 pub mod observe_http;

@@ -2,10 +2,10 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::CommandFactory;
 
 fn main() -> ExitCode {
-    let cli = sipsim_server::cli::Cli::parse();
+    let matches = sipsim_server::cli::Cli::command().get_matches();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -16,5 +16,5 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(sipsim_server::cli::run(cli))
+    runtime.block_on(sipsim_server::cli::run(matches))
 }

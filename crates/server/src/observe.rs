@@ -134,7 +134,9 @@ mod tests {
     async fn queue_figures_are_read_once_per_period_however_many_ask() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("q.db").display());
-        let store = crate::state::open_store(&url, None).await.unwrap();
+        let sqlite = sipsim_store::SqliteStore::open(&url).await.unwrap();
+        sqlite.migrate().await.unwrap();
+        let store: std::sync::Arc<dyn sipsim_core::Store> = std::sync::Arc::new(sqlite);
         let account = store.create_account("Acme").await.unwrap().id;
         store
             .put_integration(

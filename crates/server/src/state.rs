@@ -1,26 +1,26 @@
-//! The server's shared state and the one place that picks a storage backend.
+//! What the request handlers share, and the node's background tasks (revocations, signals from
+//! other nodes, the database's clock).
 
 use std::ops::Deref;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use sipsim_core::cipher::{JWT_KEY_SETTING, SecretCipher, seal, unseal};
+use sipsim_core::cipher::{JWT_KEY_SETTING, seal, unseal};
 use sipsim_core::secret::SecretHash;
 use sipsim_core::store::{Alarm, Signal};
 use sipsim_core::target::TargetPolicy;
 use sipsim_core::{ClientId, Store};
-use sipsim_store::{PgStore, SqliteStore};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use sipsim_delivery::{Heartbeat, Sender, SenderConfig};
+use sipsim_delivery::{Heartbeat, Sender};
 
 use crate::auth::revocations::{REFRESH_EVERY, Revocations};
 use crate::client_addr::{KnowsProxies, TrustedProxies};
-use crate::config::ServerConfig;
+use crate::config::Config;
 use crate::dashboard::auth::PasswordChecks;
 use crate::ingest_writer::IngestWriter;
 use crate::integrations::IntegrationCache;
@@ -30,65 +30,6 @@ use sipsim_core::jwt::JwtKey;
 
 /// Access tokens live two hours, as SIPSIM documents (`expires_in: 7200`).
 pub const TOKEN_TTL_SECS: i64 = 7200;
-
-/// Connections a node keeps to PostgreSQL unless `SIPSIM_DATABASE_MAX_CONNECTIONS` says otherwise
-/// (docs/SCALING.md sizes it).
-const DEFAULT_PG_CONNECTIONS: u32 = 16;
-
-/// Opens the database named by `url` (`sqlite:…` or `postgres:…`) and applies its migrations.
-/// `cipher` seals signing secrets at rest.
-///
-/// Refuses a database whose encrypted secrets `cipher` cannot open (or that has such secrets and no
-/// `cipher`): a process that cannot read the signing secrets must not run
-/// ([`crate::secrets::check_database_key`]).
-pub async fn open_store(url: &str, cipher: Option<SecretCipher>) -> anyhow::Result<Arc<dyn Store>> {
-    let store = open_store_unchecked(url, cipher.clone()).await?;
-    crate::secrets::check_database_key(&*store, cipher.as_ref()).await?;
-    Ok(store)
-}
-
-/// [`open_store`] without the key check: for commands that never read a secret (backups).
-pub async fn open_store_unchecked(
-    url: &str,
-    cipher: Option<SecretCipher>,
-) -> anyhow::Result<Arc<dyn Store>> {
-    if url.starts_with("sqlite:") {
-        let max_bytes = match std::env::var("SIPSIM_SQLITE_MAX_SIZE_MB") {
-            Ok(mb) => Some(
-                mb.parse::<u64>()
-                    .ok()
-                    .filter(|mb| *mb > 0)
-                    .context("SIPSIM_SQLITE_MAX_SIZE_MB must be a whole number of MiB ≥ 1")?
-                    << 20,
-            ),
-            Err(_) => None,
-        };
-        let store = SqliteStore::open_capped(url, max_bytes)
-            .await
-            .with_context(|| format!("cannot open the SQLite database {url}"))?
-            .with_cipher(cipher);
-        store.migrate().await.context("cannot apply migrations")?;
-        Ok(Arc::new(store))
-    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-        let connections = match std::env::var("SIPSIM_DATABASE_MAX_CONNECTIONS") {
-            Ok(n) => n
-                .parse::<u32>()
-                .ok()
-                .filter(|n| *n >= 2)
-                .context("SIPSIM_DATABASE_MAX_CONNECTIONS must be a whole number ≥ 2")?,
-            Err(_) => DEFAULT_PG_CONNECTIONS,
-        };
-        // The URL may hold a password: the error says which server, never the URL itself.
-        let store = PgStore::open(url, connections)
-            .await
-            .context("cannot connect to the PostgreSQL database")?
-            .with_cipher(cipher);
-        store.migrate().await.context("cannot apply migrations")?;
-        Ok(Arc::new(store))
-    } else {
-        bail!("unsupported database URL (expected sqlite://PATH or postgres://…)")
-    }
-}
 
 /// Everything a request handler may need, cheap to clone.
 #[derive(Clone)]
@@ -173,11 +114,12 @@ impl Deref for AppState {
 
 impl AppState {
     /// Builds the state over an open store: loads (or creates) the JWT key and the revocation list.
-    /// `wake` is the dispatcher's waker when this process delivers.
+    /// `wake` is the dispatcher's waker when this process delivers; `sender` sends *Send Test*.
     pub async fn new(
         store: Arc<dyn Store>,
-        config: &ServerConfig,
+        config: &Config,
         wake: Arc<Notify>,
+        sender: Sender,
     ) -> anyhow::Result<Self> {
         let key = match &config.jwt_secret {
             Some(secret) => secret.expose().as_bytes().to_vec(),
@@ -220,12 +162,7 @@ impl AppState {
             ingest: IngestWriter::spawn(store.clone(), wake.clone()),
             wake,
             refresh_revocations: Arc::new(Notify::new()),
-            sender: Sender::new(SenderConfig {
-                timeout: Duration::from_secs(2),
-                policy: config.target_policy,
-                dns_overrides: config.dns_overrides.clone(),
-                extra_ca_pem: config.extra_ca_pem.clone(),
-            })?,
+            sender,
             login_failures: FailureLimiter::new(FailurePolicy::LOGIN),
             password_checks: PasswordChecks::default(),
             api_limiter: config.limits.api.map(Limiter::new),

@@ -1,7 +1,6 @@
 //! A live server for the tests: the real `sipsimd` app and dispatcher on a temporary SQLite file.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::{Value, json};
 use sipsim_core::queue::DeliveryFilter;
@@ -10,9 +9,8 @@ use sipsim_core::secret::{ClientSecret, SigningSecret};
 use sipsim_core::store::{IntegrationUpdate, NewApiClient};
 use sipsim_core::target::{TargetPolicy, WebhookUrl};
 use sipsim_core::{AccountId, EventSet, ScopeSet, Store};
-use sipsim_delivery::{Dispatcher, DispatcherConfig, Sender, SenderConfig};
-use sipsim_server::config::{SecretString, ServerConfig};
-use sipsim_server::state::{AppState, open_store};
+use sipsim_server::config::{Config, SecretString};
+use sipsim_server::node::Node;
 use tokio_util::sync::CancellationToken;
 
 /// A live server: the API and the dispatcher, one delivery attempt per message.
@@ -33,47 +31,18 @@ impl Live {
     pub async fn start() -> Live {
         let dir = tempfile::tempdir().unwrap();
         let database_url = format!("sqlite://{}", dir.path().join("sipsim.db").display());
-        let store = open_store(&database_url, None).await.unwrap();
-        let config = ServerConfig {
-            database_url,
-            jwt_secret: Some(SecretString::new(
-                "client-test-jwt-secret-of-32-bytes-or-more".into(),
-            )),
-            target_policy: TargetPolicy::AllowInsecure,
-            encryption: None,
-            ingest_key: None,
-            dns_overrides: Default::default(),
-            extra_ca_pem: None,
-            limits: sipsim_server::config::RateLimits::default(),
-            metrics_token: None,
-            trusted_proxies: Default::default(),
-        };
-        let sender = Sender::new(SenderConfig {
-            timeout: Duration::from_secs(2),
-            policy: TargetPolicy::AllowInsecure,
-            ..SenderConfig::default()
-        })
-        .unwrap();
-        let dispatcher = Dispatcher::new(
-            store.clone(),
-            sender,
-            DispatcherConfig {
-                schedule: RetrySchedule::parse("0s", 0.0).unwrap(),
-                ..DispatcherConfig::default()
-            },
-        );
-        let state = AppState::new(store.clone(), &config, dispatcher.waker())
-            .await
-            .unwrap();
+        let mut config = Config::for_database(&database_url);
+        config.jwt_secret = Some(SecretString::new(
+            "client-test-jwt-secret-of-32-bytes-or-more".into(),
+        ));
+        config.target_policy = TargetPolicy::AllowInsecure;
+        config.delivery.schedule = RetrySchedule::parse("0s", 0.0).unwrap();
+        let node = Node::build(&config).await.unwrap();
+        let store = node.store.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let shutdown = CancellationToken::new();
-        tokio::spawn(sipsim_server::run(
-            state,
-            Some(listener),
-            Some(dispatcher),
-            shutdown.clone(),
-        ));
+        tokio::spawn(node.run(Some(listener), shutdown.clone()));
         Live {
             url,
             store,

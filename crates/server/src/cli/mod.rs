@@ -13,8 +13,9 @@ use anyhow::bail;
 use clap::{Args, Parser, Subcommand};
 use serde_json::{Value, json};
 
-use crate::config::encryption_from_env;
-use crate::state::open_store;
+use crate::config::Config;
+pub use crate::config::{LogFormat, Role};
+use crate::node::open_store;
 
 /// sipsimd: SIPSIM's webhook system — the API server and its operator commands.
 ///
@@ -31,6 +32,11 @@ pub struct Cli {
         default_value = "sqlite://sipsim.db"
     )]
     pub database: String,
+
+    /// A TOML file of settings (keys as in the README's configuration table); variables and flags
+    /// override it.
+    #[arg(long, global = true, env = "SIPSIM_CONFIG")]
+    pub config: Option<std::path::PathBuf>,
 
     /// Print exactly one JSON object instead of text.
     #[arg(long, global = true)]
@@ -144,17 +150,6 @@ pub enum Kept {
     Drop,
 }
 
-/// What a `serve` process runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Role {
-    /// The HTTP API only.
-    Api,
-    /// The dispatcher only.
-    Worker,
-    /// Both.
-    All,
-}
-
 /// `serve`'s options.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -206,15 +201,6 @@ pub struct ServeArgs {
 
 fn parse_duration_arg(s: &str) -> Result<Duration, String> {
     sipsim_core::retry::parse_duration(s)
-}
-
-/// How logs are written.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
 }
 
 /// `account …`
@@ -367,15 +353,25 @@ pub enum IntegrationCommand {
 }
 
 /// Runs a parsed command line; the exit code tells success.
-pub async fn run(cli: Cli) -> ExitCode {
-    match &cli.command {
-        Command::Serve(args) => init_logging(args.log_format, "info"),
-        // The demo's own lines are its output; only warnings and errors are logged beside them.
-        Command::Demo { .. } => init_logging(LogFormat::Text, "warn"),
-        _ => {}
-    }
+pub async fn run(matches: clap::ArgMatches) -> ExitCode {
+    let cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let json = cli.json;
-    match execute(cli).await {
+    let outcome = match Config::load(&matches) {
+        Ok(config) => {
+            match &cli.command {
+                Command::Serve(_) => init_logging(config.log_format, "info"),
+                // The demo's own lines are its output; only warnings and errors are logged beside.
+                Command::Demo { .. } => init_logging(LogFormat::Text, "warn"),
+                _ => {}
+            }
+            execute(cli, config).await
+        }
+        Err(e) => Err(e),
+    };
+    match outcome {
         Ok(Output {
             json: value,
             text,
@@ -422,22 +418,21 @@ impl Output {
     }
 }
 
-async fn execute(cli: Cli) -> anyhow::Result<Output> {
-    let url = cli.database;
+async fn execute(cli: Cli, config: Config) -> anyhow::Result<Output> {
     let command = match cli.command {
-        Command::Serve(args) => return serve::serve(url, args).await,
+        Command::Serve(_) => return serve::serve(&config).await,
         Command::Demo { listen } => return serve::demo(listen).await,
         other => other,
     };
     let command = match command {
         Command::Encryption(EncryptionCommand::Rotate { .. }) => {
-            return operator::rotate_encryption(&url).await;
+            return operator::rotate_encryption(&config).await;
         }
-        Command::Backup { path } => return operator::backup(&url, &path).await,
+        Command::Backup { path } => return operator::backup(&config, &path).await,
         other => other,
     };
     // Every operator command opens the database itself, migrating it if needed.
-    let store = open_store(&url, encryption_from_env()?).await?;
+    let store = open_store(&config).await?;
     match command {
         Command::Migrate => Ok(Output::ok(
             json!({ "migrated": true }),
@@ -446,9 +441,9 @@ async fn execute(cli: Cli) -> anyhow::Result<Output> {
         Command::Account(cmd) => operator::account(&*store, cmd).await,
         Command::Client(cmd) => operator::client(&*store, cmd).await,
         Command::User(cmd) => operator::user(&*store, cmd).await,
-        Command::Integration(cmd) => operator::integration(&*store, cmd).await,
+        Command::Integration(cmd) => operator::integration(&*store, cmd, &config).await,
         Command::Emit(args) => operator::emit(&*store, args).await,
-        Command::Simulate(args) => operator::simulate(&*store, args).await,
+        Command::Simulate(args) => operator::simulate(&*store, args, &config).await,
         Command::Serve(_)
         | Command::Demo { .. }
         | Command::Encryption(_)

@@ -12,7 +12,7 @@ use sipsim_core::{AccountId, ClientId, EventSet, ScopeSet, Store, StoreError};
 use super::{
     AccountCommand, ClientCommand, EmitArgs, IntegrationCommand, Output, SimulateArgs, UserCommand,
 };
-use crate::config::target_policy_from_env;
+use crate::config::Config;
 use crate::service::Service;
 use crate::service::users::{UserRefused, random_token};
 
@@ -247,6 +247,7 @@ fn integration_text(i: &Integration) -> String {
 pub(super) async fn integration(
     store: &dyn Store,
     cmd: IntegrationCommand,
+    config: &Config,
 ) -> anyhow::Result<Output> {
     match cmd {
         IntegrationCommand::Set {
@@ -256,7 +257,7 @@ pub(super) async fn integration(
             events,
         } => {
             let account_id = parse_account(&account)?;
-            let webhook_url = WebhookUrl::parse(&url, target_policy_from_env())?;
+            let webhook_url = WebhookUrl::parse(&url, config.target_policy)?;
             let events = events
                 .map(|list| {
                     EventSet::parse_list(&list).map_err(|name| {
@@ -337,7 +338,7 @@ pub(super) async fn integration(
             ))
         }
         IntegrationCommand::Test { account, timeout } => {
-            test_integration(store, &account, timeout).await
+            test_integration(store, &account, timeout, config).await
         }
     }
 }
@@ -388,15 +389,15 @@ pub(super) async fn test_integration(
     store: &dyn Store,
     account: &str,
     timeout: std::time::Duration,
+    config: &Config,
 ) -> anyhow::Result<Output> {
     let account_id = parse_account(account)?;
     require_account(store, &account_id).await?;
-    let config = crate::config::ServerConfig::from_env(String::new())?;
     let sender = sipsim_delivery::Sender::new(sipsim_delivery::SenderConfig {
         timeout,
         policy: config.target_policy,
-        dns_overrides: config.dns_overrides,
-        extra_ca_pem: config.extra_ca_pem,
+        dns_overrides: config.dns_overrides.clone(),
+        extra_ca_pem: config.extra_ca_pem.clone(),
     })?;
     let result = crate::test_event::send_test(store, &sender, &account_id).await?;
     Ok(Output {
@@ -406,7 +407,11 @@ pub(super) async fn test_integration(
     })
 }
 
-pub(super) async fn simulate(store: &dyn Store, args: SimulateArgs) -> anyhow::Result<Output> {
+pub(super) async fn simulate(
+    store: &dyn Store,
+    args: SimulateArgs,
+    config: &Config,
+) -> anyhow::Result<Output> {
     let mut accounts = Vec::new();
     let mut created = Vec::new();
     if args.account.is_empty() {
@@ -415,7 +420,7 @@ pub(super) async fn simulate(store: &dyn Store, args: SimulateArgs) -> anyhow::R
         }
         let target = match &args.webhook_url {
             Some(url) => Some(
-                WebhookUrl::parse(url, crate::config::target_policy_from_env())
+                WebhookUrl::parse(url, config.target_policy)
                     .map_err(|e| anyhow!("--webhook-url: {e}"))?,
             ),
             None => None,
@@ -512,13 +517,13 @@ pub(super) async fn simulate(store: &dyn Store, args: SimulateArgs) -> anyhow::R
 }
 
 /// `encryption rotate --new-key-stdin`.
-pub(super) async fn rotate_encryption(url: &str) -> anyhow::Result<Output> {
+pub(super) async fn rotate_encryption(config: &Config) -> anyhow::Result<Output> {
     // On SQLite, no server may run meanwhile: it would go on with the old key alone.
-    let _lock = crate::config::lock_database(url).map_err(|e| {
+    let _lock = crate::config::lock_database(&config.database_url).map_err(|e| {
         anyhow::anyhow!("{e:#}: stop it before rotating the key, then start it with the new key")
     })?;
-    let current = crate::config::encryption_from_env()?;
-    let store = crate::state::open_store(url, current.clone()).await?;
+    let current = config.encryption.clone();
+    let store = crate::node::open_store(config).await?;
     let mut line = String::new();
     std::io::stdin().read_line(&mut line)?;
     let new = sipsim_core::cipher::SecretCipher::from_base64(line.trim())
@@ -538,7 +543,8 @@ pub(super) async fn rotate_encryption(url: &str) -> anyhow::Result<Output> {
 }
 
 /// `backup PATH`.
-pub(super) async fn backup(url: &str, path: &std::path::Path) -> anyhow::Result<Output> {
+pub(super) async fn backup(config: &Config, path: &std::path::Path) -> anyhow::Result<Output> {
+    let url = &config.database_url;
     if !url.starts_with("sqlite:") {
         bail!(
             "sipsimd backup copies SQLite databases; back up PostgreSQL with its own tools: \

@@ -931,3 +931,49 @@ fn account_retention_is_set_and_reset() {
     ]);
     assert!(err.contains("does not exist"), "{err}");
 }
+
+/// A settings file is read with `--config` (or `SIPSIM_CONFIG`); a variable overrides it, a flag
+/// overrides both; a key that is no setting stops the command, named.
+#[test]
+fn settings_come_from_a_file_then_variables_then_flags() {
+    let db = Db::new();
+    let dir = db.dir.path();
+    let file = dir.join("sipsim.toml");
+    let from_file = dir.join("from-file.db");
+    std::fs::write(
+        &file,
+        format!("database_url = \"sqlite://{}\"\n", from_file.display()),
+    )
+    .unwrap();
+    let file_arg = file.to_str().unwrap();
+
+    // The file's database, where no variable names one.
+    let mut cmd = db.cmd(&["--config", file_arg, "--json", "migrate"]);
+    cmd.env_remove("SIPSIM_DATABASE_URL");
+    assert!(cmd.output().unwrap().status.success());
+    assert!(from_file.is_file(), "the file's database_url was used");
+
+    // The variable over the file (Db::cmd sets SIPSIM_DATABASE_URL).
+    let out = db.run(&["--config", file_arg, "--json", "account", "create", "Acme"]);
+    assert!(out.status.success());
+    assert!(std::path::Path::new(&db.url()["sqlite://".len()..]).is_file());
+
+    // The flag over both, the file named by its variable this time.
+    let from_flag = dir.join("from-flag.db");
+    let flag_url = format!("sqlite://{}", from_flag.display());
+    let mut cmd = db.cmd(&["--database", &flag_url, "--json", "migrate"]);
+    cmd.env("SIPSIM_CONFIG", file_arg);
+    assert!(cmd.output().unwrap().status.success());
+    assert!(from_flag.is_file());
+
+    // A typo is refused, by name, before anything runs.
+    std::fs::write(&file, "databse_url = \"sqlite://x.db\"\n").unwrap();
+    let e = db.json_error(&["--config", file_arg, "migrate"]);
+    assert!(e.contains("'databse_url' is not a setting"), "{e}");
+    let e = db.json_error(&[
+        "--config",
+        dir.join("missing.toml").to_str().unwrap(),
+        "migrate",
+    ]);
+    assert!(e.contains("cannot read the configuration file"), "{e}");
+}

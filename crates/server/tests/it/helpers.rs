@@ -12,10 +12,10 @@ use sipsim_core::secret::{ClientSecret, SigningSecret};
 use sipsim_core::store::{IntegrationUpdate, NewApiClient};
 use sipsim_core::target::{TargetPolicy, WebhookUrl};
 use sipsim_core::{AccountId, ClientId, EventSet, ScopeSet, Store};
-use sipsim_delivery::{Dispatcher, DispatcherConfig, Sender, SenderConfig};
+use sipsim_delivery::DispatcherConfig;
 use sipsim_server::client_addr::TrustedProxies;
-use sipsim_server::config::{RateLimits, SecretString, ServerConfig};
-use sipsim_server::state::{AppState, open_store};
+use sipsim_server::config::{Config, RateLimits, SecretString};
+use sipsim_server::node::Node;
 use tokio_util::sync::CancellationToken;
 
 /// The JWT key the test servers use, so tests can mint tokens (expired ones, say) themselves.
@@ -136,48 +136,28 @@ impl TestApp {
         let dir = tempfile::tempdir().unwrap();
         let database_url = database_url
             .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("sipsim.db").display()));
-        let store = open_store(&database_url, encryption.clone()).await.unwrap();
-        let config = ServerConfig {
-            database_url: database_url.clone(),
-            jwt_secret: Some(SecretString::new(JWT_SECRET.to_owned())),
-            target_policy,
-            encryption,
-            ingest_key: Some(SecretString::new(INGEST_KEY.to_owned())),
-            dns_overrides: Default::default(),
-            extra_ca_pem: None,
-            limits,
-            metrics_token: metrics_token.map(|t| SecretString::new(t.to_owned())),
-            trusted_proxies: TrustedProxies::parse(trusted_proxies).unwrap(),
-        };
+        let mut config = Config::for_database(&database_url);
+        config.jwt_secret = Some(SecretString::new(JWT_SECRET.to_owned()));
+        config.target_policy = target_policy;
+        config.encryption = encryption;
+        config.ingest_key = Some(SecretString::new(INGEST_KEY.to_owned()));
+        config.limits = limits;
+        config.metrics_token = metrics_token.map(|t| SecretString::new(t.to_owned()));
+        config.trusted_proxies = TrustedProxies::parse(trusted_proxies).unwrap();
         // The dispatcher may send to loopback receivers: tests run them there.
-        let sender = Sender::new(SenderConfig {
+        config.delivery_policy = Some(TargetPolicy::AllowInsecure);
+        config.delivery = DispatcherConfig {
+            schedule: RetrySchedule::parse(RETRY_SCHEDULE, 0.0).unwrap(),
             timeout: Duration::from_millis(1000),
-            policy: TargetPolicy::AllowInsecure,
-            ..SenderConfig::default()
-        })
-        .unwrap();
-        let dispatcher = Dispatcher::new(
-            store.clone(),
-            sender,
-            DispatcherConfig {
-                schedule: RetrySchedule::parse(RETRY_SCHEDULE, 0.0).unwrap(),
-                timeout: Duration::from_millis(1000),
-                halt_retry: Duration::from_millis(300),
-                ..DispatcherConfig::default()
-            },
-        );
-        let state = AppState::new(store.clone(), &config, dispatcher.waker())
-            .await
-            .unwrap();
+            halt_retry: Duration::from_millis(300),
+            ..DispatcherConfig::default()
+        };
+        let node = Node::build(&config).await.unwrap();
+        let store = node.store.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
-        tokio::spawn(sipsim_server::run(
-            state,
-            Some(listener),
-            Some(dispatcher),
-            shutdown.clone(),
-        ));
+        tokio::spawn(node.run(Some(listener), shutdown.clone()));
         TestApp {
             addr,
             store,
