@@ -9,9 +9,11 @@
 //! Depends on `sipsim-core` only; the server hands it a `Store`.
 
 pub mod adaptive;
+mod attempt;
 pub mod dispatcher;
 pub mod resolve;
 pub mod sender;
+mod upkeep;
 
 pub use adaptive::ConcurrencyLimits;
 pub use dispatcher::{Dispatcher, DispatcherConfig, Heartbeat};

@@ -40,6 +40,27 @@ pub(crate) fn backend(e: sqlx::Error) -> StoreError {
 /// modest ingest batch needs fails it.
 pub(crate) const PROBE_BYTES: usize = 64 * 1024;
 
+/// The migrator over one backend's embedded migrations (`(version, description, sql)`; no sqlx
+/// macros, so nothing reads the folders at build time).
+pub(crate) fn migrator(
+    migrations: &[(i64, &'static str, &'static str)],
+) -> sqlx::migrate::Migrator {
+    use sqlx::SqlSafeStr as _;
+    let migrations = migrations
+        .iter()
+        .map(|(version, description, sql)| {
+            sqlx::migrate::Migration::new(
+                *version,
+                std::borrow::Cow::Borrowed(*description),
+                sqlx::migrate::MigrationType::Simple,
+                sqlx::AssertSqlSafe(*sql).into_sql_str(),
+                false,
+            )
+        })
+        .collect();
+    sqlx::migrate::Migrator::with_migrations(migrations)
+}
+
 /// Wraps a migration error.
 pub(crate) fn migrate_error(e: sqlx::migrate::MigrateError) -> StoreError {
     StoreError::Backend(Box::new(e))

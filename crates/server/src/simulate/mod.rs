@@ -7,6 +7,8 @@
 //! in progress are fast-forwarded, so every lifecycle is complete.
 
 pub mod calls;
+mod company;
+mod content;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,7 +23,8 @@ use sipsim_core::{AccountId, Store};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use self::calls::{Company, Ids, Planned, Rng};
+use self::calls::{Ids, Planned};
+use self::company::{Company, Rng};
 
 /// Most events stored in one batch.
 const BATCH: usize = 1000;

@@ -8,16 +8,15 @@
 //! one node runs each at a time, and migrations run under sqlx's advisory lock so nodes can start
 //! together.
 
-use std::borrow::Cow;
 use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use sipsim_core::StoreError;
 use sipsim_core::store::{Cluster, Signal};
-use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions};
-use sqlx::{AssertSqlSafe, Connection as _, Row, SqlSafeStr as _};
+use sqlx::{Connection as _, Row};
 
 use crate::plain::{self, Backend, Notice, SqlStore, Turn, WriteTx};
 use crate::{backend, migrate_error};
@@ -174,19 +173,7 @@ impl PgStore {
 
 /// The migrator over [`MIGRATIONS`].
 pub(crate) fn migrator() -> Migrator {
-    let migrations = MIGRATIONS
-        .iter()
-        .map(|(version, description, sql)| {
-            Migration::new(
-                *version,
-                Cow::Borrowed(*description),
-                MigrationType::Simple,
-                AssertSqlSafe(*sql).into_sql_str(),
-                false,
-            )
-        })
-        .collect();
-    Migrator::with_migrations(migrations)
+    crate::migrator(MIGRATIONS)
 }
 
 /// Queues a wake-up of every node's dispatcher, sent when the surrounding transaction commits

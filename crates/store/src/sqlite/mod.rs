@@ -6,7 +6,6 @@
 //! SQLite's single write lock; multi-statement writes use `BEGIN IMMEDIATE` so that another process
 //! (an operator command) makes them wait instead of failing half-way. Reads use a separate pool.
 
-use std::borrow::Cow;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
@@ -14,12 +13,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sipsim_core::StoreError;
 use sipsim_core::store::Cluster;
-use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteSynchronous,
 };
-use sqlx::{AssertSqlSafe, SqlSafeStr as _};
 
 use crate::plain::{Backend, Job, Notice, SqlStore, Turn, WriteTx};
 use crate::{backend, migrate_error};
@@ -168,19 +165,7 @@ impl SqliteStore {
 
     /// Applies every pending migration.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        let migrations = MIGRATIONS
-            .iter()
-            .map(|(version, description, sql)| {
-                Migration::new(
-                    *version,
-                    Cow::Borrowed(*description),
-                    MigrationType::Simple,
-                    AssertSqlSafe(*sql).into_sql_str(),
-                    false,
-                )
-            })
-            .collect();
-        Migrator::with_migrations(migrations)
+        crate::migrator(MIGRATIONS)
             .run(&self.write)
             .await
             .map_err(migrate_error)
