@@ -93,6 +93,8 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(crate::observe_http::healthz))
         .route("/readyz", get(crate::observe_http::readyz))
         .merge(crate::dashboard::routes())
+        // Only requests that matched a route: their template is the metrics' route label.
+        .route_layer(from_fn(request::note_route))
         .fallback(|| async { StatusCode::NOT_FOUND })
         .layer(DefaultBodyLimit::max(API_BODY_LIMIT))
         // A whole request, body included, must be in within 30 s: a client trickling its body is cut.

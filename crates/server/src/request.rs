@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{FromRequestParts, Request};
+use axum::extract::{FromRequestParts, MatchedPath, Request};
 use axum::http::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
@@ -72,9 +72,35 @@ impl RequestId {
     }
 }
 
-/// Where the rate limiter leaves the caller's quota for [`context`] to send as `RateLimit-*` headers.
+/// What the inner layers leave for [`context`] about a request: the caller's quota, for the
+/// `RateLimit-*` headers, and the route it matched, for the metrics' `route` label.
 #[derive(Clone, Default)]
-pub struct QuotaSlot(pub Arc<OnceLock<Quota>>);
+pub struct Notes(Arc<NotesInner>);
+
+#[derive(Default)]
+struct NotesInner {
+    quota: OnceLock<Quota>,
+    route: OnceLock<MatchedPath>,
+}
+
+impl Notes {
+    /// Notes the caller's quota (the rate limiter, once it has counted the request).
+    pub fn quota(&self, quota: Quota) {
+        let _ = self.0.quota.set(quota);
+    }
+}
+
+/// Notes the route template the router matched (`route_layer`, so only for a request that
+/// matched one: an unknown path keeps the label `other`).
+pub async fn note_route(request: Request, next: Next) -> Response {
+    if let (Some(notes), Some(route)) = (
+        request.extensions().get::<Notes>(),
+        request.extensions().get::<MatchedPath>(),
+    ) {
+        let _ = notes.0.route.set(route.clone());
+    }
+    next.run(request).await
+}
 
 static RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
 static RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
@@ -86,9 +112,9 @@ pub async fn context(mut request: Request, next: Next) -> Response {
     let id = RequestId(Uuid::new_v4());
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let quota = QuotaSlot::default();
+    let notes = Notes::default();
     request.extensions_mut().insert(id);
-    request.extensions_mut().insert(quota.clone());
+    request.extensions_mut().insert(notes.clone());
 
     let limit = body_limit(&path);
     // Every line logged while handling the request carries its id.
@@ -99,7 +125,7 @@ pub async fn context(mut request: Request, next: Next) -> Response {
         next.run(request).instrument(span).await
     };
     crate::observe::record_request(
-        &path,
+        notes.0.route.get().map(MatchedPath::as_str),
         method.as_str(),
         response.status().as_u16(),
         started.elapsed(),
@@ -127,7 +153,7 @@ pub async fn context(mut request: Request, next: Next) -> Response {
     if let Ok(v) = HeaderValue::from_str(&id.0.to_string()) {
         response.headers_mut().insert(X_REQUEST_ID.clone(), v);
     }
-    if let Some(q) = quota.0.get() {
+    if let Some(q) = notes.0.quota.get() {
         let headers = response.headers_mut();
         headers.insert(RATELIMIT_LIMIT.clone(), HeaderValue::from(q.limit));
         headers.insert(RATELIMIT_REMAINING.clone(), HeaderValue::from(q.remaining));

@@ -14,7 +14,7 @@ use sipsim_core::{AccountId, ClientId, Scope};
 
 use crate::error::ApiError;
 use crate::limits::{Decision, retry_after_secs};
-use crate::request::QuotaSlot;
+use crate::request::Notes;
 use crate::state::AppState;
 
 /// Who is calling: the API client behind a valid access token.
@@ -68,8 +68,8 @@ impl<S: RequiredScope> FromRequestParts<AppState> for RequireScope<S> {
         }
         if let Some(limiter) = &state.api_limiter {
             let (decision, quota) = limiter.check(&claims.client_id, std::time::Instant::now());
-            if let Some(slot) = parts.extensions.get::<QuotaSlot>() {
-                let _ = slot.0.set(quota);
+            if let Some(notes) = parts.extensions.get::<Notes>() {
+                notes.quota(quota);
             }
             if let Decision::Limited { retry_after } = decision {
                 let rate = limiter.rate();

@@ -242,3 +242,48 @@ async fn an_endpoint_in_trouble_shows_its_lowered_limit_in_metrics_and_on_its_pa
     );
     assert!(page.contains("it grows back as your endpoint answers well"));
 }
+
+/// The `route` label is the template the router matched, never a path with an id in it; a path
+/// that matched no route is `other`, so made-up paths cannot multiply series.
+#[tokio::test]
+async fn requests_are_labelled_by_their_route_template() {
+    let app = TestApp::spawn().await;
+    for (method, path) in [
+        (Method::DELETE, "/api/v2/webhooks/sms"),
+        (Method::GET, "/api/v2/webhooks/available"),
+        (Method::POST, "/api/v2/webhook-deliveries/dlv_1/resend"),
+        (Method::GET, "/api/v2/webhooks/a/b"),
+        (Method::GET, "/wp-admin.php"),
+        (Method::GET, "/dashboard/deliveries/dlv_2"),
+    ] {
+        app.http
+            .request(method, app.url(path))
+            .send()
+            .await
+            .unwrap();
+    }
+    let (_, _, text) = get_text(&app, "/metrics").await;
+    for series in [
+        r#"sipsim_http_requests_total{route="/api/v2/webhooks/{event}",method="DELETE",status="401"}"#,
+        r#"sipsim_http_requests_total{route="/api/v2/webhooks/available",method="GET",status="401"}"#,
+        r#"sipsim_http_requests_total{route="/api/v2/webhook-deliveries/{id}/resend",method="POST",status="401"}"#,
+        r#"sipsim_http_requests_total{route="/dashboard/deliveries/{delivery_id}",method="GET",status="303"}"#,
+    ] {
+        assert!(sample(&text, series) >= 1.0, "{series} missing:\n{text}");
+    }
+    assert!(
+        sample(
+            &text,
+            r#"sipsim_http_requests_total{route="other",method="GET",status="404"}"#
+        ) >= 2.0,
+        "{text}"
+    );
+    for id in ["sms\"", "dlv_1", "dlv_2", "wp-admin", "a/b"] {
+        assert!(
+            !text
+                .lines()
+                .any(|l| l.starts_with("sipsim_http") && l.contains(id)),
+            "{id} in a label:\n{text}"
+        );
+    }
+}
