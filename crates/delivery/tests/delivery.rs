@@ -1,15 +1,9 @@
 //! The sender and the dispatcher against real receivers on loopback.
 
-use std::collections::VecDeque;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::body::{Body, Bytes};
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
 use sipsim_core::clock::now_secs;
 use sipsim_core::payload::Payload;
 use sipsim_core::queue::{DeliveryStatus, IngestOutcome, NewMessage};
@@ -23,86 +17,8 @@ use sipsim_delivery::resolve::parse_overrides;
 use sipsim_delivery::sender::Outgoing;
 use sipsim_delivery::{Dispatcher, DispatcherConfig, Sender, SenderConfig, Verdict};
 use sipsim_store::SqliteStore;
+use sipsim_testkit::receiver::{Receiver, Reply};
 use tokio_util::sync::CancellationToken;
-
-/// What the receiver does with one request.
-#[derive(Clone, Debug)]
-enum Reply {
-    Status(u16),
-    RetryAfter(u16, &'static str),
-    Hang,
-    Redirect(&'static str),
-    Big(usize),
-}
-
-#[derive(Clone, Debug)]
-struct Received {
-    headers: HeaderMap,
-    body: Bytes,
-    at: Instant,
-}
-
-#[derive(Clone, Default)]
-struct Receiver {
-    script: Arc<Mutex<VecDeque<Reply>>>,
-    got: Arc<Mutex<Vec<Received>>>,
-}
-
-impl Receiver {
-    /// Starts a receiver that answers with `script` in order, then 200.
-    async fn start(script: Vec<Reply>) -> (Receiver, SocketAddr) {
-        let r = Receiver {
-            script: Arc::new(Mutex::new(script.into())),
-            got: Arc::default(),
-        };
-        let app = Router::new().fallback(receive).with_state(r.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        (r, addr)
-    }
-
-    fn requests(&self) -> Vec<Received> {
-        self.got.lock().unwrap().clone()
-    }
-
-    async fn wait_for(&self, n: usize, within: Duration) -> Vec<Received> {
-        let deadline = Instant::now() + within;
-        loop {
-            let got = self.requests();
-            if got.len() >= n || Instant::now() > deadline {
-                return got;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-}
-
-async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: Bytes) -> Response {
-    r.got.lock().unwrap().push(Received {
-        headers,
-        body,
-        at: Instant::now(),
-    });
-    let reply = r
-        .script
-        .lock()
-        .unwrap()
-        .pop_front()
-        .unwrap_or(Reply::Status(200));
-    match reply {
-        Reply::Status(s) => (StatusCode::from_u16(s).unwrap(), "receiver says hi").into_response(),
-        Reply::RetryAfter(s, after) => {
-            (StatusCode::from_u16(s).unwrap(), [("retry-after", after)]).into_response()
-        }
-        Reply::Hang => {
-            tokio::time::sleep(Duration::from_secs(30)).await;
-            StatusCode::OK.into_response()
-        }
-        Reply::Redirect(to) => (StatusCode::FOUND, [("location", to)]).into_response(),
-        Reply::Big(n) => Response::new(Body::from(vec![b'x'; n])),
-    }
-}
 
 fn insecure(timeout_ms: u64) -> Sender {
     Sender::new(SenderConfig {
@@ -122,7 +38,8 @@ fn header<'a>(h: &'a HeaderMap, name: &str) -> &'a str {
 
 #[tokio::test]
 async fn a_request_carries_the_exact_body_and_every_header_and_verifies_both_ways() {
-    let (rx, addr) = Receiver::start(vec![]).await;
+    let rx = Receiver::start(vec![]).await;
+    let addr = rx.addr();
     let secret = SigningSecret::generate();
     for event in Event::CATALOG {
         let body = Payload::example(event).to_json();
@@ -178,13 +95,14 @@ async fn a_request_carries_the_exact_body_and_every_header_and_verifies_both_way
 
 #[tokio::test]
 async fn hangs_redirects_big_bodies_and_errors_are_failures_within_the_timeout() {
-    let (rx, addr) = Receiver::start(vec![
+    let rx = Receiver::start(vec![
         Reply::Hang,
         Reply::Redirect("http://169.254.169.254/latest/meta-data"),
         Reply::Big(10 * 1024 * 1024),
         Reply::Status(503),
     ])
     .await;
+    let addr = rx.addr();
     let sender = insecure(500);
     let url = format!("http://{addr}/");
     let send = |sender: Sender, url: String| async move {
@@ -202,6 +120,7 @@ async fn hangs_redirects_big_bodies_and_errors_are_failures_within_the_timeout()
 
     let started = Instant::now();
     let (hang, v) = send(sender.clone(), url.clone()).await;
+    let _addr = rx.addr();
     assert_eq!(v, Verdict::FAILURE);
     assert_eq!(hang.error.as_deref(), Some("timeout after 500ms"));
     assert!(
@@ -244,7 +163,8 @@ async fn the_ssrf_guard_refuses_private_targets_before_connecting() {
     const NOT_ALLOWED: &str =
         "blocked: target not allowed: no public address was found for this host";
     assert!(NOT_ALLOWED.ends_with(sipsim_delivery::resolve::TARGET_NOT_ALLOWED));
-    let (rx, addr) = Receiver::start(vec![]).await;
+    let rx = Receiver::start(vec![]).await;
+    let addr = rx.addr();
     let port = addr.port();
     let guarded = Sender::new(SenderConfig {
         timeout: Duration::from_millis(1000),
@@ -410,7 +330,8 @@ async fn wait_for_status(
 
 #[tokio::test]
 async fn the_dispatcher_retries_on_schedule_with_the_same_id_and_a_fresh_signature() {
-    let (rx, addr) = Receiver::start(vec![Reply::Status(500), Reply::Status(500)]).await;
+    let rx = Receiver::start(vec![Reply::Status(500), Reply::Status(500)]).await;
+    let addr = rx.addr();
     let (store, acc, _dir) =
         store_with_integration(&format!("http://{addr}/hook"), &[Event::Sms]).await;
     let (wake, shutdown, running) = start_dispatcher(&store, "0s,1100ms,300ms,10s");
@@ -460,7 +381,8 @@ async fn the_dispatcher_retries_on_schedule_with_the_same_id_and_a_fresh_signatu
 
 #[tokio::test]
 async fn the_last_failed_attempt_marks_the_delivery_failed() {
-    let (rx, addr) = Receiver::start(vec![Reply::Status(500); 5]).await;
+    let rx = Receiver::start(vec![Reply::Status(500); 5]).await;
+    let addr = rx.addr();
     let (store, acc, _dir) =
         store_with_integration(&format!("http://{addr}/hook"), &[Event::Tags]).await;
     let (wake, shutdown, running) = start_dispatcher(&store, "0s,50ms");
@@ -478,13 +400,15 @@ async fn the_last_failed_attempt_marks_the_delivery_failed() {
 
 #[tokio::test]
 async fn retry_after_is_honoured_beyond_the_schedule() {
-    let (rx, addr) = Receiver::start(vec![
+    let rx = Receiver::start(vec![
         Reply::RetryAfter(503, "2"),
         Reply::RetryAfter(429, "0"),
     ])
     .await;
+    let addr = rx.addr();
     let (store, acc, _dir) =
         store_with_integration(&format!("http://{addr}/hook"), &[Event::Sms]).await;
+    let _addr = rx.addr();
     let (wake, shutdown, running) = start_dispatcher(&store, "0s,100ms,100ms");
     let (delivery_id, _) = enqueue(&store, &acc, Event::Sms, b"{}".to_vec()).await;
     wake.notify_one();
@@ -510,7 +434,8 @@ async fn retry_after_is_honoured_beyond_the_schedule() {
 async fn gone_pauses_at_once_keeps_new_events_and_delivers_them_on_resume() {
     use sipsim_core::store::{IntegrationState, KeptDeliveries};
 
-    let (rx, addr) = Receiver::start(vec![Reply::Status(410)]).await;
+    let rx = Receiver::start(vec![Reply::Status(410)]).await;
+    let addr = rx.addr();
     let (store, acc, _dir) =
         store_with_integration(&format!("http://{addr}/hook"), &[Event::Sms, Event::Tags]).await;
     let (wake, shutdown, running) = start_dispatcher(&store, "0s,100ms,100ms");
@@ -572,7 +497,8 @@ async fn gone_pauses_at_once_keeps_new_events_and_delivers_them_on_resume() {
 async fn an_endpoint_failing_for_the_pause_period_is_paused_and_drop_drops_what_was_kept() {
     use sipsim_core::store::{IntegrationState, KeptDeliveries};
 
-    let (rx, addr) = Receiver::start(vec![Reply::Status(500); 100]).await;
+    let rx = Receiver::start(vec![Reply::Status(500); 100]).await;
+    let addr = rx.addr();
     let (store, acc, _dir) =
         store_with_integration(&format!("http://{addr}/hook"), &[Event::Sms]).await;
     let (wake, shutdown, running) = start_dispatcher_pausing_after(
@@ -633,53 +559,15 @@ async fn an_endpoint_failing_for_the_pause_period_is_paused_and_drop_drops_what_
     running.await.unwrap();
 }
 
-/// Counts requests in progress (and the most at once); each one hangs until the client gives up.
-#[derive(Clone, Default)]
-struct HangingReceiver {
-    now: Arc<std::sync::atomic::AtomicUsize>,
-    most: Arc<std::sync::atomic::AtomicUsize>,
-    total: Arc<std::sync::atomic::AtomicUsize>,
-}
-
-struct InProgress(Arc<std::sync::atomic::AtomicUsize>);
-
-impl Drop for InProgress {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-    }
-}
-
-impl HangingReceiver {
-    async fn start() -> (HangingReceiver, SocketAddr) {
-        use std::sync::atomic::Ordering;
-        let r = HangingReceiver::default();
-        let state = r.clone();
-        let app = Router::new().fallback(move || {
-            let state = state.clone();
-            async move {
-                let n = state.now.fetch_add(1, Ordering::SeqCst) + 1;
-                state.most.fetch_max(n, Ordering::SeqCst);
-                state.total.fetch_add(1, Ordering::SeqCst);
-                // Dropped (and so counted out) when the sender's timeout closes the connection.
-                let _guard = InProgress(state.now.clone());
-                tokio::time::sleep(Duration::from_secs(30)).await;
-                StatusCode::OK
-            }
-        });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        (r, addr)
-    }
-}
-
 /// How long the healthy account's 50 events take to arrive, with or without a hanging account that
 /// has 60 deliveries queued ahead of them. Returns (elapsed, most hanging requests at once).
 async fn healthy_account_run(with_hanging: bool) -> (Duration, usize) {
-    let (healthy_rx, healthy_addr) = Receiver::start(vec![]).await;
+    let healthy_rx = Receiver::start(vec![]).await;
+    let healthy_addr = healthy_rx.addr();
     let (store, healthy, _dir) =
         store_with_integration(&format!("http://{healthy_addr}/ok"), &[Event::Sms]).await;
-    let (hanging_rx, hanging_addr) = HangingReceiver::start().await;
+    let hanging_rx = Receiver::always(Reply::Hang).await;
+    let hanging_addr = hanging_rx.addr();
     let hanging = store.create_account("hangs").await.unwrap().id;
     store
         .put_integration(
@@ -726,10 +614,10 @@ async fn healthy_account_run(with_hanging: bool) -> (Duration, usize) {
     assert_eq!(got.len(), 50, "every healthy event arrived");
     shutdown.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(20), running).await;
-    let most = hanging_rx.most.load(std::sync::atomic::Ordering::SeqCst);
+    let most = hanging_rx.most_in_progress();
     if with_hanging {
         assert!(
-            hanging_rx.total.load(std::sync::atomic::Ordering::SeqCst) > 0,
+            !hanging_rx.requests().is_empty(),
             "the hanging endpoint was tried"
         );
     }
@@ -753,7 +641,8 @@ async fn a_hanging_endpoint_holds_only_its_own_slots() {
 
 #[tokio::test]
 async fn after_a_regeneration_both_secrets_verify_the_standard_signature() {
-    let (rx, addr) = Receiver::start(vec![]).await;
+    let rx = Receiver::start(vec![]).await;
+    let addr = rx.addr();
     let (new, old) = (SigningSecret::generate(), SigningSecret::generate());
     let body = Payload::example(Event::Sms).to_json();
     let url = format!("http://{addr}/hook");
@@ -797,14 +686,16 @@ async fn after_a_regeneration_both_secrets_verify_the_standard_signature() {
 #[tokio::test]
 async fn a_backlog_of_calls_goes_out_in_order_and_a_retry_holds_back_only_its_call() {
     // The third request fails once; whichever event it is, its call's later events must wait.
-    let (rx, addr) = Receiver::start(vec![
+    let rx = Receiver::start(vec![
         Reply::Status(200),
         Reply::Status(200),
         Reply::Status(500),
     ])
     .await;
+    let addr = rx.addr();
     let (store, acc, _dir) =
         store_with_integration(&format!("http://{addr}/hook"), &[Event::IncomingCallStart]).await;
+    let _addr = rx.addr();
     const CALLS: usize = 20;
     const EVENTS: usize = 5;
     // Interleaved as a PBX sends them: event k of every call, then event k + 1.

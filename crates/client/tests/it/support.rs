@@ -10,21 +10,15 @@ use sipsim_core::store::{IntegrationUpdate, NewApiClient};
 use sipsim_core::target::{TargetPolicy, WebhookUrl};
 use sipsim_core::{AccountId, EventSet, ScopeSet, Store};
 use sipsim_server::config::{Config, SecretString};
-use sipsim_server::node::Node;
-use tokio_util::sync::CancellationToken;
+use sipsim_testkit::node::Spawned;
 
 /// A live server: the API and the dispatcher, one delivery attempt per message.
 pub struct Live {
     pub url: String,
     pub store: Arc<dyn Store>,
-    shutdown: CancellationToken,
+    /// The node; it stops when this is dropped.
+    _node: Spawned,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for Live {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
 }
 
 impl Live {
@@ -37,16 +31,11 @@ impl Live {
         ));
         config.target_policy = TargetPolicy::AllowInsecure;
         config.delivery.schedule = RetrySchedule::parse("0s", 0.0).unwrap();
-        let node = Node::build(&config).await.unwrap();
-        let store = node.store.clone();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let shutdown = CancellationToken::new();
-        tokio::spawn(node.run(Some(listener), shutdown.clone()));
+        let node = sipsim_testkit::node::spawn(&config).await;
         Live {
-            url,
-            store,
-            shutdown,
+            url: node.url(""),
+            store: node.store.clone(),
+            _node: node,
             _dir: dir,
         }
     }

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use sqlx::Connection;
 
 use crate::helpers::{Server, operator_account_with_integration};
-use crate::receiver::Receiver;
+use sipsim_testkit::receiver::Receiver;
 
 const KEY: &str = "backup-test-ingest-key-0123";
 
@@ -50,7 +50,7 @@ async fn deliveries_not(db: &str, messages: &[String], statuses: &[&str]) -> Vec
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_under_load_holds_every_event_accepted_before_it_began() {
     // What the server delivered before the copy is `succeeded` in it; the rest must be due.
-    let receiver = Receiver::start(&[]).await;
+    let receiver = Receiver::answering(&[]).await;
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("live.db").display());
     let account = operator_account_with_integration(&db, "Acme", &receiver.url("/hook"), "sms");

@@ -562,7 +562,7 @@ async fn integration_test_reports_success_error_and_connection_failure() {
     let err = db.json_error(&["integration", "test", "--account", &account]);
     assert!(err.contains("no webhook integration"), "{err}");
 
-    let rx = crate::receiver::Receiver::start(&[200, 503]).await;
+    let rx = sipsim_testkit::receiver::Receiver::answering(&[200, 503]).await;
     let set = |url: &str| {
         let out = db
             .cmd(&[

@@ -466,7 +466,7 @@ async fn a_paused_integration_says_why_and_resumes_from_the_page() {
 async fn a_resend_redirects_so_reloading_queues_nothing_more() {
     let app = TestApp::spawn().await;
     let (account, email) = user(&app).await;
-    let receiver = crate::receiver::Receiver::start(&[]).await;
+    let receiver = sipsim_testkit::receiver::Receiver::answering(&[]).await;
     app.local_integration(&account, &receiver.url("/hook"), &["sms"])
         .await;
     let sms: serde_json::Value =

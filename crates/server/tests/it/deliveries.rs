@@ -8,7 +8,7 @@ use sipsim_core::payload::example_json;
 use sipsim_core::{AccountId, Event};
 
 use crate::helpers::{TestApp, assert_envelope_meta, assert_error};
-use crate::receiver::Receiver;
+use sipsim_testkit::receiver::Receiver;
 
 fn item(account: &AccountId, event: Event) -> Value {
     json!({
@@ -49,7 +49,7 @@ async fn delivered(app: &TestApp, rx: &Receiver, events: &[Event]) -> (AccountId
 #[tokio::test]
 async fn lists_newest_first_across_pages_with_filters() {
     let app = TestApp::spawn().await;
-    let rx = Receiver::start(&[]).await;
+    let rx = Receiver::answering(&[]).await;
     let events = [
         Event::Sms,
         Event::Sms,
@@ -205,7 +205,7 @@ async fn bad_query_parameters_are_400_naming_them() {
 #[tokio::test]
 async fn resend_sends_the_same_message_again() {
     let app = TestApp::spawn().await;
-    let rx = Receiver::start(&[]).await;
+    let rx = Receiver::answering(&[]).await;
     let (_, token) = delivered(&app, &rx, &[Event::Voicemail]).await;
     let (_, _, list) = app
         .call(Method::GET, "/api/v2/webhook-deliveries", Some(&token))
@@ -236,7 +236,7 @@ async fn resend_sends_the_same_message_again() {
 #[tokio::test]
 async fn resend_is_confined_to_the_callers_account_and_checks_scopes() {
     let app = TestApp::spawn().await;
-    let rx = Receiver::start(&[]).await;
+    let rx = Receiver::answering(&[]).await;
     let (account, token) = delivered(&app, &rx, &[Event::Sms]).await;
     let (_, _, list) = app
         .call(Method::GET, "/api/v2/webhook-deliveries", Some(&token))

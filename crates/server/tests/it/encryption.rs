@@ -13,7 +13,7 @@ use sipsim_core::queue::{DeliveryFilter, DeliveryStatus};
 use sipsim_core::{AccountId, Store};
 
 use crate::helpers::{Server, Setup, TestApp};
-use crate::receiver::Receiver;
+use sipsim_testkit::receiver::Receiver;
 
 /// Base64 of bytes 0..32 and of 32..64: two keys.
 const KEY_A: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
@@ -293,7 +293,7 @@ async fn a_node_that_cannot_decrypt_hands_deliveries_back(database_url: Option<S
         ..Setup::default()
     })
     .await;
-    let receiver = Receiver::start(&[200]).await;
+    let receiver = Receiver::answering(&[200]).await;
     let account = app.account().await;
     app.local_integration(&account, &receiver.url("/hook"), &["sms"])
         .await;

@@ -15,8 +15,7 @@ use sipsim_core::{AccountId, ClientId, EventSet, ScopeSet, Store};
 use sipsim_delivery::DispatcherConfig;
 use sipsim_server::client_addr::TrustedProxies;
 use sipsim_server::config::{Config, RateLimits, SecretString};
-use sipsim_server::node::Node;
-use tokio_util::sync::CancellationToken;
+use sipsim_testkit::node::Spawned;
 
 /// The JWT key the test servers use, so tests can mint tokens (expired ones, say) themselves.
 pub const JWT_SECRET: &str = "test-jwt-secret-that-is-at-least-32-bytes";
@@ -59,14 +58,9 @@ pub struct TestApp {
     pub database_url: String,
     pub store: Arc<dyn Store>,
     pub http: reqwest::Client,
-    shutdown: CancellationToken,
+    /// The node; it stops when the app is dropped.
+    _node: Spawned,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
 }
 
 /// An API client created for a test.
@@ -152,18 +146,13 @@ impl TestApp {
             halt_retry: Duration::from_millis(300),
             ..DispatcherConfig::default()
         };
-        let node = Node::build(&config).await.unwrap();
-        let store = node.store.clone();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let shutdown = CancellationToken::new();
-        tokio::spawn(node.run(Some(listener), shutdown.clone()));
+        let node = sipsim_testkit::node::spawn(&config).await;
         TestApp {
-            addr,
-            store,
+            addr: node.addr,
+            store: node.store.clone(),
             http: http(),
             database_url,
-            shutdown,
+            _node: node,
             _dir: dir,
         }
     }

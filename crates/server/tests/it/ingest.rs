@@ -10,7 +10,7 @@ use sipsim_core::target::TargetPolicy;
 use sipsim_core::{AccountId, Event};
 
 use crate::helpers::{INGEST_KEY, TestApp};
-use crate::receiver::Receiver;
+use sipsim_testkit::receiver::Receiver;
 
 fn item(account: &AccountId, event: Event) -> Value {
     json!({
@@ -28,7 +28,7 @@ async fn secret_of(app: &TestApp, account: &AccountId) -> String {
 #[tokio::test]
 async fn every_event_arrives_with_its_exact_body_and_verifiable_signatures() {
     let app = TestApp::spawn().await;
-    let rx = Receiver::start(&[]).await;
+    let rx = Receiver::answering(&[]).await;
     let account = app.account().await;
     let all: Vec<&str> = Event::CATALOG.iter().map(|e| e.name()).collect();
     app.local_integration(&account, &rx.url("/hooks/sipsim"), &all)
@@ -84,8 +84,8 @@ async fn every_event_arrives_with_its_exact_body_and_verifiable_signatures() {
 #[tokio::test]
 async fn only_subscribed_events_of_enabled_integrations_reach_their_own_account() {
     let app = TestApp::spawn().await;
-    let rx_a = Receiver::start(&[]).await;
-    let rx_b = Receiver::start(&[]).await;
+    let rx_a = Receiver::answering(&[]).await;
+    let rx_b = Receiver::answering(&[]).await;
     let a = app.account().await;
     let b = app.account().await;
     let off = app.account().await;
@@ -143,7 +143,7 @@ async fn only_subscribed_events_of_enabled_integrations_reach_their_own_account(
 #[tokio::test]
 async fn a_repeated_idempotency_key_is_delivered_once() {
     let app = TestApp::spawn().await;
-    let rx = Receiver::start(&[]).await;
+    let rx = Receiver::answering(&[]).await;
     let account = app.account().await;
     app.local_integration(&account, &rx.url("/h"), &["voicemail"])
         .await;
@@ -166,7 +166,7 @@ async fn a_repeated_idempotency_key_is_delivered_once() {
 #[tokio::test]
 async fn a_failing_receiver_gets_retries_with_the_same_id() {
     let app = TestApp::spawn().await;
-    let rx = Receiver::start(&[500, 503]).await;
+    let rx = Receiver::answering(&[500, 503]).await;
     let account = app.account().await;
     app.local_integration(&account, &rx.url("/h"), &["incoming_call_end"])
         .await;
@@ -187,7 +187,7 @@ async fn a_failing_receiver_gets_retries_with_the_same_id() {
 #[tokio::test]
 async fn invalid_batches_are_refused_whole_naming_index_and_field() {
     let app = TestApp::spawn().await;
-    let rx = Receiver::start(&[]).await;
+    let rx = Receiver::answering(&[]).await;
     let account = app.account().await;
     app.local_integration(&account, &rx.url("/h"), &["sms", "incoming_call_end"])
         .await;

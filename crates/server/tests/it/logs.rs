@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::helpers::{Server, http};
-use crate::receiver::Receiver;
+use sipsim_testkit::receiver::Receiver;
 
 const JWT_SECRET: &str = "log-test-jwt-secret-0123456789-abcdefghij";
 const ENCRYPTION_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
@@ -43,7 +43,7 @@ fn operator(db_url: &str, args: &[&str]) -> Value {
 async fn no_secret_reaches_the_logs_even_at_trace_level() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("sipsim.db").display());
-    let receiver = Receiver::start(&[500]).await;
+    let receiver = Receiver::answering(&[500]).await;
     let account = operator(&db, &["account", "create", "Acme"])["account_id"]
         .as_str()
         .unwrap()

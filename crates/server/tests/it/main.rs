@@ -20,6 +20,5 @@ mod logs;
 mod oauth;
 mod observe;
 mod openapi;
-mod receiver;
 mod simulate;
 mod storage;

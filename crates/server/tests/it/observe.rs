@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use sqlx::Connection;
 
 use crate::helpers::TestApp;
-use crate::receiver::Receiver;
+use sipsim_testkit::receiver::Receiver;
 
 async fn get_text(app: &TestApp, path: &str) -> (StatusCode, String, String) {
     let r = app.http.get(app.url(path)).send().await.unwrap();
@@ -50,7 +50,7 @@ async fn health_and_readiness() {
 #[tokio::test]
 async fn metrics_count_requests_deliveries_and_the_queue() {
     let app = TestApp::spawn_allowing_local_targets().await;
-    let receiver = Receiver::start(&[500]).await;
+    let receiver = Receiver::answering(&[500]).await;
     let account = app.account().await;
     app.local_integration(&account, &receiver.url("/hook"), &["sms"])
         .await;
@@ -176,7 +176,7 @@ async fn an_endpoint_in_trouble_shows_its_lowered_limit_in_metrics_and_on_its_pa
         ..Default::default()
     })
     .await;
-    let receiver = Receiver::start(&[503]).await;
+    let receiver = Receiver::answering(&[503]).await;
     let (account, email) = crate::dashboard::user(&app).await;
     app.local_integration(&account, &receiver.url("/hook"), &["sms"])
         .await;

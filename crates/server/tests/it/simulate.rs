@@ -9,12 +9,12 @@ use sipsim_core::event::Event;
 use sipsim_core::payload::Payload;
 
 use crate::helpers::TestApp;
-use crate::receiver::Receiver;
+use sipsim_testkit::receiver::Receiver;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn simulated_lifecycles_arrive_complete_and_in_order() {
     let app = TestApp::spawn_allowing_local_targets().await;
-    let receiver = Receiver::start(&[]).await;
+    let receiver = Receiver::answering(&[]).await;
     let account = app.account().await;
     let all: Vec<&str> = Event::CATALOG.iter().map(|e| e.name()).collect();
     app.local_integration(&account, &receiver.url("/hook"), &all)

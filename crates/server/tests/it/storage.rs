@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use sqlx::Connection;
 
 use crate::helpers::{Server, TestApp, operator, operator_account_with_integration};
-use crate::receiver::Receiver;
+use sipsim_testkit::receiver::Receiver;
 
 const KEY: &str = "storage-test-ingest-key-012";
 
@@ -57,7 +57,7 @@ fn assert_storage_full(status: StatusCode, retry: Option<String>, body: &Value) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_sqlite_database_answers_503_and_recovers_once_space_is_freed() {
-    let receiver = Receiver::start(&[]).await;
+    let receiver = Receiver::answering(&[]).await;
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("small.db").display());
     let ballast = operator(&db, &["account", "create", "Ballast"])["account_id"]

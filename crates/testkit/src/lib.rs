@@ -1,0 +1,14 @@
+//! `sipsim-testkit`: what the tests of several crates share, so that each is written once.
+//!
+//! - [`receiver::Receiver`]: a local webhook receiver whose answers a test scripts (statuses,
+//!   `Retry-After`, hanging, redirects, big bodies), recording every request and counting those in
+//!   progress.
+//! - [`node::spawn`] (feature `node`): a `sipsimd` node built by `Node::build`, serving on a free
+//!   port in the test's own process until the handle is dropped.
+//!
+//! The process-level tests (kill -9, several nodes) spawn the real binary instead; the benchmark's
+//! receiver stays its own (it counts latencies at a rate no test needs, see `crates/bench`).
+
+#[cfg(feature = "node")]
+pub mod node;
+pub mod receiver;
