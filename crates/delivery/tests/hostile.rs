@@ -76,8 +76,12 @@ async fn endpoint(kind: Hostile) -> Endpoint {
                 let now = open.fetch_add(1, Ordering::SeqCst) + 1;
                 most.fetch_max(now, Ordering::SeqCst);
                 total.fetch_add(1, Ordering::SeqCst);
-                serve(kind, socket).await;
+                let mut socket = socket;
+                let linger = serve(kind, &mut socket).await;
+                // The exchange is over once the answer is out: a pause before closing (which a
+                // client that has its answer does not wait for) is not a slot held.
                 open.fetch_sub(1, Ordering::SeqCst);
+                tokio::time::sleep(linger).await;
             });
         }
     });
@@ -150,36 +154,37 @@ async fn trickle(socket: &mut TcpStream, bytes: &[u8]) {
     }
 }
 
-async fn serve(kind: Hostile, mut socket: TcpStream) {
+/// Behaves as `kind` on `socket`; returns how long to wait before closing it.
+async fn serve(kind: Hostile, socket: &mut TcpStream) -> Duration {
     if kind == Hostile::Reset {
         // Linger 0: closing sends a reset instead of a goodbye.
         #[allow(deprecated)]
         let _ = socket.set_linger(Some(Duration::ZERO));
-        return;
+        return Duration::ZERO;
     }
-    if !read_request(&mut socket).await {
-        return;
+    if !read_request(socket).await {
+        return Duration::ZERO;
     }
     match kind {
-        Hostile::NeverAnswers => until_closed(&mut socket).await,
+        Hostile::NeverAnswers => until_closed(socket).await,
         Hostile::TrickleHead => {
-            trickle(&mut socket, b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await
+            trickle(socket, b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await
         }
         Hostile::TrickleBody => {
             let _ = socket
                 .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 600\r\n\r\n")
                 .await;
-            trickle(&mut socket, &[b'x'; 600]).await;
+            trickle(socket, &[b'x'; 600]).await;
         }
         Hostile::Huge => {
             let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {HUGE}\r\n\r\n");
             if socket.write_all(head.as_bytes()).await.is_err() {
-                return;
+                return Duration::ZERO;
             }
             let block = vec![b'z'; 64 * 1024];
             for _ in 0..HUGE / block.len() {
                 if socket.write_all(&block).await.is_err() {
-                    return;
+                    return Duration::ZERO;
                 }
             }
         }
@@ -197,25 +202,26 @@ async fn serve(kind: Hostile, mut socket: TcpStream) {
                     b"HTTP/1.1 302 Found\r\nlocation: http://169.254.169.254/latest/meta-data/\r\ncontent-length: 0\r\n\r\n",
                 )
                 .await;
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            return Duration::from_millis(100);
         }
         Hostile::Healthy => {
             let _ = socket
                 .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
                 .await;
             // Keep-alive: answer the next requests on this connection too.
-            while read_request(&mut socket).await {
+            while read_request(socket).await {
                 if socket
                     .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
                     .await
                     .is_err()
                 {
-                    return;
+                    return Duration::ZERO;
                 }
             }
         }
         Hostile::Reset => {}
     }
+    Duration::ZERO
 }
 
 fn sender() -> Sender {
