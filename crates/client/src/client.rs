@@ -388,12 +388,7 @@ fn describe(e: &reqwest::Error) -> String {
     } else {
         e.to_string()
     };
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
+    out.push_str(&sipsim_core::causes(e));
     out
 }
 

@@ -142,16 +142,7 @@ pub fn error_response(status: StatusCode, message: impl Into<String>) -> Respons
 }
 
 /// An error and all its sources, for the log.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
-}
+pub use sipsim_core::error_chain;
 
 #[cfg(test)]
 mod tests {

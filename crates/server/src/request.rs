@@ -22,7 +22,7 @@ use sipsim_core::envelope::{Envelope, ErrorEnvelope};
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::error::{ErrorBody, InternalCause, error_response};
+use crate::error::{ErrorBody, InternalCause};
 use crate::limits::Quota;
 
 /// Largest request body `/api/v2` and `/oauth/token` accept.
@@ -116,14 +116,9 @@ pub async fn context(mut request: Request, next: Next) -> Response {
     request.extensions_mut().insert(id);
     request.extensions_mut().insert(notes.clone());
 
-    let limit = body_limit(&path);
     // Every line logged while handling the request carries its id.
     let span = tracing::info_span!("request", request_id = %id.0);
-    let mut response = if declared_length(request.headers()).is_some_and(|n| n > limit) {
-        error_response(StatusCode::PAYLOAD_TOO_LARGE, too_large_message(limit))
-    } else {
-        next.run(request).instrument(span).await
-    };
+    let mut response = next.run(request).instrument(span).await;
     crate::observe::record_request(
         notes.0.route.get().map(MatchedPath::as_str),
         method.as_str(),
@@ -181,7 +176,7 @@ fn with_envelope(mut response: Response, id: RequestId, path: String) -> Respons
     let status = response.status();
     let errors = match body {
         Some(ErrorBody(errors)) => errors,
-        None => vec![default_message(status, response.headers())],
+        None => vec![default_message(status, response.headers(), &path)],
     };
     let envelope = ErrorEnvelope {
         status: status.as_u16(),
@@ -200,7 +195,7 @@ fn with_envelope(mut response: Response, id: RequestId, path: String) -> Respons
 }
 
 /// The message for errors raised outside our handlers (routing, body limits, panics).
-fn default_message(status: StatusCode, headers: &HeaderMap) -> String {
+fn default_message(status: StatusCode, headers: &HeaderMap, path: &str) -> String {
     match status {
         StatusCode::NOT_FOUND => {
             "Not found. GET /api/v2/openapi.json lists the routes this server answers.".to_owned()
@@ -214,7 +209,7 @@ fn default_message(status: StatusCode, headers: &HeaderMap) -> String {
             }
             _ => "Method not allowed.".to_owned(),
         },
-        StatusCode::PAYLOAD_TOO_LARGE => too_large_message(API_BODY_LIMIT),
+        StatusCode::PAYLOAD_TOO_LARGE => too_large_message(body_limit(path)),
         StatusCode::INTERNAL_SERVER_ERROR => "Internal server error.".to_owned(),
         other => other
             .canonical_reason()
@@ -223,8 +218,9 @@ fn default_message(status: StatusCode, headers: &HeaderMap) -> String {
     }
 }
 
-/// The body limit of a path: 4 MiB for ingest, 16 KiB for everything else.
-pub fn body_limit(path: &str) -> usize {
+/// The body limit of a path, as the router's layers set it (`crate::app`): 4 MiB for ingest,
+/// 16 KiB for everything else. Only the 413's message reads it.
+fn body_limit(path: &str) -> usize {
     if path.starts_with("/internal/") {
         sipsim_core::ingest::INGEST_BODY_LIMIT
     } else {
@@ -244,11 +240,4 @@ fn too_large_message(limit: usize) -> String {
             limit / 1024
         )
     }
-}
-
-fn declared_length(headers: &HeaderMap) -> Option<usize> {
-    headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse().ok())
 }

@@ -21,7 +21,7 @@ use crate::secret::{SecretHash, SigningSecret};
 use crate::{AccountId, ClientId, DeliveryId, MessageId};
 
 /// Everything the server keeps: every role at once, what a node holds as `Arc<dyn Store>`.
-/// Implemented for every type that implements all the roles.
+/// Each backend's store says it is one (`impl Store for SqliteStore {}`), once it has every role.
 pub trait Store:
     Accounts
     + Clients
@@ -33,20 +33,6 @@ pub trait Store:
     + Health
     + Cluster
     + 'static
-{
-}
-
-impl<T> Store for T where
-    T: Accounts
-        + Clients
-        + Users
-        + Integrations
-        + Secrets
-        + DeliveryLog
-        + DeliveryQueue
-        + Health
-        + Cluster
-        + 'static
 {
 }
 

@@ -186,9 +186,7 @@ fn decode_page(token: &str) -> Result<DeliveryId, ApiError> {
     responses(
         (status = 200, description = "One page of deliveries, newest first.", body = PagedEnvelope<DeliveryItem>),
         (status = 400, description = "A query parameter is invalid (the message names it).", body = ErrorEnvelope),
-        (status = 401, description = "Missing or invalid access token.", body = ErrorEnvelope),
-        (status = 403, description = "The token lacks `webhooks.read`.", body = ErrorEnvelope),
-        (status = 429, description = "Over this API client\'s rate limit (`Retry-After` says when to retry).", body = ErrorEnvelope),
+        super::ReadRefusals,
     )
 )]
 pub async fn list_deliveries(
@@ -236,9 +234,7 @@ pub async fn list_deliveries(
     responses(
         (status = 202, description = "Queued: the new delivery.", body = Envelope<DeliveryItem>),
         (status = 400, description = "A test delivery (use Send Test instead).", body = ErrorEnvelope),
-        (status = 401, description = "Missing or invalid access token.", body = ErrorEnvelope),
-        (status = 403, description = "The token lacks `webhooks.write`.", body = ErrorEnvelope),
-        (status = 429, description = "Over this API client\'s rate limit (`Retry-After` says when to retry).", body = ErrorEnvelope),
+        super::WriteRefusals,
         (status = 404, description = "No such delivery in this account, or no integration.", body = ErrorEnvelope),
     )
 )]

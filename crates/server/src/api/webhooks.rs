@@ -48,9 +48,7 @@ impl<S: Send + Sync> FromRequestParts<S> for EventSegment {
             {"event": "incoming_call_end"}, {"event": "outgoing_call_start"}, {"event": "outgoing_call_answer"},
             {"event": "outgoing_call_end"}, {"event": "voicemail"}, {"event": "tags"}, {"event": "speech"},
             {"event": "summary"}, {"event": "sms"}, {"event": "rating"}]})),
-        (status = 401, description = "Missing or invalid access token.", body = ErrorEnvelope),
-        (status = 403, description = "The token lacks `webhooks.read`.", body = ErrorEnvelope),
-        (status = 429, description = "Over this API client\'s rate limit (`Retry-After` says when to retry).", body = ErrorEnvelope),
+        super::ReadRefusals,
     )
 )]
 pub async fn list_available_events(_caller: RequireScope<WebhooksRead>, id: RequestId) -> Response {
@@ -68,9 +66,7 @@ pub async fn list_available_events(_caller: RequireScope<WebhooksRead>, id: Requ
         (status = 200, description = "Subscribed events, in catalog order.", body = Envelope<Vec<EventItem>>,
          example = json!({"status": 200, "request_id": "...", "timestamp": "2025-01-15T10:30:00Z",
             "data": [{"event": "incoming_call_start"}, {"event": "incoming_call_end"}]})),
-        (status = 401, description = "Missing or invalid access token.", body = ErrorEnvelope),
-        (status = 403, description = "The token lacks `webhooks.read`.", body = ErrorEnvelope),
-        (status = 429, description = "Over this API client\'s rate limit (`Retry-After` says when to retry).", body = ErrorEnvelope),
+        super::ReadRefusals,
         (status = 404, description = "The Webhooks integration is not set up.", body = ErrorEnvelope,
          example = json!({"status": 404, "errors": ["Webhook integration not configured. Set a webhook URL via the dashboard first."],
             "request_id": "...", "timestamp": "2025-01-15T10:30:00Z", "path": "/api/v2/webhooks"})),
@@ -107,9 +103,7 @@ pub async fn list_enabled_events(
         (status = 400, description = "Unknown event.", body = ErrorEnvelope,
          example = json!({"status": 400, "errors": ["Unknown event 'invalid_event'. Use GET /api/v2/webhooks/available for the list of valid events."],
             "request_id": "...", "timestamp": "2025-01-15T10:30:00Z", "path": "/api/v2/webhooks/invalid_event"})),
-        (status = 401, description = "Missing or invalid access token.", body = ErrorEnvelope),
-        (status = 403, description = "The token lacks `webhooks.write`.", body = ErrorEnvelope),
-        (status = 429, description = "Over this API client\'s rate limit (`Retry-After` says when to retry).", body = ErrorEnvelope),
+        super::WriteRefusals,
         (status = 404, description = "The Webhooks integration is not set up.", body = ErrorEnvelope),
         (status = 413, description = "Request body too large.", body = ErrorEnvelope),
     )
@@ -145,9 +139,7 @@ pub async fn enable_event(
             "webhook_url": "https://example.com/webhooks/sipsim", "enabled": true,
             "subscribed_events": ["incoming_call_end", "outgoing_call_end"]}})),
         (status = 400, description = "Unknown event.", body = ErrorEnvelope),
-        (status = 401, description = "Missing or invalid access token.", body = ErrorEnvelope),
-        (status = 403, description = "The token lacks `webhooks.write`.", body = ErrorEnvelope),
-        (status = 429, description = "Over this API client\'s rate limit (`Retry-After` says when to retry).", body = ErrorEnvelope),
+        super::WriteRefusals,
         (status = 404, description = "The Webhooks integration is not set up.", body = ErrorEnvelope),
         (status = 413, description = "Request body too large.", body = ErrorEnvelope),
     )

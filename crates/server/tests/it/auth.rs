@@ -10,7 +10,7 @@ use sipsim_core::clock::now_secs;
 use sipsim_core::{AccountId, ScopeSet};
 use sipsim_server::auth::jwt::{AccessClaims, JwtKey};
 
-use crate::helpers::{JWT_SECRET, TestApp, assert_error};
+use crate::helpers::{Fetch, JWT_SECRET, TestApp, assert_error};
 
 const UNAUTHORIZED: &str = "Missing or invalid access token.";
 
@@ -124,7 +124,7 @@ async fn bad_tokens_are_401_on_every_route() {
             if let Some(h) = header {
                 req = req.header("authorization", h);
             }
-            let resp = req.send().await.unwrap();
+            let resp = req.fetch().await;
             let status = resp.status();
             let headers = resp.headers().clone();
             let body: serde_json::Value = resp.json().await.unwrap();

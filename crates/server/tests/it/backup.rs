@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use sqlx::Connection;
 
-use crate::helpers::{Server, operator_account_with_integration};
+use crate::helpers::{Fetch, Server, operator_account_with_integration};
+use crate::process::succeeded;
 use sipsim_testkit::receiver::Receiver;
 
 const KEY: &str = "backup-test-ingest-key-0123";
@@ -79,9 +80,8 @@ async fn a_backup_under_load_holds_every_event_accepted_before_it_began() {
                     .post(format!("{base}/internal/v1/events"))
                     .bearer_auth(KEY)
                     .json(&batch)
-                    .send()
-                    .await
-                    .unwrap();
+                    .fetch()
+                    .await;
                 assert_eq!(r.status(), 202);
                 let body: Value = r.json().await.unwrap();
                 let ids = body["data"]
@@ -98,15 +98,11 @@ async fn a_backup_under_load_holds_every_event_accepted_before_it_began() {
 
     let copy = dir.path().join("backup.db");
     let began = Instant::now();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sipsimd"))
-        .args(["backup", copy.to_str().unwrap(), "--json"])
-        .env("SIPSIM_DATABASE_URL", &db)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
+    succeeded(
+        std::process::Command::new(env!("CARGO_BIN_EXE_sipsimd"))
+            .args(["backup", copy.to_str().unwrap(), "--json"])
+            .env("SIPSIM_DATABASE_URL", &db)
+            .output(),
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, Ordering::SeqCst);

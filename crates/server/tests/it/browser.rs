@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use sipsim_core::queue::{DeliveryFilter, DeliveryStatus};
 
 use crate::dashboard::{PASSWORD, user};
-use crate::helpers::TestApp;
+use crate::helpers::{Fetch, TestApp};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -108,6 +108,18 @@ async fn notice(browser: &Client) -> String {
             browser.source().await.unwrap()
         ),
     }
+}
+
+/// The text of the element `css` names.
+async fn text_of(browser: &Client, css: &str) -> String {
+    let element = browser.find(Locator::Css(css)).await.unwrap();
+    element.text().await.unwrap()
+}
+
+/// A property (`checked`, `textContent`) of the element `css` names.
+async fn prop_of(browser: &Client, css: &str, name: &str) -> Option<String> {
+    let element = browser.find(Locator::Css(css)).await.unwrap();
+    element.prop(name).await.unwrap()
 }
 
 async fn fill(browser: &Client, css: &str, text: &str) {
@@ -233,13 +245,8 @@ async fn a_person_sets_up_webhooks_with_a_mouse() {
         "{refused}"
     );
     assert!(
-        browser
-            .find(Locator::Css("input[value=incoming_call_start]"))
+        prop_of(&browser, "input[value=incoming_call_start]", "checked")
             .await
-            .unwrap()
-            .prop("checked")
-            .await
-            .unwrap()
             .as_deref()
             == Some("true"),
         "what was ticked stays ticked"
@@ -256,13 +263,8 @@ async fn a_person_sets_up_webhooks_with_a_mouse() {
 
     // The signing secret: revealed, then regenerated (the old one stays valid for a day).
     let secret_of = |browser: Client| async move {
-        browser
-            .find(Locator::Css("#signing-secret"))
+        prop_of(&browser, "#signing-secret", "textContent")
             .await
-            .unwrap()
-            .prop("textContent")
-            .await
-            .unwrap()
             .unwrap()
     };
     let first = secret_of(browser.clone()).await;
@@ -306,20 +308,8 @@ async fn a_person_sets_up_webhooks_with_a_mouse() {
     fill(&browser, "#name", "CRM").await;
     toggle(&browser, "input[value='webhooks.write']").await;
     click(&browser, "form[action='/dashboard/clients'] button").await;
-    let client_id = browser
-        .find(Locator::Css("#new-client-id"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let client_secret = browser
-        .find(Locator::Css("#new-client-secret"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let client_id = text_of(&browser, "#new-client-id").await;
+    let client_secret = text_of(&browser, "#new-client-secret").await;
     screenshot(&browser, "clients").await;
     let token: Value = app
         .http
@@ -330,12 +320,8 @@ async fn a_person_sets_up_webhooks_with_a_mouse() {
             ("client_secret", &client_secret),
             ("scope", "webhooks.read webhooks.write"),
         ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .fetch_json()
+        .await;
     let access = token["access_token"]
         .as_str()
         .unwrap_or_else(|| panic!("{token}"))
@@ -371,12 +357,7 @@ async fn a_person_sets_up_webhooks_with_a_mouse() {
     // A failing receiver: the delivery fails for good (three quick attempts in tests), shows up as
     // failed, and a Resend after the receiver is fixed delivers it.
     failing.store(true, Ordering::SeqCst);
-    let payload: Value =
-        serde_json::from_str(sipsim_core::payload::example_json(sipsim_core::Event::Sms)).unwrap();
-    let (status, _) = app
-        .ingest(&json!({ "account_id": account, "event": "sms", "payload": payload }))
-        .await;
-    assert_eq!(status, 202);
+    app.ingest_example(&account, sipsim_core::Event::Sms).await;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         browser
@@ -392,13 +373,7 @@ async fn a_person_sets_up_webhooks_with_a_mouse() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let last_day = browser
-        .find(Locator::Css("#last-day"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let last_day = text_of(&browser, "#last-day").await;
     assert!(
         last_day.contains("attempt(s)") && last_day.contains("% succeeded"),
         "{last_day}"
@@ -425,13 +400,7 @@ async fn a_person_sets_up_webhooks_with_a_mouse() {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         browser.refresh().await.unwrap();
-        let text = browser
-            .find(Locator::Css("#delivery-status"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = text_of(&browser, "#delivery-status").await;
         if text == "succeeded" {
             break;
         }
@@ -441,12 +410,9 @@ async fn a_person_sets_up_webhooks_with_a_mouse() {
 
     // "Resend all failed since…": another event fails for good, the receiver is fixed, one click.
     failing.store(true, Ordering::SeqCst);
-    let (status, body) = app
-        .ingest(&json!({ "account_id": account, "event": "voicemail",
-                         "payload": serde_json::from_str::<Value>(
-                             sipsim_core::payload::example_json(sipsim_core::Event::Voicemail)).unwrap() }))
+    let body = app
+        .ingest_example(&account, sipsim_core::Event::Voicemail)
         .await;
-    assert_eq!(status, 202, "{body}");
     let message = body["data"][0]["message_id"].as_str().unwrap().to_owned();
     let deadline = Instant::now() + Duration::from_secs(20);
     while !has_delivery(&app, &account, &message, DeliveryStatus::Failed).await {

@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::helpers::Server;
+use crate::helpers::{Fetch, Server};
+use crate::process::{argv, succeeded};
 
 struct Db {
     dir: tempfile::TempDir,
@@ -42,14 +43,7 @@ impl Db {
     fn json(&self, args: &[&str]) -> Value {
         let mut all = args.to_vec();
         all.push("--json");
-        let out = self.run(&all);
-        assert!(
-            out.status.success(),
-            "{args:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        one_object(&out.stdout)
+        one_object(&succeeded(self.cmd(&all).output()).stdout)
     }
 
     /// Runs with `--json`; asserts failure and a `{"error"}` object, returning the message.
@@ -80,16 +74,9 @@ fn operator_commands_manage_accounts_clients_and_integrations() {
     let account = acc["account_id"].as_str().unwrap().to_owned();
     assert!(account.starts_with("acc_"));
 
-    let client = db.json(&[
-        "client",
-        "create",
-        "--account",
-        &account,
-        "--scopes",
-        "webhooks.read,webhooks.write",
-        "--name",
-        "crm",
-    ]);
+    let client = db.json(argv!(
+        "client create --account {account} --scopes webhooks.read,webhooks.write --name crm"
+    ));
     let client_id = client["client_id"].as_str().unwrap().to_owned();
     assert!(client_id.starts_with("cli_"));
     assert!(client["client_secret"].as_str().unwrap().len() >= 40);
@@ -111,34 +98,17 @@ fn operator_commands_manage_accounts_clients_and_integrations() {
     );
 
     // URL rules: https public targets only, unless insecure targets are allowed.
-    let err = db.json_error(&[
-        "integration",
-        "set",
-        "--account",
-        &account,
-        "--url",
-        "http://127.0.0.1:9/hook",
-    ]);
+    let err = db.json_error(argv!(
+        "integration set --account {account} --url http://127.0.0.1:9/hook"
+    ));
     assert!(err.contains("https://"), "{err}");
-    let err = db.json_error(&[
-        "integration",
-        "set",
-        "--account",
-        &account,
-        "--url",
-        "https://10.0.0.5/hook",
-    ]);
+    let err = db.json_error(argv!(
+        "integration set --account {account} --url https://10.0.0.5/hook"
+    ));
     assert!(err.contains("private"), "{err}");
-    let err = db.json_error(&[
-        "integration",
-        "set",
-        "--account",
-        &account,
-        "--url",
-        "https://example.com/",
-        "--events",
-        "sms,calls",
-    ]);
+    let err = db.json_error(argv!(
+        "integration set --account {account} --url https://example.com/ --events sms,calls"
+    ));
     assert!(err.contains("'calls'"), "{err}");
 
     let set = db.json(&[
@@ -178,15 +148,9 @@ fn operator_commands_manage_accounts_clients_and_integrations() {
     );
 
     // Changing the URL and disabling keeps events and secret.
-    let set = db.json(&[
-        "integration",
-        "set",
-        "--account",
-        &account,
-        "--url",
-        "https://example.org/h",
-        "--disabled",
-    ]);
+    let set = db.json(argv!(
+        "integration set --account {account} --url https://example.org/h --disabled"
+    ));
     assert_eq!(set["created"], false);
     assert_eq!(set["enabled"], false);
     assert_eq!(set["state"], "disabled");
@@ -195,15 +159,9 @@ fn operator_commands_manage_accounts_clients_and_integrations() {
 
     // Insecure targets for development.
     let out = db
-        .cmd(&[
-            "integration",
-            "set",
-            "--account",
-            &account,
-            "--url",
-            "http://127.0.0.1:9/hook",
-            "--json",
-        ])
+        .cmd(argv!(
+            "integration set --account {account} --url http://127.0.0.1:9/hook --json"
+        ))
         .env("SIPSIM_ALLOW_INSECURE_TARGETS", "1")
         .output()
         .unwrap();
@@ -226,36 +184,17 @@ fn operator_commands_manage_accounts_clients_and_integrations() {
 fn operator_errors_name_the_problem() {
     let db = Db::new();
     let missing = "acc_0123456789abcdefghjkmnpqrs";
-    let err = db.json_error(&[
-        "client",
-        "create",
-        "--account",
-        missing,
-        "--scopes",
-        "webhooks.read",
-    ]);
+    let err = db.json_error(argv!(
+        "client create --account {missing} --scopes webhooks.read"
+    ));
     assert_eq!(err, format!("account {missing} does not exist"));
-    let err = db.json_error(&[
-        "client",
-        "create",
-        "--account",
-        "nope",
-        "--scopes",
-        "webhooks.read",
-    ]);
+    let err = db.json_error(argv!("client create --account nope --scopes webhooks.read"));
     assert!(err.contains("not a valid account id"), "{err}");
     let acc = db.json(&["account", "create", "X"])["account_id"]
         .as_str()
         .unwrap()
         .to_owned();
-    let err = db.json_error(&[
-        "client",
-        "create",
-        "--account",
-        &acc,
-        "--scopes",
-        "calls.read",
-    ]);
+    let err = db.json_error(argv!("client create --account {acc} --scopes calls.read"));
     assert!(err.contains("unknown scope 'calls.read'"), "{err}");
     let err = db.json_error(&["client", "create", "--account", &acc, "--scopes", ""]);
     assert!(err.contains("at least one scope"), "{err}");
@@ -289,16 +228,7 @@ async fn readme_walkthrough_reaches_200_and_client_delete_revokes() {
         "--scopes",
         "webhooks.read webhooks.write",
     ]);
-    db.json(&[
-        "integration",
-        "set",
-        "--account",
-        &account,
-        "--url",
-        "https://example.com/webhooks/sipsim",
-        "--events",
-        "incoming_call_start,incoming_call_end",
-    ]);
+    db.json(argv!("integration set --account {account} --url https://example.com/webhooks/sipsim --events incoming_call_start,incoming_call_end"));
     let server = serve(&db);
 
     // Without SIPSIM_INGEST_KEY the ingest route is off, and the log says so.
@@ -306,9 +236,8 @@ async fn readme_walkthrough_reaches_200_and_client_delete_revokes() {
     let off = crate::helpers::http()
         .post(format!("{}/internal/v1/events", server.base))
         .json(&serde_json::json!({}))
-        .send()
-        .await
-        .unwrap();
+        .fetch()
+        .await;
     assert_eq!(off.status(), 404);
 
     // A second server on the same SQLite file is refused.
@@ -325,19 +254,13 @@ async fn readme_walkthrough_reaches_200_and_client_delete_revokes() {
             client["client_id"].as_str().unwrap(),
             client["client_secret"].as_str().unwrap()
         ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .fetch_json().await;
     let token = token["access_token"].as_str().unwrap().to_owned();
     let resp = http
         .get(format!("{}/api/v2/webhooks", server.base))
         .header("Authorization", format!("Bearer {token}"))
-        .send()
-        .await
-        .unwrap();
+        .fetch()
+        .await;
     assert_eq!(resp.status(), 200);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(
@@ -352,9 +275,8 @@ async fn readme_walkthrough_reaches_200_and_client_delete_revokes() {
         let status = http
             .get(format!("{}/api/v2/webhooks", server.base))
             .header("Authorization", format!("Bearer {token}"))
-            .send()
+            .fetch()
             .await
-            .unwrap()
             .status();
         if status == 401 {
             break;
@@ -395,30 +317,17 @@ fn signing_secrets_are_encrypted_at_rest_when_a_key_is_configured() {
     let db = Db::new();
     let key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="; // base64 of bytes 0..32
     let with_key = |args: &[&str]| {
-        let out = db
-            .cmd(&[args, &["--json"]].concat())
-            .env("SIPSIM_ENCRYPTION_KEY", key)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stdout)
-        );
+        let mut cmd = db.cmd(&[args, &["--json"]].concat());
+        let out = succeeded(cmd.env("SIPSIM_ENCRYPTION_KEY", key).output());
         one_object(&out.stdout)
     };
     let account = with_key(&["account", "create", "Acme"])["account_id"]
         .as_str()
         .unwrap()
         .to_owned();
-    let set = with_key(&[
-        "integration",
-        "set",
-        "--account",
-        &account,
-        "--url",
-        "https://example.com/h",
-    ]);
+    let set = with_key(argv!(
+        "integration set --account {account} --url https://example.com/h"
+    ));
     let secret = set["signing_secret"].as_str().unwrap().to_owned();
     assert_eq!(
         with_key(&["integration", "show", "--account", &account])["signing_secret"],
@@ -520,21 +429,13 @@ async fn demo_shows_verified_deliveries_and_working_credentials() {
             ("client_id", &value("client_id")),
             ("client_secret", &value("client_secret")),
         ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .fetch_json()
+        .await;
     let list: Value = http
         .get(format!("{api}/api/v2/webhooks"))
         .bearer_auth(token["access_token"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .fetch_json()
+        .await;
     assert_eq!(list["data"].as_array().unwrap().len(), 14);
 
     let pid = child.id().to_string();
@@ -565,15 +466,9 @@ async fn integration_test_reports_success_error_and_connection_failure() {
     let rx = sipsim_testkit::receiver::Receiver::answering(&[200, 503]).await;
     let set = |url: &str| {
         let out = db
-            .cmd(&[
-                "integration",
-                "set",
-                "--account",
-                &account,
-                "--url",
-                url,
-                "--json",
-            ])
+            .cmd(argv!(
+                "integration set --account {account} --url {url} --json"
+            ))
             .env("SIPSIM_ALLOW_INSECURE_TARGETS", "1")
             .output()
             .unwrap();
@@ -584,14 +479,9 @@ async fn integration_test_reports_success_error_and_connection_failure() {
             .to_owned()
     };
     let test = |timeout: &str| {
-        db.cmd(&[
-            "integration",
-            "test",
-            "--account",
-            &account,
-            "--timeout",
-            timeout,
-        ])
+        db.cmd(argv!(
+            "integration test --account {account} --timeout {timeout}"
+        ))
         .env("SIPSIM_ALLOW_INSECURE_TARGETS", "1")
         .output()
         .unwrap()
@@ -702,22 +592,12 @@ async fn resume_ends_a_pause_and_set_does_not() {
         .as_str()
         .unwrap()
         .to_owned();
-    db.json(&[
-        "integration",
-        "set",
-        "--account",
-        &account,
-        "--url",
-        "https://example.com/h",
-    ]);
-    let err = db.json_error(&[
-        "integration",
-        "resume",
-        "--account",
-        &account,
-        "--kept",
-        "deliver",
-    ]);
+    db.json(argv!(
+        "integration set --account {account} --url https://example.com/h"
+    ));
+    let err = db.json_error(argv!(
+        "integration resume --account {account} --kept deliver"
+    ));
     assert_eq!(
         err,
         format!("the webhook integration of {account} is not paused")
@@ -729,14 +609,9 @@ async fn resume_ends_a_pause_and_set_does_not() {
         .execute(&mut conn)
         .await
         .unwrap();
-    let set = db.json(&[
-        "integration",
-        "set",
-        "--account",
-        &account,
-        "--url",
-        "https://example.com/new",
-    ]);
+    let set = db.json(argv!(
+        "integration set --account {account} --url https://example.com/new"
+    ));
     assert_eq!(
         set["state"], "paused",
         "set changes the URL but does not resume"
@@ -747,14 +622,7 @@ async fn resume_ends_a_pause_and_set_does_not() {
         String::from_utf8_lossy(&text.stdout).contains("paused (the endpoint answered 410 Gone)")
     );
 
-    let resumed = db.json(&[
-        "integration",
-        "resume",
-        "--account",
-        &account,
-        "--kept",
-        "drop",
-    ]);
+    let resumed = db.json(argv!("integration resume --account {account} --kept drop"));
     assert_eq!(resumed["resumed"], true);
     assert_eq!(resumed["kept"], 0);
     let show = db.json(&["integration", "show", "--account", &account]);
@@ -771,30 +639,18 @@ fn user_create_takes_a_password_from_stdin_or_makes_one() {
         .unwrap()
         .to_owned();
     // Generated: shown once, and it logs in (checked against the stored hash).
-    let made = db.json(&[
-        "user",
-        "create",
-        "--account",
-        &account,
-        "--email",
-        "Ops@Example.com",
-    ]);
+    let made = db.json(argv!(
+        "user create --account {account} --email Ops@Example.com"
+    ));
     assert_eq!(made["email"], "ops@example.com");
     let password = made["password"].as_str().unwrap();
     assert!(password.len() >= 40, "{password}");
     // From stdin: too short is refused, a long one is taken and not echoed.
     let run_with_stdin = |email: &str, input: &str| {
         let mut child = db
-            .cmd(&[
-                "user",
-                "create",
-                "--account",
-                &account,
-                "--email",
-                email,
-                "--password-stdin",
-                "--json",
-            ])
+            .cmd(argv!(
+                "user create --account {account} --email {email} --password-stdin --json"
+            ))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -824,14 +680,9 @@ fn user_create_takes_a_password_from_stdin_or_makes_one() {
     );
     assert!(!String::from_utf8_lossy(&ok.stdout).contains("a long enough password"));
     // The same email twice is refused, naming it.
-    let again = db.json_error(&[
-        "user",
-        "create",
-        "--account",
-        &account,
-        "--email",
-        "OPS@example.com",
-    ]);
+    let again = db.json_error(argv!(
+        "user create --account {account} --email OPS@example.com"
+    ));
     assert!(again.contains("exists already"), "{again}");
 }
 
@@ -846,24 +697,12 @@ fn account_delete_erases_the_account_from_the_file() {
             .as_str()
             .unwrap()
             .to_owned();
-        db.json(&[
-            "client",
-            "create",
-            "--account",
-            &account,
-            "--scopes",
-            "webhooks.read",
-        ]);
-        db.json(&[
-            "integration",
-            "set",
-            "--account",
-            &account,
-            "--url",
-            "https://example.com/h",
-            "--events",
-            "sms",
-        ]);
+        db.json(argv!(
+            "client create --account {account} --scopes webhooks.read"
+        ));
+        db.json(argv!(
+            "integration set --account {account} --url https://example.com/h --events sms"
+        ));
         let marker = format!("secret-plans-of-{name}");
         let payload = serde_json::json!({
             "event": "sms", "caller": "+33612345678", "receiver": "+33198765432",
@@ -922,13 +761,9 @@ fn account_retention_is_set_and_reset() {
     assert_eq!(out["retention_days"], serde_json::Value::Null);
     let err = db.json_error(&["account", "retention", &account, "--days", "0"]);
     assert!(err.contains("at least 1"), "{err}");
-    let err = db.json_error(&[
-        "account",
-        "retention",
-        "acc_00000000000000000000000000",
-        "--days",
-        "3",
-    ]);
+    let err = db.json_error(argv!(
+        "account retention acc_00000000000000000000000000 --days 3"
+    ));
     assert!(err.contains("does not exist"), "{err}");
 }
 

@@ -15,7 +15,8 @@ use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 use sqlx::Connection;
 
-use crate::helpers::{Server, operator};
+use crate::helpers::{Fetch, Server, operator};
+use crate::process::argv;
 
 const KEY: &str = "cluster-test-ingest-key-0123";
 
@@ -115,16 +116,7 @@ async fn two_nodes_kill_9_one_loses_nothing_and_keeps_order() {
             let events = LIFECYCLE.join(",");
             operator(
                 &url,
-                &[
-                    "integration",
-                    "set",
-                    "--account",
-                    &account,
-                    "--url",
-                    &receiver,
-                    "--events",
-                    &events,
-                ],
+                argv!("integration set --account {account} --url {receiver} --events {events}"),
             );
             account
         })
@@ -224,9 +216,8 @@ async fn two_nodes_kill_9_one_loses_nothing_and_keeps_order() {
                     http.post(format!("{}/internal/v1/events", b.base))
                         .bearer_auth(KEY)
                         .json(items)
-                        .send()
+                        .fetch()
                         .await
-                        .unwrap()
                 }
             };
             assert_eq!(resp.status(), 202);

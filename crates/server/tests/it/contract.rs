@@ -3,7 +3,7 @@
 use reqwest::Method;
 use serde_json::json;
 
-use crate::helpers::{TestApp, assert_envelope_meta, assert_error};
+use crate::helpers::{Fetch, TestApp, assert_envelope_meta, assert_error};
 
 const CATALOG: [&str; 14] = [
     "incoming_call_start",
@@ -215,12 +215,8 @@ async fn bulk_enable_loop_enables_all_fourteen_in_catalog_order() {
         .http
         .get(app.url("/api/v2/webhooks/available"))
         .header("Authorization", format!("Bearer {token}"))
-        .send()
-        .await
-        .unwrap()
-        .json::<serde_json::Value>()
-        .await
-        .unwrap()["data"]
+        .fetch_json::<serde_json::Value>()
+        .await["data"]
         .clone();
     for event in available.as_array().unwrap() {
         let name = event["event"].as_str().unwrap();
@@ -228,9 +224,8 @@ async fn bulk_enable_loop_enables_all_fourteen_in_catalog_order() {
             .http
             .post(app.url(&format!("/api/v2/webhooks/{name}")))
             .header("Authorization", format!("Bearer {token}"))
-            .send()
-            .await
-            .unwrap();
+            .fetch()
+            .await;
         assert_eq!(resp.status(), 200, "Enabled: {name}");
     }
     let (_, _, list) = app

@@ -11,7 +11,7 @@ use axum::Router;
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{Server, operator_account_with_integration};
+use crate::helpers::{Fetch, Server, operator_account_with_integration};
 use sqlx::Connection;
 
 const KEY: &str = "crash-test-ingest-key-0123";
@@ -71,9 +71,8 @@ async fn kill_9_mid_delivery_loses_nothing() {
             .post(format!("{}/internal/v1/events", node.base))
             .bearer_auth(KEY)
             .json(&batch)
-            .send()
-            .await
-            .unwrap();
+            .fetch()
+            .await;
         assert_eq!(resp.status(), 202);
         let body: Value = resp.json().await.unwrap();
         for r in body["data"].as_array().unwrap() {

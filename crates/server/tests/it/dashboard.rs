@@ -5,7 +5,8 @@ use reqwest::StatusCode;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use sipsim_server::service::users::hash_password;
 
-use crate::helpers::TestApp;
+use crate::helpers::{Fetch, TestApp};
+use crate::process::argv;
 
 pub const PASSWORD: &str = "correct horse battery staple";
 
@@ -61,7 +62,7 @@ pub async fn login_at(
 ) -> (String, String, String) {
     let url = |path: &str| format!("{base}{path}");
     let http = client();
-    let page = http.get(url("/dashboard/login")).send().await.unwrap();
+    let page = http.get(url("/dashboard/login")).fetch().await;
     let (login_cookie, _) = set_cookie(&page, "sipsim_login_csrf").unwrap();
     let token = csrf_field(&page.text().await.unwrap());
     let mut req = http
@@ -75,16 +76,15 @@ pub async fn login_at(
     if forwarded_https {
         req = req.header("x-forwarded-proto", "https");
     }
-    let resp = req.send().await.unwrap();
+    let resp = req.fetch().await;
     assert_eq!(resp.status(), StatusCode::SEE_OTHER);
     assert_eq!(resp.headers()[LOCATION], "/dashboard/integrations");
     let (session, header) = set_cookie(&resp, "sipsim_session").unwrap();
     let page = http
         .get(url("/dashboard/integrations/webhooks"))
         .header(COOKIE, &session)
-        .send()
-        .await
-        .unwrap();
+        .fetch()
+        .await;
     assert_eq!(page.status(), 200);
     let csrf = csrf_field(&page.text().await.unwrap());
     (session, csrf, header)
@@ -94,19 +94,14 @@ pub async fn login_at(
 async fn pages_need_a_session_and_cookies_carry_their_flags() {
     let app = TestApp::spawn().await;
     let http = client();
-    let resp = http
-        .get(app.url("/dashboard/integrations"))
-        .send()
-        .await
-        .unwrap();
+    let resp = http.get(app.url("/dashboard/integrations")).fetch().await;
     assert_eq!(resp.status(), StatusCode::SEE_OTHER);
     assert_eq!(resp.headers()[LOCATION], "/dashboard/login");
     let resp = http
         .get(app.url("/dashboard/integrations"))
         .header(COOKIE, "sipsim_session=forged")
-        .send()
-        .await
-        .unwrap();
+        .fetch()
+        .await;
     assert_eq!(resp.status(), StatusCode::SEE_OTHER, "an unknown session");
 
     let (_, email) = user(&app).await;
@@ -123,16 +118,14 @@ async fn pages_need_a_session_and_cookies_carry_their_flags() {
         .post(app.url("/dashboard/logout"))
         .header(COOKIE, &session)
         .form(&[("csrf", csrf.as_str())])
-        .send()
-        .await
-        .unwrap();
+        .fetch()
+        .await;
     assert_eq!(resp.status(), StatusCode::SEE_OTHER);
     let resp = http
         .get(app.url("/dashboard/integrations"))
         .header(COOKIE, &session)
-        .send()
-        .await
-        .unwrap();
+        .fetch()
+        .await;
     assert_eq!(resp.headers()[LOCATION], "/dashboard/login");
 }
 
@@ -154,9 +147,8 @@ async fn forms_without_their_csrf_token_are_refused_and_change_nothing() {
             .post(app.url("/dashboard/integrations/webhooks"))
             .header(COOKIE, &session)
             .form(&form)
-            .send()
-            .await
-            .unwrap();
+            .fetch()
+            .await;
         assert_eq!(resp.status(), StatusCode::FORBIDDEN, "token {token:?}");
         assert!(
             resp.headers()["content-type"]
@@ -171,9 +163,8 @@ async fn forms_without_their_csrf_token_are_refused_and_change_nothing() {
     let resp = http
         .post(app.url("/dashboard/login"))
         .form(&[("email", email.as_str()), ("password", PASSWORD)])
-        .send()
-        .await
-        .unwrap();
+        .fetch()
+        .await;
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
     // With the token, the same form works.
     let resp = http
@@ -185,9 +176,8 @@ async fn forms_without_their_csrf_token_are_refused_and_change_nothing() {
             ("events", "sms"),
             ("events", "voicemail"),
         ])
-        .send()
-        .await
-        .unwrap();
+        .fetch()
+        .await;
     assert_eq!(resp.status(), 200);
     let saved = app.store.get_integration(&account).await.unwrap().unwrap();
     assert_eq!(saved.setting().subscribed_events, ["voicemail", "sms"]);
@@ -201,7 +191,7 @@ async fn wrong_passwords_are_refused_then_rate_limited() {
     let attempt = |password: &'static str| {
         let (http, app, email) = (http.clone(), app.url("/dashboard/login"), email.clone());
         async move {
-            let page = http.get(&app).send().await.unwrap();
+            let page = http.get(&app).fetch().await;
             let (cookie, _) = set_cookie(&page, "sipsim_login_csrf").unwrap();
             let token = csrf_field(&page.text().await.unwrap());
             let resp = http
@@ -212,9 +202,8 @@ async fn wrong_passwords_are_refused_then_rate_limited() {
                     ("email", &email),
                     ("password", password),
                 ])
-                .send()
-                .await
-                .unwrap();
+                .fetch()
+                .await;
             let status = resp.status();
             (status, resp.text().await.unwrap())
         }
@@ -235,11 +224,7 @@ async fn wrong_passwords_are_refused_then_rate_limited() {
 
 /// A login form ready to post: its double-submit cookie and token.
 async fn login_form(http: &reqwest::Client, base: &str) -> (String, String) {
-    let page = http
-        .get(format!("{base}/dashboard/login"))
-        .send()
-        .await
-        .unwrap();
+    let page = http.get(format!("{base}/dashboard/login")).fetch().await;
     let (cookie, _) = set_cookie(&page, "sipsim_login_csrf").unwrap();
     (cookie, csrf_field(&page.text().await.unwrap()))
 }
@@ -262,7 +247,7 @@ fn post_login(
             ("email", email),
             ("password", password),
         ]);
-    async move { request.send().await.unwrap().status() }
+    async move { request.fetch().await.status() }
 }
 
 #[tokio::test]
@@ -339,14 +324,7 @@ async fn a_flood_of_logins_keeps_memory_bounded_and_the_door_open() {
         .to_owned();
     let created = crate::helpers::operator(
         &db,
-        &[
-            "user",
-            "create",
-            "--account",
-            &account,
-            "--email",
-            "real@example.com",
-        ],
+        argv!("user create --account {account} --email real@example.com"),
     );
     let password = created["password"].as_str().unwrap().to_owned();
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sipsimd"));
@@ -431,12 +409,8 @@ async fn a_paused_integration_says_why_and_resumes_from_the_page() {
     let page = http
         .get(app.url("/dashboard/integrations/webhooks"))
         .header(COOKIE, &session)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .fetch_text()
+        .await;
     assert!(
         page.contains("Paused:</strong> the endpoint answered 410 Gone"),
         "{page}"
@@ -447,9 +421,8 @@ async fn a_paused_integration_says_why_and_resumes_from_the_page() {
         .post(app.url("/dashboard/integrations/webhooks/resume"))
         .header(COOKIE, &session)
         .form(&[("csrf", csrf.as_str()), ("kept", "deliver")])
-        .send()
-        .await
-        .unwrap();
+        .fetch()
+        .await;
     assert_eq!(resumed.status(), 200);
     assert!(
         resumed
@@ -469,12 +442,7 @@ async fn a_resend_redirects_so_reloading_queues_nothing_more() {
     let receiver = sipsim_testkit::receiver::Receiver::answering(&[]).await;
     app.local_integration(&account, &receiver.url("/hook"), &["sms"])
         .await;
-    let sms: serde_json::Value =
-        serde_json::from_str(sipsim_core::payload::example_json(sipsim_core::Event::Sms)).unwrap();
-    let (status, body) = app
-        .ingest(&serde_json::json!({ "account_id": account, "event": "sms", "payload": sms }))
-        .await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    app.ingest_example(&account, sipsim_core::Event::Sms).await;
     let count = || async {
         app.store
             .list_deliveries(&account, &Default::default(), None, 100)
@@ -488,9 +456,8 @@ async fn a_resend_redirects_so_reloading_queues_nothing_more() {
         .post(app.url(&format!("/dashboard/deliveries/{original}/resend")))
         .header(COOKIE, &session)
         .form(&[("csrf", csrf.as_str())])
-        .send()
-        .await
-        .unwrap();
+        .fetch()
+        .await;
     assert_eq!(resp.status(), StatusCode::SEE_OTHER);
     let location = resp.headers()[LOCATION].to_str().unwrap().to_owned();
     assert!(
@@ -502,9 +469,8 @@ async fn a_resend_redirects_so_reloading_queues_nothing_more() {
         let page = http
             .get(app.url(&location))
             .header(COOKIE, &session)
-            .send()
-            .await
-            .unwrap();
+            .fetch()
+            .await;
         assert_eq!(page.status(), 200);
         assert!(page.text().await.unwrap().contains("Queued again"));
     }

@@ -4,19 +4,10 @@ use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use sipsim_core::payload::example_json;
 use sipsim_core::{AccountId, Event};
 
-use crate::helpers::{TestApp, assert_envelope_meta, assert_error};
+use crate::helpers::{TestApp, assert_envelope_meta, assert_error, example_item};
 use sipsim_testkit::receiver::Receiver;
-
-fn item(account: &AccountId, event: Event) -> Value {
-    json!({
-        "account_id": account,
-        "event": event.name(),
-        "payload": serde_json::from_str::<Value>(example_json(event)).unwrap(),
-    })
-}
 
 /// An account whose integration delivers to `rx`, with `events` ingested and all delivered.
 async fn delivered(app: &TestApp, rx: &Receiver, events: &[Event]) -> (AccountId, String) {
@@ -25,7 +16,7 @@ async fn delivered(app: &TestApp, rx: &Receiver, events: &[Event]) -> (AccountId
     app.local_integration(&account, &rx.url("/h"), &names).await;
     let client = app.client(&account, "webhooks.read webhooks.write").await;
     let token = app.token(&client, None).await;
-    let batch: Vec<Value> = events.iter().map(|e| item(&account, *e)).collect();
+    let batch: Vec<Value> = events.iter().map(|e| example_item(&account, *e)).collect();
     let (status, _) = app.ingest(&json!(batch)).await;
     assert_eq!(status, 202);
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -13,6 +13,7 @@ use sipsim_core::queue::{DeliveryFilter, DeliveryStatus};
 use sipsim_core::{AccountId, Store};
 
 use crate::helpers::{Server, Setup, TestApp};
+use crate::process::argv;
 use sipsim_testkit::receiver::Receiver;
 
 /// Base64 of bytes 0..32 and of 32..64: two keys.
@@ -53,14 +54,7 @@ fn account_with_integration(db: &str, key: Option<&str>) -> (String, String) {
     let (ok, set) = run(
         db,
         key,
-        &[
-            "integration",
-            "set",
-            "--account",
-            &account,
-            "--url",
-            "https://example.com/h",
-        ],
+        argv!("integration set --account {account} --url https://example.com/h"),
     );
     assert!(ok, "{set}");
     let secret = set["signing_secret"].as_str().unwrap().to_owned();
@@ -299,12 +293,7 @@ async fn a_node_that_cannot_decrypt_hands_deliveries_back(database_url: Option<S
         .await;
     reseal_signing_secret(&*app.store, &account, KEY_A, KEY_B).await;
 
-    let sms: Value =
-        serde_json::from_str(sipsim_core::payload::example_json(sipsim_core::Event::Sms)).unwrap();
-    let (status, body) = app
-        .ingest(&json!({ "account_id": account, "event": "sms", "payload": sms }))
-        .await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    app.ingest_example(&account, sipsim_core::Event::Sms).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     let body = loop {
         let (status, body) = ready(&app).await;

@@ -11,11 +11,13 @@ use sipsim_core::retry::RetrySchedule;
 use sipsim_core::secret::{ClientSecret, SigningSecret};
 use sipsim_core::store::{IntegrationUpdate, NewApiClient};
 use sipsim_core::target::{TargetPolicy, WebhookUrl};
-use sipsim_core::{AccountId, ClientId, EventSet, ScopeSet, Store};
+use sipsim_core::{AccountId, ClientId, Event, EventSet, ScopeSet, Store};
 use sipsim_delivery::DispatcherConfig;
 use sipsim_server::client_addr::TrustedProxies;
 use sipsim_server::config::{Config, RateLimits, SecretString};
 use sipsim_testkit::node::Spawned;
+
+use crate::process::{argv, succeeded};
 
 /// The JWT key the test servers use, so tests can mint tokens (expired ones, say) themselves.
 pub const JWT_SECRET: &str = "test-jwt-secret-that-is-at-least-32-bytes";
@@ -255,7 +257,7 @@ impl TestApp {
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
-        let resp = req.send().await.unwrap();
+        let resp = req.fetch().await;
         let status = resp.status();
         let headers = resp.headers().clone();
         let text = resp.text().await.unwrap();
@@ -277,7 +279,7 @@ impl TestApp {
         if let Some(k) = key {
             req = req.bearer_auth(k);
         }
-        let resp = req.send().await.unwrap();
+        let resp = req.fetch().await;
         let status = resp.status();
         (status, resp.json().await.unwrap_or(Value::Null))
     }
@@ -286,6 +288,13 @@ impl TestApp {
     pub async fn ingest(&self, body: &Value) -> (StatusCode, Value) {
         self.ingest_with(Some(INGEST_KEY), serde_json::to_vec(body).unwrap())
             .await
+    }
+
+    /// Ingests `event`'s documented example for `account`; asserts the 202 and returns the answer.
+    pub async fn ingest_example(&self, account: &AccountId, event: Event) -> Value {
+        let (status, body) = self.ingest(&example_item(account, event)).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        body
     }
 
     /// POSTs a form (raw pairs, repeats allowed) with an optional `Authorization` header.
@@ -306,10 +315,19 @@ impl TestApp {
         if let Some(a) = authorization {
             req = req.header("authorization", a);
         }
-        let resp = req.send().await.unwrap();
+        let resp = req.fetch().await;
         let status = resp.status();
         (status, resp.json().await.unwrap_or(Value::Null))
     }
+}
+
+/// One ingest item: `event`'s documented example payload for `account`.
+pub fn example_item(account: &AccountId, event: Event) -> Value {
+    serde_json::json!({
+        "account_id": account,
+        "event": event.name(),
+        "payload": serde_json::from_str::<Value>(sipsim_core::payload::example_json(event)).unwrap(),
+    })
 }
 
 /// Checks the envelope fields every response has: `request_id` a UUID equal to `X-Request-Id`, and
@@ -364,6 +382,31 @@ fn is_timestamp(s: &str) -> bool {
             19 => *c == b'Z',
             _ => c.is_ascii_digit(),
         })
+}
+
+/// A request sent and its answer read in one step: a test has nothing to do with a transport
+/// error but fail.
+pub(crate) trait Fetch {
+    /// The response, whatever its status.
+    async fn fetch(self) -> reqwest::Response;
+    /// The response's body as JSON.
+    async fn fetch_json<T: serde::de::DeserializeOwned>(self) -> T;
+    /// The response's body as text.
+    async fn fetch_text(self) -> String;
+}
+
+impl Fetch for reqwest::RequestBuilder {
+    async fn fetch(self) -> reqwest::Response {
+        self.send().await.unwrap()
+    }
+
+    async fn fetch_json<T: serde::de::DeserializeOwned>(self) -> T {
+        self.fetch().await.json().await.unwrap()
+    }
+
+    async fn fetch_text(self) -> String {
+        self.fetch().await.text().await.unwrap()
+    }
 }
 
 /// A plain HTTP client for tests. reqwest is built with `rustls-no-provider` in this workspace, so the
@@ -463,17 +506,13 @@ impl Drop for Server {
 
 /// Runs an operator command (`sipsimd ARGS --json`) on the database `db_url` and returns its JSON.
 pub fn operator(db_url: &str, args: &[&str]) -> serde_json::Value {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sipsimd"))
-        .args(args)
-        .arg("--json")
-        .env("SIPSIM_DATABASE_URL", db_url)
-        .env("SIPSIM_ALLOW_INSECURE_TARGETS", "1")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
+    let out = succeeded(
+        std::process::Command::new(env!("CARGO_BIN_EXE_sipsimd"))
+            .args(args)
+            .arg("--json")
+            .env("SIPSIM_DATABASE_URL", db_url)
+            .env("SIPSIM_ALLOW_INSECURE_TARGETS", "1")
+            .output(),
     );
     serde_json::from_slice(&out.stdout).unwrap()
 }
@@ -492,16 +531,7 @@ pub fn operator_account_with_integration(
         .to_owned();
     operator(
         db_url,
-        &[
-            "integration",
-            "set",
-            "--account",
-            &account,
-            "--url",
-            url,
-            "--events",
-            events,
-        ],
+        argv!("integration set --account {account} --url {url} --events {events}"),
     );
     account
 }

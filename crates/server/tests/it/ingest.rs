@@ -4,21 +4,13 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use sipsim_core::clock::now_secs;
-use sipsim_core::payload::{Payload, example_json};
+use sipsim_core::payload::Payload;
 use sipsim_core::signing::{verify_sipsim, verify_standard};
 use sipsim_core::target::TargetPolicy;
 use sipsim_core::{AccountId, Event};
 
-use crate::helpers::{INGEST_KEY, TestApp};
+use crate::helpers::{INGEST_KEY, TestApp, example_item};
 use sipsim_testkit::receiver::Receiver;
-
-fn item(account: &AccountId, event: Event) -> Value {
-    json!({
-        "account_id": account,
-        "event": event.name(),
-        "payload": serde_json::from_str::<Value>(example_json(event)).unwrap(),
-    })
-}
 
 async fn secret_of(app: &TestApp, account: &AccountId) -> String {
     let i = app.store.get_integration(account).await.unwrap().unwrap();
@@ -35,7 +27,10 @@ async fn every_event_arrives_with_its_exact_body_and_verifiable_signatures() {
         .await;
     let secret = secret_of(&app, &account).await;
 
-    let batch: Vec<Value> = Event::CATALOG.iter().map(|e| item(&account, *e)).collect();
+    let batch: Vec<Value> = Event::CATALOG
+        .iter()
+        .map(|e| example_item(&account, *e))
+        .collect();
     let (status, body) = app.ingest(&json!(batch)).await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["status"], 202);
@@ -103,11 +98,11 @@ async fn only_subscribed_events_of_enabled_integrations_reach_their_own_account(
 
     let (status, body) = app
         .ingest(&json!([
-            item(&a, Event::Sms),
-            item(&a, Event::Tags),
-            item(&off, Event::Sms),
-            item(&none, Event::Sms),
-            item(&b, Event::Tags),
+            example_item(&a, Event::Sms),
+            example_item(&a, Event::Tags),
+            example_item(&off, Event::Sms),
+            example_item(&none, Event::Sms),
+            example_item(&b, Event::Tags),
         ]))
         .await;
     assert_eq!(status, 202, "{body}");
@@ -147,7 +142,7 @@ async fn a_repeated_idempotency_key_is_delivered_once() {
     let account = app.account().await;
     app.local_integration(&account, &rx.url("/h"), &["voicemail"])
         .await;
-    let mut one = item(&account, Event::Voicemail);
+    let mut one = example_item(&account, Event::Voicemail);
     one["idempotency_key"] = json!("vm-call_abc123");
     let (_, first) = app.ingest(&one).await;
     let (status, second) = app.ingest(&json!([one.clone(), one])).await;
@@ -170,7 +165,9 @@ async fn a_failing_receiver_gets_retries_with_the_same_id() {
     let account = app.account().await;
     app.local_integration(&account, &rx.url("/h"), &["incoming_call_end"])
         .await;
-    let (status, _) = app.ingest(&item(&account, Event::IncomingCallEnd)).await;
+    let (status, _) = app
+        .ingest(&example_item(&account, Event::IncomingCallEnd))
+        .await;
     assert_eq!(status, 202);
     let got = rx.wait_for(3, Duration::from_secs(10)).await;
     assert_eq!(
@@ -191,18 +188,18 @@ async fn invalid_batches_are_refused_whole_naming_index_and_field() {
     let account = app.account().await;
     app.local_integration(&account, &rx.url("/h"), &["sms", "incoming_call_end"])
         .await;
-    let good = item(&account, Event::Sms);
+    let good = example_item(&account, Event::Sms);
 
-    let mut wrong_type = item(&account, Event::IncomingCallEnd);
+    let mut wrong_type = example_item(&account, Event::IncomingCallEnd);
     wrong_type["payload"]["duration"] = json!("285");
-    let mut missing = item(&account, Event::Sms);
+    let mut missing = example_item(&account, Event::Sms);
     missing["payload"]
         .as_object_mut()
         .unwrap()
         .remove("direction");
-    let mut bad_status = item(&account, Event::IncomingCallEnd);
+    let mut bad_status = example_item(&account, Event::IncomingCallEnd);
     bad_status["payload"]["status"] = json!("HUNG_UP");
-    let mut extra = item(&account, Event::Sms);
+    let mut extra = example_item(&account, Event::Sms);
     extra["payload"]["secret"] = json!(1);
     let cases: Vec<(Value, &str)> = vec![
         (
@@ -275,7 +272,9 @@ async fn invalid_batches_are_refused_whole_naming_index_and_field() {
             .starts_with("Malformed JSON")
     );
 
-    let too_many: Vec<Value> = (0..1001).map(|_| item(&account, Event::Sms)).collect();
+    let too_many: Vec<Value> = (0..1001)
+        .map(|_| example_item(&account, Event::Sms))
+        .collect();
     let (status, answer) = app.ingest(&json!(too_many)).await;
     assert_eq!(status, 400);
     assert_eq!(
@@ -287,8 +286,8 @@ async fn invalid_batches_are_refused_whole_naming_index_and_field() {
     let ghost = AccountId::generate();
     let (status, answer) = app
         .ingest(&json!([
-            item(&account, Event::Sms),
-            item(&ghost, Event::Sms)
+            example_item(&account, Event::Sms),
+            example_item(&ghost, Event::Sms)
         ]))
         .await;
     assert_eq!(status, 404);
@@ -308,7 +307,7 @@ async fn invalid_batches_are_refused_whole_naming_index_and_field() {
 async fn the_ingest_key_is_required_and_bodies_are_limited_to_4_mib() {
     let app = TestApp::spawn().await;
     let account = app.account().await;
-    let body = serde_json::to_vec(&item(&account, Event::Sms)).unwrap();
+    let body = serde_json::to_vec(&example_item(&account, Event::Sms)).unwrap();
     for key in [None, Some("wrong-key-wrong-key"), Some("")] {
         let (status, answer) = app.ingest_with(key, body.clone()).await;
         assert_eq!(status, 401);
@@ -322,7 +321,9 @@ async fn the_ingest_key_is_required_and_bodies_are_limited_to_4_mib() {
         json!(["Request body too large (the limit is 4 MiB)."])
     );
     // A large but allowed batch is fine: 1,000 items is far below 4 MiB.
-    let batch: Vec<Value> = (0..1000).map(|_| item(&account, Event::Sms)).collect();
+    let batch: Vec<Value> = (0..1000)
+        .map(|_| example_item(&account, Event::Sms))
+        .collect();
     let (status, answer) = app.ingest(&json!(batch)).await;
     assert_eq!(status, 202, "{answer}");
     assert_eq!(answer["data"].as_array().unwrap().len(), 1000);
@@ -371,7 +372,7 @@ async fn a_calls_second_event_waits_for_its_first_and_other_calls_do_not() {
     )
     .await;
     let call = |event: Event, pbx_id: &str| {
-        let mut i = item(&account, event);
+        let mut i = example_item(&account, event);
         i["payload"]["pbx_id"] = json!(pbx_id);
         i
     };

@@ -3,7 +3,7 @@
 
 use reqwest::Method;
 
-use crate::helpers::{TestApp, assert_error};
+use crate::helpers::{Fetch, TestApp, assert_error};
 
 fn unknown(echo: &str) -> String {
     format!(
@@ -127,9 +127,8 @@ async fn oversized_bodies_are_413_and_change_nothing() {
         .post(app.url("/api/v2/webhooks/rating"))
         .bearer_auth(&token)
         .body(vec![b'x'; 17 * 1024])
-        .send()
-        .await
-        .unwrap();
+        .fetch()
+        .await;
     let status = resp.status();
     let headers = resp.headers().clone();
     let body = resp.json().await.unwrap();
@@ -148,10 +147,95 @@ async fn oversized_bodies_are_413_and_change_nothing() {
         .post(app.url("/api/v2/webhooks/rating"))
         .bearer_auth(&token)
         .json(&serde_json::json!({"ignored": true}))
-        .send()
-        .await
-        .unwrap();
+        .fetch()
+        .await;
     assert_eq!(resp.status(), 200);
+}
+
+/// A body sent in chunks, no length declared, is cut off where it passes the route's limit: the
+/// 413 comes in the envelope with that route's limit, and nothing of the request is acted on.
+#[tokio::test]
+async fn a_body_streamed_past_the_limit_is_413_with_that_routes_limit() {
+    let app = TestApp::spawn().await;
+    let account = app.account().await;
+    let cases = [
+        (
+            "/oauth/token",
+            "application/x-www-form-urlencoded",
+            None,
+            17 * 1024,
+            "Request body too large (the limit is 16 KiB).",
+        ),
+        (
+            "/internal/v1/events",
+            "application/json",
+            Some(crate::helpers::INGEST_KEY),
+            4 * 1024 * 1024 + 64 * 1024,
+            "Request body too large (the limit is 4 MiB).",
+        ),
+    ];
+    for (path, content_type, key, size, message) in cases {
+        let (status, body) = streamed(&app, path, content_type, key, size).await;
+        assert_eq!(status, 413, "{path}: {body}");
+        assert_eq!(body["errors"], serde_json::json!([message]), "{path}");
+        assert_eq!(body["path"], path);
+    }
+    let filter = Default::default();
+    let kept = app.store.list_deliveries(&account, &filter, None, 10);
+    assert!(kept.await.unwrap().is_empty());
+}
+
+/// POSTs `size` bytes of spaces to `path` with `Transfer-Encoding: chunked`, over a plain socket
+/// (an HTTP client that knows the body's length would declare it); the status and the JSON body.
+async fn streamed(
+    app: &TestApp,
+    path: &str,
+    content_type: &str,
+    key: Option<&str>,
+    size: usize,
+) -> (u16, serde_json::Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let url = app.url("");
+    let host = url.trim_start_matches("http://").trim_end_matches('/');
+    let socket = tokio::net::TcpStream::connect(host).await.unwrap();
+    let (mut from, mut to) = socket.into_split();
+    // Read from the start: the answer may come, and the socket close, while the body is going out.
+    let reader = tokio::spawn(async move {
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = from.read(&mut buf).await {
+            answer.extend_from_slice(&buf[..n]);
+        }
+        answer
+    });
+    let auth = key.map(|k| format!("authorization: Bearer {k}\r\n"));
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: {host}\r\ncontent-type: {content_type}\r\n{}\
+         transfer-encoding: chunked\r\nconnection: close\r\n\r\n",
+        auth.unwrap_or_default()
+    );
+    to.write_all(head.as_bytes()).await.unwrap();
+    let chunk = vec![b' '; 16 * 1024];
+    let mut sent = 0;
+    // The server may answer and stop reading before the end: a failed write is expected then.
+    while sent < size {
+        let frame = [format!("{:x}\r\n", chunk.len()).as_bytes(), &chunk, b"\r\n"].concat();
+        if to.write_all(&frame).await.is_err() {
+            break;
+        }
+        sent += chunk.len();
+    }
+    let _ = to.write_all(b"0\r\n\r\n").await;
+    let answer = reader.await.unwrap();
+    let text = String::from_utf8_lossy(&answer);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {text}"));
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let json = serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
+    (status, json)
 }
 
 #[tokio::test]

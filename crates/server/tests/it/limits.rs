@@ -7,7 +7,7 @@ use reqwest::{Method, StatusCode};
 use sipsim_server::config::RateLimits;
 use sipsim_server::limits::Rate;
 
-use crate::helpers::{TestApp, assert_error};
+use crate::helpers::{Fetch, TestApp, assert_error};
 
 fn header<'a>(headers: &'a reqwest::header::HeaderMap, name: &str) -> &'a str {
     headers
@@ -104,7 +104,7 @@ fn token_request(
             ("client_secret", secret),
         ]);
     async move {
-        let r = request.send().await.unwrap();
+        let r = request.fetch().await;
         let status = r.status();
         let retry = r
             .headers()

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Server, http};
+use crate::helpers::{Fetch, Server, http};
+use crate::process::{argv, succeeded};
 use sipsim_testkit::receiver::Receiver;
 
 const JWT_SECRET: &str = "log-test-jwt-secret-0123456789-abcdefghij";
@@ -28,14 +29,7 @@ fn sipsimd(db_url: &str, args: &[&str]) -> Command {
 }
 
 fn operator(db_url: &str, args: &[&str]) -> Value {
-    let out = sipsimd(db_url, &[args, &["--json"]].concat())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    let out = succeeded(sipsimd(db_url, &[args, &["--json"]].concat()).output());
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -80,16 +74,7 @@ async fn no_secret_reaches_the_logs_even_at_trace_level() {
     let email = "ada@example.com";
     let mut create_user = sipsimd(
         &db,
-        &[
-            "user",
-            "create",
-            "--account",
-            &account,
-            "--email",
-            email,
-            "--password-stdin",
-            "--json",
-        ],
+        argv!("user create --account {account} --email {email} --password-stdin --json"),
     )
     .stdin(Stdio::piped())
     .stdout(Stdio::piped())
@@ -112,20 +97,15 @@ async fn no_secret_reaches_the_logs_even_at_trace_level() {
             ("client_id", &client_id),
             ("client_secret", &client_secret),
         ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .fetch_json()
+        .await;
     let access_token = token["access_token"].as_str().unwrap().to_owned();
     let basic = http
         .post(format!("{base}/oauth/token"))
         .basic_auth(&client_id, Some(&client_secret))
         .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap();
+        .fetch()
+        .await;
     assert_eq!(basic.status(), 200);
     let guess = "scs_an-attackers-guess-of-the-secret";
     let refused = http
@@ -135,9 +115,8 @@ async fn no_secret_reaches_the_logs_even_at_trace_level() {
             ("client_id", client_id.as_str()),
             ("client_secret", guess),
         ])
-        .send()
-        .await
-        .unwrap();
+        .fetch()
+        .await;
     assert_eq!(refused.status(), 401);
 
     // API calls, a refused one with a tampered token among them.
@@ -148,17 +127,15 @@ async fn no_secret_reaches_the_logs_even_at_trace_level() {
     ] {
         http.request(method, format!("{base}{path}"))
             .bearer_auth(&access_token)
-            .send()
-            .await
-            .unwrap();
+            .fetch()
+            .await;
     }
     let tampered = format!("{access_token}x");
     let r = http
         .get(format!("{base}/api/v2/webhooks"))
         .bearer_auth(&tampered)
-        .send()
-        .await
-        .unwrap();
+        .fetch()
+        .await;
     assert_eq!(r.status(), 401);
 
     // Ingest one event: delivered, signed, failed once then retried.
@@ -168,17 +145,15 @@ async fn no_secret_reaches_the_logs_even_at_trace_level() {
         .post(format!("{base}/internal/v1/events"))
         .bearer_auth(INGEST_KEY)
         .json(&json!({ "account_id": account, "event": "sms", "payload": sms }))
-        .send()
-        .await
-        .unwrap();
+        .fetch()
+        .await;
     assert_eq!(r.status(), 202);
     let wrong_key = http
         .post(format!("{base}/internal/v1/events"))
         .bearer_auth("an-ingest-key-guess-123456")
         .json(&json!([]))
-        .send()
-        .await
-        .unwrap();
+        .fetch()
+        .await;
     assert_eq!(wrong_key.status(), 401);
     let got = receiver.wait_for(2, Duration::from_secs(15)).await;
     assert_eq!(got.len(), 2, "delivered after one retry");
@@ -189,9 +164,8 @@ async fn no_secret_reaches_the_logs_even_at_trace_level() {
     let page = http
         .get(format!("{base}/dashboard/integrations/webhooks"))
         .header("cookie", &session)
-        .send()
-        .await
-        .unwrap();
+        .fetch()
+        .await;
     assert_eq!(page.status(), 200);
 
     tokio::time::sleep(Duration::from_millis(300)).await;

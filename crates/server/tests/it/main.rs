@@ -20,5 +20,6 @@ mod logs;
 mod oauth;
 mod observe;
 mod openapi;
+mod process;
 mod simulate;
 mod storage;

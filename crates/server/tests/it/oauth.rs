@@ -6,7 +6,7 @@ use reqwest::Method;
 use serde_json::Value;
 use sipsim_core::clock::now_secs;
 
-use crate::helpers::{Client, TestApp, assert_error};
+use crate::helpers::{Client, Fetch, TestApp, assert_error};
 
 fn creds(c: &Client) -> Vec<(&str, &str)> {
     vec![
@@ -44,9 +44,8 @@ async fn token_response_is_exactly_as_documented() {
                 .extend_pairs(&form)
                 .finish(),
         )
-        .send()
-        .await
-        .unwrap();
+        .fetch()
+        .await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers().get("cache-control").unwrap(), "no-store");
     let body: Value = resp.json().await.unwrap();
@@ -127,9 +126,8 @@ async fn http_basic_client_authentication() {
         .header("content-type", "application/x-www-form-urlencoded")
         .header("authorization", wrong)
         .body("grant_type=client_credentials")
-        .send()
-        .await
-        .unwrap();
+        .fetch()
+        .await;
     assert_eq!(resp.status(), 401);
     assert!(
         resp.headers()
@@ -297,9 +295,8 @@ async fn wrong_content_type_method_and_size() {
             "client_id": client.id.as_str(),
             "client_secret": client.secret,
         }))
-        .send()
-        .await
-        .unwrap();
+        .fetch()
+        .await;
     let status = resp.status();
     let body: Value = resp.json().await.unwrap();
     assert_oauth_error(status, &body, 400, "invalid_request");
@@ -320,9 +317,8 @@ async fn wrong_content_type_method_and_size() {
             "grant_type=client_credentials&pad={}",
             "a".repeat(20_000)
         ))
-        .send()
-        .await
-        .unwrap();
+        .fetch()
+        .await;
     assert_eq!(resp.status(), 413);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["status"], 413);

@@ -3,14 +3,14 @@
 use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
-use serde_json::{Value, json};
+use serde_json::json;
 use sqlx::Connection;
 
-use crate::helpers::TestApp;
+use crate::helpers::{Fetch, TestApp};
 use sipsim_testkit::receiver::Receiver;
 
 async fn get_text(app: &TestApp, path: &str) -> (StatusCode, String, String) {
-    let r = app.http.get(app.url(path)).send().await.unwrap();
+    let r = app.http.get(app.url(path)).fetch().await;
     let status = r.status();
     let content_type = r
         .headers()
@@ -74,12 +74,7 @@ async fn metrics_count_requests_deliveries_and_the_queue() {
         assert_eq!(status, StatusCode::OK);
     }
     // One event: a 500 (retried), then a 200.
-    let sms: Value =
-        serde_json::from_str(sipsim_core::payload::example_json(sipsim_core::Event::Sms)).unwrap();
-    let (status, body) = app
-        .ingest(&json!({ "account_id": account, "event": "sms", "payload": sms }))
-        .await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    app.ingest_example(&account, sipsim_core::Event::Sms).await;
     assert_eq!(receiver.wait_for(2, Duration::from_secs(10)).await.len(), 2);
 
     // The attempt is recorded just after the receiver answered.
@@ -186,7 +181,7 @@ async fn an_endpoint_in_trouble_shows_its_lowered_limit_in_metrics_and_on_its_pa
             req = req.bearer_auth(t);
         }
         async move {
-            let r = req.send().await.unwrap();
+            let r = req.fetch().await;
             (r.status(), r.text().await.unwrap())
         }
     };
@@ -199,12 +194,7 @@ async fn an_endpoint_in_trouble_shows_its_lowered_limit_in_metrics_and_on_its_pa
     assert!(!before.contains(account.as_str()), "{before}");
 
     // One event: a 503 (halves the limit), then a 200 (adds 1/8: still 8).
-    let sms: Value =
-        serde_json::from_str(sipsim_core::payload::example_json(sipsim_core::Event::Sms)).unwrap();
-    let (status, body) = app
-        .ingest(&json!({ "account_id": account, "event": "sms", "payload": sms }))
-        .await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    app.ingest_example(&account, sipsim_core::Event::Sms).await;
     assert_eq!(receiver.wait_for(2, Duration::from_secs(10)).await.len(), 2);
     let series = format!(
         "sipsim_integration_concurrency_limit{{account_id=\"{}\"}}",
@@ -230,12 +220,8 @@ async fn an_endpoint_in_trouble_shows_its_lowered_limit_in_metrics_and_on_its_pa
         .http
         .get(app.url("/dashboard/integrations/webhooks"))
         .header(reqwest::header::COOKIE, &session)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .fetch_text()
+        .await;
     assert!(
         page.contains(r#"Up to <strong id="concurrency-limit">8</strong> of 16 requests"#),
         "{page}"
@@ -256,11 +242,7 @@ async fn requests_are_labelled_by_their_route_template() {
         (Method::GET, "/wp-admin.php"),
         (Method::GET, "/dashboard/deliveries/dlv_2"),
     ] {
-        app.http
-            .request(method, app.url(path))
-            .send()
-            .await
-            .unwrap();
+        app.http.request(method, app.url(path)).fetch().await;
     }
     let (_, _, text) = get_text(&app, "/metrics").await;
     for series in [

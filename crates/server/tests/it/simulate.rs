@@ -9,6 +9,7 @@ use sipsim_core::event::Event;
 use sipsim_core::payload::Payload;
 
 use crate::helpers::TestApp;
+use crate::process::{argv, succeeded};
 use sipsim_testkit::receiver::Receiver;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -20,28 +21,13 @@ async fn simulated_lifecycles_arrive_complete_and_in_order() {
     app.local_integration(&account, &receiver.url("/hook"), &all)
         .await;
 
-    let out = Command::new(env!("CARGO_BIN_EXE_sipsimd"))
-        .args([
-            "simulate",
-            "--account",
-            account.as_str(),
-            "--rate",
-            "40",
-            "--duration",
-            "2s",
-            "--speed",
-            "50",
-            "--seed",
-            "42",
-            "--json",
-        ])
-        .env("SIPSIM_DATABASE_URL", &app.database_url)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeeded(
+        Command::new(env!("CARGO_BIN_EXE_sipsimd"))
+            .args(argv!(
+                "simulate --account {account} --rate 40 --duration 2s --speed 50 --seed 42 --json"
+            ))
+            .env("SIPSIM_DATABASE_URL", &app.database_url)
+            .output(),
     );
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     let events = report["events"].as_u64().unwrap() as usize;

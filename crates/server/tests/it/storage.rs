@@ -8,7 +8,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sqlx::Connection;
 
-use crate::helpers::{Server, TestApp, operator, operator_account_with_integration};
+use crate::helpers::{Fetch, Server, TestApp, operator, operator_account_with_integration};
 use sipsim_testkit::receiver::Receiver;
 
 const KEY: &str = "storage-test-ingest-key-012";
@@ -28,9 +28,8 @@ async fn ingest(
         .post(format!("{base}/internal/v1/events"))
         .bearer_auth(key)
         .json(items)
-        .send()
-        .await
-        .unwrap();
+        .fetch()
+        .await;
     let status = r.status();
     let retry = r
         .headers()
@@ -40,7 +39,7 @@ async fn ingest(
 }
 
 async fn readyz(http: &reqwest::Client, base: &str) -> (StatusCode, Value) {
-    let r = http.get(format!("{base}/readyz")).send().await.unwrap();
+    let r = http.get(format!("{base}/readyz")).fetch().await;
     (r.status(), r.json().await.unwrap())
 }
 

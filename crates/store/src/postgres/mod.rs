@@ -106,6 +106,9 @@ pub(crate) const INGEST_WRITERS: usize = 4;
 /// the plain statements are `crate::plain`'s, the queue's are in `queue.rs`.
 pub type PgStore = SqlStore<PgDb>;
 
+/// Every role: what a node holds (`Arc<dyn Store>`).
+impl sipsim_core::Store for PgStore {}
+
 /// What [`PgStore`] holds: a pool, and what lets the node tell others of its writes.
 #[derive(Clone, Debug)]
 pub struct PgDb {

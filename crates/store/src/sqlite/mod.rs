@@ -101,6 +101,9 @@ const WRITER_CACHE_KIB: i64 = -4 * 1024;
 /// `crate::plain`'s, the queue's are in `queue.rs`.
 pub type SqliteStore = SqlStore<SqliteDb>;
 
+/// Every role: what a node holds (`Arc<dyn Store>`).
+impl sipsim_core::Store for SqliteStore {}
+
 /// What [`SqliteStore`] holds: a writer of one connection, a read pool, and the file.
 #[derive(Clone, Debug)]
 pub struct SqliteDb {
