@@ -343,8 +343,7 @@ async fn issue(
     // Tokens last two hours: a client asking for many is misbehaving. Counted only now that the
     // client has proved who it is, so nobody else can spend its budget.
     if let Some(limiter) = &state.token_limiter
-        && let Decision::Limited { retry_after } =
-            limiter.check(&client.id, std::time::Instant::now()).0
+        && let Decision::Limited { retry_after } = limiter.check(&client.id).0
     {
         return Err(TokenError::SlowDown(retry_after_secs(retry_after)));
     }

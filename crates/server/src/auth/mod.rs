@@ -67,7 +67,7 @@ impl<S: RequiredScope> FromRequestParts<AppState> for RequireScope<S> {
             return Err(ApiError::Unauthorized);
         }
         if let Some(limiter) = &state.api_limiter {
-            let (decision, quota) = limiter.check(&claims.client_id, std::time::Instant::now());
+            let (decision, quota) = limiter.check(&claims.client_id);
             if let Some(notes) = parts.extensions.get::<Notes>() {
                 notes.quota(quota);
             }

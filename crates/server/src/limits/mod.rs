@@ -1,18 +1,26 @@
-//! Request rate limits: token buckets per key (an API client, a client address), in memory.
+//! Request rate limits: token buckets per key (an API client), in memory.
 //!
 //! A bucket holds up to `burst` tokens and refills at `rate` per second; a request takes one or is
-//! refused with the time until one is back. Buckets of keys that went quiet are dropped once full
-//! again, so the map holds only recently active keys. Limits are per node: N nodes allow N times
-//! the rate (as the failure limits; docs/SECURITY.md says how to size them).
+//! refused with the time until one is back. The buckets are `governor`'s (GCRA: one timestamp per
+//! key, updated without a lock on the hot path); this module only turns its answers into the
+//! `RateLimit-*` figures and the `Retry-After` the API sends. Keys that went quiet are dropped once
+//! the map holds 10,000, so it holds only recently active ones. Limits are per node: N nodes
+//! allow N times the rate (as the failure limits; docs/SECURITY.md says how to size them).
 //!
-//! [`failures`] counts failed logins and token requests per client address and subject.
+//! [`failures`] counts failed logins and token requests per client address and subject. It stays
+//! our own: it must count an attempt *before* the awaited check and forgive it after a success,
+//! which no rate-limiting crate does (docs/DECISIONS.md, "Rate limits").
 
 pub mod failures;
 
-use std::collections::HashMap;
 use std::hash::Hash;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::{NoOpMiddleware, StateInformationMiddleware};
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota as Gcra, RateLimiter};
 
 /// How many keys a limiter holds before it sweeps out idle ones.
 const SWEEP_AT: usize = 10_000;
@@ -33,6 +41,16 @@ impl Rate {
             per_second: f64::from(per_second),
             burst: per_second.saturating_mul(2),
         })
+    }
+
+    /// The same as governor's quota: one token every `1 / per_second` s, `burst` at most (a rate
+    /// of 0 or a burst of 0, which configuration never makes, count as the smallest there is).
+    fn gcra(self) -> Gcra {
+        let every = Duration::from_secs_f64(1.0 / self.per_second.max(1e-6));
+        let burst = NonZeroU32::new(self.burst).unwrap_or(NonZeroU32::MIN);
+        Gcra::with_period(every.max(Duration::from_nanos(1)))
+            .unwrap_or_else(|| Gcra::per_second(NonZeroU32::MAX))
+            .allow_burst(burst)
     }
 }
 
@@ -56,22 +74,34 @@ pub struct Quota {
     pub reset_secs: u64,
 }
 
-struct Bucket {
-    tokens: f64,
-    at: Instant,
-}
+type Buckets<K, C> = RateLimiter<K, DefaultKeyedStateStore<K>, C, StateInformationMiddleware>;
 
-/// Token buckets keyed by `K`.
-pub struct Limiter<K> {
+/// Token buckets keyed by `K`, on `C`'s time (the real clock; a fake one in tests).
+pub struct Limiter<K: Hash + Eq + Clone, C: Clock = DefaultClock> {
     rate: Rate,
-    buckets: Mutex<HashMap<K, Bucket>>,
+    buckets: Buckets<K, C>,
+    clock: C,
 }
 
 impl<K: Hash + Eq + Clone> Limiter<K> {
     pub fn new(rate: Rate) -> Self {
+        Limiter::with_clock(rate, DefaultClock::default())
+    }
+}
+
+impl<K: Hash + Eq + Clone, C: Clock + Clone> Limiter<K, C> {
+    fn with_clock(rate: Rate, clock: C) -> Self {
+        let store = DefaultKeyedStateStore::default();
+        let buckets = RateLimiter::<K, _, C, NoOpMiddleware<C::Instant>>::new(
+            rate.gcra(),
+            store,
+            clock.clone(),
+        )
+        .with_middleware::<StateInformationMiddleware>();
         Limiter {
             rate,
-            buckets: Mutex::new(HashMap::new()),
+            buckets,
+            clock,
         }
     }
 
@@ -79,43 +109,29 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
         self.rate
     }
 
-    /// Takes one token for `key` at `now`.
-    pub fn check(&self, key: &K, now: Instant) -> (Decision, Quota) {
-        let burst = f64::from(self.rate.burst);
-        let mut buckets = self
-            .buckets
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if buckets.len() >= SWEEP_AT {
-            let rate = self.rate.per_second;
-            buckets.retain(|_, b| {
-                b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * rate < burst
-            });
+    /// Takes one token for `key`.
+    pub fn check(&self, key: &K) -> (Decision, Quota) {
+        if self.buckets.len() >= SWEEP_AT {
+            self.buckets.retain_recent();
         }
-        let bucket = buckets.entry(key.clone()).or_insert(Bucket {
-            tokens: burst,
-            at: now,
-        });
-        let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * self.rate.per_second).min(burst);
-        bucket.at = now;
-        let decision = if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            Decision::Allowed {
-                remaining: bucket.tokens as u32,
-            }
-        } else {
-            let wait = (1.0 - bucket.tokens) / self.rate.per_second;
-            Decision::Limited {
-                retry_after: Duration::from_secs_f64(wait),
-            }
-        };
-        let quota = Quota {
+        let every = self.rate.gcra().replenish_interval();
+        let quota = |remaining: u32| Quota {
             limit: self.rate.burst,
-            remaining: bucket.tokens as u32,
-            reset_secs: ((burst - bucket.tokens) / self.rate.per_second).ceil() as u64,
+            remaining,
+            reset_secs: (every * self.rate.burst.saturating_sub(remaining))
+                .as_secs_f64()
+                .ceil() as u64,
         };
-        (decision, quota)
+        match self.buckets.check_key(key) {
+            Ok(state) => {
+                let remaining = state.remaining_burst_capacity();
+                (Decision::Allowed { remaining }, quota(remaining))
+            }
+            Err(not_until) => {
+                let retry_after = not_until.wait_time_from(self.clock.now());
+                (Decision::Limited { retry_after }, quota(0))
+            }
+        }
     }
 }
 
@@ -126,23 +142,23 @@ pub fn retry_after_secs(wait: Duration) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    use governor::clock::FakeRelativeClock;
+
     use super::*;
 
-    fn limiter(per_second: u32) -> Limiter<&'static str> {
-        Limiter::new(Rate::with_double_burst(per_second).unwrap())
+    fn limiter(per_second: u32) -> (Limiter<&'static str, FakeRelativeClock>, FakeRelativeClock) {
+        let clock = FakeRelativeClock::default();
+        let rate = Rate::with_double_burst(per_second).unwrap();
+        (Limiter::with_clock(rate, clock.clone()), clock)
     }
 
     #[test]
     fn a_burst_then_the_rate() {
-        let l = limiter(100);
-        let t0 = Instant::now();
+        let (l, clock) = limiter(100);
         for i in 0..200 {
-            assert_eq!(
-                l.check(&"a", t0).0,
-                Decision::Allowed { remaining: 199 - i }
-            );
+            assert_eq!(l.check(&"a").0, Decision::Allowed { remaining: 199 - i });
         }
-        let (refused, quota) = l.check(&"a", t0);
+        let (refused, quota) = l.check(&"a");
         let Decision::Limited { retry_after } = refused else {
             panic!("{refused:?}")
         };
@@ -150,29 +166,57 @@ mod tests {
         assert_eq!(quota.remaining, 0);
         assert_eq!(quota.reset_secs, 2);
         // Another key has its own bucket.
-        assert!(matches!(l.check(&"b", t0).0, Decision::Allowed { .. }));
+        assert!(matches!(l.check(&"b").0, Decision::Allowed { .. }));
         // 100 ms later, 10 more.
-        let later = t0 + Duration::from_millis(100);
+        clock.advance(Duration::from_millis(100));
         let allowed = (0..20)
-            .filter(|_| matches!(l.check(&"a", later).0, Decision::Allowed { .. }))
+            .filter(|_| matches!(l.check(&"a").0, Decision::Allowed { .. }))
             .count();
         assert_eq!(allowed, 10);
-        // A quiet second refills no more than the burst.
-        let quiet = t0 + Duration::from_secs(60);
-        assert_eq!(l.check(&"a", quiet).0, Decision::Allowed { remaining: 199 });
+        // A quiet minute refills no more than the burst.
+        clock.advance(Duration::from_secs(60));
+        assert_eq!(l.check(&"a").0, Decision::Allowed { remaining: 199 });
     }
 
     #[test]
     fn idle_keys_are_swept() {
-        let l: Limiter<String> = Limiter::new(Rate::with_double_burst(1).unwrap());
-        let t0 = Instant::now();
+        let clock = FakeRelativeClock::default();
+        let l: Limiter<String, _> =
+            Limiter::with_clock(Rate::with_double_burst(1).unwrap(), clock.clone());
         for i in 0..SWEEP_AT {
-            l.check(&i.to_string(), t0);
+            l.check(&i.to_string());
         }
-        l.check(&"late".to_owned(), t0 + Duration::from_secs(5));
-        assert_eq!(l.buckets.lock().unwrap().len(), 1);
+        clock.advance(Duration::from_secs(5));
+        l.check(&"late".to_owned());
+        assert_eq!(l.buckets.len(), 1);
         assert_eq!(retry_after_secs(Duration::from_millis(1)), 1);
         assert_eq!(retry_after_secs(Duration::from_millis(1500)), 2);
+    }
+
+    #[test]
+    fn fractional_rates_refill_slowly() {
+        let clock = FakeRelativeClock::default();
+        let rate = Rate {
+            per_second: 0.5,
+            burst: 2,
+        };
+        let l: Limiter<&str, _> = Limiter::with_clock(rate, clock.clone());
+        assert!(matches!(
+            l.check(&"a").0,
+            Decision::Allowed { remaining: 1 }
+        ));
+        assert!(matches!(
+            l.check(&"a").0,
+            Decision::Allowed { remaining: 0 }
+        ));
+        let (refused, quota) = l.check(&"a");
+        let Decision::Limited { retry_after } = refused else {
+            panic!("{refused:?}")
+        };
+        assert_eq!(retry_after, Duration::from_secs(2));
+        assert_eq!(quota.reset_secs, 4);
+        clock.advance(Duration::from_secs(2));
+        assert!(matches!(l.check(&"a").0, Decision::Allowed { .. }));
     }
 
     #[test]
