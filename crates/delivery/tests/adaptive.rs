@@ -14,7 +14,6 @@ use sipsim_core::retry::RetrySchedule;
 use sipsim_core::target::TargetPolicy;
 use sipsim_core::{AccountId, Store};
 use sipsim_delivery::{ConcurrencyLimits, Dispatcher, DispatcherConfig, Sender, SenderConfig};
-use sipsim_store::SqliteStore;
 use tokio_util::sync::CancellationToken;
 
 mod common;
@@ -90,12 +89,7 @@ impl Drop for Node {
 }
 
 async fn node() -> Node {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&format!("sqlite://{}", dir.path().join("a.db").display()))
-        .await
-        .unwrap();
-    store.migrate().await.unwrap();
-    let store: Arc<dyn Store> = Arc::new(store);
+    let (store, dir) = common::sqlite_store().await;
     let sender = Sender::new(SenderConfig {
         timeout: TIMEOUT,
         policy: TargetPolicy::AllowInsecure,

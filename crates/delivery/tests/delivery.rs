@@ -1,5 +1,7 @@
 //! The sender and the dispatcher against real receivers on loopback.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,7 +18,6 @@ use sipsim_core::{Event, EventSet, Store};
 use sipsim_delivery::resolve::parse_overrides;
 use sipsim_delivery::sender::Outgoing;
 use sipsim_delivery::{Dispatcher, DispatcherConfig, Sender, SenderConfig, Verdict};
-use sipsim_store::SqliteStore;
 use sipsim_testkit::receiver::{Receiver, Reply};
 use tokio_util::sync::CancellationToken;
 
@@ -224,12 +225,7 @@ async fn store_with_integration(
     url: &str,
     events: &[Event],
 ) -> (Arc<dyn Store>, sipsim_core::AccountId, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&format!("sqlite://{}", dir.path().join("q.db").display()))
-        .await
-        .unwrap();
-    store.migrate().await.unwrap();
-    let store: Arc<dyn Store> = Arc::new(store);
+    let (store, dir) = common::sqlite_store().await;
     let acc = store.create_account("Acme").await.unwrap().id;
     store
         .put_integration(

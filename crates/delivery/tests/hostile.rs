@@ -15,13 +15,14 @@ use sipsim_core::target::TargetPolicy;
 use sipsim_core::{AccountId, Store};
 use sipsim_delivery::sender::Outgoing;
 use sipsim_delivery::{Dispatcher, DispatcherConfig, Sender, SenderConfig, Verdict};
-use sipsim_store::SqliteStore;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 mod common;
+mod raw_http;
 use common::{enqueue, integration};
+use raw_http::read_request;
 
 const TIMEOUT: Duration = Duration::from_millis(1000);
 /// How far past the timeout an attempt may end (scheduling on a loaded 2-core machine).
@@ -90,32 +91,6 @@ async fn endpoint(kind: Hostile) -> Endpoint {
         open,
         most,
         total,
-    }
-}
-
-/// Reads one request's head and body (it is small and has a Content-Length).
-async fn read_request(socket: &mut TcpStream) -> bool {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let Ok(n) = socket.read(&mut chunk).await else {
-            return false;
-        };
-        if n == 0 {
-            return false;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-            let length: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(0);
-            if buf.len() >= end + 4 + length {
-                return true;
-            }
-        }
     }
 }
 
@@ -310,12 +285,7 @@ async fn each_hostile_receiver_ends_within_the_timeout_with_a_clear_verdict() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_receivers_together_hold_only_their_slots_and_the_healthy_one_is_served() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&format!("sqlite://{}", dir.path().join("h.db").display()))
-        .await
-        .unwrap();
-    store.migrate().await.unwrap();
-    let store: Arc<dyn Store> = Arc::new(store);
+    let (store, _dir) = common::sqlite_store().await;
 
     let mut hostile = Vec::new();
     for kind in ALL {

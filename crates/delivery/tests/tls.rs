@@ -6,12 +6,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+mod raw_http;
+
+use raw_http::read_request;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use sipsim_core::target::TargetPolicy;
 use sipsim_delivery::resolve::parse_overrides;
 use sipsim_delivery::sender::Outgoing;
 use sipsim_delivery::{Sender, SenderConfig, Verdict};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -52,28 +55,8 @@ async fn tls_receiver(self_signed: bool) -> (u16, String, Arc<AtomicUsize>) {
                 let Ok(mut tls) = acceptor.accept(tcp).await else {
                     return;
                 };
-                let mut request = Vec::new();
-                let mut buf = [0u8; 4096];
-                // Read the head and a body of Content-Length bytes; our requests are small.
-                loop {
-                    let Ok(n) = tls.read(&mut buf).await else {
-                        return;
-                    };
-                    if n == 0 {
-                        return;
-                    }
-                    request.extend_from_slice(&buf[..n]);
-                    if let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n") {
-                        let head = String::from_utf8_lossy(&request[..end]).to_ascii_lowercase();
-                        let len: usize = head
-                            .lines()
-                            .find_map(|l| l.strip_prefix("content-length:"))
-                            .and_then(|v| v.trim().parse().ok())
-                            .unwrap_or(0);
-                        if request.len() >= end + 4 + len {
-                            break;
-                        }
-                    }
+                if !read_request(&mut tls).await {
+                    return;
                 }
                 count.fetch_add(1, Ordering::SeqCst);
                 let _ = tls

@@ -80,10 +80,7 @@ fn errors_response(status: StatusCode, errors: Vec<String>) -> Response {
 
 /// Ingest events (internal).
 #[utoipa::path(
-    post,
-    path = "/internal/v1/events",
-    tag = "internal",
-    operation_id = "ingestEvents",
+    post, path = "/internal/v1/events", tag = "internal", operation_id = "ingestEvents",
     security(("ingest_key" = [])),
     request_body(content = Vec<IngestItem>, description = "One item, or an array of 1 to 1,000 items."),
     responses(

@@ -213,10 +213,7 @@ fn basic_credentials(headers: &HeaderMap) -> Option<Result<(String, String), Tok
 
 /// Issue an access token (OAuth 2.0 client credentials).
 #[utoipa::path(
-    post,
-    path = "/oauth/token",
-    tag = "oauth",
-    operation_id = "issueToken",
+    post, path = "/oauth/token", tag = "oauth", operation_id = "issueToken",
     request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, description = "A new access token.", body = TokenResponse,

@@ -224,3 +224,26 @@ mod tests {
         assert_eq!(with_database("postgres://h", "x"), "postgres://h/x");
     }
 }
+
+/// A new account named `name` whose integration (`url`, public https) takes every event: the
+/// fixture the store's tests start from on either backend.
+pub async fn account_with_integration(
+    store: &dyn sipsim_core::Store,
+    name: &str,
+    url: &str,
+) -> sipsim_core::AccountId {
+    use sipsim_core::store::IntegrationUpdate;
+    use sipsim_core::target::{TargetPolicy, WebhookUrl};
+    let account = store.create_account(name).await.expect("account").id;
+    let update = IntegrationUpdate {
+        webhook_url: WebhookUrl::parse(url, TargetPolicy::PublicHttpsOnly).expect("url"),
+        disabled: false,
+        events: Some(sipsim_core::EventSet::ALL),
+        new_signing_secret: sipsim_core::secret::SigningSecret::generate(),
+    };
+    store
+        .put_integration(&account, update)
+        .await
+        .expect("integration");
+    account
+}

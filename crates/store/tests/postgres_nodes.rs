@@ -10,12 +10,11 @@ use std::time::Duration;
 use sipsim_core::queue::{
     AttemptRecord, Completion, FinishedAttempt, IngestOutcome, NewMessage, Shares,
 };
-use sipsim_core::secret::{ClientSecret, SigningSecret};
-use sipsim_core::store::{IntegrationUpdate, NewApiClient, Signal};
-use sipsim_core::target::{TargetPolicy, WebhookUrl};
-use sipsim_core::{AccountId, Event, EventSet, ScopeSet, Store};
+use sipsim_core::secret::ClientSecret;
+use sipsim_core::store::{NewApiClient, Signal};
+use sipsim_core::{AccountId, Event, ScopeSet, Store};
 use sipsim_store::PgStore;
-use sipsim_store::testing::{PgTestDb, postgres_empty_db, postgres_test_db};
+use sipsim_store::testing::{self, PgTestDb, postgres_empty_db, postgres_test_db};
 
 async fn two_nodes(db: &PgTestDb) -> (Arc<PgStore>, Arc<PgStore>) {
     let a = PgStore::open(db.url(), 8).await.unwrap();
@@ -24,24 +23,7 @@ async fn two_nodes(db: &PgTestDb) -> (Arc<PgStore>, Arc<PgStore>) {
 }
 
 async fn account_with_integration(store: &dyn Store) -> AccountId {
-    let acc = store.create_account("nodes").await.unwrap().id;
-    store
-        .put_integration(
-            &acc,
-            IntegrationUpdate {
-                webhook_url: WebhookUrl::parse(
-                    "https://example.com/",
-                    TargetPolicy::PublicHttpsOnly,
-                )
-                .unwrap(),
-                disabled: false,
-                events: Some(EventSet::ALL),
-                new_signing_secret: SigningSecret::generate(),
-            },
-        )
-        .await
-        .unwrap();
-    acc
+    testing::account_with_integration(store, "nodes", "https://example.com/").await
 }
 
 fn msg(

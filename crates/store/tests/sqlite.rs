@@ -1,13 +1,10 @@
 //! What only the SQLite backend does: its files on disk, and a full disk.
 
-use sipsim_core::store::{Accounts as _, DeliveryQueue as _, Health as _, Integrations as _};
+use sipsim_core::store::{Accounts as _, DeliveryQueue as _, Health as _};
 use std::os::unix::fs::PermissionsExt;
 
 use sipsim_core::queue::{AttemptRecord, Completion, FinishedAttempt, NewMessage, Shares};
-use sipsim_core::secret::SigningSecret;
-use sipsim_core::store::IntegrationUpdate;
-use sipsim_core::target::{TargetPolicy, WebhookUrl};
-use sipsim_core::{Event, EventSet, StoreError};
+use sipsim_core::{Event, StoreError};
 use sipsim_store::SqliteStore;
 use sqlx::Connection;
 
@@ -57,23 +54,9 @@ async fn a_full_database_refuses_writes_whole_and_recovers_once_space_is_freed()
     // The database may not grow past 2 MiB, as if it were on a small disk.
     let store = SqliteStore::open_capped(&url, Some(2 << 20)).await.unwrap();
     store.migrate().await.unwrap();
-    let account = store.create_account("Acme").await.unwrap().id;
-    store
-        .put_integration(
-            &account,
-            IntegrationUpdate {
-                webhook_url: WebhookUrl::parse(
-                    "https://example.com/h",
-                    TargetPolicy::PublicHttpsOnly,
-                )
-                .unwrap(),
-                disabled: false,
-                events: Some(EventSet::ALL),
-                new_signing_secret: SigningSecret::generate(),
-            },
-        )
-        .await
-        .unwrap();
+    let account =
+        sipsim_store::testing::account_with_integration(&store, "Acme", "https://example.com/h")
+            .await;
     // Some deliveries in flight, to complete while the database is full.
     store
         .ingest(&messages(&account, 20, 100), 1_000)

@@ -1,4 +1,6 @@
-//! What the delivery tests share: an account with an integration, and a batch of queued events.
+//! What the delivery tests share: a migrated SQLite store, an account with an integration, and a
+//! batch of queued events. Each test file uses some of them.
+#![allow(dead_code)]
 
 use std::sync::Arc;
 
@@ -7,6 +9,15 @@ use sipsim_core::secret::SigningSecret;
 use sipsim_core::store::IntegrationUpdate;
 use sipsim_core::target::{TargetPolicy, WebhookUrl};
 use sipsim_core::{AccountId, Event, EventSet, Store};
+
+/// A migrated SQLite store in a new temporary directory (kept while the `TempDir` lives).
+pub async fn sqlite_store() -> (Arc<dyn Store>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("sipsim.db").display());
+    let store = sipsim_store::SqliteStore::open(&url).await.unwrap();
+    store.migrate().await.unwrap();
+    (Arc::new(store), dir)
+}
 
 /// A new account named `name` whose integration sends every event to `url` (local targets allowed).
 pub async fn integration(store: &Arc<dyn Store>, name: &str, url: &str) -> AccountId {

@@ -177,16 +177,14 @@ fn decode_page(token: &str) -> Result<DeliveryId, ApiError> {
 
 /// List the account's deliveries, newest first.
 #[utoipa::path(
-    get,
-    path = "/api/v2/webhook-deliveries",
-    tag = "deliveries",
-    operation_id = "listDeliveries",
+    get, path = "/api/v2/webhook-deliveries", tag = "deliveries", operation_id = "listDeliveries",
     security(("bearer" = ["webhooks.read"])),
     params(ListParams),
     responses(
         (status = 200, description = "One page of deliveries, newest first.", body = PagedEnvelope<DeliveryItem>),
         (status = 400, description = "A query parameter is invalid (the message names it).", body = ErrorEnvelope),
-        super::ReadRefusals,
+        super::Refusals,
+        (status = 403, description = "The token lacks `webhooks.read`.", body = ErrorEnvelope),
     )
 )]
 pub async fn list_deliveries(
@@ -225,16 +223,14 @@ pub async fn list_deliveries(
 
 /// Send a delivery's message again, now, as a new delivery (same `X-Webhook-Id`).
 #[utoipa::path(
-    post,
-    path = "/api/v2/webhook-deliveries/{id}/resend",
-    tag = "deliveries",
-    operation_id = "resendDelivery",
+    post, path = "/api/v2/webhook-deliveries/{id}/resend", tag = "deliveries", operation_id = "resendDelivery",
     security(("bearer" = ["webhooks.write"])),
     params(("id" = String, Path, description = "A delivery id from the list.")),
     responses(
         (status = 202, description = "Queued: the new delivery.", body = Envelope<DeliveryItem>),
         (status = 400, description = "A test delivery (use Send Test instead).", body = ErrorEnvelope),
-        super::WriteRefusals,
+        super::Refusals,
+        (status = 403, description = "The token lacks `webhooks.write`.", body = ErrorEnvelope),
         (status = 404, description = "No such delivery in this account, or no integration.", body = ErrorEnvelope),
     )
 )]

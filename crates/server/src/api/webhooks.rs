@@ -35,10 +35,7 @@ impl<S: Send + Sync> FromRequestParts<S> for EventSegment {
 
 /// List every event that can be subscribed to.
 #[utoipa::path(
-    get,
-    path = "/api/v2/webhooks/available",
-    tag = "webhooks",
-    operation_id = "listAvailableEvents",
+    get, path = "/api/v2/webhooks/available", tag = "webhooks", operation_id = "listAvailableEvents",
     security(("bearer" = ["webhooks.read"])),
     responses(
         (status = 200, description = "The event catalog, in catalog order.", body = Envelope<Vec<EventItem>>,
@@ -48,7 +45,8 @@ impl<S: Send + Sync> FromRequestParts<S> for EventSegment {
             {"event": "incoming_call_end"}, {"event": "outgoing_call_start"}, {"event": "outgoing_call_answer"},
             {"event": "outgoing_call_end"}, {"event": "voicemail"}, {"event": "tags"}, {"event": "speech"},
             {"event": "summary"}, {"event": "sms"}, {"event": "rating"}]})),
-        super::ReadRefusals,
+        super::Refusals,
+        (status = 403, description = "The token lacks `webhooks.read`.", body = ErrorEnvelope),
     )
 )]
 pub async fn list_available_events(_caller: RequireScope<WebhooksRead>, id: RequestId) -> Response {
@@ -57,16 +55,14 @@ pub async fn list_available_events(_caller: RequireScope<WebhooksRead>, id: Requ
 
 /// List the events the account's webhook is subscribed to.
 #[utoipa::path(
-    get,
-    path = "/api/v2/webhooks",
-    tag = "webhooks",
-    operation_id = "listEnabledEvents",
+    get, path = "/api/v2/webhooks", tag = "webhooks", operation_id = "listEnabledEvents",
     security(("bearer" = ["webhooks.read"])),
     responses(
         (status = 200, description = "Subscribed events, in catalog order.", body = Envelope<Vec<EventItem>>,
          example = json!({"status": 200, "request_id": "...", "timestamp": "2025-01-15T10:30:00Z",
             "data": [{"event": "incoming_call_start"}, {"event": "incoming_call_end"}]})),
-        super::ReadRefusals,
+        super::Refusals,
+        (status = 403, description = "The token lacks `webhooks.read`.", body = ErrorEnvelope),
         (status = 404, description = "The Webhooks integration is not set up.", body = ErrorEnvelope,
          example = json!({"status": 404, "errors": ["Webhook integration not configured. Set a webhook URL via the dashboard first."],
             "request_id": "...", "timestamp": "2025-01-15T10:30:00Z", "path": "/api/v2/webhooks"})),
@@ -88,10 +84,7 @@ pub async fn list_enabled_events(
 
 /// Subscribe to one event. Idempotent.
 #[utoipa::path(
-    post,
-    path = "/api/v2/webhooks/{event}",
-    tag = "webhooks",
-    operation_id = "enableEvent",
+    post, path = "/api/v2/webhooks/{event}", tag = "webhooks", operation_id = "enableEvent",
     security(("bearer" = ["webhooks.write"])),
     params(("event" = String, Path, description = "An event name from GET /api/v2/webhooks/available.",
             example = "outgoing_call_end")),
@@ -103,7 +96,8 @@ pub async fn list_enabled_events(
         (status = 400, description = "Unknown event.", body = ErrorEnvelope,
          example = json!({"status": 400, "errors": ["Unknown event 'invalid_event'. Use GET /api/v2/webhooks/available for the list of valid events."],
             "request_id": "...", "timestamp": "2025-01-15T10:30:00Z", "path": "/api/v2/webhooks/invalid_event"})),
-        super::WriteRefusals,
+        super::Refusals,
+        (status = 403, description = "The token lacks `webhooks.write`.", body = ErrorEnvelope),
         (status = 404, description = "The Webhooks integration is not set up.", body = ErrorEnvelope),
         (status = 413, description = "Request body too large.", body = ErrorEnvelope),
     )
@@ -126,10 +120,7 @@ pub async fn enable_event(
 
 /// Unsubscribe from one event. Idempotent.
 #[utoipa::path(
-    delete,
-    path = "/api/v2/webhooks/{event}",
-    tag = "webhooks",
-    operation_id = "disableEvent",
+    delete, path = "/api/v2/webhooks/{event}", tag = "webhooks", operation_id = "disableEvent",
     security(("bearer" = ["webhooks.write"])),
     params(("event" = String, Path, description = "An event name from GET /api/v2/webhooks/available.",
             example = "incoming_call_start")),
@@ -139,7 +130,8 @@ pub async fn enable_event(
             "webhook_url": "https://example.com/webhooks/sipsim", "enabled": true,
             "subscribed_events": ["incoming_call_end", "outgoing_call_end"]}})),
         (status = 400, description = "Unknown event.", body = ErrorEnvelope),
-        super::WriteRefusals,
+        super::Refusals,
+        (status = 403, description = "The token lacks `webhooks.write`.", body = ErrorEnvelope),
         (status = 404, description = "The Webhooks integration is not set up.", body = ErrorEnvelope),
         (status = 413, description = "Request body too large.", body = ErrorEnvelope),
     )

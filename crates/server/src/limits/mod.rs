@@ -35,6 +35,11 @@ pub struct Rate {
 }
 
 impl Rate {
+    /// `per_second` tokens a second, `burst` at most.
+    pub const fn new(per_second: f64, burst: u32) -> Rate {
+        Rate { per_second, burst }
+    }
+
     /// `per_second` with bursts of twice that; `None` when `per_second` is 0 (no limit).
     pub fn with_double_burst(per_second: u32) -> Option<Rate> {
         (per_second > 0).then(|| Rate {
@@ -196,10 +201,7 @@ mod tests {
     #[test]
     fn fractional_rates_refill_slowly() {
         let clock = FakeRelativeClock::default();
-        let rate = Rate {
-            per_second: 0.5,
-            burst: 2,
-        };
+        let rate = Rate::new(0.5, 2);
         let l: Limiter<&str, _> = Limiter::with_clock(rate, clock.clone());
         assert!(matches!(
             l.check(&"a").0,

@@ -25,8 +25,7 @@ fn routes() -> [(Method, &'static str, &'static str); 4] {
 
 #[tokio::test]
 async fn scope_matrix() {
-    let app = TestApp::spawn().await;
-    let (account, _) = app.ready(&["sms"]).await;
+    let (app, account, _) = TestApp::spawn_ready(&["sms"]).await;
     let read = app.client(&account, "webhooks.read").await;
     let write = app.client(&account, "webhooks.write").await;
     let both = app.client(&account, "webhooks.read webhooks.write").await;
@@ -80,8 +79,7 @@ fn mint(claims: &AccessClaims) -> String {
 
 #[tokio::test]
 async fn bad_tokens_are_401_on_every_route() {
-    let app = TestApp::spawn().await;
-    let (account, good) = app.ready(&["sms"]).await;
+    let (app, account, good) = TestApp::spawn_ready(&["sms"]).await;
     let client = app.client(&account, "webhooks.read webhooks.write").await;
     let now = now_secs();
     let claims = |iat: i64, exp: i64| AccessClaims {
@@ -137,32 +135,22 @@ async fn bad_tokens_are_401_on_every_route() {
         }
     }
     // The same minted claims with a live expiry do work: the 401s above are about the token.
-    let r = app
-        .call(Method::GET, "/api/v2/webhooks", Some(&valid))
-        .await;
+    let r = app.get("/api/v2/webhooks", &valid).await;
     assert_eq!(r.0, 200);
 }
 
 #[tokio::test]
 async fn a_deleted_clients_token_stops_working_within_5_seconds() {
-    let app = TestApp::spawn().await;
-    let (account, _) = app.ready(&["sms"]).await;
+    let (app, account, _) = TestApp::spawn_ready(&["sms"]).await;
     let client = app.client(&account, "webhooks.read").await;
     let token = app.token(&client, None).await;
-    assert_eq!(
-        app.call(Method::GET, "/api/v2/webhooks", Some(&token))
-            .await
-            .0,
-        200
-    );
+    assert_eq!(app.get("/api/v2/webhooks", &token).await.0, 200);
 
     // Deleted behind the server's back, as `sipsimd client delete` in another process does.
     assert!(app.store.delete_client(&client.id).await.unwrap());
     let deleted_at = Instant::now();
     loop {
-        let r = app
-            .call(Method::GET, "/api/v2/webhooks", Some(&token))
-            .await;
+        let r = app.get("/api/v2/webhooks", &token).await;
         if r.0 == 401 {
             assert_error(&r, 401, UNAUTHORIZED, "/api/v2/webhooks");
             break;
@@ -191,24 +179,16 @@ async fn a_deleted_clients_token_stops_working_within_5_seconds() {
 
 #[tokio::test]
 async fn accounts_never_see_or_change_each_other() {
-    let app = TestApp::spawn().await;
-    let (a, token_a) = app.ready(&["sms", "rating"]).await;
+    let (app, a, token_a) = TestApp::spawn_ready(&["sms", "rating"]).await;
     let (_, token_b) = app.ready(&["tags"]).await;
 
-    let (_, _, b_list) = app
-        .call(Method::GET, "/api/v2/webhooks", Some(&token_b))
-        .await;
+    let (_, _, b_list) = app.get("/api/v2/webhooks", &token_b).await;
     assert_eq!(b_list["data"], json!([{ "event": "tags" }]));
-    let (_, _, b_set) = app
-        .call(Method::DELETE, "/api/v2/webhooks/sms", Some(&token_b))
-        .await;
+    let (_, _, b_set) = app.delete("/api/v2/webhooks/sms", &token_b).await;
     assert_eq!(b_set["data"]["subscribed_events"], json!(["tags"]));
-    app.call(Method::POST, "/api/v2/webhooks/voicemail", Some(&token_b))
-        .await;
+    app.post("/api/v2/webhooks/voicemail", &token_b).await;
 
-    let (_, _, a_list) = app
-        .call(Method::GET, "/api/v2/webhooks", Some(&token_a))
-        .await;
+    let (_, _, a_list) = app.get("/api/v2/webhooks", &token_a).await;
     assert_eq!(
         a_list["data"],
         json!([{ "event": "sms" }, { "event": "rating" }])
@@ -220,8 +200,6 @@ async fn accounts_never_see_or_change_each_other() {
     let c = app.account().await;
     let client_c = app.client(&c, "webhooks.read").await;
     let token_c = app.token(&client_c, None).await;
-    let (status, _, _) = app
-        .call(Method::GET, "/api/v2/webhooks", Some(&token_c))
-        .await;
+    let (status, _, _) = app.get("/api/v2/webhooks", &token_c).await;
     assert_eq!(status, 404);
 }

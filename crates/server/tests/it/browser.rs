@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::http::StatusCode;
 use fantoccini::{Client, ClientBuilder, Locator};
-use reqwest::Method;
 use serde_json::{Value, json};
 use sipsim_core::queue::{DeliveryFilter, DeliveryStatus};
 
@@ -326,18 +325,14 @@ async fn a_person_sets_up_webhooks_with_a_mouse() {
         .as_str()
         .unwrap_or_else(|| panic!("{token}"))
         .to_owned();
-    let (status, _, settings) = app
-        .call(Method::GET, "/api/v2/webhooks", Some(&access))
-        .await;
+    let (status, _, settings) = app.get("/api/v2/webhooks", &access).await;
     assert_eq!(status, 200);
     assert_eq!(
         settings["data"],
         json!([{ "event": "incoming_call_start" }, { "event": "sms" }])
     );
     // The API's write scope works on what the dashboard connected, and the dashboard shows it.
-    let (status, _, enabled) = app
-        .call(Method::POST, "/api/v2/webhooks/voicemail", Some(&access))
-        .await;
+    let (status, _, enabled) = app.post("/api/v2/webhooks/voicemail", &access).await;
     assert_eq!(status, 200);
     assert_eq!(enabled["data"]["webhook_url"], receiver.as_str());
     assert_eq!(enabled["data"]["enabled"], true);

@@ -3,14 +3,13 @@
 
 use std::time::{Duration, Instant};
 
-use reqwest::Method;
 use sipsim_core::Event;
 use sipsim_core::store::SubscriptionChange;
 
 use crate::helpers::TestApp;
 
 async fn enabled(app: &TestApp, token: &str) -> (u16, Vec<String>) {
-    let (status, _, body) = app.call(Method::GET, "/api/v2/webhooks", Some(token)).await;
+    let (status, _, body) = app.get("/api/v2/webhooks", token).await;
     let names = body["data"]
         .as_array()
         .map(|items| {
@@ -25,22 +24,17 @@ async fn enabled(app: &TestApp, token: &str) -> (u16, Vec<String>) {
 
 #[tokio::test]
 async fn a_client_sees_its_own_change_at_once() {
-    let app = TestApp::spawn().await;
-    let (_, token) = app.ready(&["sms"]).await;
+    let (app, _, token) = TestApp::spawn_ready(&["sms"]).await;
     // Read first, so the integration is in memory when it changes.
     assert_eq!(enabled(&app, &token).await, (200, vec!["sms".to_owned()]));
-    let (status, _, _) = app
-        .call(Method::POST, "/api/v2/webhooks/rating", Some(&token))
-        .await;
+    let (status, _, _) = app.post("/api/v2/webhooks/rating", &token).await;
     assert_eq!(status, 200);
     assert_eq!(
         enabled(&app, &token).await.1,
         ["sms", "rating"],
         "the very next read"
     );
-    let (status, _, _) = app
-        .call(Method::DELETE, "/api/v2/webhooks/sms", Some(&token))
-        .await;
+    let (status, _, _) = app.delete("/api/v2/webhooks/sms", &token).await;
     assert_eq!(status, 200);
     assert_eq!(enabled(&app, &token).await.1, ["rating"]);
 }
@@ -63,8 +57,7 @@ async fn until(app: &TestApp, token: &str, want: (u16, Vec<String>)) -> Duration
 
 #[tokio::test]
 async fn another_processs_change_shows_within_the_poll() {
-    let app = TestApp::spawn().await;
-    let (account, token) = app.ready(&["sms"]).await;
+    let (app, account, token) = TestApp::spawn_ready(&["sms"]).await;
     assert_eq!(enabled(&app, &token).await, (200, vec!["sms".to_owned()]));
     // Written to the database behind the server's back, as `sipsimd integration set` or a
     // second node does.

@@ -47,9 +47,7 @@ async fn list_available_events() {
     let account = app.account().await;
     let client = app.client(&account, "webhooks.read").await;
     let token = app.token(&client, None).await;
-    let (status, headers, body) = app
-        .call(Method::GET, "/api/v2/webhooks/available", Some(&token))
-        .await;
+    let (status, headers, body) = app.get("/api/v2/webhooks/available", &token).await;
     assert_eq!(status, 200);
     assert_eq!(
         headers.get("content-type").unwrap(),
@@ -64,13 +62,8 @@ async fn list_available_events() {
 
 #[tokio::test]
 async fn list_enabled_events() {
-    let app = TestApp::spawn().await;
-    let (_, token) = app
-        .ready(&["incoming_call_end", "incoming_call_start"])
-        .await;
-    let (status, headers, body) = app
-        .call(Method::GET, "/api/v2/webhooks", Some(&token))
-        .await;
+    let (app, _, token) = TestApp::spawn_ready(&["incoming_call_end", "incoming_call_start"]).await;
+    let (status, headers, body) = app.get("/api/v2/webhooks", &token).await;
     assert_eq!(status, 200);
     assert_eq!(body["status"], 200);
     assert_eq!(
@@ -83,32 +76,21 @@ async fn list_enabled_events() {
 
 #[tokio::test]
 async fn enable_an_event_returns_the_full_setting_and_is_idempotent() {
-    let app = TestApp::spawn().await;
-    let (_, token) = app
-        .ready(&["incoming_call_start", "incoming_call_end"])
-        .await;
+    let (app, _, token) = TestApp::spawn_ready(&["incoming_call_start", "incoming_call_end"]).await;
     let expected = json!({
         "webhook_url": "https://example.com/webhooks/sipsim",
         "enabled": true,
         "subscribed_events": ["incoming_call_start", "incoming_call_end", "outgoing_call_end"]
     });
     for _ in 0..2 {
-        let (status, headers, body) = app
-            .call(
-                Method::POST,
-                "/api/v2/webhooks/outgoing_call_end",
-                Some(&token),
-            )
-            .await;
+        let (status, headers, body) = app.post("/api/v2/webhooks/outgoing_call_end", &token).await;
         assert_eq!(status, 200);
         assert_eq!(body["status"], 200);
         assert_eq!(body["data"], expected);
         assert_ok_keys(&body);
         assert_envelope_meta(&headers, &body);
     }
-    let (_, _, list) = app
-        .call(Method::GET, "/api/v2/webhooks", Some(&token))
-        .await;
+    let (_, _, list) = app.get("/api/v2/webhooks", &token).await;
     assert_eq!(
         list["data"],
         items(&[
@@ -121,21 +103,15 @@ async fn enable_an_event_returns_the_full_setting_and_is_idempotent() {
 
 #[tokio::test]
 async fn disable_an_event_returns_the_full_setting_and_is_idempotent() {
-    let app = TestApp::spawn().await;
-    let (_, token) = app
-        .ready(&[
-            "incoming_call_start",
-            "incoming_call_end",
-            "outgoing_call_end",
-        ])
-        .await;
+    let (app, _, token) = TestApp::spawn_ready(&[
+        "incoming_call_start",
+        "incoming_call_end",
+        "outgoing_call_end",
+    ])
+    .await;
     for _ in 0..2 {
         let (status, headers, body) = app
-            .call(
-                Method::DELETE,
-                "/api/v2/webhooks/incoming_call_start",
-                Some(&token),
-            )
+            .delete("/api/v2/webhooks/incoming_call_start", &token)
             .await;
         assert_eq!(status, 200);
         assert_eq!(
@@ -157,24 +133,17 @@ async fn integration_not_configured_is_the_contract_404() {
     let client = app.client(&account, "webhooks.read webhooks.write").await;
     let token = app.token(&client, None).await;
     let message = "Webhook integration not configured. Set a webhook URL via the dashboard first.";
-    let r = app
-        .call(Method::GET, "/api/v2/webhooks", Some(&token))
-        .await;
+    let r = app.get("/api/v2/webhooks", &token).await;
     assert_error(&r, 404, message, "/api/v2/webhooks");
-    let r = app
-        .call(Method::POST, "/api/v2/webhooks/sms", Some(&token))
-        .await;
+    let r = app.post("/api/v2/webhooks/sms", &token).await;
     assert_error(&r, 404, message, "/api/v2/webhooks/sms");
-    let r = app
-        .call(Method::DELETE, "/api/v2/webhooks/sms", Some(&token))
-        .await;
+    let r = app.delete("/api/v2/webhooks/sms", &token).await;
     assert_error(&r, 404, message, "/api/v2/webhooks/sms");
 }
 
 #[tokio::test]
 async fn unknown_event_is_the_contract_400() {
-    let app = TestApp::spawn().await;
-    let (_, token) = app.ready(&[]).await;
+    let (app, _, token) = TestApp::spawn_ready(&[]).await;
     for method in [Method::POST, Method::DELETE] {
         let r = app
             .call(method, "/api/v2/webhooks/invalid_event", Some(&token))
@@ -195,9 +164,7 @@ async fn unknown_event_beats_missing_integration() {
     let account = app.account().await;
     let client = app.client(&account, "webhooks.write").await;
     let token = app.token(&client, None).await;
-    let r = app
-        .call(Method::POST, "/api/v2/webhooks/test", Some(&token))
-        .await;
+    let r = app.post("/api/v2/webhooks/test", &token).await;
     assert_error(
         &r,
         400,
@@ -209,8 +176,7 @@ async fn unknown_event_beats_missing_integration() {
 /// The contract's Python bulk-enable loop, step for step.
 #[tokio::test]
 async fn bulk_enable_loop_enables_all_fourteen_in_catalog_order() {
-    let app = TestApp::spawn().await;
-    let (_, token) = app.ready(&["sms"]).await;
+    let (app, _, token) = TestApp::spawn_ready(&["sms"]).await;
     let available = app
         .http
         .get(app.url("/api/v2/webhooks/available"))
@@ -228,8 +194,6 @@ async fn bulk_enable_loop_enables_all_fourteen_in_catalog_order() {
             .await;
         assert_eq!(resp.status(), 200, "Enabled: {name}");
     }
-    let (_, _, list) = app
-        .call(Method::GET, "/api/v2/webhooks", Some(&token))
-        .await;
+    let (_, _, list) = app.get("/api/v2/webhooks", &token).await;
     assert_eq!(list["data"], items(&CATALOG));
 }

@@ -22,10 +22,9 @@ async fn delivered(app: &TestApp, rx: &Receiver, events: &[Event]) -> (AccountId
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let (_, _, body) = app
-            .call(
-                Method::GET,
+            .get(
                 "/api/v2/webhook-deliveries?status=succeeded&limit=1000",
-                Some(&token),
+                &token,
             )
             .await;
         if body["data"].as_array().map(Vec::len) == Some(events.len()) {
@@ -56,7 +55,7 @@ async fn lists_newest_first_across_pages_with_filters() {
     let mut path = "/api/v2/webhook-deliveries?limit=3".to_owned();
     let mut pages = 0;
     loop {
-        let (status, headers, body) = app.call(Method::GET, &path, Some(&token)).await;
+        let (status, headers, body) = app.get(&path, &token).await;
         assert_eq!(status, 200, "{body}");
         assert_envelope_meta(&headers, &body);
         let keys: Vec<_> = body.as_object().unwrap().keys().cloned().collect();
@@ -140,8 +139,7 @@ fn urlencode(s: &str) -> String {
 
 #[tokio::test]
 async fn bad_query_parameters_are_400_naming_them() {
-    let app = TestApp::spawn().await;
-    let (_, token) = app.ready(&[]).await;
+    let (app, _, token) = TestApp::spawn_ready(&[]).await;
     let cases = [
         (
             "limit=0",
@@ -198,15 +196,13 @@ async fn resend_sends_the_same_message_again() {
     let app = TestApp::spawn().await;
     let rx = Receiver::answering(&[]).await;
     let (_, token) = delivered(&app, &rx, &[Event::Voicemail]).await;
-    let (_, _, list) = app
-        .call(Method::GET, "/api/v2/webhook-deliveries", Some(&token))
-        .await;
+    let (_, _, list) = app.get("/api/v2/webhook-deliveries", &token).await;
     let original = list["data"][0].clone();
     let path = format!(
         "/api/v2/webhook-deliveries/{}/resend",
         original["id"].as_str().unwrap()
     );
-    let (status, headers, body) = app.call(Method::POST, &path, Some(&token)).await;
+    let (status, headers, body) = app.post(&path, &token).await;
     assert_eq!(status, 202, "{body}");
     assert_envelope_meta(&headers, &body);
     assert_eq!(body["status"], 202);
@@ -229,22 +225,18 @@ async fn resend_is_confined_to_the_callers_account_and_checks_scopes() {
     let app = TestApp::spawn().await;
     let rx = Receiver::answering(&[]).await;
     let (account, token) = delivered(&app, &rx, &[Event::Sms]).await;
-    let (_, _, list) = app
-        .call(Method::GET, "/api/v2/webhook-deliveries", Some(&token))
-        .await;
+    let (_, _, list) = app.get("/api/v2/webhook-deliveries", &token).await;
     let id = list["data"][0]["id"].as_str().unwrap().to_owned();
     let path = format!("/api/v2/webhook-deliveries/{id}/resend");
 
     // Another account sees neither the delivery nor a way to resend it.
     let (_, other) = app.ready(&["sms"]).await;
-    let (_, _, other_list) = app
-        .call(Method::GET, "/api/v2/webhook-deliveries", Some(&other))
-        .await;
+    let (_, _, other_list) = app.get("/api/v2/webhook-deliveries", &other).await;
     assert_eq!(other_list["data"], json!([]));
-    let r = app.call(Method::POST, &path, Some(&other)).await;
+    let r = app.post(&path, &other).await;
     assert_error(&r, 404, "Delivery not found.", &path);
     let bogus = "/api/v2/webhook-deliveries/not-an-id/resend";
-    let r = app.call(Method::POST, bogus, Some(&token)).await;
+    let r = app.post(bogus, &token).await;
     assert_error(&r, 404, "Delivery not found.", bogus);
 
     // Scopes: reading needs webhooks.read, resending webhooks.write.
@@ -252,16 +244,14 @@ async fn resend_is_confined_to_the_callers_account_and_checks_scopes() {
     let read = app.token(&read, None).await;
     let write = app.client(&account, "webhooks.write").await;
     let write = app.token(&write, None).await;
-    let r = app.call(Method::POST, &path, Some(&read)).await;
+    let r = app.post(&path, &read).await;
     assert_error(
         &r,
         403,
         "Insufficient scope: webhooks.write required.",
         &path,
     );
-    let r = app
-        .call(Method::GET, "/api/v2/webhook-deliveries", Some(&write))
-        .await;
+    let r = app.get("/api/v2/webhook-deliveries", &write).await;
     assert_error(
         &r,
         403,
@@ -275,12 +265,10 @@ async fn resend_is_confined_to_the_callers_account_and_checks_scopes() {
         let r = app.call(method, p, None).await;
         assert_error(&r, 401, "Missing or invalid access token.", p);
     }
-    assert_eq!(app.call(Method::POST, &path, Some(&write)).await.0, 202);
+    assert_eq!(app.post(&path, &write).await.0, 202);
     // Wrong methods.
-    let r = app.call(Method::GET, &path, Some(&token)).await;
+    let r = app.get(&path, &token).await;
     assert_eq!(r.0, 405);
-    let r = app
-        .call(Method::DELETE, "/api/v2/webhook-deliveries", Some(&token))
-        .await;
+    let r = app.delete("/api/v2/webhook-deliveries", &token).await;
     assert_eq!(r.0, 405);
 }

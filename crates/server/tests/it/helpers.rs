@@ -246,6 +246,13 @@ impl TestApp {
         (account, token)
     }
 
+    /// A fresh server with [`TestApp::ready`]'s account and token.
+    pub async fn spawn_ready(events: &[&str]) -> (TestApp, AccountId, String) {
+        let app = TestApp::spawn().await;
+        let (account, token) = app.ready(events).await;
+        (app, account, token)
+    }
+
     /// Sends a request; returns the status, the headers and the body parsed as JSON (`Null` if empty).
     pub async fn call(
         &self,
@@ -267,6 +274,33 @@ impl TestApp {
             serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
         };
         (status, headers, body)
+    }
+
+    /// `GET path` with a bearer token: the status, the headers and the JSON body.
+    pub async fn get(
+        &self,
+        path: &str,
+        token: &str,
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+        self.call(Method::GET, path, Some(token)).await
+    }
+
+    /// `POST path` (no body) with a bearer token.
+    pub async fn post(
+        &self,
+        path: &str,
+        token: &str,
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+        self.call(Method::POST, path, Some(token)).await
+    }
+
+    /// `DELETE path` with a bearer token.
+    pub async fn delete(
+        &self,
+        path: &str,
+        token: &str,
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+        self.call(Method::DELETE, path, Some(token)).await
     }
 
     /// POSTs `body` to the ingest route with `key`; returns the status and the JSON answer.

@@ -13,8 +13,7 @@ fn unknown(echo: &str) -> String {
 
 #[tokio::test]
 async fn odd_event_names_are_400_echoed_safely_and_change_nothing() {
-    let app = TestApp::spawn().await;
-    let (account, token) = app.ready(&["sms"]).await;
+    let (app, account, token) = TestApp::spawn_ready(&["sms"]).await;
     let long = "a".repeat(10 * 1024);
     let cases: Vec<(String, String)> = vec![
         ("foo%2Fbar".into(), "foo/bar".into()),
@@ -46,17 +45,14 @@ async fn odd_event_names_are_400_echoed_safely_and_change_nothing() {
     }
     let stored = app.store.get_integration(&account).await.unwrap().unwrap();
     assert_eq!(stored.events.names(), ["sms"]);
-    let (status, _, body) = app
-        .call(Method::GET, "/api/v2/webhooks", Some(&token))
-        .await;
+    let (status, _, body) = app.get("/api/v2/webhooks", &token).await;
     assert_eq!(status, 200);
     assert_eq!(body["data"], serde_json::json!([{ "event": "sms" }]));
 }
 
 #[tokio::test]
 async fn wrong_methods_are_405_before_auth() {
-    let app = TestApp::spawn().await;
-    let (_, token) = app.ready(&[]).await;
+    let (app, _, token) = TestApp::spawn_ready(&[]).await;
     let cases = [
         (Method::PUT, "/api/v2/webhooks/sms", "POST, DELETE"),
         (Method::PATCH, "/api/v2/webhooks/sms", "POST, DELETE"),
@@ -90,8 +86,7 @@ async fn wrong_methods_are_405_before_auth() {
 
 #[tokio::test]
 async fn unknown_paths_are_404_in_the_envelope_before_auth() {
-    let app = TestApp::spawn().await;
-    let (_, token) = app.ready(&[]).await;
+    let (app, _, token) = TestApp::spawn_ready(&[]).await;
     let paths = [
         "/",
         "/api/v2/webhooks/",
@@ -120,8 +115,7 @@ async fn unknown_paths_are_404_in_the_envelope_before_auth() {
 
 #[tokio::test]
 async fn oversized_bodies_are_413_and_change_nothing() {
-    let app = TestApp::spawn().await;
-    let (account, token) = app.ready(&["sms"]).await;
+    let (app, account, token) = TestApp::spawn_ready(&["sms"]).await;
     let resp = app
         .http
         .post(app.url("/api/v2/webhooks/rating"))
@@ -242,8 +236,7 @@ async fn streamed(
 async fn a_database_failure_is_500_without_internals() {
     use sqlx::Connection;
 
-    let app = TestApp::spawn().await;
-    let (_, token) = app.ready(&["sms"]).await;
+    let (app, _, token) = TestApp::spawn_ready(&["sms"]).await;
     // Break the database behind the server's back: the table it reads is gone.
     let mut conn = sqlx::SqliteConnection::connect(&app.database_url)
         .await
@@ -254,18 +247,14 @@ async fn a_database_failure_is_500_without_internals() {
         .unwrap();
     conn.close().await.unwrap();
 
-    let r = app
-        .call(Method::GET, "/api/v2/webhooks", Some(&token))
-        .await;
+    let r = app.get("/api/v2/webhooks", &token).await;
     assert_error(&r, 500, "Internal server error.", "/api/v2/webhooks");
     let text = r.2.to_string().to_lowercase();
     for leak in ["integrations", "sqlite", "no such table", "select"] {
         assert!(!text.contains(leak), "500 body leaks '{leak}': {text}");
     }
     // Routes that need no database still work.
-    let r = app
-        .call(Method::GET, "/api/v2/webhooks/available", Some(&token))
-        .await;
+    let r = app.get("/api/v2/webhooks/available", &token).await;
     assert_eq!(r.0, 200);
 }
 

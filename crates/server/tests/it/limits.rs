@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use sipsim_server::config::RateLimits;
 use sipsim_server::limits::Rate;
 
@@ -19,18 +19,13 @@ fn header<'a>(headers: &'a reqwest::header::HeaderMap, name: &str) -> &'a str {
 
 #[tokio::test]
 async fn the_default_limit_is_announced_on_every_answer() {
-    let app = TestApp::spawn().await;
-    let (_, token) = app.ready(&["sms"]).await;
-    let (status, headers, _) = app
-        .call(Method::GET, "/api/v2/webhooks", Some(&token))
-        .await;
+    let (app, _, token) = TestApp::spawn_ready(&["sms"]).await;
+    let (status, headers, _) = app.get("/api/v2/webhooks", &token).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(header(&headers, "ratelimit-limit"), "200");
     assert_eq!(header(&headers, "ratelimit-remaining"), "199");
     // An error answer of an authenticated client carries them too.
-    let (status, headers, _) = app
-        .call(Method::POST, "/api/v2/webhooks/nope", Some(&token))
-        .await;
+    let (status, headers, _) = app.post("/api/v2/webhooks/nope", &token).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(header(&headers, "ratelimit-remaining"), "198");
 }
@@ -38,24 +33,17 @@ async fn the_default_limit_is_announced_on_every_answer() {
 #[tokio::test]
 async fn an_api_client_over_its_rate_gets_429_and_others_do_not() {
     let limits = RateLimits {
-        api: Some(Rate {
-            per_second: 1.0,
-            burst: 3,
-        }),
+        api: Some(Rate::new(1.0, 3)),
         ..RateLimits::off()
     };
     let app = TestApp::spawn_with_limits(limits).await;
     let (account, token) = app.ready(&["sms"]).await;
     for remaining in ["2", "1", "0"] {
-        let (status, headers, _) = app
-            .call(Method::GET, "/api/v2/webhooks", Some(&token))
-            .await;
+        let (status, headers, _) = app.get("/api/v2/webhooks", &token).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(header(&headers, "ratelimit-remaining"), remaining);
     }
-    let refused = app
-        .call(Method::GET, "/api/v2/webhooks", Some(&token))
-        .await;
+    let refused = app.get("/api/v2/webhooks", &token).await;
     assert_error(
         &refused,
         429,
@@ -70,19 +58,15 @@ async fn an_api_client_over_its_rate_gets_429_and_others_do_not() {
     // Another client of the same account has its own budget; a bad token is not counted at all.
     let other = app.client(&account, "webhooks.read").await;
     let other_token = app.token(&other, None).await;
-    let (status, _, _) = app
-        .call(Method::GET, "/api/v2/webhooks", Some(&other_token))
-        .await;
+    let (status, _, _) = app.get("/api/v2/webhooks", &other_token).await;
     assert_eq!(status, StatusCode::OK);
-    let (status, headers, _) = app.call(Method::GET, "/api/v2/webhooks", Some("bad")).await;
+    let (status, headers, _) = app.get("/api/v2/webhooks", "bad").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(headers.get("ratelimit-remaining").is_none());
 
     // After Retry-After, the client may go on.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let (status, _, _) = app
-        .call(Method::GET, "/api/v2/webhooks", Some(&token))
-        .await;
+    let (status, _, _) = app.get("/api/v2/webhooks", &token).await;
     assert_eq!(status, StatusCode::OK);
 }
 
@@ -184,10 +168,7 @@ async fn forwarded_for_from_an_untrusted_peer_changes_nothing() {
 #[tokio::test]
 async fn tokens_issued_per_client_are_limited_and_only_the_client_spends_them() {
     let limits = RateLimits {
-        token_per_client: Some(Rate {
-            per_second: 0.5,
-            burst: 2,
-        }),
+        token_per_client: Some(Rate::new(0.5, 2)),
         ..RateLimits::default()
     };
     let app = TestApp::spawn_with_limits(limits).await;

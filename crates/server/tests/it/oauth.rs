@@ -106,12 +106,7 @@ async fn http_basic_client_authentication() {
         .await;
     assert_eq!(status, 200, "{body}");
     let token = body["access_token"].as_str().unwrap();
-    assert_eq!(
-        app.call(Method::GET, "/api/v2/webhooks/available", Some(token))
-            .await
-            .0,
-        200
-    );
+    assert_eq!(app.get("/api/v2/webhooks/available", token).await.0, 200);
 
     // Basic and form credentials together: two methods at once is invalid_request.
     let (status, body) = app

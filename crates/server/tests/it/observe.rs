@@ -68,9 +68,7 @@ async fn metrics_count_requests_deliveries_and_the_queue() {
     let succeeded = r#"sipsim_deliveries_total{outcome="succeeded"}"#;
 
     for _ in 0..3 {
-        let (status, _, _) = app
-            .call(Method::GET, "/api/v2/webhooks", Some(&token))
-            .await;
+        let (status, _, _) = app.get("/api/v2/webhooks", &token).await;
         assert_eq!(status, StatusCode::OK);
     }
     // One event: a 500 (retried), then a 200.
