@@ -1,9 +1,8 @@
 //! Processes under test (the real `sipsimd`, the baseline server) and what /proc says about them.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
 use serde_json::Value;
 
@@ -52,26 +51,11 @@ impl Drop for Served {
 
 /// Spawns `command`, whose stderr announces `listen=ADDR`, and waits for that line.
 fn serve(mut command: Command) -> anyhow::Result<Served> {
-    let mut child = command
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let stderr = child
-        .stderr
-        .take()
-        .ok_or_else(|| anyhow::anyhow!("no stderr"))?;
-    let mut lines = BufReader::new(stderr).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .ok_or_else(|| anyhow::anyhow!("the server exited before serving"))??;
-        if let Some(rest) = line.split("listen=").nth(1) {
-            break rest.split_whitespace().next().unwrap_or_default().parse()?;
-        }
-    };
-    // Keep draining its logs so it never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
-    Ok(Served { child, addr })
+    let serving = sipsim_testkit::process::spawn_serving(&mut command)?;
+    Ok(Served {
+        child: serving.child,
+        addr: serving.addr,
+    })
 }
 
 /// `sipsimd serve` on `database`, with the API rate limit off, as the benchmarks run it.

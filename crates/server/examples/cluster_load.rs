@@ -13,7 +13,7 @@
 //! events/s of each setup, its ratio to the SQLite single node measured in the same run, and the
 //! whole machine's CPU time per delivered event (from /proc/stat: every process, PostgreSQL too).
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -123,35 +123,15 @@ impl Drop for Node {
 }
 
 fn start(sipsimd: &std::path::Path, url: &str) -> anyhow::Result<Node> {
-    use std::io::{BufRead, BufReader};
-    let mut child = Command::new(sipsimd)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("SIPSIM_DATABASE_URL", url)
-        .env("SIPSIM_INGEST_KEY", KEY)
-        .env("SIPSIM_ALLOW_INSECURE_TARGETS", "1")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let stderr = child
-        .stderr
-        .take()
-        .ok_or_else(|| anyhow::anyhow!("no stderr"))?;
-    let mut lines = BufReader::new(stderr).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .ok_or_else(|| anyhow::anyhow!("sipsimd exited before serving"))??;
-        if let Some(rest) = line.split("listen=").nth(1) {
-            break rest
-                .split_whitespace()
-                .next()
-                .unwrap_or_default()
-                .to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
-    Ok(Node(child, format!("http://{addr}")))
+    let serving = sipsim_testkit::process::spawn_serving(
+        Command::new(sipsimd)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("SIPSIM_DATABASE_URL", url)
+            .env("SIPSIM_INGEST_KEY", KEY)
+            .env("SIPSIM_ALLOW_INSECURE_TARGETS", "1")
+            .env("RUST_LOG", "info"),
+    )?;
+    Ok(Node(serving.child, format!("http://{}", serving.addr)))
 }
 
 fn operator(sipsimd: &std::path::Path, url: &str, args: &[&str]) -> anyhow::Result<Value> {

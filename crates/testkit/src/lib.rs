@@ -3,6 +3,8 @@
 //! - [`receiver::Receiver`]: a local webhook receiver whose answers a test scripts (statuses,
 //!   `Retry-After`, hanging, redirects, big bodies), recording every request and counting those in
 //!   progress.
+//! - [`process::spawn_serving`]: a server process (the real `sipsimd serve`), waited for until it
+//!   announces its address, its log kept for the test.
 //! - [`node::spawn`] (feature `node`): a `sipsimd` node built by `Node::build`, serving on a free
 //!   port in the test's own process until the handle is dropped.
 //!
@@ -11,4 +13,5 @@
 
 #[cfg(feature = "node")]
 pub mod node;
+pub mod process;
 pub mod receiver;

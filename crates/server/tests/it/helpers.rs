@@ -466,38 +466,11 @@ impl Server {
 
     /// Spawns `cmd` with `RUST_LOG=level`.
     pub fn spawn_logging(mut cmd: std::process::Command, level: &str) -> Server {
-        use std::io::{BufRead, BufReader};
-        let mut child = cmd
-            .env("RUST_LOG", level)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let addr = loop {
-            let line = lines
-                .next()
-                .expect("sipsimd exited before serving")
-                .unwrap();
-            // `listen=ADDR` in text logs, `"listen":"ADDR"` in JSON ones.
-            if let Some(rest) = line.split("listen=").nth(1) {
-                break rest.split_whitespace().next().unwrap().to_owned();
-            }
-            if let Some(rest) = line.split("\"listen\":\"").nth(1) {
-                break rest.split('"').next().unwrap().to_owned();
-            }
-        };
-        // Keep draining stderr so the child never blocks on a full pipe.
-        let (tx, log) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in lines.map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
+        let serving = sipsim_testkit::process::spawn_serving(cmd.env("RUST_LOG", level)).unwrap();
         Server {
-            child,
-            base: format!("http://{addr}"),
-            log,
+            child: serving.child,
+            base: format!("http://{}", serving.addr),
+            log: serving.log,
         }
     }
 

@@ -31,8 +31,7 @@ impl<B: Backend> Accounts for SqlStore<B> {
     }
 
     async fn get_account(&self, id: &AccountId) -> Result<Option<Account>, StoreError> {
-        self.one_row(
-            self.reader(),
+        self.read_one(
             "SELECT id, name, created_at FROM accounts WHERE id = $1",
             &[id.as_str().into()],
             rows::account,
@@ -121,13 +120,8 @@ impl<B: Backend> Clients for SqlStore<B> {
 
     async fn get_client(&self, id: &ClientId) -> Result<Option<ApiClient>, StoreError> {
         let sql = format!("SELECT {CLIENT_COLUMNS} FROM api_clients WHERE id = $1");
-        self.one_row(
-            self.reader(),
-            AssertSqlSafe(sql),
-            &[id.as_str().into()],
-            rows::client,
-        )
-        .await
+        self.read_one(AssertSqlSafe(sql), &[id.as_str().into()], rows::client)
+            .await
     }
 
     async fn list_clients(&self, account: &AccountId) -> Result<Vec<ApiClient>, StoreError> {

@@ -25,13 +25,25 @@ impl<B: Backend> SqlStore<B> {
             &secret_context(account),
         )
     }
+
+    /// The integration an `UPDATE … RETURNING` on the writer leaves, if it matched a row.
+    async fn updated_integration(
+        &self,
+        sql: String,
+        args: &[super::Arg<'_>],
+    ) -> Result<Option<Integration>, StoreError> {
+        let cipher = self.cipher.as_ref();
+        self.one_row(self.writer(), AssertSqlSafe(sql), args, |r| {
+            rows::integration(r, cipher)
+        })
+        .await
+    }
 }
 
 #[async_trait]
 impl<B: Backend> Integrations for SqlStore<B> {
     async fn settings_version(&self) -> Result<i64, StoreError> {
-        self.one_row(
-            self.reader(),
+        self.read_one(
             "SELECT version FROM settings_version WHERE id = 1",
             &[],
             |r| r.int(0),
@@ -46,12 +58,9 @@ impl<B: Backend> Integrations for SqlStore<B> {
     ) -> Result<Option<Integration>, StoreError> {
         let sql = format!("SELECT {INTEGRATION_COLUMNS} FROM integrations WHERE account_id = $1");
         let cipher = self.cipher.as_ref();
-        self.one_row(
-            self.reader(),
-            AssertSqlSafe(sql),
-            &[account.as_str().into()],
-            |r| rows::integration(r, cipher),
-        )
+        self.read_one(AssertSqlSafe(sql), &[account.as_str().into()], |r| {
+            rows::integration(r, cipher)
+        })
         .await
     }
 
@@ -128,17 +137,13 @@ impl<B: Backend> Integrations for SqlStore<B> {
              WHERE account_id = $1 RETURNING {INTEGRATION_COLUMNS}"
         );
         let secret = self.sealed(new_secret, account);
-        let cipher = self.cipher.as_ref();
         let args = [
             account.as_str().into(),
             secret.as_str().into(),
             old_valid_until_ms.into(),
             now_ms().into(),
         ];
-        self.one_row(self.writer(), AssertSqlSafe(sql), &args, |r| {
-            rows::integration(r, cipher)
-        })
-        .await
+        self.updated_integration(sql, &args).await
     }
 
     async fn change_subscription(
@@ -160,17 +165,13 @@ impl<B: Backend> Integrations for SqlStore<B> {
              WHERE account_id = $1 \
              RETURNING {INTEGRATION_COLUMNS}"
         );
-        let cipher = self.cipher.as_ref();
         let args = [
             account.as_str().into(),
             add.into(),
             remove.into(),
             now_ms().into(),
         ];
-        self.one_row(self.writer(), AssertSqlSafe(sql), &args, |r| {
-            rows::integration(r, cipher)
-        })
-        .await
+        self.updated_integration(sql, &args).await
     }
 
     async fn pause_integration(

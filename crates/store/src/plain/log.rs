@@ -136,13 +136,8 @@ impl<B: Backend> DeliveryLog for SqlStore<B> {
 
     async fn get_delivery(&self, id: &DeliveryId) -> Result<Option<DeliveryRecord>, StoreError> {
         let sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = $1");
-        self.one_row(
-            self.reader(),
-            AssertSqlSafe(sql),
-            &[id.as_str().into()],
-            rows::delivery,
-        )
-        .await
+        self.read_one(AssertSqlSafe(sql), &[id.as_str().into()], rows::delivery)
+            .await
     }
 
     async fn list_attempts(&self, id: &DeliveryId) -> Result<Vec<AttemptRecord>, StoreError> {
@@ -154,8 +149,7 @@ impl<B: Backend> DeliveryLog for SqlStore<B> {
     }
 
     async fn message_body(&self, id: &MessageId) -> Result<Option<Vec<u8>>, StoreError> {
-        self.one_row(
-            self.reader(),
+        self.read_one(
             "SELECT body FROM messages WHERE id = $1",
             &[id.as_str().into()],
             |r| r.bytes(0),

@@ -257,6 +257,16 @@ impl<B: Backend> SqlStore<B> {
         row.map(|r| read(&r)).transpose()
     }
 
+    /// The row `sql` reads on the reader, if any, through `read`.
+    async fn read_one<T, S: SqlSafeStr + Send>(
+        &self,
+        sql: S,
+        args: &[Arg<'_>],
+        read: impl FnOnce(&RowOf<B>) -> Result<T, StoreError> + Send,
+    ) -> Result<Option<T>, StoreError> {
+        self.one_row(self.reader(), sql, args, read).await
+    }
+
     /// Every row `sql` reads on the reader, through `read`.
     async fn all_rows<T, S: SqlSafeStr + Send>(
         &self,

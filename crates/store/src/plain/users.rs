@@ -56,13 +56,8 @@ impl<B: Backend> Users for SqlStore<B> {
     async fn get_user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
         let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE u.email = $1");
         let email = email.trim().to_lowercase();
-        self.one_row(
-            self.reader(),
-            AssertSqlSafe(sql),
-            &[email.as_str().into()],
-            rows::user,
-        )
-        .await
+        self.read_one(AssertSqlSafe(sql), &[email.as_str().into()], rows::user)
+            .await
     }
 
     async fn create_session(&self, session: &Session) -> Result<(), StoreError> {
@@ -89,8 +84,7 @@ impl<B: Backend> Users for SqlStore<B> {
             "SELECT {USER_COLUMNS}, {SESSION_COLUMNS} FROM sessions s \
              JOIN users u ON u.id = s.user_id WHERE s.token_hash = $1 AND s.expires_at > $2"
         );
-        self.one_row(
-            self.reader(),
+        self.read_one(
             AssertSqlSafe(sql),
             &[token_hash.as_bytes()[..].into(), now_ms.into()],
             |r| Ok((rows::session(r)?, rows::user(r)?)),
