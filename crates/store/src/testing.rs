@@ -211,20 +211,6 @@ pub fn with_database(url: &str, name: &str) -> String {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn replaces_only_the_database() {
-        assert_eq!(
-            with_database("postgres://u:p@h:5432/test?sslmode=disable", "x"),
-            "postgres://u:p@h:5432/x?sslmode=disable"
-        );
-        assert_eq!(with_database("postgres://h", "x"), "postgres://h/x");
-    }
-}
-
 /// A new account named `name` whose integration (`url`, public https) takes every event: the
 /// fixture the store's tests start from on either backend.
 pub async fn account_with_integration(
@@ -246,4 +232,18 @@ pub async fn account_with_integration(
         .await
         .expect("integration");
     account
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replaces_only_the_database() {
+        assert_eq!(
+            with_database("postgres://u:p@h:5432/test?sslmode=disable", "x"),
+            "postgres://u:p@h:5432/x?sslmode=disable"
+        );
+        assert_eq!(with_database("postgres://h", "x"), "postgres://h/x");
+    }
 }
