@@ -9,6 +9,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::from_fn;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use tower::util::MapRequestLayer;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -100,7 +101,7 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get(crate::observe_http::readyz))
         .merge(crate::dashboard::routes().layer(RequestBodyLimitLayer::new(API_BODY_LIMIT)))
         // Only requests that matched a route: their template is the metrics' route label.
-        .route_layer(from_fn(request::note_route))
+        .route_layer(MapRequestLayer::new(request::note_route))
         .fallback(|| async { StatusCode::NOT_FOUND })
         // The limits above are tower-http's; axum's own default (2 MiB) would cut ingest's 4 MiB.
         .layer(DefaultBodyLimit::disable())

@@ -91,15 +91,17 @@ impl Notes {
 }
 
 /// Notes the route template the router matched (`route_layer`, so only for a request that
-/// matched one: an unknown path keeps the label `other`).
-pub async fn note_route(request: Request, next: Next) -> Response {
+/// matched one: an unknown path keeps the label `other`). A plain function of the request, not a
+/// `from_fn` middleware: that would clone the route's service and box a future on every request,
+/// for what is one `Arc` copy.
+pub fn note_route(request: Request) -> Request {
     if let (Some(notes), Some(route)) = (
         request.extensions().get::<Notes>(),
         request.extensions().get::<MatchedPath>(),
     ) {
         let _ = notes.0.route.set(route.clone());
     }
-    next.run(request).await
+    request
 }
 
 static RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
