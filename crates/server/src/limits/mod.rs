@@ -2,7 +2,7 @@
 //!
 //! A bucket holds up to `burst` tokens and refills at `rate` per second; a request takes one or is
 //! refused with the time until one is back. The buckets are `governor`'s (GCRA: one timestamp per
-//! key, updated without a lock on the hot path); this module only turns its answers into the
+//! key, in a mutex-held map: no dashmap); this module only turns its answers into the
 //! `RateLimit-*` figures and the `Retry-After` the API sends. Keys that went quiet are dropped once
 //! the map holds 10,000, so it holds only recently active ones. Limits are per node: N nodes
 //! allow N times the rate (as the failure limits; docs/SECURITY.md says how to size them).
@@ -84,6 +84,8 @@ type Buckets<K, C> = RateLimiter<K, DefaultKeyedStateStore<K>, C, StateInformati
 /// Token buckets keyed by `K`, on `C`'s time (the real clock; a fake one in tests).
 pub struct Limiter<K: Hash + Eq + Clone, C: Clock = DefaultClock> {
     rate: Rate,
+    /// How long one token takes to come back (governor's replenish interval).
+    every: Duration,
     buckets: Buckets<K, C>,
     clock: C,
 }
@@ -97,14 +99,13 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
 impl<K: Hash + Eq + Clone, C: Clock + Clone> Limiter<K, C> {
     fn with_clock(rate: Rate, clock: C) -> Self {
         let store = DefaultKeyedStateStore::default();
-        let buckets = RateLimiter::<K, _, C, NoOpMiddleware<C::Instant>>::new(
-            rate.gcra(),
-            store,
-            clock.clone(),
-        )
-        .with_middleware::<StateInformationMiddleware>();
+        let quota = rate.gcra();
+        let buckets =
+            RateLimiter::<K, _, C, NoOpMiddleware<C::Instant>>::new(quota, store, clock.clone())
+                .with_middleware::<StateInformationMiddleware>();
         Limiter {
             rate,
+            every: quota.replenish_interval(),
             buckets,
             clock,
         }
@@ -119,11 +120,10 @@ impl<K: Hash + Eq + Clone, C: Clock + Clone> Limiter<K, C> {
         if self.buckets.len() >= SWEEP_AT {
             self.buckets.retain_recent();
         }
-        let every = self.rate.gcra().replenish_interval();
         let quota = |remaining: u32| Quota {
             limit: self.rate.burst,
             remaining,
-            reset_secs: (every * self.rate.burst.saturating_sub(remaining))
+            reset_secs: (self.every * self.rate.burst.saturating_sub(remaining))
                 .as_secs_f64()
                 .ceil() as u64,
         };

@@ -147,11 +147,11 @@ async fn oversized_bodies_are_413_and_change_nothing() {
 }
 
 /// A body sent in chunks, no length declared, is cut off where it passes the route's limit: the
-/// 413 comes in the envelope with that route's limit, and nothing of the request is acted on.
+/// 413 comes in the envelope with that route's limit (without the limit, these bodies of spaces
+/// would be read whole and refused as malformed, 400).
 #[tokio::test]
 async fn a_body_streamed_past_the_limit_is_413_with_that_routes_limit() {
     let app = TestApp::spawn().await;
-    let account = app.account().await;
     let cases = [
         (
             "/oauth/token",
@@ -174,9 +174,6 @@ async fn a_body_streamed_past_the_limit_is_413_with_that_routes_limit() {
         assert_eq!(body["errors"], serde_json::json!([message]), "{path}");
         assert_eq!(body["path"], path);
     }
-    let filter = Default::default();
-    let kept = app.store.list_deliveries(&account, &filter, None, 10);
-    assert!(kept.await.unwrap().is_empty());
 }
 
 /// POSTs `size` bytes of spaces to `path` with `Transfer-Encoding: chunked`, over a plain socket
