@@ -39,21 +39,13 @@ impl Db {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir()?;
                 let url = format!("sqlite://{}", dir.path().join("bench.db").display());
-                Ok(Db {
-                    url,
-                    _dir: Some(dir),
-                    pg: None,
-                })
+                Ok(Db { url, _dir: Some(dir), pg: None })
             }
             Backend::Postgres => {
                 let db = sipsim_store::testing::postgres_test_db("bench")
                     .await
                     .ok_or_else(|| anyhow::anyhow!("no PostgreSQL: pass --postgres URL"))?;
-                Ok(Db {
-                    url: db.url().to_owned(),
-                    _dir: None,
-                    pg: Some(db),
-                })
+                Ok(Db { url: db.url().to_owned(), _dir: None, pg: Some(db) })
             }
         }
     }

@@ -103,9 +103,7 @@ async fn send(
     if !call.body.is_empty() {
         request = request.header(hyper::header::CONTENT_TYPE, call.content_type);
     }
-    let response = sender
-        .send_request(request.body(Full::new(call.body))?)
-        .await?;
+    let response = sender.send_request(request.body(Full::new(call.body))?).await?;
     let status = response.status().as_u16();
     let body = response.into_body().collect().await?.to_bytes();
     Ok((status, keep_body.then_some(body)))
@@ -140,13 +138,7 @@ pub async fn closed_loop(
                 }
                 let scheduled = Instant::now();
                 let (status, body) = send(&mut sender, addr, make(index), keep_body).await?;
-                hits.push(Hit {
-                    index,
-                    scheduled,
-                    done: Instant::now(),
-                    status,
-                    body,
-                });
+                hits.push(Hit { index, scheduled, done: Instant::now(), status, body });
             }
         });
     }
@@ -196,13 +188,7 @@ pub async fn open_loop(
                     return Ok::<_, anyhow::Error>(hits);
                 };
                 let (status, body) = send(&mut sender, addr, make(index), keep_body).await?;
-                hits.push(Hit {
-                    index,
-                    scheduled,
-                    done: Instant::now(),
-                    status,
-                    body,
-                });
+                hits.push(Hit { index, scheduled, done: Instant::now(), status, body });
             }
         });
     }
@@ -231,10 +217,7 @@ pub async fn open_loop(
     let release_late_us = tokio::task::spawn_blocking(move || ticker.join())
         .await?
         .map_err(|_| anyhow::anyhow!("the load schedule's thread panicked"))?;
-    Ok(OpenLoop {
-        hits,
-        release_late_us,
-    })
+    Ok(OpenLoop { hits, release_late_us })
 }
 
 /// Latency percentiles, in microseconds.
@@ -253,12 +236,7 @@ impl Percentiles {
         }
         values.sort_unstable();
         let at = |q: f64| values[((values.len() - 1) as f64 * q).round() as usize];
-        Percentiles {
-            p50: at(0.50),
-            p90: at(0.90),
-            p99: at(0.99),
-            max: at(1.0),
-        }
+        Percentiles { p50: at(0.50), p90: at(0.90), p99: at(0.99), max: at(1.0) }
     }
 
     pub fn ms(us: u64) -> f64 {

@@ -78,9 +78,7 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
         Some(Command::BaselineServe) => runtime.block_on(baseline_serve()),
         None => runtime.block_on(bench(cli)),
@@ -95,10 +93,7 @@ async fn baseline_serve() -> anyhow::Result<()> {
     let app = axum::Router::new().route(
         "/api/v2/webhooks",
         axum::routing::get(|| async {
-            (
-                [(axum::http::header::CONTENT_TYPE, "application/json")],
-                BASELINE_BODY,
-            )
+            ([(axum::http::header::CONTENT_TYPE, "application/json")], BASELINE_BODY)
         }),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -108,11 +103,7 @@ async fn baseline_serve() -> anyhow::Result<()> {
 }
 
 fn sipsimd_beside_us() -> Option<PathBuf> {
-    std::env::current_exe()
-        .ok()?
-        .parent()
-        .map(|dir| dir.join("sipsimd"))
-        .filter(|p| p.exists())
+    std::env::current_exe().ok()?.parent().map(|dir| dir.join("sipsimd")).filter(|p| p.exists())
 }
 
 async fn bench(cli: Cli) -> anyhow::Result<()> {
@@ -133,10 +124,8 @@ async fn bench(cli: Cli) -> anyhow::Result<()> {
     let wanted = |name: &str| cli.only.is_empty() || cli.only.iter().any(|o| o == name);
     let backend_wanted =
         |b: Backend| cli.backends.is_empty() || cli.backends.iter().any(|n| n == b.name());
-    let mut backends: Vec<Backend> = [Backend::Sqlite]
-        .into_iter()
-        .filter(|b| backend_wanted(*b))
-        .collect();
+    let mut backends: Vec<Backend> =
+        [Backend::Sqlite].into_iter().filter(|b| backend_wanted(*b)).collect();
     if cli.postgres.is_none() {
         eprintln!(
             "no --postgres (or SIPSIM_TEST_POSTGRES_URL): the PostgreSQL figures are skipped"
@@ -176,10 +165,7 @@ async fn bench(cli: Cli) -> anyhow::Result<()> {
             if let (Some(calls), Some(sms)) = (calls, sms) {
                 let checks =
                     scenarios::ordering_cost(backend, &sections[calls].1, &sections[sms].1);
-                let section = Section {
-                    checks,
-                    json: Value::Null,
-                };
+                let section = Section { checks, json: Value::Null };
                 sections.push((format!("ordering-cost/{}", backend.name()), section));
             }
         }
@@ -209,10 +195,7 @@ async fn bench(cli: Cli) -> anyhow::Result<()> {
         }
     }
 
-    let mut checks: Vec<Check> = sections
-        .iter()
-        .flat_map(|(_, s)| s.checks.clone())
-        .collect();
+    let mut checks: Vec<Check> = sections.iter().flat_map(|(_, s)| s.checks.clone()).collect();
     let micro = criterion_results(&cli.criterion);
     checks.extend(micro.iter().cloned());
     let machine = machine();
@@ -233,10 +216,7 @@ async fn bench(cli: Cli) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string(&result)?);
     if let Some(dir) = &cli.out {
         std::fs::create_dir_all(dir)?;
-        std::fs::write(
-            dir.join("results.json"),
-            serde_json::to_string_pretty(&result)? + "\n",
-        )?;
+        std::fs::write(dir.join("results.json"), serde_json::to_string_pretty(&result)? + "\n")?;
         let title = format!(
             "sipsim-bench{} — {}",
             if cli.quick { " (smoke run)" } else { "" },
@@ -249,11 +229,8 @@ async fn bench(cli: Cli) -> anyhow::Result<()> {
             dir.join("chart.svg").display()
         );
     }
-    let missed: Vec<&str> = checks
-        .iter()
-        .filter(|c| c.met() == Some(false))
-        .map(|c| c.name.as_str())
-        .collect();
+    let missed: Vec<&str> =
+        checks.iter().filter(|c| c.met() == Some(false)).map(|c| c.name.as_str()).collect();
     if !missed.is_empty() {
         eprintln!("targets missed: {}", missed.join("; "));
         if cli.strict && !cli.quick {
@@ -292,11 +269,7 @@ fn machine() -> Value {
 /// each ours against its baseline in the same group (`…/ours` vs `…/baseline`).
 fn criterion_results(dir: &Path) -> Vec<Check> {
     let median_ns = |group: &str, bench: &str| -> Option<f64> {
-        let path = dir
-            .join(group)
-            .join(bench)
-            .join("new")
-            .join("estimates.json");
+        let path = dir.join(group).join(bench).join("new").join("estimates.json");
         let text = std::fs::read_to_string(path).ok()?;
         let v: Value = serde_json::from_str(&text).ok()?;
         v["median"]["point_estimate"].as_f64()
@@ -312,12 +285,7 @@ fn criterion_results(dir: &Path) -> Vec<Check> {
                 Some(base) => format!("{what}; {:.2}× its baseline ({base:.0} ns)", ours / base),
                 None => what.to_owned(),
             };
-            checks.push(Check::info(
-                format!("micro: {group}"),
-                ours / 1000.0,
-                "µs",
-                context,
-            ));
+            checks.push(Check::info(format!("micro: {group}"), ours / 1000.0, "µs", context));
         }
     }
     checks

@@ -54,10 +54,7 @@ const MEAN_GAP_MS: f64 = 20_000.0;
 /// `n` items of `mix` over `accounts`, in simulated time order. Deterministic for a seed.
 pub fn items(mix: Mix, accounts: &[String], n: usize, seed: u64) -> Vec<Item> {
     let mut rng = Rng::new(seed);
-    let companies: Vec<Company> = accounts
-        .iter()
-        .map(|_| Company::generate(&mut rng))
-        .collect();
+    let companies: Vec<Company> = accounts.iter().map(|_| Company::generate(&mut rng)).collect();
     let mut clocks = vec![1_767_225_600_000i64; accounts.len()];
     let mut ids = Ids::starting_at(seed.wrapping_mul(1_000_000_007) % 1_000_000_000);
     // (time, order of generation, account, planned): sorting by the first two keeps each
@@ -141,9 +138,7 @@ mod tests {
             assert!(sipsim.iter().any(|i| i.account == a));
         }
         let pos = |needle: &str, event: &str| {
-            sipsim
-                .iter()
-                .position(|i| i.body.contains(needle) && i.body.contains(event))
+            sipsim.iter().position(|i| i.body.contains(needle) && i.body.contains(event))
         };
         let first_call = sipsim
             .iter()
@@ -152,10 +147,9 @@ mod tests {
                 Some(i.body[at..at + 17].to_owned())
             })
             .expect("a call");
-        if let (Some(start), Some(end)) = (
-            pos(&first_call, "_call_start\""),
-            pos(&first_call, "_call_end\""),
-        ) {
+        if let (Some(start), Some(end)) =
+            (pos(&first_call, "_call_start\""), pos(&first_call, "_call_end\""))
+        {
             assert!(start < end);
         }
     }

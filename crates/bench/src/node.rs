@@ -52,10 +52,7 @@ impl Drop for Served {
 /// Spawns `command`, whose stderr announces `listen=ADDR`, and waits for that line.
 fn serve(mut command: Command) -> anyhow::Result<Served> {
     let serving = sipsim_testkit::process::spawn_serving(&mut command)?;
-    Ok(Served {
-        child: serving.child,
-        addr: serving.addr,
-    })
+    Ok(Served { child: serving.child, addr: serving.addr })
 }
 
 /// `sipsimd serve` on `database`, with the API rate limit off, as the benchmarks run it.
@@ -126,12 +123,7 @@ pub fn process_ticks(pid: u32) -> u64 {
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the name.
-    let get = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
+    let get = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
     get(11) + get(12)
 }
 

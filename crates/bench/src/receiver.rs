@@ -93,11 +93,7 @@ impl Receiver {
 
     /// Takes the arrivals noted so far.
     pub fn take_arrivals(&self) -> HashMap<String, Instant> {
-        self.inner
-            .arrivals
-            .lock()
-            .map(|mut a| std::mem::take(&mut *a))
-            .unwrap_or_default()
+        self.inner.arrivals.lock().map(|mut a| std::mem::take(&mut *a)).unwrap_or_default()
     }
 
     /// Waits until `count` reaches `target` or `limit` passes; returns when it reached it, if it did.

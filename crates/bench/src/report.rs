@@ -27,13 +27,7 @@ impl Check {
         unit: &'static str,
         context: impl Into<String>,
     ) -> Self {
-        Check {
-            name: name.into(),
-            value,
-            unit,
-            target: None,
-            context: context.into(),
-        }
+        Check { name: name.into(), value, unit, target: None, context: context.into() }
     }
 
     pub fn target(mut self, cmp: Cmp, bound: f64) -> Self {
@@ -90,22 +84,13 @@ pub fn round(v: f64) -> f64 {
 
 fn show(v: f64) -> String {
     let r = round(v);
-    if r.abs() >= 1000.0 {
-        format!("{r:.0}")
-    } else {
-        format!("{r}")
-    }
+    if r.abs() >= 1000.0 { format!("{r:.0}") } else { format!("{r}") }
 }
 
 /// The table, one line per check.
 pub fn table(checks: &[Check]) -> String {
     let mut out = String::new();
-    let width = checks
-        .iter()
-        .map(|c| c.name.len())
-        .max()
-        .unwrap_or(10)
-        .max(10);
+    let width = checks.iter().map(|c| c.name.len()).max().unwrap_or(10).max(10);
     out.push_str(&format!(
         "{:<width$}  {:>12}  {:<8}  {:<12}  {:<4}  {}\n",
         "measure", "value", "unit", "target", "met", "context"
@@ -135,9 +120,7 @@ pub fn table(checks: &[Check]) -> String {
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
 /// A horizontal bar chart of every check with a target: the bar is the score (1 = exactly on
@@ -160,11 +143,7 @@ pub fn chart(checks: &[Check], title: &str) -> String {
     for (i, c) in rows.iter().enumerate() {
         let y = top + row_h * i as f64;
         let score = c.score().unwrap_or(0.0);
-        let colour = if c.met() == Some(true) {
-            "#2e8b57"
-        } else {
-            "#c0392b"
-        };
+        let colour = if c.met() == Some(true) { "#2e8b57" } else { "#c0392b" };
         let target = match c.target {
             Some((Cmp::AtLeast, b)) => format!("≥ {}", show(b)),
             Some((Cmp::AtMost, b)) => format!("≤ {}", show(b)),
@@ -191,11 +170,8 @@ pub fn chart(checks: &[Check], title: &str) -> String {
     let bottom = top + row_h * rows.len() as f64;
     for tick in [0.0, 1.0, 2.0, 3.0, 4.0] {
         let x = x_of(tick);
-        let (stroke, dash) = if tick == 1.0 {
-            ("#000", "")
-        } else {
-            ("#bbb", r#" stroke-dasharray="3,3""#)
-        };
+        let (stroke, dash) =
+            if tick == 1.0 { ("#000", "") } else { ("#bbb", r#" stroke-dasharray="3,3""#) };
         svg.push_str(&format!(
             r##"<line x1="{x}" y1="{}" x2="{x}" y2="{bottom}" stroke="{stroke}"{dash}/>
 <text x="{x}" y="{}" text-anchor="middle" fill="#555">{tick}×</text>

@@ -48,9 +48,8 @@ async fn run(backend: Backend, mix: Mix, events: usize, seed: u64) -> anyhow::Re
     }
     let parse = t.elapsed();
 
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_millis() as i64;
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
     // As the server's group commit runs: as many writers as the store wants, each storing the
     // batches waiting for it (four busy connections: all four on SQLite's one writer, one each
     // on PostgreSQL's four).
@@ -84,11 +83,7 @@ async fn run(backend: Backend, mix: Mix, events: usize, seed: u64) -> anyhow::Re
     drop(store);
     db.remove().await;
     let per_event = |d: std::time::Duration| d.as_secs_f64() * 1e6 / events as f64;
-    Ok(Cost {
-        parse_us: per_event(parse),
-        store_us: per_event(write),
-        bytes,
-    })
+    Ok(Cost { parse_us: per_event(parse), store_us: per_event(write), bytes })
 }
 
 /// Call events against SMS, parsed and written alone, `ctx.runs` times each, interleaved.
@@ -136,8 +131,5 @@ pub async fn store_ingest(ctx: &Ctx, backend: Backend) -> anyhow::Result<Section
             ),
         ),
     ];
-    Ok(Section {
-        checks,
-        json: json!({ "backend": b, "events": events, "runs": runs }),
-    })
+    Ok(Section { checks, json: json!({ "backend": b, "events": events, "runs": runs }) })
 }

@@ -19,11 +19,7 @@ const RENEW_MARGIN: Duration = Duration::from_secs(30);
 /// How the client authenticates.
 enum Auth {
     /// Client credentials: tokens are requested, cached and renewed.
-    Credentials {
-        client_id: String,
-        client_secret: String,
-        scope: Option<String>,
-    },
+    Credentials { client_id: String, client_secret: String, scope: Option<String> },
     /// A token given by the caller, used as is.
     Token(String),
 }
@@ -148,30 +144,25 @@ impl Client {
 
     /// `GET /api/v2/webhooks/available`: every event that can be subscribed to, in catalog order.
     pub async fn available_events(&self) -> Result<Vec<String>, Error> {
-        let items: Vec<EventItem> = self
-            .call(Method::GET, &["api", "v2", "webhooks", "available"], &[])
-            .await?;
+        let items: Vec<EventItem> =
+            self.call(Method::GET, &["api", "v2", "webhooks", "available"], &[]).await?;
         Ok(items.into_iter().map(|i| i.event).collect())
     }
 
     /// `GET /api/v2/webhooks`: the events the account is subscribed to.
     pub async fn enabled_events(&self) -> Result<Vec<String>, Error> {
-        let items: Vec<EventItem> = self
-            .call(Method::GET, &["api", "v2", "webhooks"], &[])
-            .await?;
+        let items: Vec<EventItem> = self.call(Method::GET, &["api", "v2", "webhooks"], &[]).await?;
         Ok(items.into_iter().map(|i| i.event).collect())
     }
 
     /// `POST /api/v2/webhooks/{event}`: subscribe (idempotent).
     pub async fn enable_event(&self, event: &str) -> Result<WebhookSetting, Error> {
-        self.call(Method::POST, &["api", "v2", "webhooks", event], &[])
-            .await
+        self.call(Method::POST, &["api", "v2", "webhooks", event], &[]).await
     }
 
     /// `DELETE /api/v2/webhooks/{event}`: unsubscribe (idempotent).
     pub async fn disable_event(&self, event: &str) -> Result<WebhookSetting, Error> {
-        self.call(Method::DELETE, &["api", "v2", "webhooks", event], &[])
-            .await
+        self.call(Method::DELETE, &["api", "v2", "webhooks", event], &[]).await
     }
 
     /// `GET /api/v2/webhook-deliveries`: one page, newest first.
@@ -199,23 +190,13 @@ impl Client {
     /// `POST /api/v2/webhook-deliveries/{id}/resend`: sends the delivery's message again now, as a new
     /// delivery with the same `X-Webhook-Id`; returns the new delivery.
     pub async fn resend_delivery(&self, id: &str) -> Result<Delivery, Error> {
-        self.call(
-            Method::POST,
-            &["api", "v2", "webhook-deliveries", id, "resend"],
-            &[],
-        )
-        .await
+        self.call(Method::POST, &["api", "v2", "webhook-deliveries", id, "resend"], &[]).await
     }
 
     /// `POST /oauth/token`: a new token for the client's credentials (not cached; the other methods
     /// use the cache).
     pub async fn request_token(&self) -> Result<Token, Error> {
-        let Auth::Credentials {
-            client_id,
-            client_secret,
-            scope,
-        } = &self.auth
-        else {
+        let Auth::Credentials { client_id, client_secret, scope } = &self.auth else {
             return Err(Error::Config(
                 "this client was given an access token, not credentials".into(),
             ));
@@ -291,10 +272,7 @@ impl Client {
         let mut renew = false;
         loop {
             let token = self.bearer(renew).await?;
-            let request = self
-                .http
-                .request(method.clone(), url.clone())
-                .bearer_auth(token);
+            let request = self.http.request(method.clone(), url.clone()).bearer_auth(token);
             let answer = Answer::read(url.clone(), request).await?;
             if answer.status == StatusCode::UNAUTHORIZED && renewable && !renew {
                 renew = true;
@@ -311,8 +289,7 @@ impl Client {
             .pop_if_empty()
             .extend(segments);
         if !query.is_empty() {
-            url.query_pairs_mut()
-                .extend_pairs(query.iter().map(|(k, v)| (*k, v.as_str())));
+            url.query_pairs_mut().extend_pairs(query.iter().map(|(k, v)| (*k, v.as_str())));
         }
         Ok(url)
     }
@@ -328,10 +305,8 @@ struct Answer {
 
 impl Answer {
     async fn read(url: Url, request: reqwest::RequestBuilder) -> Result<Answer, Error> {
-        let transport = |e: reqwest::Error| Error::Transport {
-            url: url.to_string(),
-            message: describe(&e),
-        };
+        let transport =
+            |e: reqwest::Error| Error::Transport { url: url.to_string(), message: describe(&e) };
         let response = request.send().await.map_err(transport)?;
         let status = response.status();
         let retry_after = response
@@ -341,12 +316,7 @@ impl Answer {
             .and_then(|v| v.trim().parse().ok())
             .map(Duration::from_secs);
         let bytes = response.bytes().await.map_err(transport)?.to_vec();
-        Ok(Answer {
-            url,
-            status,
-            retry_after,
-            bytes,
-        })
+        Ok(Answer { url, status, retry_after, bytes })
     }
 
     fn into_result(self) -> Result<Answer, Error> {
@@ -363,10 +333,7 @@ impl Answer {
     }
 
     fn unexpected(&self, e: serde_json::Error) -> Error {
-        let start: String = String::from_utf8_lossy(&self.bytes)
-            .chars()
-            .take(120)
-            .collect();
+        let start: String = String::from_utf8_lossy(&self.bytes).chars().take(120).collect();
         Error::Unexpected {
             url: self.url.to_string(),
             status: self.status.as_u16(),
@@ -399,15 +366,9 @@ mod tests {
     #[test]
     fn tokens_are_renewed_before_they_expire() {
         // SIPSIM's two-hour tokens: renewed after 1 h 48 min.
-        assert_eq!(
-            renew_after(Duration::from_secs(7200)),
-            Duration::from_secs(6480)
-        );
+        assert_eq!(renew_after(Duration::from_secs(7200)), Duration::from_secs(6480));
         // Short ones keep 30 s in hand; ones shorter than that are renewed every time.
-        assert_eq!(
-            renew_after(Duration::from_secs(100)),
-            Duration::from_secs(70)
-        );
+        assert_eq!(renew_after(Duration::from_secs(100)), Duration::from_secs(70));
         assert_eq!(renew_after(Duration::from_secs(20)), Duration::ZERO);
     }
 }

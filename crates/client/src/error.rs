@@ -170,10 +170,7 @@ mod tests {
             .kind(),
             ApiErrorKind::NotConfigured
         );
-        assert_eq!(
-            error(404, "Delivery not found.").kind(),
-            ApiErrorKind::NotFound
-        );
+        assert_eq!(error(404, "Delivery not found.").kind(), ApiErrorKind::NotFound);
         assert_eq!(
             error(
                 400,

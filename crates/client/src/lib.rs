@@ -84,15 +84,9 @@ mod tests {
 
     #[test]
     fn suggests_the_nearest_event() {
-        assert_eq!(
-            suggest_event("incoming_call_strat"),
-            Some("incoming_call_start")
-        );
+        assert_eq!(suggest_event("incoming_call_strat"), Some("incoming_call_start"));
         assert_eq!(suggest_event("SMS"), Some("sms"));
-        assert_eq!(
-            suggest_event("outgoing_call_ended"),
-            Some("outgoing_call_end")
-        );
+        assert_eq!(suggest_event("outgoing_call_ended"), Some("outgoing_call_end"));
         assert_eq!(suggest_event("voicemails"), Some("voicemail"));
         assert_eq!(suggest_event("invalid_event"), None);
         assert_eq!(suggest_event("zzzzzzzzzzzzzzzz"), None);

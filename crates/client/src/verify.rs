@@ -58,17 +58,13 @@ impl Headers for http::HeaderMap {
 
 impl Headers for [(&str, &str)] {
     fn header(&self, name: &str) -> Option<&str> {
-        self.iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| *v)
+        self.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| *v)
     }
 }
 
 impl Headers for [(String, String)] {
     fn header(&self, name: &str) -> Option<&str> {
-        self.iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 }
 
@@ -104,10 +100,7 @@ impl std::fmt::Debug for Verifier {
 impl Verifier {
     /// A verifier for the integration's signing secret (`whsec_…`).
     pub fn new(secret: &str) -> Self {
-        Verifier {
-            secrets: vec![secret.to_owned()],
-            tolerance: Some(TOLERANCE_SECS),
-        }
+        Verifier { secrets: vec![secret.to_owned()], tolerance: Some(TOLERANCE_SECS) }
     }
 
     /// Also accept signatures made with `secret`: give the old secret for the 24 hours after
@@ -141,16 +134,10 @@ impl Verifier {
         body: &[u8],
         now: i64,
     ) -> Result<Verified, VerifyError> {
-        let timestamp_header = headers
-            .header("x-webhook-timestamp")
-            .ok_or(VerifyError::Malformed)?;
-        let signature = headers
-            .header("x-webhook-signature")
-            .ok_or(VerifyError::Malformed)?;
-        let timestamp: i64 = timestamp_header
-            .trim()
-            .parse()
-            .map_err(|_| VerifyError::Malformed)?;
+        let timestamp_header =
+            headers.header("x-webhook-timestamp").ok_or(VerifyError::Malformed)?;
+        let signature = headers.header("x-webhook-signature").ok_or(VerifyError::Malformed)?;
+        let timestamp: i64 = timestamp_header.trim().parse().map_err(|_| VerifyError::Malformed)?;
         if let Some(tolerance) = self.tolerance
             && (now - timestamp).abs() > tolerance
         {
@@ -166,9 +153,7 @@ impl Verifier {
             None => false,
             Some(signature) => {
                 let id = headers.header("webhook-id").ok_or(VerifyError::Malformed)?;
-                let ts = headers
-                    .header("webhook-timestamp")
-                    .ok_or(VerifyError::Malformed)?;
+                let ts = headers.header("webhook-timestamp").ok_or(VerifyError::Malformed)?;
                 // The freshness rule was applied above; Standard Webhooks' own check gets `now` as
                 // its timestamp when no tolerance is wanted.
                 let at = if self.tolerance.is_some() {
@@ -220,10 +205,7 @@ mod tests {
             ("X-Webhook-Id".to_owned(), "msg_1".to_owned()),
             ("X-Webhook-Event".to_owned(), "sms".to_owned()),
             ("X-Webhook-Timestamp".to_owned(), ts.to_string()),
-            (
-                "X-Webhook-Signature".to_owned(),
-                sipsim_signature(secret, ts, BODY),
-            ),
+            ("X-Webhook-Signature".to_owned(), sipsim_signature(secret, ts, BODY)),
         ];
         if !standard_secrets.is_empty() {
             h.extend([
@@ -252,52 +234,24 @@ mod tests {
             }
         );
         let sipsim_only = headers(SECRET, &[], NOW);
-        assert!(
-            !Verifier::new(SECRET)
-                .verify_at(&sipsim_only[..], BODY, NOW)
-                .unwrap()
-                .standard
-        );
+        assert!(!Verifier::new(SECRET).verify_at(&sipsim_only[..], BODY, NOW).unwrap().standard);
     }
 
     #[test]
     fn rejects_tampering_wrong_secrets_and_stale_requests() {
         let h = headers(SECRET, &[SECRET], NOW);
         let v = Verifier::new(SECRET);
-        assert_eq!(
-            v.verify_at(&h[..], br#"{"event":"sms "}"#, NOW),
-            Err(VerifyError::Mismatch)
-        );
-        assert_eq!(
-            Verifier::new(OLD).verify_at(&h[..], BODY, NOW),
-            Err(VerifyError::Mismatch)
-        );
-        assert_eq!(
-            v.verify_at(&h[..], BODY, NOW + TOLERANCE_SECS + 1),
-            Err(VerifyError::Stale)
-        );
-        assert!(
-            v.clone()
-                .tolerance_secs(None)
-                .verify_at(&h[..], BODY, NOW + 86_400)
-                .is_ok()
-        );
+        assert_eq!(v.verify_at(&h[..], br#"{"event":"sms "}"#, NOW), Err(VerifyError::Mismatch));
+        assert_eq!(Verifier::new(OLD).verify_at(&h[..], BODY, NOW), Err(VerifyError::Mismatch));
+        assert_eq!(v.verify_at(&h[..], BODY, NOW + TOLERANCE_SECS + 1), Err(VerifyError::Stale));
+        assert!(v.clone().tolerance_secs(None).verify_at(&h[..], BODY, NOW + 86_400).is_ok());
         let none: [(&str, &str); 0] = [];
-        assert_eq!(
-            v.verify_at(&none[..], BODY, NOW),
-            Err(VerifyError::Malformed)
-        );
+        assert_eq!(v.verify_at(&none[..], BODY, NOW), Err(VerifyError::Malformed));
         // A valid SIPSIM signature with a forged Standard Webhooks one is refused.
         let mut forged = headers(SECRET, &[OLD], NOW);
         forged.retain(|(n, _)| n != "X-Webhook-Signature");
-        forged.push((
-            "X-Webhook-Signature".into(),
-            sipsim_signature(SECRET, NOW, BODY),
-        ));
-        assert_eq!(
-            v.verify_at(&forged[..], BODY, NOW),
-            Err(VerifyError::Mismatch)
-        );
+        forged.push(("X-Webhook-Signature".into(), sipsim_signature(SECRET, NOW, BODY)));
+        assert_eq!(v.verify_at(&forged[..], BODY, NOW), Err(VerifyError::Mismatch));
     }
 
     #[test]
@@ -305,12 +259,7 @@ mod tests {
         // After a rotation the sender signs X-Webhook-Signature with the new secret only.
         let h = headers(SECRET, &[SECRET, OLD], NOW);
         assert!(Verifier::new(OLD).verify_at(&h[..], BODY, NOW).is_err());
-        assert!(
-            Verifier::new(OLD)
-                .also_accept(SECRET)
-                .verify_at(&h[..], BODY, NOW)
-                .is_ok()
-        );
+        assert!(Verifier::new(OLD).also_accept(SECRET).verify_at(&h[..], BODY, NOW).is_ok());
     }
 
     #[test]

@@ -78,11 +78,7 @@ pub fn jwt(data: &[u8]) {
     let key = jwt_key();
     let text = String::from_utf8_lossy(data);
     if key.verify(&text, JWT_NOW).is_ok() {
-        assert_eq!(
-            text,
-            valid_token(),
-            "a token the key did not issue verified"
-        );
+        assert_eq!(text, valid_token(), "a token the key did not issue verified");
     }
     if let [at, xor, ..] = data
         && *xor != 0
@@ -114,10 +110,7 @@ pub fn webhook_url(data: &[u8]) {
         None => panic!("{url} has no host"),
         Some(url::Host::Domain(d)) => {
             let d = d.trim_end_matches('.');
-            assert!(
-                !d.is_empty() && d != "localhost" && !d.ends_with(".localhost"),
-                "{url}"
-            );
+            assert!(!d.is_empty() && d != "localhost" && !d.ends_with(".localhost"), "{url}");
         }
         Some(url::Host::Ipv4(a)) => assert_eq!(forbidden_reason(IpAddr::V4(a)), None, "{url}"),
         Some(url::Host::Ipv6(a)) => assert_eq!(forbidden_reason(IpAddr::V6(a)), None, "{url}"),

@@ -54,9 +54,7 @@ impl SecretCipher {
         let ring = keys
             .split(',')
             .map(|key| {
-                let bytes = STANDARD
-                    .decode(key.trim())
-                    .map_err(|_| CipherError::BadKey)?;
+                let bytes = STANDARD.decode(key.trim()).map_err(|_| CipherError::BadKey)?;
                 if bytes.len() != 32 {
                     return Err(CipherError::BadKey);
                 }
@@ -75,10 +73,7 @@ impl SecretCipher {
     pub fn seal(&self, plaintext: &str, context: &str) -> String {
         let nonce_bytes = crate::random::bytes::<NONCE_LEN>();
         let nonce = XNonce::from(nonce_bytes);
-        let payload = Payload {
-            msg: plaintext.as_bytes(),
-            aad: context.as_bytes(),
-        };
+        let payload = Payload { msg: plaintext.as_bytes(), aad: context.as_bytes() };
         // The ring is never empty (every key string splits into at least one part); encryption with
         // a valid key and an in-memory buffer cannot fail.
         let ciphertext = self.0[0].encrypt(&nonce, payload).unwrap_or_default();
@@ -89,9 +84,7 @@ impl SecretCipher {
     }
 
     fn open(&self, sealed: &str, context: &str) -> Result<String, CipherError> {
-        let blob = STANDARD
-            .decode(sealed)
-            .map_err(|_| CipherError::Undecryptable)?;
+        let blob = STANDARD.decode(sealed).map_err(|_| CipherError::Undecryptable)?;
         if blob.len() < NONCE_LEN {
             return Err(CipherError::Undecryptable);
         }
@@ -103,10 +96,7 @@ impl SecretCipher {
             .find_map(|key| {
                 key.decrypt(
                     &XNonce::from(nonce),
-                    Payload {
-                        msg: ciphertext,
-                        aad: context.as_bytes(),
-                    },
+                    Payload { msg: ciphertext, aad: context.as_bytes() },
                 )
                 .ok()
             })
@@ -236,9 +226,7 @@ pub fn check_key(
         return Ok(());
     }
     let Some(cipher) = cipher else {
-        return Err(KeyProblem::Missing {
-            sealed: sealed.len(),
-        });
+        return Err(KeyProblem::Missing { sealed: sealed.len() });
     };
     let unreadable = sealed
         .iter()
@@ -246,10 +234,7 @@ pub fn check_key(
         .count();
     match unreadable {
         0 => Ok(()),
-        unreadable => Err(KeyProblem::Wrong {
-            unreadable,
-            sealed: sealed.len(),
-        }),
+        unreadable => Err(KeyProblem::Wrong { unreadable, sealed: sealed.len() }),
     }
 }
 
@@ -272,14 +257,9 @@ pub fn plan(
         }
         let context = secret.slot.context();
         // check_key (or plaintext) guarantees this opens.
-        let plain = unseal(from, &secret.stored, &context).map_err(|_| KeyProblem::Wrong {
-            unreadable: 1,
-            sealed: 1,
-        })?;
-        rewrites.push(SecretRewrite {
-            was: secret.clone(),
-            now: to.seal(&plain, &context),
-        });
+        let plain = unseal(from, &secret.stored, &context)
+            .map_err(|_| KeyProblem::Wrong { unreadable: 1, sealed: 1 })?;
+        rewrites.push(SecretRewrite { was: secret.clone(), now: to.seal(&plain, &context) });
     }
     Ok(rewrites)
 }
@@ -298,21 +278,11 @@ mod tests {
         let sealed = seal(Some(&c), "whsec_abc", "acc_1");
         assert!(sealed.starts_with("enc:v1:"));
         assert!(!sealed.contains("whsec_abc"));
-        assert_ne!(
-            sealed,
-            seal(Some(&c), "whsec_abc", "acc_1"),
-            "fresh nonce each time"
-        );
+        assert_ne!(sealed, seal(Some(&c), "whsec_abc", "acc_1"), "fresh nonce each time");
         assert_eq!(unseal(Some(&c), &sealed, "acc_1").unwrap(), "whsec_abc");
-        assert_eq!(
-            unseal(Some(&c), &sealed, "acc_2"),
-            Err(CipherError::Undecryptable)
-        );
+        assert_eq!(unseal(Some(&c), &sealed, "acc_2"), Err(CipherError::Undecryptable));
         let other = SecretCipher::from_base64(&STANDARD.encode([8u8; 32])).unwrap();
-        assert_eq!(
-            unseal(Some(&other), &sealed, "acc_1"),
-            Err(CipherError::Undecryptable)
-        );
+        assert_eq!(unseal(Some(&other), &sealed, "acc_1"), Err(CipherError::Undecryptable));
         assert_eq!(unseal(None, &sealed, "acc_1"), Err(CipherError::KeyMissing));
         let mut tampered = sealed.clone();
         tampered.pop();
@@ -329,14 +299,8 @@ mod tests {
         assert_eq!(unseal(Some(&ring), &sealed_old, "c").unwrap(), "whsec_a");
         let sealed_new = ring.seal("whsec_b", "c");
         let only_new = SecretCipher::from_base64(&new).unwrap();
-        assert_eq!(
-            unseal(Some(&only_new), &sealed_new, "c").unwrap(),
-            "whsec_b"
-        );
-        assert_eq!(
-            unseal(Some(&key()), &sealed_new, "c"),
-            Err(CipherError::Undecryptable)
-        );
+        assert_eq!(unseal(Some(&only_new), &sealed_new, "c").unwrap(), "whsec_b");
+        assert_eq!(unseal(Some(&key()), &sealed_new, "c"), Err(CipherError::Undecryptable));
         assert!(SecretCipher::from_base64(&format!("{new},short")).is_err());
     }
 
@@ -350,27 +314,16 @@ mod tests {
             slot: SecretSlot::PreviousSigningSecret(account.clone()),
             stored: "whsec_plain".into(),
         };
-        let sealed = StoredSecret {
-            stored: old.seal("whsec_sealed", &slot.context()),
-            slot,
-        };
-        let canary_row = StoredSecret {
-            slot: SecretSlot::Setting(CANARY_SETTING.into()),
-            stored: canary(&old),
-        };
+        let sealed = StoredSecret { stored: old.seal("whsec_sealed", &slot.context()), slot };
+        let canary_row =
+            StoredSecret { slot: SecretSlot::Setting(CANARY_SETTING.into()), stored: canary(&old) };
         let all = vec![plain.clone(), sealed.clone(), canary_row];
         // Plaintext alone needs no key; sealed secrets need the right one.
         assert_eq!(check_key(std::slice::from_ref(&plain), None), Ok(()));
-        assert_eq!(
-            check_key(&all, None),
-            Err(KeyProblem::Missing { sealed: 2 })
-        );
+        assert_eq!(check_key(&all, None), Err(KeyProblem::Missing { sealed: 2 }));
         assert_eq!(
             check_key(&all, Some(&new)),
-            Err(KeyProblem::Wrong {
-                unreadable: 2,
-                sealed: 2
-            })
+            Err(KeyProblem::Wrong { unreadable: 2, sealed: 2 })
         );
         assert_eq!(check_key(&all, Some(&old)), Ok(()));
         // Encrypting what is in clear touches the plaintext only.
@@ -387,10 +340,7 @@ mod tests {
         assert_eq!(rotated.len(), 3);
         let after: Vec<StoredSecret> = rotated
             .iter()
-            .map(|r| StoredSecret {
-                slot: r.was.slot.clone(),
-                stored: r.now.clone(),
-            })
+            .map(|r| StoredSecret { slot: r.was.slot.clone(), stored: r.now.clone() })
             .collect();
         assert_eq!(check_key(&after, Some(&new)), Ok(()));
         assert!(check_key(&after, Some(&old)).is_err());
@@ -404,10 +354,7 @@ mod tests {
     fn plaintext_passes_through_and_bad_keys_are_refused() {
         assert_eq!(unseal(Some(&key()), "whsec_x", "a").unwrap(), "whsec_x");
         assert_eq!(seal(None, "whsec_x", "a"), "whsec_x");
-        assert_eq!(
-            SecretCipher::from_base64("short").unwrap_err(),
-            CipherError::BadKey
-        );
+        assert_eq!(SecretCipher::from_base64("short").unwrap_err(), CipherError::BadKey);
         assert_eq!(
             SecretCipher::from_base64(&STANDARD.encode([1u8; 16])).unwrap_err(),
             CipherError::BadKey

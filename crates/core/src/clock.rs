@@ -41,13 +41,9 @@ pub fn rfc3339_seconds_from_ms(ms: i64) -> String {
 
 /// Formats a date-time as RFC 3339 UTC to the second with a `Z`.
 pub fn rfc3339_seconds(dt: OffsetDateTime) -> String {
-    let dt = dt
-        .to_offset(time::UtcOffset::UTC)
-        .replace_nanosecond(0)
-        .unwrap_or(dt);
+    let dt = dt.to_offset(time::UtcOffset::UTC).replace_nanosecond(0).unwrap_or(dt);
     // Formatting a UTC date-time in the years 0000-9999 cannot fail; the fallback keeps this total.
-    dt.format(&Rfc3339)
-        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_owned())
+    dt.format(&Rfc3339).unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_owned())
 }
 
 /// The current time as the contract's `timestamp` string.
@@ -61,10 +57,7 @@ mod tests {
 
     #[test]
     fn formats_to_the_second_with_z() {
-        assert_eq!(
-            rfc3339_seconds_from_ms(1_736_937_000_999),
-            "2025-01-15T10:30:00Z"
-        );
+        assert_eq!(rfc3339_seconds_from_ms(1_736_937_000_999), "2025-01-15T10:30:00Z");
         assert_eq!(rfc3339_seconds_from_ms(0), "1970-01-01T00:00:00Z");
     }
 

@@ -217,9 +217,7 @@ impl EventSet {
 
     /// The events in catalog order.
     pub fn iter(self) -> impl Iterator<Item = Event> {
-        Event::CATALOG
-            .into_iter()
-            .filter(move |e| self.contains(*e))
+        Event::CATALOG.into_iter().filter(move |e| self.contains(*e))
     }
 
     /// The events' names in catalog order.
@@ -230,13 +228,12 @@ impl EventSet {
     /// Parses a list separated by commas and/or whitespace (`--events a,b c`). An empty list is the
     /// empty set; the first name that is not a subscribable event is returned as the error.
     pub fn parse_list(list: &str) -> Result<Self, String> {
-        list.split(|c: char| c == ',' || c.is_whitespace())
-            .filter(|s| !s.is_empty())
-            .try_fold(EventSet::empty(), |set, name| {
-                Event::subscribable(name)
-                    .map(|e| set.with(e))
-                    .ok_or_else(|| name.to_owned())
-            })
+        list.split(|c: char| c == ',' || c.is_whitespace()).filter(|s| !s.is_empty()).try_fold(
+            EventSet::empty(),
+            |set, name| {
+                Event::subscribable(name).map(|e| set.with(e)).ok_or_else(|| name.to_owned())
+            },
+        )
     }
 }
 
@@ -274,21 +271,12 @@ mod tests {
 
     #[test]
     fn sets_list_in_catalog_order() {
-        let set: EventSet = [
-            Event::OutgoingCallEnd,
-            Event::IncomingCallStart,
-            Event::Rating,
-        ]
-        .into_iter()
-        .collect();
-        assert_eq!(
-            set.names(),
-            ["incoming_call_start", "outgoing_call_end", "rating"]
-        );
+        let set: EventSet =
+            [Event::OutgoingCallEnd, Event::IncomingCallStart, Event::Rating].into_iter().collect();
+        assert_eq!(set.names(), ["incoming_call_start", "outgoing_call_end", "rating"]);
         assert_eq!(set.without(Event::Rating).with(Event::Test), {
-            let s: EventSet = [Event::OutgoingCallEnd, Event::IncomingCallStart]
-                .into_iter()
-                .collect();
+            let s: EventSet =
+                [Event::OutgoingCallEnd, Event::IncomingCallStart].into_iter().collect();
             s
         });
         assert_eq!(EventSet::from_bits_truncate(set.bits() | 1 << 30), set);

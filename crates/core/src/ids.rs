@@ -29,10 +29,7 @@ fn generate_body() -> String {
     for (i, b) in rand.iter().enumerate() {
         n |= (*b as u128) << (8 * (9 - i));
     }
-    (0..BODY_LEN)
-        .rev()
-        .map(|i| ALPHABET[((n >> (5 * i)) & 31) as usize] as char)
-        .collect()
+    (0..BODY_LEN).rev().map(|i| ALPHABET[((n >> (5 * i)) & 31) as usize] as char).collect()
 }
 
 fn well_formed(body: &str) -> bool {

@@ -53,10 +53,9 @@ pub fn parse_item(index: usize, item: &Value) -> Result<NewMessage, Vec<String>>
         Some(Value::String(s)) if !s.is_empty() && s.chars().count() <= MAX_IDEMPOTENCY_KEY => {
             Ok(Some(s.clone()))
         }
-        Some(Value::String(_)) => Err(at(
-            "idempotency_key",
-            format!("must be 1 to {MAX_IDEMPOTENCY_KEY} characters"),
-        )),
+        Some(Value::String(_)) => {
+            Err(at("idempotency_key", format!("must be 1 to {MAX_IDEMPOTENCY_KEY} characters")))
+        }
         Some(_) => Err(at("idempotency_key", "must be a string".to_owned())),
     };
     let payload = match (obj.get("payload"), &event) {
@@ -75,14 +74,10 @@ pub fn parse_item(index: usize, item: &Value) -> Result<NewMessage, Vec<String>>
         // Without a valid event there is no schema to check the payload against.
         (Some(_), Err(_)) => Err(String::new()),
     };
-    for r in [
-        account.as_ref().err(),
-        event.as_ref().err(),
-        key.as_ref().err(),
-        payload.as_ref().err(),
-    ]
-    .into_iter()
-    .flatten()
+    for r in
+        [account.as_ref().err(), event.as_ref().err(), key.as_ref().err(), payload.as_ref().err()]
+            .into_iter()
+            .flatten()
     {
         if !r.is_empty() {
             errors.push(r.clone());
@@ -111,17 +106,12 @@ pub fn parse_batch(body: &[u8]) -> Result<Vec<NewMessage>, Vec<String>> {
             ]);
         }
         Value::Array(items) if items.len() > MAX_BATCH => {
-            return Err(vec![format!(
-                "The batch has {} items; the limit is 1,000.",
-                items.len()
-            )]);
+            return Err(vec![format!("The batch has {} items; the limit is 1,000.", items.len())]);
         }
         Value::Array(items) => items,
         obj @ Value::Object(_) => vec![obj],
         _ => {
-            return Err(vec![
-                "The body must be an object or an array of objects.".to_owned(),
-            ]);
+            return Err(vec!["The body must be an object or an array of objects.".to_owned()]);
         }
     };
     let mut messages = Vec::with_capacity(items.len());

@@ -125,25 +125,19 @@ impl JwtKey {
         let (signed, sig_b64) = token.rsplit_once('.').ok_or(TokenError::Malformed)?;
         let (header_b64, payload_b64) = signed.split_once('.').ok_or(TokenError::Malformed)?;
         if header_b64 != HEADER_B64 {
-            let header = URL_SAFE_NO_PAD
-                .decode(header_b64)
-                .map_err(|_| TokenError::Malformed)?;
+            let header = URL_SAFE_NO_PAD.decode(header_b64).map_err(|_| TokenError::Malformed)?;
             let header: WireHeader<'_> =
                 serde_json::from_slice(&header).map_err(|_| TokenError::Malformed)?;
             if header.alg != "HS256" {
                 return Err(TokenError::Algorithm);
             }
         }
-        let sig = URL_SAFE_NO_PAD
-            .decode(sig_b64)
-            .map_err(|_| TokenError::Malformed)?;
+        let sig = URL_SAFE_NO_PAD.decode(sig_b64).map_err(|_| TokenError::Malformed)?;
         let mut mac = self.mac.clone();
         mac.update(signed.as_bytes());
         mac.verify_slice(&sig).map_err(|_| TokenError::Signature)?;
 
-        let payload = URL_SAFE_NO_PAD
-            .decode(payload_b64)
-            .map_err(|_| TokenError::Malformed)?;
+        let payload = URL_SAFE_NO_PAD.decode(payload_b64).map_err(|_| TokenError::Malformed)?;
         let wire: WireClaims<'_> =
             serde_json::from_slice(&payload).map_err(|_| TokenError::Malformed)?;
         if now >= wire.exp {
@@ -205,16 +199,10 @@ mod tests {
             )
             .as_bytes(),
         );
-        assert_eq!(
-            key.verify(&format!("{h}.{forged}.{sig}"), 1001),
-            Err(TokenError::Signature)
-        );
+        assert_eq!(key.verify(&format!("{h}.{forged}.{sig}"), 1001), Err(TokenError::Signature));
 
         let none = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
-        assert_eq!(
-            key.verify(&format!("{none}.{forged}."), 1001),
-            Err(TokenError::Algorithm)
-        );
+        assert_eq!(key.verify(&format!("{none}.{forged}."), 1001), Err(TokenError::Algorithm));
         for junk in ["", ".", "..", "a.b.c", "eyJ.eyJ", &"a".repeat(5000)] {
             assert!(key.verify(junk, 1001).is_err(), "{junk:.20}");
         }

@@ -147,11 +147,7 @@ impl Shares {
 
     /// Every account may have `per_account` in flight; `in_use` are those in flight now.
     pub const fn uniform(per_account: u32, in_use: Vec<(AccountId, u32)>) -> Shares {
-        Shares {
-            per_account,
-            in_use,
-            lowered: Vec::new(),
-        }
+        Shares { per_account, in_use, lowered: Vec::new() }
     }
 
     /// Most deliveries `account` may have in flight at once now.
@@ -164,20 +160,13 @@ impl Shares {
 
     /// How many more deliveries `account` may be given now.
     pub fn free(&self, account: &AccountId) -> u32 {
-        let used = self
-            .in_use
-            .iter()
-            .find(|(a, _)| a == account)
-            .map_or(0, |(_, n)| *n);
+        let used = self.in_use.iter().find(|(a, _)| a == account).map_or(0, |(_, n)| *n);
         self.limit(account).saturating_sub(used)
     }
 
     /// How many accounts are using all their slots.
     pub fn full_accounts(&self) -> usize {
-        self.in_use
-            .iter()
-            .filter(|(a, n)| *n >= self.limit(a))
-            .count()
+        self.in_use.iter().filter(|(a, n)| *n >= self.limit(a)).count()
     }
 
     /// Whether some account is using all its slots (due work of it may be waiting for one).
@@ -267,15 +256,9 @@ impl DeliveryStatus {
 
     /// Parses a stored name.
     pub fn parse(s: &str) -> Option<Self> {
-        [
-            Self::Pending,
-            Self::Delivering,
-            Self::Succeeded,
-            Self::Failed,
-            Self::Paused,
-        ]
-        .into_iter()
-        .find(|st| st.as_str() == s)
+        [Self::Pending, Self::Delivering, Self::Succeeded, Self::Failed, Self::Paused]
+            .into_iter()
+            .find(|st| st.as_str() == s)
     }
 }
 

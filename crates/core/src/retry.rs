@@ -28,15 +28,10 @@ impl RetrySchedule {
     /// Parses `0s,5s,30s,2m` (units ms, s, m, h) with jitter in `0.0..=0.5`.
     pub fn parse(list: &str, jitter: f64) -> Result<Self, String> {
         if !(0.0..=0.5).contains(&jitter) {
-            return Err(format!(
-                "retry jitter must be between 0 and 0.5, not {jitter}"
-            ));
+            return Err(format!("retry jitter must be between 0 and 0.5, not {jitter}"));
         }
-        let delays = list
-            .split(',')
-            .map(str::trim)
-            .map(parse_duration)
-            .collect::<Result<Vec<_>, _>>()?;
+        let delays =
+            list.split(',').map(str::trim).map(parse_duration).collect::<Result<Vec<_>, _>>()?;
         if delays.is_empty() {
             return Err("the retry schedule needs at least one attempt".to_owned());
         }
@@ -68,9 +63,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .find(|c: char| !c.is_ascii_digit())
         .ok_or_else(|| format!("'{s}' needs a unit (ms, s, m or h)"))?;
     let (number, unit) = s.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("'{s}' is not a number followed by a unit"))?;
+    let n: u64 = number.parse().map_err(|_| format!("'{s}' is not a number followed by a unit"))?;
     let ms = match unit {
         "ms" => Some(n),
         "s" => n.checked_mul(1000),
@@ -103,10 +96,7 @@ mod tests {
         let s = RetrySchedule::parse("0s,10s", 0.1).unwrap();
         for _ in 0..200 {
             let d = s.delay_before(2).unwrap();
-            assert!(
-                d >= Duration::from_secs(9) && d <= Duration::from_secs(11),
-                "{d:?}"
-            );
+            assert!(d >= Duration::from_secs(9) && d <= Duration::from_secs(11), "{d:?}");
         }
         assert_eq!(s.delay_before(1), Some(Duration::ZERO));
     }
@@ -114,17 +104,9 @@ mod tests {
     #[test]
     fn bad_schedules_say_why() {
         assert!(RetrySchedule::parse("5", 0.0).unwrap_err().contains("unit"));
-        assert!(
-            RetrySchedule::parse("5d", 0.0)
-                .unwrap_err()
-                .contains("unit")
-        );
+        assert!(RetrySchedule::parse("5d", 0.0).unwrap_err().contains("unit"));
         assert!(RetrySchedule::parse("", 0.0).is_err());
-        assert!(
-            RetrySchedule::parse("1s", 0.9)
-                .unwrap_err()
-                .contains("jitter")
-        );
+        assert!(RetrySchedule::parse("1s", 0.9).unwrap_err().contains("jitter"));
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
     }

@@ -85,13 +85,9 @@ impl ScopeSet {
     /// Parses a list separated by spaces (OAuth) and/or commas (operator commands). Repeats are allowed;
     /// the first unknown name is the error.
     pub fn parse_list(list: &str) -> Result<Self, String> {
-        list.split([',', ' '])
-            .filter(|s| !s.is_empty())
-            .try_fold(ScopeSet::empty(), |set, name| {
-                Scope::parse(name)
-                    .map(|s| set.with(s))
-                    .ok_or_else(|| name.to_owned())
-            })
+        list.split([',', ' ']).filter(|s| !s.is_empty()).try_fold(ScopeSet::empty(), |set, name| {
+            Scope::parse(name).map(|s| set.with(s)).ok_or_else(|| name.to_owned())
+        })
     }
 }
 
@@ -125,15 +121,10 @@ mod tests {
         assert_eq!(s, ScopeSet::all());
         assert_eq!(s.to_string(), "webhooks.read webhooks.write");
         assert_eq!(
-            ScopeSet::parse_list("webhooks.read,webhooks.read")
-                .unwrap()
-                .to_string(),
+            ScopeSet::parse_list("webhooks.read,webhooks.read").unwrap().to_string(),
             "webhooks.read"
         );
-        assert_eq!(
-            ScopeSet::parse_list("webhooks.read calls.read"),
-            Err("calls.read".to_owned())
-        );
+        assert_eq!(ScopeSet::parse_list("webhooks.read calls.read"), Err("calls.read".to_owned()));
         assert!(ScopeSet::parse_list("").unwrap().is_empty());
     }
 

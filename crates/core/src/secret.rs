@@ -21,11 +21,7 @@ impl SigningSecret {
 
     /// A fresh random secret.
     pub fn generate() -> Self {
-        SigningSecret(format!(
-            "{}{}",
-            Self::PREFIX,
-            STANDARD.encode(crate::random::bytes::<32>())
-        ))
+        SigningSecret(format!("{}{}", Self::PREFIX, STANDARD.encode(crate::random::bytes::<32>())))
     }
 
     /// Wraps a stored secret. The storage layer is trusted to hand back what it was given.
@@ -52,10 +48,7 @@ pub struct ClientSecret(String);
 impl ClientSecret {
     /// A fresh random secret (`scs_` and 43 base64url characters).
     pub fn generate() -> Self {
-        ClientSecret(format!(
-            "scs_{}",
-            URL_SAFE_NO_PAD.encode(crate::random::bytes::<32>())
-        ))
+        ClientSecret(format!("scs_{}", URL_SAFE_NO_PAD.encode(crate::random::bytes::<32>())))
     }
 
     /// The secret's text, to show once.

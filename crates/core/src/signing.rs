@@ -55,9 +55,7 @@ fn sipsim_mac(secret: &str, timestamp: &str, body: &[u8]) -> HmacSha256 {
 
 /// The `X-Webhook-Signature` value for `body` sent at `timestamp` (Unix seconds): 64 lowercase hex digits.
 pub fn sipsim_signature(secret: &str, timestamp: i64, body: &[u8]) -> String {
-    let digest = sipsim_mac(secret, &timestamp.to_string(), body)
-        .finalize()
-        .into_bytes();
+    let digest = sipsim_mac(secret, &timestamp.to_string(), body).finalize().into_bytes();
     hex_lower(&digest)
 }
 
@@ -125,9 +123,7 @@ pub fn verify_standard(
     body: &[u8],
     now: i64,
 ) -> Result<(), VerifyError> {
-    let ts: i64 = timestamp_header
-        .parse()
-        .map_err(|_| VerifyError::Malformed)?;
+    let ts: i64 = timestamp_header.parse().map_err(|_| VerifyError::Malformed)?;
     if (now - ts).abs() > TOLERANCE_SECS {
         return Err(VerifyError::Stale);
     }
@@ -141,18 +137,11 @@ pub fn verify_standard(
         let Ok(sig) = STANDARD.decode(encoded) else {
             continue;
         };
-        if standard_mac(&key, id, timestamp_header, body)
-            .verify_slice(&sig)
-            .is_ok()
-        {
+        if standard_mac(&key, id, timestamp_header, body).verify_slice(&sig).is_ok() {
             return Ok(());
         }
     }
-    Err(if any {
-        VerifyError::Mismatch
-    } else {
-        VerifyError::Malformed
-    })
+    Err(if any { VerifyError::Mismatch } else { VerifyError::Malformed })
 }
 
 fn hex_lower(bytes: &[u8]) -> String {
@@ -175,10 +164,7 @@ fn decode_hex(s: &str) -> Option<Vec<u8>> {
         b'A'..=b'F' => Some(c - b'A' + 10),
         _ => None,
     };
-    s.as_bytes()
-        .chunks(2)
-        .map(|p| Some(nibble(p[0])? << 4 | nibble(p[1])?))
-        .collect()
+    s.as_bytes().chunks(2).map(|p| Some(nibble(p[0])? << 4 | nibble(p[1])?)).collect()
 }
 
 #[cfg(test)]
@@ -206,17 +192,9 @@ mod tests {
     #[test]
     fn sipsim_verification() {
         let sig = sipsim_signature(SECRET, TS, ICS_BODY.as_bytes());
+        assert_eq!(verify_sipsim(SECRET, "1736937000", &sig, ICS_BODY.as_bytes()), Ok(()));
         assert_eq!(
-            verify_sipsim(SECRET, "1736937000", &sig, ICS_BODY.as_bytes()),
-            Ok(())
-        );
-        assert_eq!(
-            verify_sipsim(
-                SECRET,
-                "1736937000",
-                &sig.to_uppercase(),
-                ICS_BODY.as_bytes()
-            ),
+            verify_sipsim(SECRET, "1736937000", &sig.to_uppercase(), ICS_BODY.as_bytes()),
             Ok(())
         );
         assert_eq!(
@@ -229,10 +207,7 @@ mod tests {
         );
         let mut body = ICS_BODY.as_bytes().to_vec();
         body.push(b' ');
-        assert_eq!(
-            verify_sipsim(SECRET, "1736937000", &sig, &body),
-            Err(VerifyError::Mismatch)
-        );
+        assert_eq!(verify_sipsim(SECRET, "1736937000", &sig, &body), Err(VerifyError::Mismatch));
         for bad in ["", "sha256=abc", &sig[..63], &format!("{sig}0")] {
             assert_eq!(
                 verify_sipsim(SECRET, "1736937000", bad, ICS_BODY.as_bytes()),
@@ -251,13 +226,9 @@ mod tests {
     fn standard_webhooks_published_vector() {
         let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
         let body = br#"{"test": 2432232314}"#;
-        let sig = standard_signature(
-            &[secret],
-            "msg_p5jXN8AQM9LWM0D4loKWxJek",
-            1_614_265_330,
-            body,
-        )
-        .unwrap();
+        let sig =
+            standard_signature(&[secret], "msg_p5jXN8AQM9LWM0D4loKWxJek", 1_614_265_330, body)
+                .unwrap();
         assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
         assert_eq!(
             verify_standard(
@@ -279,14 +250,8 @@ mod tests {
         let body = b"{}";
         let sig = standard_signature(&[new, old], "msg_1", 1000, body).unwrap();
         assert_eq!(sig.split(' ').count(), 2);
-        assert_eq!(
-            verify_standard(old, "msg_1", "1000", &sig, body, 1000),
-            Ok(())
-        );
-        assert_eq!(
-            verify_standard(new, "msg_1", "1000", &sig, body, 1000),
-            Ok(())
-        );
+        assert_eq!(verify_standard(old, "msg_1", "1000", &sig, body, 1000), Ok(()));
+        assert_eq!(verify_standard(new, "msg_1", "1000", &sig, body, 1000), Ok(()));
         assert_eq!(
             verify_standard(new, "msg_2", "1000", &sig, body, 1000),
             Err(VerifyError::Mismatch)
@@ -299,9 +264,6 @@ mod tests {
             verify_standard(new, "msg_1", "1000", "v2,abc", body, 1000),
             Err(VerifyError::Malformed)
         );
-        assert_eq!(
-            standard_signature(&["whsec_!!"], "m", 1, body),
-            Err(VerifyError::BadSecret)
-        );
+        assert_eq!(standard_signature(&["whsec_!!"], "m", 1, body), Err(VerifyError::BadSecret));
     }
 }

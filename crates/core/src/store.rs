@@ -212,9 +212,7 @@ impl IntegrationState {
 
     /// Parses a stored name.
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Enabled, Self::Paused, Self::Disabled]
-            .into_iter()
-            .find(|st| st.as_str() == s)
+        [Self::Enabled, Self::Paused, Self::Disabled].into_iter().find(|st| st.as_str() == s)
     }
 }
 

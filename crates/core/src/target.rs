@@ -206,17 +206,11 @@ mod tests {
         assert_eq!(check("not a url"), Err(InvalidUrl::Syntax));
         assert_eq!(check("http://example.com/"), Err(InvalidUrl::Scheme));
         assert_eq!(check("ftp://example.com/"), Err(InvalidUrl::Scheme));
-        assert_eq!(
-            check("https://u:p@example.com/"),
-            Err(InvalidUrl::Credentials)
-        );
+        assert_eq!(check("https://u:p@example.com/"), Err(InvalidUrl::Credentials));
         assert_eq!(check("https://example.com/#x"), Err(InvalidUrl::Fragment));
         assert_eq!(check("https://localhost/"), Err(InvalidUrl::Localhost));
         assert_eq!(check("https://a.localhost./"), Err(InvalidUrl::Localhost));
-        assert_eq!(
-            check("https://127.0.0.1/"),
-            Err(InvalidUrl::ForbiddenAddress("loopback"))
-        );
+        assert_eq!(check("https://127.0.0.1/"), Err(InvalidUrl::ForbiddenAddress("loopback")));
         assert_eq!(
             check("https://169.254.169.254/latest/meta-data"),
             Err(InvalidUrl::ForbiddenAddress("link-local"))
@@ -225,19 +219,10 @@ mod tests {
             check("https://[::ffff:10.0.0.1]/"),
             Err(InvalidUrl::ForbiddenAddress("private"))
         ));
-        assert!(matches!(
-            check("https://[::1]/"),
-            Err(InvalidUrl::ForbiddenAddress(_))
-        ));
+        assert!(matches!(check("https://[::1]/"), Err(InvalidUrl::ForbiddenAddress(_))));
         // Decimal and hex spellings of loopback are normalised by the URL parser, then refused.
-        assert!(matches!(
-            check("https://2130706433/"),
-            Err(InvalidUrl::ForbiddenAddress(_))
-        ));
-        assert!(matches!(
-            check("https://0x7f.1/"),
-            Err(InvalidUrl::ForbiddenAddress(_))
-        ));
+        assert!(matches!(check("https://2130706433/"), Err(InvalidUrl::ForbiddenAddress(_))));
+        assert!(matches!(check("https://0x7f.1/"), Err(InvalidUrl::ForbiddenAddress(_))));
         let long = format!("https://example.com/{}", "a".repeat(MAX_URL_LEN));
         assert_eq!(check(&long), Err(InvalidUrl::TooLong));
     }

@@ -141,20 +141,12 @@ impl ConcurrencyLimits {
 
     /// `account`'s current limit: the cap unless its endpoint has given signs of trouble.
     pub fn limit(&self, account: &AccountId) -> u32 {
-        self.table()
-            .lowered
-            .get(account)
-            .copied()
-            .unwrap_or(self.inner.cap)
+        self.table().lowered.get(account).copied().unwrap_or(self.inner.cap)
     }
 
     /// The integrations whose limit is below the cap now, and their limits, in no order.
     pub fn lowered(&self) -> Vec<(AccountId, u32)> {
-        self.table()
-            .lowered
-            .iter()
-            .map(|(a, n)| (a.clone(), *n))
-            .collect()
+        self.table().lowered.iter().map(|(a, n)| (a.clone(), *n)).collect()
     }
 
     /// Records that the lag probe set its first timer, at `at_ms`.
@@ -220,12 +212,7 @@ impl ConcurrencyLimits {
         if !windows.contains_key(account) {
             windows.insert(
                 account.clone(),
-                Window {
-                    limit: cap,
-                    usual_ms: None,
-                    cut_at_ms: i64::MIN,
-                    seen_at_ms: now_ms,
-                },
+                Window { limit: cap, usual_ms: None, cut_at_ms: i64::MIN, seen_at_ms: now_ms },
             );
         }
         let Some(w) = windows.get_mut(account) else {
@@ -236,9 +223,8 @@ impl ConcurrencyLimits {
             Signal::Answered(seen) => {
                 // What the endpoint took: what was seen, less what this node's stalls took.
                 let ms = (seen - stalled).max(0.0);
-                let slow = w
-                    .usual_ms
-                    .is_some_and(|u| ms >= u * SLOW_FACTOR && ms >= u + SLOW_MARGIN_MS);
+                let slow =
+                    w.usual_ms.is_some_and(|u| ms >= u * SLOW_FACTOR && ms >= u + SLOW_MARGIN_MS);
                 w.usual_ms = Some(match w.usual_ms {
                     None => ms,
                     Some(u) if ms < u => u + (ms - u) / 8.0,
@@ -379,19 +365,11 @@ mod tests {
         let before = limits.stall_clock(200);
         limits.probe_woke(572);
         limits.observe(&a, &answered(200, 400), before, 600);
-        assert_eq!(
-            limits.limit(&a),
-            16,
-            "a busy node does not blame the endpoint"
-        );
+        assert_eq!(limits.limit(&a), 16, "a busy node does not blame the endpoint");
         // A stall still going on counts too: the timer set at 572 is overdue at 1,000.
         let before = limits.stall_clock(600);
         limits.observe(&a, &answered(600, 400), before, 1_000);
-        assert_eq!(
-            limits.limit(&a),
-            16,
-            "a busy node does not blame the endpoint"
-        );
+        assert_eq!(limits.limit(&a), 16, "a busy node does not blame the endpoint");
         // So does a timeout that lost a quarter of its time or more to stalls; not a 503, the
         // endpoint's own word.
         limits.probe_woke(1_001);

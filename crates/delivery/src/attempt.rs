@@ -43,10 +43,7 @@ pub(crate) fn trains(
         train.sort_by_key(|d| d.chain.as_ref().map(|c| c.seq));
         let seq = |d: &ClaimedDelivery| d.chain.as_ref().map(|c| c.seq);
         let first = seq(&train[0]);
-        let gap = train
-            .iter()
-            .enumerate()
-            .position(|(i, d)| seq(d) != first.map(|s| s + i as i64));
+        let gap = train.iter().enumerate().position(|(i, d)| seq(d) != first.map(|s| s + i as i64));
         if let Some(at) = gap {
             handed_back.extend(train.drain(at..).map(|d| (d.id, d.lease_token)));
         }
@@ -79,10 +76,8 @@ pub(crate) async fn run_train(
     let mut members = train.into_iter();
     while let Some(delivery) = members.next() {
         let finished = attempt(how, delivery).await;
-        let chain_moves_on = matches!(
-            finished.completion,
-            Completion::Succeeded | Completion::Failed
-        );
+        let chain_moves_on =
+            matches!(finished.completion, Completion::Succeeded | Completion::Failed);
         // If the recorder is gone (shutting down), the leases expire and the deliveries are sent
         // again, in order: at-least-once holds.
         if results.send(Recorded::Attempt(finished)).await.is_err() {
@@ -127,12 +122,7 @@ pub(crate) struct Attempting<'a> {
 
 /// One attempt of one claimed delivery, judged: what to record and how the delivery goes on.
 async fn attempt(how: Attempting<'_>, delivery: ClaimedDelivery) -> FinishedAttempt {
-    let Attempting {
-        store,
-        sender,
-        schedule,
-        limits,
-    } = how;
+    let Attempting { store, sender, schedule, limits } = how;
     let stall_before = limits.stall_clock(now_ms());
     let (record, verdict) = sender.deliver(&delivery).await;
     limits.observe(&delivery.account_id, &record, stall_before, now_ms());
@@ -142,10 +132,7 @@ async fn attempt(how: Attempting<'_>, delivery: ClaimedDelivery) -> FinishedAtte
             // 410: the endpoint is gone for good. Pause the integration at once; this delivery and
             // every new one are kept until a user resumes it.
             let reason = "the endpoint answered 410 Gone";
-            match store
-                .pause_integration(&delivery.account_id, reason, now_ms())
-                .await
-            {
+            match store.pause_integration(&delivery.account_id, reason, now_ms()).await {
                 Ok(true) => {
                     tracing::warn!(account_id = %delivery.account_id, "{reason}: integration paused")
                 }
@@ -179,12 +166,7 @@ async fn attempt(how: Attempting<'_>, delivery: ClaimedDelivery) -> FinishedAtte
             metrics::counter!("sipsim_deliveries_total", "outcome" => "paused").increment(1)
         }
     }
-    FinishedAttempt {
-        id: delivery.id,
-        lease_token: delivery.lease_token,
-        record,
-        completion,
-    }
+    FinishedAttempt { id: delivery.id, lease_token: delivery.lease_token, record, completion }
 }
 
 /// Most results written in one transaction.
@@ -237,11 +219,7 @@ pub(crate) async fn record_results(
             }
             unsent.clear();
         }
-        if released
-            || batch
-                .iter()
-                .any(|f| matches!(f.completion, Completion::RetryAt(_)))
-        {
+        if released || batch.iter().any(|f| matches!(f.completion, Completion::RetryAt(_))) {
             // The dispatcher may be sleeping past a retry's due time, or waiting for a call's
             // next event: let it look again.
             wake.notify_one();
@@ -260,15 +238,8 @@ mod tests {
         let secs = Duration::from_secs;
         assert_eq!(next_delay(&s, 2, None), Some(secs(5)));
         assert_eq!(next_delay(&s, 2, Some(secs(60))), Some(secs(60)));
-        assert_eq!(
-            next_delay(&s, 2, Some(secs(1))),
-            Some(secs(5)),
-            "never shorter than backoff"
-        );
-        assert_eq!(
-            next_delay(&s, 2, Some(secs(99_999))),
-            Some(secs(5) + RETRY_AFTER_CAP)
-        );
+        assert_eq!(next_delay(&s, 2, Some(secs(1))), Some(secs(5)), "never shorter than backoff");
+        assert_eq!(next_delay(&s, 2, Some(secs(99_999))), Some(secs(5) + RETRY_AFTER_CAP));
         assert_eq!(next_delay(&s, 4, Some(secs(60))), None, "no attempt left");
     }
 }

@@ -173,10 +173,8 @@ impl Dispatcher {
     pub async fn run(self, shutdown: CancellationToken) {
         let slots = Arc::new(Semaphore::new(self.config.concurrency));
         // Often enough for the pause period (tests use seconds), never more than once a second.
-        let every = (self.config.pause_after / 4).clamp(
-            Duration::from_secs(1),
-            (self.config.lease() / 2).max(Duration::from_secs(1)),
-        );
+        let every = (self.config.pause_after / 4)
+            .clamp(Duration::from_secs(1), (self.config.lease() / 2).max(Duration::from_secs(1)));
         let sweeper = tokio::spawn(periodic_jobs(
             self.store.clone(),
             every,
@@ -220,11 +218,9 @@ impl Dispatcher {
             let free = (slots.available_permits() + permits.len()) as u32;
             let limit = free.min(self.config.claim_batch);
             let shares = in_flight.shares(&self.limits);
-            let claimed = self.storage_alarm.watch_storage(
-                self.store
-                    .claim_due(now_ms(), limit, lease_ms, &shares)
-                    .await,
-            );
+            let claimed = self
+                .storage_alarm
+                .watch_storage(self.store.claim_due(now_ms(), limit, lease_ms, &shares).await);
             let claimed = match claimed {
                 Ok(c) => {
                     if self.heartbeat.halted.lower() {

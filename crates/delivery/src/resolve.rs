@@ -23,18 +23,15 @@ pub type DnsOverrides = HashMap<String, Vec<IpAddr>>;
 pub fn parse_overrides(spec: &str) -> Result<DnsOverrides, String> {
     let mut map = DnsOverrides::new();
     for pair in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (name, addr) = pair
-            .split_once('=')
-            .ok_or_else(|| format!("'{pair}' is not name=address"))?;
+        let (name, addr) =
+            pair.split_once('=').ok_or_else(|| format!("'{pair}' is not name=address"))?;
         let ip: IpAddr = addr
             .trim()
             .trim_start_matches('[')
             .trim_end_matches(']')
             .parse()
             .map_err(|_| format!("'{addr}' is not an IP address"))?;
-        map.entry(name.trim().to_ascii_lowercase())
-            .or_default()
-            .push(ip);
+        map.entry(name.trim().to_ascii_lowercase()).or_default().push(ip);
     }
     Ok(map)
 }
@@ -59,10 +56,7 @@ pub struct GuardedResolver {
 impl GuardedResolver {
     /// A resolver that applies `policy` to every address, consulting `overrides` before DNS.
     pub fn new(overrides: DnsOverrides, policy: TargetPolicy) -> Self {
-        GuardedResolver {
-            overrides: Arc::new(overrides),
-            policy,
-        }
+        GuardedResolver { overrides: Arc::new(overrides), policy }
     }
 }
 

@@ -167,9 +167,7 @@ impl Sender {
                 let verdict = match status {
                     200..=299 => Verdict::Success,
                     410 => Verdict::Gone,
-                    429 | 503 => Verdict::Failure {
-                        retry_after: answer.retry_after,
-                    },
+                    429 | 503 => Verdict::Failure { retry_after: answer.retry_after },
                     _ => Verdict::FAILURE,
                 };
                 (
@@ -182,13 +180,7 @@ impl Sender {
             Err(error) => (None, Some(error), None, Verdict::FAILURE),
         };
         (
-            AttemptRecord {
-                started_at_ms,
-                duration_ms,
-                status_code,
-                error,
-                response_snippet,
-            },
+            AttemptRecord { started_at_ms, duration_ms, status_code, error, response_snippet },
             verdict,
         )
     }
@@ -247,11 +239,7 @@ async fn read_answer(mut response: reqwest::Response, deadline: tokio::time::Ins
         }
     }
     // Dropping the response here closes a connection whose body was not read to the end.
-    Answer {
-        status,
-        snippet: String::from_utf8_lossy(&snippet).into_owned(),
-        retry_after,
-    }
+    Answer { status, snippet: String::from_utf8_lossy(&snippet).into_owned(), retry_after }
 }
 
 /// What came back from the endpoint.
@@ -280,17 +268,12 @@ fn signed_headers(out: Outgoing<'_>) -> Result<HeaderMap, String> {
     let mut h = HeaderMap::with_capacity(9);
     h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     h.insert(X_WEBHOOK_TIMESTAMP.clone(), value(&ts.to_string())?);
-    h.insert(
-        X_WEBHOOK_SIGNATURE.clone(),
-        value(&sipsim_signature(out.secret, ts, out.body))?,
-    );
+    h.insert(X_WEBHOOK_SIGNATURE.clone(), value(&sipsim_signature(out.secret, ts, out.body))?);
     h.insert(X_WEBHOOK_ID.clone(), value(out.message_id)?);
     h.insert(X_WEBHOOK_EVENT.clone(), value(out.event)?);
     h.insert(WEBHOOK_ID.clone(), value(out.message_id)?);
     h.insert(WEBHOOK_TIMESTAMP.clone(), value(&ts.to_string())?);
-    let secrets: Vec<&str> = std::iter::once(out.secret)
-        .chain(out.previous_secret)
-        .collect();
+    let secrets: Vec<&str> = std::iter::once(out.secret).chain(out.previous_secret).collect();
     let standard =
         standard_signature(&secrets, out.message_id, ts, out.body).map_err(|e| e.to_string())?;
     h.insert(WEBHOOK_SIGNATURE.clone(), value(&standard)?);

@@ -35,11 +35,7 @@ pub(crate) async fn periodic_jobs(
             last_prune = Some(std::time::Instant::now());
             let now = now_ms();
             match store
-                .prune(
-                    now - retention.as_millis() as i64,
-                    now - KEEP_REVOCATIONS_MS,
-                    now,
-                )
+                .prune(now - retention.as_millis() as i64, now - KEEP_REVOCATIONS_MS, now)
                 .await
             {
                 Ok(0) => {}
@@ -54,10 +50,7 @@ pub(crate) async fn periodic_jobs(
         let now = now_ms();
         match store.release_expired_leases(now).await {
             Ok(0) => {}
-            Ok(n) => tracing::warn!(
-                released = n,
-                "made deliveries with expired leases due again"
-            ),
+            Ok(n) => tracing::warn!(released = n, "made deliveries with expired leases due again"),
             Err(e) => tracing::warn!(error = %e, "releasing expired leases failed"),
         }
         match store.refresh_planner_statistics().await {
@@ -70,10 +63,7 @@ pub(crate) async fn periodic_jobs(
         }
         last_pause_check = std::time::Instant::now();
         let failing_since_before = now - pause_after.as_millis() as i64;
-        match store
-            .pause_failing_integrations(failing_since_before, now)
-            .await
-        {
+        match store.pause_failing_integrations(failing_since_before, now).await {
             Ok(paused) => {
                 for account in paused {
                     tracing::warn!(account_id = %account, "every delivery failed for the pause period: integration paused");

@@ -112,13 +112,7 @@ async fn node() -> Node {
     let wake = dispatcher.waker();
     let shutdown = CancellationToken::new();
     tokio::spawn(dispatcher.run(shutdown.clone()));
-    Node {
-        store,
-        limits,
-        wake,
-        shutdown,
-        _dir: dir,
-    }
+    Node { store, limits, wake, shutdown, _dir: dir }
 }
 
 async fn integration(node: &Node, name: &str, url: &str) -> AccountId {
@@ -152,10 +146,8 @@ async fn an_endpoint_in_trouble_is_brought_down_to_one_slot_and_grows_back_when_
     troubled.hanging.store(true, Ordering::SeqCst);
     enqueue(&node, &troubled_account, 200).await;
     // It starts at the cap: that many requests at once, before the first times out.
-    until(TIMEOUT, "it did not start at the cap", || {
-        troubled.open.load(Ordering::SeqCst) == CAP
-    })
-    .await;
+    until(TIMEOUT, "it did not start at the cap", || troubled.open.load(Ordering::SeqCst) == CAP)
+        .await;
     until(Duration::from_secs(15), "the limit never fell to 1", || {
         node.limits.limit(&troubled_account) == 1
     })
@@ -165,16 +157,12 @@ async fn an_endpoint_in_trouble_is_brought_down_to_one_slot_and_grows_back_when_
     troubled.failing.store(true, Ordering::SeqCst);
     troubled.hanging.store(false, Ordering::SeqCst);
     tokio::time::sleep(TIMEOUT + Duration::from_millis(200)).await;
-    troubled
-        .most
-        .store(troubled.open.load(Ordering::SeqCst), Ordering::SeqCst);
+    troubled.most.store(troubled.open.load(Ordering::SeqCst), Ordering::SeqCst);
     // Meanwhile the healthy endpoint keeps the cap and is served.
     enqueue(&node, &healthy_account, 400).await;
-    until(
-        Duration::from_secs(15),
-        "the healthy endpoint starved",
-        || healthy.answered.load(Ordering::SeqCst) >= 400,
-    )
+    until(Duration::from_secs(15), "the healthy endpoint starved", || {
+        healthy.answered.load(Ordering::SeqCst) >= 400
+    })
     .await;
     tokio::time::sleep(TIMEOUT * 3).await;
     assert_eq!(node.limits.limit(&troubled_account), 1);
@@ -203,11 +191,9 @@ async fn a_busy_machine_does_not_shrink_a_healthy_endpoints_slots() {
     healthy.answer_ms.store(30, Ordering::SeqCst);
     // A baseline while the machine is quiet.
     enqueue(&node, &account, 200).await;
-    until(
-        Duration::from_secs(15),
-        "the baseline was not delivered",
-        || healthy.answered.load(Ordering::SeqCst) >= 200,
-    )
+    until(Duration::from_secs(15), "the baseline was not delivered", || {
+        healthy.answered.load(Ordering::SeqCst) >= 200
+    })
     .await;
 
     // Then the node is busy: its runtime's workers spend most of their time on other work (as on a
@@ -239,11 +225,9 @@ async fn a_busy_machine_does_not_shrink_a_healthy_endpoints_slots() {
             }
         })
     };
-    let delivered = until(
-        Duration::from_secs(60),
-        "the burst was not delivered",
-        || healthy.answered.load(Ordering::SeqCst) >= 500,
-    )
+    let delivered = until(Duration::from_secs(60), "the burst was not delivered", || {
+        healthy.answered.load(Ordering::SeqCst) >= 500
+    })
     .await;
     stop.store(true, Ordering::SeqCst);
     for h in hogs {

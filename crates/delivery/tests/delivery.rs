@@ -31,10 +31,7 @@ fn insecure(timeout_ms: u64) -> Sender {
 }
 
 fn header<'a>(h: &'a HeaderMap, name: &str) -> &'a str {
-    h.get(name)
-        .unwrap_or_else(|| panic!("no {name}"))
-        .to_str()
-        .unwrap()
+    h.get(name).unwrap_or_else(|| panic!("no {name}")).to_str().unwrap()
 }
 
 #[tokio::test]
@@ -63,10 +60,7 @@ async fn a_request_carries_the_exact_body_and_every_header_and_verifies_both_way
     assert_eq!(got.len(), 14);
     for (req, event) in got.iter().zip(Event::CATALOG) {
         let h = &req.headers;
-        assert_eq!(
-            req.body.as_ref(),
-            Payload::example(event).to_json().as_slice()
-        );
+        assert_eq!(req.body.as_ref(), Payload::example(event).to_json().as_slice());
         assert_eq!(header(h, "content-type"), "application/json");
         assert_eq!(header(h, "x-webhook-event"), event.name());
         assert_eq!(header(h, "x-webhook-id"), "msg_01jd8k3m4n5p6q7r8s9t0v1w2x");
@@ -77,10 +71,7 @@ async fn a_request_carries_the_exact_body_and_every_header_and_verifies_both_way
         assert!((ts.parse::<i64>().unwrap() - now_secs()).abs() < 5);
         let sig = header(h, "x-webhook-signature");
         assert_eq!(sig.len(), 64);
-        assert!(
-            sig.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        );
+        assert!(sig.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
         verify_sipsim(secret.expose(), ts, sig, &req.body).unwrap();
         verify_standard(
             secret.expose(),
@@ -124,10 +115,7 @@ async fn hangs_redirects_big_bodies_and_errors_are_failures_within_the_timeout()
     let _addr = rx.addr();
     assert_eq!(v, Verdict::FAILURE);
     assert_eq!(hang.error.as_deref(), Some("timeout after 500ms"));
-    assert!(
-        started.elapsed() < Duration::from_millis(1500),
-        "cut at the timeout"
-    );
+    assert!(started.elapsed() < Duration::from_millis(1500), "cut at the timeout");
 
     let (redirect, v) = send(sender.clone(), url.clone()).await;
     assert_eq!(v, Verdict::FAILURE);
@@ -149,14 +137,7 @@ async fn hangs_redirects_big_bodies_and_errors_are_failures_within_the_timeout()
     drop(closed);
     let (refused, v) = send(sender.clone(), dead).await;
     assert_eq!(v, Verdict::FAILURE);
-    assert!(
-        refused
-            .error
-            .as_deref()
-            .unwrap()
-            .starts_with("connection failed"),
-        "{refused:?}"
-    );
+    assert!(refused.error.as_deref().unwrap().starts_with("connection failed"), "{refused:?}");
 }
 
 #[tokio::test]
@@ -178,22 +159,13 @@ async fn the_ssrf_guard_refuses_private_targets_before_connecting() {
     })
     .unwrap();
     let cases = [
-        (
-            format!("https://127.0.0.1:{port}/"),
-            "blocked: 127.0.0.1 is a loopback address",
-        ),
-        (
-            format!("https://[::1]:{port}/"),
-            "blocked: ::1 is a loopback address",
-        ),
+        (format!("https://127.0.0.1:{port}/"), "blocked: 127.0.0.1 is a loopback address"),
+        (format!("https://[::1]:{port}/"), "blocked: ::1 is a loopback address"),
         (
             format!("https://[::ffff:127.0.0.1]:{port}/"),
             "blocked: ::ffff:127.0.0.1 is a loopback address",
         ),
-        (
-            format!("http://example.com:{port}/"),
-            "blocked: only https:// targets are allowed",
-        ),
+        (format!("http://example.com:{port}/"), "blocked: only https:// targets are allowed"),
         (format!("https://private.test:{port}/"), NOT_ALLOWED),
         (format!("https://loop.test:{port}/"), NOT_ALLOWED),
         (format!("https://mapped.test:{port}/"), NOT_ALLOWED),
@@ -246,11 +218,7 @@ async fn store_with_integration(
 fn start_dispatcher(
     store: &Arc<dyn Store>,
     schedule: &str,
-) -> (
-    Arc<tokio::sync::Notify>,
-    CancellationToken,
-    tokio::task::JoinHandle<()>,
-) {
+) -> (Arc<tokio::sync::Notify>, CancellationToken, tokio::task::JoinHandle<()>) {
     start_dispatcher_pausing_after(store, schedule, Duration::from_secs(5 * 24 * 3600))
 }
 
@@ -258,11 +226,7 @@ fn start_dispatcher_pausing_after(
     store: &Arc<dyn Store>,
     schedule: &str,
     pause_after: Duration,
-) -> (
-    Arc<tokio::sync::Notify>,
-    CancellationToken,
-    tokio::task::JoinHandle<()>,
-) {
+) -> (Arc<tokio::sync::Notify>, CancellationToken, tokio::task::JoinHandle<()>) {
     let dispatcher = Dispatcher::new(
         store.clone(),
         insecure(1000),
@@ -300,10 +264,7 @@ async fn enqueue(
         .await
         .unwrap();
     match out[0].clone() {
-        IngestOutcome::Enqueued {
-            delivery_id,
-            message_id,
-        } => (delivery_id, message_id),
+        IngestOutcome::Enqueued { delivery_id, message_id } => (delivery_id, message_id),
         other => panic!("not enqueued: {other:?}"),
     }
 }
@@ -344,14 +305,8 @@ async fn the_dispatcher_retries_on_schedule_with_the_same_id_and_a_fresh_signatu
     );
     let gap1 = got[1].at.duration_since(got[0].at);
     let gap2 = got[2].at.duration_since(got[1].at);
-    assert!(
-        gap1 >= Duration::from_millis(1100) && gap1 < Duration::from_millis(2100),
-        "{gap1:?}"
-    );
-    assert!(
-        gap2 >= Duration::from_millis(300) && gap2 < Duration::from_millis(1300),
-        "{gap2:?}"
-    );
+    assert!(gap1 >= Duration::from_millis(1100) && gap1 < Duration::from_millis(2100), "{gap1:?}");
+    assert!(gap2 >= Duration::from_millis(300) && gap2 < Duration::from_millis(1300), "{gap2:?}");
     for r in &got {
         assert_eq!(header(&r.headers, "x-webhook-id"), message_id.as_str());
         assert_eq!(r.body.as_ref(), body.as_slice());
@@ -396,11 +351,7 @@ async fn the_last_failed_attempt_marks_the_delivery_failed() {
 
 #[tokio::test]
 async fn retry_after_is_honoured_beyond_the_schedule() {
-    let rx = Receiver::start(vec![
-        Reply::RetryAfter(503, "2"),
-        Reply::RetryAfter(429, "0"),
-    ])
-    .await;
+    let rx = Receiver::start(vec![Reply::RetryAfter(503, "2"), Reply::RetryAfter(429, "0")]).await;
     let addr = rx.addr();
     let (store, acc, _dir) =
         store_with_integration(&format!("http://{addr}/hook"), &[Event::Sms]).await;
@@ -416,10 +367,7 @@ async fn retry_after_is_honoured_beyond_the_schedule() {
         "503 with Retry-After: 2 waited {waited:?}, not the schedule's 100 ms"
     );
     let waited = got[2].at.duration_since(got[1].at);
-    assert!(
-        waited < Duration::from_millis(1000),
-        "Retry-After: 0 keeps the schedule: {waited:?}"
-    );
+    assert!(waited < Duration::from_millis(1000), "Retry-After: 0 keeps the schedule: {waited:?}");
     let d = wait_for_status(&store, &delivery_id, DeliveryStatus::Succeeded).await;
     assert_eq!(d.attempts, 3);
     shutdown.cancel();
@@ -442,10 +390,7 @@ async fn gone_pauses_at_once_keeps_new_events_and_delivers_them_on_resume() {
     assert_eq!(d.last_status_code, Some(410));
     let i = store.get_integration(&acc).await.unwrap().unwrap();
     assert_eq!(i.state, IntegrationState::Paused);
-    assert_eq!(
-        i.paused_reason.as_deref(),
-        Some("the endpoint answered 410 Gone")
-    );
+    assert_eq!(i.paused_reason.as_deref(), Some("the endpoint answered 410 Gone"));
     assert!(!i.setting().enabled);
 
     // While paused, new events are kept (not dropped, not sent).
@@ -453,10 +398,7 @@ async fn gone_pauses_at_once_keeps_new_events_and_delivers_them_on_resume() {
     wake.notify_one();
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert_eq!(rx.requests().len(), 1, "nothing sent while paused");
-    assert_eq!(
-        store.get_delivery(&second).await.unwrap().unwrap().status,
-        DeliveryStatus::Paused
-    );
+    assert_eq!(store.get_delivery(&second).await.unwrap().unwrap().status, DeliveryStatus::Paused);
 
     // Resuming with "deliver" sends both.
     assert_eq!(
@@ -472,16 +414,11 @@ async fn gone_pauses_at_once_keeps_new_events_and_delivers_them_on_resume() {
     let bodies: Vec<&[u8]> = got[1..].iter().map(|r| r.body.as_ref()).collect();
     assert!(bodies.contains(&b"{\"n\":1}".as_slice()) && bodies.contains(&b"{\"n\":2}".as_slice()));
     assert_eq!(
-        wait_for_status(&store, &second, DeliveryStatus::Succeeded)
-            .await
-            .status,
+        wait_for_status(&store, &second, DeliveryStatus::Succeeded).await.status,
         DeliveryStatus::Succeeded
     );
     assert_eq!(
-        store
-            .resume_integration(&acc, KeptDeliveries::Deliver, 0)
-            .await
-            .unwrap(),
+        store.resume_integration(&acc, KeptDeliveries::Deliver, 0).await.unwrap(),
         None,
         "not paused any more"
     );
@@ -518,16 +455,9 @@ async fn an_endpoint_failing_for_the_pause_period_is_paused_and_drop_drops_what_
     assert!(sent_when_paused >= 2);
 
     let (kept, _) = enqueue(&store, &acc, Event::Sms, b"{}".to_vec()).await;
-    assert_eq!(
-        store.get_delivery(&kept).await.unwrap().unwrap().status,
-        DeliveryStatus::Paused
-    );
+    assert_eq!(store.get_delivery(&kept).await.unwrap().unwrap().status, DeliveryStatus::Paused);
     tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(
-        rx.requests().len(),
-        sent_when_paused,
-        "no attempts while paused"
-    );
+    assert_eq!(rx.requests().len(), sent_when_paused, "no attempts while paused");
 
     assert_eq!(
         store
@@ -547,10 +477,7 @@ async fn an_endpoint_failing_for_the_pause_period_is_paused_and_drop_drops_what_
     wake.notify_one();
     let _ = rx.wait_for(before + 1, Duration::from_secs(3)).await;
     assert!(rx.requests().len() > before);
-    assert_ne!(
-        store.get_delivery(&failing).await.unwrap().unwrap().status,
-        DeliveryStatus::Paused
-    );
+    assert_ne!(store.get_delivery(&failing).await.unwrap().unwrap().status, DeliveryStatus::Paused);
     shutdown.cancel();
     running.await.unwrap();
 }
@@ -612,10 +539,7 @@ async fn healthy_account_run(with_hanging: bool) -> (Duration, usize) {
     let _ = tokio::time::timeout(Duration::from_secs(20), running).await;
     let most = hanging_rx.most_in_progress();
     if with_hanging {
-        assert!(
-            !hanging_rx.requests().is_empty(),
-            "the hanging endpoint was tried"
-        );
+        assert!(!hanging_rx.requests().is_empty(), "the hanging endpoint was tried");
     }
     (elapsed, most)
 }
@@ -628,10 +552,7 @@ async fn a_hanging_endpoint_holds_only_its_own_slots() {
         "isolation: 50 healthy events took {alone:.2?} alone and {beside_hanging:.2?} beside an endpoint \
          that hangs with 60 deliveries queued ahead of them; the hanging one held at most {most} of 32 slots"
     );
-    assert!(
-        most <= 4,
-        "the hanging endpoint held {most} slots, more than its 4"
-    );
+    assert!(most <= 4, "the hanging endpoint held {most} slots, more than its 4");
     assert!(most >= 1);
 }
 
@@ -682,12 +603,8 @@ async fn after_a_regeneration_both_secrets_verify_the_standard_signature() {
 #[tokio::test]
 async fn a_backlog_of_calls_goes_out_in_order_and_a_retry_holds_back_only_its_call() {
     // The third request fails once; whichever event it is, its call's later events must wait.
-    let rx = Receiver::start(vec![
-        Reply::Status(200),
-        Reply::Status(200),
-        Reply::Status(500),
-    ])
-    .await;
+    let rx =
+        Receiver::start(vec![Reply::Status(200), Reply::Status(200), Reply::Status(500)]).await;
     let addr = rx.addr();
     let (store, acc, _dir) =
         store_with_integration(&format!("http://{addr}/hook"), &[Event::IncomingCallStart]).await;
@@ -707,21 +624,12 @@ async fn a_backlog_of_calls_goes_out_in_order_and_a_retry_holds_back_only_its_ca
             })
         })
         .collect();
-    store
-        .ingest(&messages, sipsim_core::clock::now_ms())
-        .await
-        .unwrap();
+    store.ingest(&messages, sipsim_core::clock::now_ms()).await.unwrap();
     let (_wake, shutdown, running) = start_dispatcher(&store, "0s,200ms,1s");
-    let got = rx
-        .wait_for(CALLS * EVENTS + 1, Duration::from_secs(10))
-        .await;
+    let got = rx.wait_for(CALLS * EVENTS + 1, Duration::from_secs(10)).await;
     shutdown.cancel();
     running.await.unwrap();
-    assert_eq!(
-        got.len(),
-        CALLS * EVENTS + 1,
-        "every event, one of them twice"
-    );
+    assert_eq!(got.len(), CALLS * EVENTS + 1, "every event, one of them twice");
     let mut per_call: Vec<Vec<u64>> = vec![Vec::new(); CALLS];
     for r in &got {
         // {"call":C,"n":K}
@@ -740,8 +648,5 @@ async fn a_backlog_of_calls_goes_out_in_order_and_a_retry_holds_back_only_its_ca
         assert_eq!(deduped, [0, 1, 2, 3, 4], "call {call}: {seen:?}");
         retried += seen.len() - deduped.len();
     }
-    assert_eq!(
-        retried, 1,
-        "the failed event was sent again, right before its successors"
-    );
+    assert_eq!(retried, 1, "the failed event was sent again, right before its successors");
 }

@@ -86,12 +86,7 @@ async fn endpoint(kind: Hostile) -> Endpoint {
             });
         }
     });
-    Endpoint {
-        url,
-        open,
-        most,
-        total,
-    }
+    Endpoint { url, open, most, total }
 }
 
 /// Waits until the client closes its side (or resets it).
@@ -146,9 +141,7 @@ async fn serve(kind: Hostile, socket: &mut TcpStream) -> Duration {
             trickle(socket, b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await
         }
         Hostile::TrickleBody => {
-            let _ = socket
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 600\r\n\r\n")
-                .await;
+            let _ = socket.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 600\r\n\r\n").await;
             trickle(socket, &[b'x'; 600]).await;
         }
         Hostile::Huge => {
@@ -167,9 +160,7 @@ async fn serve(kind: Hostile, socket: &mut TcpStream) -> Duration {
             let _ = socket.write_all(b"HTTP/1.1 200 O").await;
         }
         Hostile::CloseMidBody => {
-            let _ = socket
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nabc")
-                .await;
+            let _ = socket.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nabc").await;
         }
         Hostile::RedirectToMetadata => {
             let _ = socket
@@ -180,9 +171,7 @@ async fn serve(kind: Hostile, socket: &mut TcpStream) -> Duration {
             return Duration::from_millis(100);
         }
         Hostile::Healthy => {
-            let _ = socket
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-                .await;
+            let _ = socket.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
             // Keep-alive: answer the next requests on this connection too.
             while read_request(socket).await {
                 if socket
@@ -329,10 +318,7 @@ async fn hostile_receivers_together_hold_only_their_slots_and_the_healthy_one_is
     let deadline = Instant::now() + Duration::from_secs(30);
     for (kind, account, e) in &hostile {
         loop {
-            let all = store
-                .list_deliveries(account, &Default::default(), None, 100)
-                .await
-                .unwrap();
+            let all = store.list_deliveries(account, &Default::default(), None, 100).await.unwrap();
             if all.len() == 8
                 && all
                     .iter()
@@ -349,10 +335,7 @@ async fn hostile_receivers_together_hold_only_their_slots_and_the_healthy_one_is
                 }
                 break;
             }
-            assert!(
-                Instant::now() < deadline,
-                "{kind:?} did not finish: {all:?}"
-            );
+            assert!(Instant::now() < deadline, "{kind:?} did not finish: {all:?}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let most = e.most.load(Ordering::SeqCst);
@@ -364,10 +347,7 @@ async fn hostile_receivers_together_hold_only_their_slots_and_the_healthy_one_is
     wake.notify_one();
     let deadline = Instant::now() + Duration::from_secs(10);
     while delivered(&store, &healthy_account).await < 31 {
-        assert!(
-            Instant::now() < deadline,
-            "the dispatcher stopped delivering"
-        );
+        assert!(Instant::now() < deadline, "the dispatcher stopped delivering");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     shutdown.cancel();

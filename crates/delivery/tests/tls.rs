@@ -111,17 +111,11 @@ async fn an_untrusted_or_self_signed_certificate_is_refused() {
     let (record, verdict) = send(&sender(None), port).await;
     assert_eq!(verdict, Verdict::FAILURE);
     let error = record.error.unwrap_or_default();
-    assert!(
-        error.contains("certificate") || error.contains("UnknownIssuer"),
-        "{error}"
-    );
+    assert!(error.contains("certificate") || error.contains("UnknownIssuer"), "{error}");
 
     let (port, ca_pem, served_self) = tls_receiver(true).await;
     // Trusting some CA does not make a self-signed leaf acceptable.
     let (record, verdict) = send(&sender(Some(ca_pem)), port).await;
     assert_eq!(verdict, Verdict::FAILURE, "{record:?}");
-    assert_eq!(
-        served.load(Ordering::SeqCst) + served_self.load(Ordering::SeqCst),
-        0
-    );
+    assert_eq!(served.load(Ordering::SeqCst) + served_self.load(Ordering::SeqCst), 0);
 }

@@ -73,22 +73,13 @@ async fn main() -> anyhow::Result<()> {
     }
     let baseline = results[0].1;
     println!("{events} events per run, {runs} runs each, medians:");
-    println!(
-        "{:<20} {:>12} {:>10} {:>16}",
-        "setup", "events/s", "vs sqlite", "CPU ms / event"
-    );
+    println!("{:<20} {:>12} {:>10} {:>16}", "setup", "events/s", "vs sqlite", "CPU ms / event");
     let mut report = Vec::new();
     for (name, rate, cpu) in &results {
-        println!(
-            "{name:<20} {rate:>12.0} {:>10.2} {cpu:>16.3}",
-            rate / baseline
-        );
+        println!("{name:<20} {rate:>12.0} {:>10.2} {cpu:>16.3}", rate / baseline);
         report.push(json!({ "setup": name, "events_per_s": rate.round(), "ratio_to_sqlite": rate / baseline, "cpu_ms_per_event": cpu }));
     }
-    println!(
-        "{}",
-        json!({ "events": events, "runs": runs, "results": report })
-    );
+    println!("{}", json!({ "events": events, "runs": runs, "results": report }));
     Ok(())
 }
 
@@ -141,11 +132,7 @@ fn operator(sipsimd: &std::path::Path, url: &str, args: &[&str]) -> anyhow::Resu
         .env("SIPSIM_DATABASE_URL", url)
         .env("SIPSIM_ALLOW_INSECURE_TARGETS", "1")
         .output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    anyhow::ensure!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
     Ok(serde_json::from_slice(&out.stdout)?)
 }
 
@@ -179,22 +166,12 @@ async fn run(
                 .as_str()
                 .unwrap_or_default()
                 .to_owned();
-        let set = [
-            "integration",
-            "set",
-            "--account",
-            &account,
-            "--url",
-            receiver,
-            "--events",
-            "sms",
-        ];
+        let set =
+            ["integration", "set", "--account", &account, "--url", receiver, "--events", "sms"];
         operator(sipsimd, &url, &set)?;
         accounts.push(account);
     }
-    let started: Vec<Node> = (0..nodes)
-        .map(|_| start(sipsimd, &url))
-        .collect::<Result<_, _>>()?;
+    let started: Vec<Node> = (0..nodes).map(|_| start(sipsimd, &url)).collect::<Result<_, _>>()?;
     let http = reqwest::Client::new();
     let payload: Value =
         serde_json::from_str(sipsim_core::payload::example_json(sipsim_core::Event::Sms))?;
@@ -222,19 +199,13 @@ async fn run(
     let elapsed = t0.elapsed().as_secs_f64();
     let (busy1, _) = cpu_jiffies();
     let delivered = received.load(Ordering::Relaxed) - before;
-    anyhow::ensure!(
-        delivered >= events,
-        "only {delivered} of {events} delivered"
-    );
+    anyhow::ensure!(delivered >= events, "only {delivered} of {events} delivered");
     drop(started);
     if let Some(db) = pg {
         db.drop_database().await;
     }
     let ticks_per_ms = 100.0 / 1000.0; // USER_HZ = 100
-    Ok((
-        events as f64 / elapsed,
-        (busy1 - busy0) as f64 / ticks_per_ms / events as f64,
-    ))
+    Ok((events as f64 / elapsed, (busy1 - busy0) as f64 / ticks_per_ms / events as f64))
 }
 
 /// Posts every batch, at most `width` at a time, round-robin over `bases`; returns the statuses.

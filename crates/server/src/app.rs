@@ -92,10 +92,7 @@ pub fn app(state: AppState) -> Router {
     let (routes, doc) = api_routes();
     let doc_json = Bytes::from(doc.to_pretty_json().unwrap_or_default());
     let routes = routes
-        .route(
-            "/api/v2/openapi.json",
-            get(move || async move { json_bytes(doc_json.clone()) }),
-        )
+        .route("/api/v2/openapi.json", get(move || async move { json_bytes(doc_json.clone()) }))
         .route("/metrics", get(crate::observe_http::metrics))
         .route("/healthz", get(crate::observe_http::healthz))
         .route("/readyz", get(crate::observe_http::readyz))
@@ -106,24 +103,16 @@ pub fn app(state: AppState) -> Router {
         // The limits above are tower-http's; axum's own default (2 MiB) would cut ingest's 4 MiB.
         .layer(DefaultBodyLimit::disable())
         // A whole request, body included, must be in within 30 s: a client trickling its body is cut.
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            REQUEST_TIMEOUT,
-        ))
-        .layer(CatchPanicLayer::custom(|_| {
-            StatusCode::INTERNAL_SERVER_ERROR.into_response()
-        }))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
+        .layer(CatchPanicLayer::custom(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response()))
         .with_state(state);
     // The request context wraps the routed application as a whole (not route by route, which is
     // what `Router::layer` does), so it also sees the `Allow` header axum adds to a 405.
-    Router::new()
-        .fallback_service(routes)
-        .layer(from_fn(request::context))
+    Router::new().fallback_service(routes).layer(from_fn(request::context))
 }
 
 fn json_bytes(body: Bytes) -> Response {
     let mut r = body.into_response();
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
 }

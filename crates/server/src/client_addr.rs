@@ -91,11 +91,10 @@ impl<S: KnowsProxies + Send + Sync> FromRequestParts<S> for ClientAddr {
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         Ok(ClientAddr(
-            parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| {
-                state
-                    .trusted_proxies()
-                    .client_address(c.0.ip(), &parts.headers)
-            }),
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| state.trusted_proxies().client_address(c.0.ip(), &parts.headers)),
         ))
     }
 }
@@ -121,41 +120,23 @@ mod tests {
         let trusted = TrustedProxies::parse("10.0.0.0/8, 192.168.1.7 ,::1").unwrap();
         let spoofed = headers(&["6.6.6.6, 1.2.3.4"]);
         // Not from a proxy: the peer, whatever the header says.
-        assert_eq!(
-            trusted.client_address(ip("9.9.9.9"), &spoofed),
-            ip("9.9.9.9")
-        );
+        assert_eq!(trusted.client_address(ip("9.9.9.9"), &spoofed), ip("9.9.9.9"));
         // From a proxy: the right-most untrusted hop; what the client wrote further left is ignored.
-        assert_eq!(
-            trusted.client_address(ip("10.1.1.1"), &spoofed),
-            ip("1.2.3.4")
-        );
+        assert_eq!(trusted.client_address(ip("10.1.1.1"), &spoofed), ip("1.2.3.4"));
         // Two proxies in a row, one header each.
         let chain = headers(&["6.6.6.6", "1.2.3.4, 10.2.2.2"]);
-        assert_eq!(
-            trusted.client_address(ip("192.168.1.7"), &chain),
-            ip("1.2.3.4")
-        );
+        assert_eq!(trusted.client_address(ip("192.168.1.7"), &chain), ip("1.2.3.4"));
         // Every hop trusted: the first of them.
         let inner = headers(&["10.3.3.3, 10.2.2.2"]);
         assert_eq!(trusted.client_address(ip("::1"), &inner), ip("10.3.3.3"));
         // No header: the proxy itself.
-        assert_eq!(
-            trusted.client_address(ip("10.1.1.1"), &HeaderMap::new()),
-            ip("10.1.1.1")
-        );
+        assert_eq!(trusted.client_address(ip("10.1.1.1"), &HeaderMap::new()), ip("10.1.1.1"));
         // Garbage right of the client: stop at the last trusted hop.
         let garbage = headers(&["1.2.3.4, nonsense"]);
-        assert_eq!(
-            trusted.client_address(ip("10.1.1.1"), &garbage),
-            ip("10.1.1.1")
-        );
+        assert_eq!(trusted.client_address(ip("10.1.1.1"), &garbage), ip("10.1.1.1"));
         // Ports, brackets and IPv4-mapped peers.
         let ported = headers(&["[2001:db8::1]:443", "5.6.7.8:1234"]);
-        assert_eq!(
-            trusted.client_address(ip("::ffff:10.0.0.1"), &ported),
-            ip("5.6.7.8")
-        );
+        assert_eq!(trusted.client_address(ip("::ffff:10.0.0.1"), &ported), ip("5.6.7.8"));
         // Nobody trusted (the default): always the peer.
         assert_eq!(
             TrustedProxies::default().client_address(ip("10.1.1.1"), &spoofed),
@@ -167,9 +148,6 @@ mod tests {
     fn bad_lists_are_refused() {
         assert!(TrustedProxies::parse("10.0.0.0/33").is_err());
         assert!(TrustedProxies::parse("proxy.internal").is_err());
-        assert_eq!(
-            TrustedProxies::parse(" ").unwrap(),
-            TrustedProxies::default()
-        );
+        assert_eq!(TrustedProxies::parse(" ").unwrap(), TrustedProxies::default());
     }
 }

@@ -40,9 +40,8 @@ pub async fn run(listen: SocketAddr, shutdown: CancellationToken) -> anyhow::Res
     let node = Node::build(&config).await?;
     let store = node.store.clone();
 
-    let api = TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
+    let api =
+        TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let api_url = format!("http://{}", api.local_addr()?);
     let receiver = TcpListener::bind("127.0.0.1:0").await?;
     let receiver_url = format!("http://{}/webhooks/sipsim", receiver.local_addr()?);
@@ -71,36 +70,25 @@ pub async fn run(listen: SocketAddr, shutdown: CancellationToken) -> anyhow::Res
         .await?;
     let secret = integration.signing_secret.expose().to_owned();
     let password = random_token();
-    let user = service
-        .create_user(&account, "demo@example.com", password.clone())
-        .await?;
+    let user = service.create_user(&account, "demo@example.com", password.clone()).await?;
 
     let wake = node.state.wake.clone();
 
-    let app = Router::new()
-        .fallback(receive)
-        .with_state(Arc::new(secret.clone()));
+    let app = Router::new().fallback(receive).with_state(Arc::new(secret.clone()));
     let receiving = shutdown.clone();
     tokio::spawn(async move {
-        let _ = axum::serve(receiver, app)
-            .with_graceful_shutdown(receiving.cancelled_owned())
-            .await;
+        let _ =
+            axum::serve(receiver, app).with_graceful_shutdown(receiving.cancelled_owned()).await;
     });
 
-    println!(
-        "sipsim-webhooks demo: a fresh system in {}\n",
-        dir.display()
-    );
+    println!("sipsim-webhooks demo: a fresh system in {}\n", dir.display());
     println!("  API            {api_url}");
     println!("  receiver       {receiver_url} (built in; checks every signature)");
     println!("  account        {account}");
     println!("  client_id      {}", client.id);
     println!("  client_secret  {}", client_secret.expose());
     println!("  signing secret {secret}");
-    println!(
-        "  dashboard      {api_url}/dashboard  (log in as {} / {password})\n",
-        user.email
-    );
+    println!("  dashboard      {api_url}/dashboard  (log in as {} / {password})\n", user.email);
     println!("Try the API (the contract's own curl lines, with this base URL):\n");
     println!(
         "  TOKEN=$(curl -s -X POST {api_url}/oauth/token -d grant_type=client_credentials \\\n    -d client_id={} -d client_secret={} \\\n    | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')",
@@ -156,18 +144,8 @@ async fn simulate(
 
 /// The built-in receiver: verify both signatures, print one line, answer 200 (or 400 if unverified).
 async fn receive(State(secret): State<Arc<String>>, headers: HeaderMap, body: Bytes) -> StatusCode {
-    let h = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-    };
-    let sipsim = verify_sipsim(
-        &secret,
-        h("x-webhook-timestamp"),
-        h("x-webhook-signature"),
-        &body,
-    );
+    let h = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let sipsim = verify_sipsim(&secret, h("x-webhook-timestamp"), h("x-webhook-signature"), &body);
     let standard = verify_standard(
         &secret,
         h("webhook-id"),
@@ -188,9 +166,5 @@ async fn receive(State(secret): State<Arc<String>>, headers: HeaderMap, body: By
         h("x-webhook-event"),
         h("x-webhook-id"),
     );
-    if sipsim.is_ok() && standard.is_ok() {
-        StatusCode::OK
-    } else {
-        StatusCode::BAD_REQUEST
-    }
+    if sipsim.is_ok() && standard.is_ok() { StatusCode::OK } else { StatusCode::BAD_REQUEST }
 }

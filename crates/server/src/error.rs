@@ -99,9 +99,7 @@ impl IntoResponse for ApiError {
         match &self {
             ApiError::Store(e @ StoreError::StorageFull(_)) => {
                 headers.insert(RETRY_AFTER, HeaderValue::from(STORAGE_FULL_RETRY_AFTER));
-                response
-                    .extensions_mut()
-                    .insert(InternalCause(error_chain(e)));
+                response.extensions_mut().insert(InternalCause(error_chain(e)));
             }
             ApiError::Unauthorized => {
                 headers.insert(
@@ -119,9 +117,7 @@ impl IntoResponse for ApiError {
                 headers.insert(RETRY_AFTER, HeaderValue::from(*retry_after));
             }
             ApiError::Store(e) => {
-                response
-                    .extensions_mut()
-                    .insert(InternalCause(error_chain(e)));
+                response.extensions_mut().insert(InternalCause(error_chain(e)));
             }
             ApiError::UnknownEvent(_)
             | ApiError::NotConfigured
@@ -135,9 +131,7 @@ impl IntoResponse for ApiError {
 /// A response with `status` whose envelope will carry `message`.
 pub fn error_response(status: StatusCode, message: impl Into<String>) -> Response {
     let mut response = status.into_response();
-    response
-        .extensions_mut()
-        .insert(ErrorBody(vec![message.into()]));
+    response.extensions_mut().insert(ErrorBody(vec![message.into()]));
     response
 }
 

@@ -63,12 +63,7 @@ impl From<&IngestOutcome> for IngestResult {
             IngestOutcome::Skipped { reason, .. } => (false, Some(reason.as_str()), false),
             IngestOutcome::Duplicate { .. } => (false, Some("duplicate"), true),
         };
-        IngestResult {
-            message_id: o.message_id().to_string(),
-            enqueued,
-            reason,
-            duplicate,
-        }
+        IngestResult { message_id: o.message_id().to_string(), enqueued, reason, duplicate }
     }
 }
 
@@ -108,8 +103,7 @@ pub async fn ingest_events(
         .map(str::trim);
     if !presented.is_some_and(|key| expected.matches(key)) {
         let mut r = error_response(StatusCode::UNAUTHORIZED, "Missing or invalid ingest key.");
-        r.headers_mut()
-            .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        r.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         return r;
     }
     let messages = match parse_batch(&body) {
@@ -123,10 +117,7 @@ pub async fn ingest_events(
     for (i, m) in messages.iter().enumerate() {
         by_account.entry(m.account_id.clone()).or_default().push(i);
     }
-    match state
-        .storage_alarm
-        .watch_storage(state.ingest.ingest(messages).await)
-    {
+    match state.storage_alarm.watch_storage(state.ingest.ingest(messages).await) {
         Ok(outcomes) => {
             let data: Vec<IngestResult> = outcomes.iter().map(IngestResult::from).collect();
             id.accepted(data)

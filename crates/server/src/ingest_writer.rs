@@ -48,10 +48,7 @@ impl IngestWriter {
     ) -> Result<Vec<IngestOutcome>, StoreError> {
         let (reply, answer) = oneshot::channel();
         let gone = || StoreError::Backend("the ingest writer has stopped".into());
-        self.jobs
-            .send(Job { messages, reply })
-            .await
-            .map_err(|_| gone())?;
+        self.jobs.send(Job { messages, reply }).await.map_err(|_| gone())?;
         answer.await.map_err(|_| gone())?
     }
 }
@@ -71,9 +68,7 @@ async fn write_groups(
             Ok(results) => {
                 for (job, result) in jobs.drain(..).zip(results) {
                     enqueued |= result.as_ref().is_ok_and(|outcomes| {
-                        outcomes
-                            .iter()
-                            .any(|o| matches!(o, IngestOutcome::Enqueued { .. }))
+                        outcomes.iter().any(|o| matches!(o, IngestOutcome::Enqueued { .. }))
                     });
                     let _ = job.reply.send(result);
                 }

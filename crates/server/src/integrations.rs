@@ -34,10 +34,7 @@ pub struct IntegrationCache {
 impl IntegrationCache {
     /// A cache valid as of the store's `version`.
     pub fn new(version: i64) -> Self {
-        IntegrationCache {
-            version: AtomicI64::new(version),
-            ..IntegrationCache::default()
-        }
+        IntegrationCache { version: AtomicI64::new(version), ..IntegrationCache::default() }
     }
 
     /// The account's integration, from memory when known.

@@ -6,10 +6,7 @@ use clap::CommandFactory;
 
 fn main() -> ExitCode {
     let matches = sipsim_server::cli::Cli::command().get_matches();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -109,12 +109,7 @@ impl Node {
                 .with_waker(wake.clone())
         });
         let state = AppState::new(store.clone(), config, wake, sender).await?;
-        Ok(Node {
-            store,
-            state,
-            dispatcher,
-            _lock: lock,
-        })
+        Ok(Node { store, state, dispatcher, _lock: lock })
     }
 
     /// Runs the node until `shutdown` is cancelled: the API on `listener`, when given, and the

@@ -119,17 +119,12 @@ impl IntoResponse for TokenError {
                         "Too many token requests. Tokens last 2 hours: reuse one until it expires. Retry after {retry_after} s."
                     ),
                 );
-                r.headers_mut()
-                    .insert(RETRY_AFTER, HeaderValue::from(retry_after));
+                r.headers_mut().insert(RETRY_AFTER, HeaderValue::from(retry_after));
                 return r;
             }
             TokenError::Internal(cause) => {
                 tracing::error!(%cause, "token request failed");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "server_error",
-                    "Internal server error.".into(),
-                )
+                (StatusCode::INTERNAL_SERVER_ERROR, "server_error", "Internal server error.".into())
             }
         };
         oauth_error(status, error, description)
@@ -137,14 +132,7 @@ impl IntoResponse for TokenError {
 }
 
 fn oauth_error(status: StatusCode, error: &'static str, error_description: String) -> Response {
-    let mut r = (
-        status,
-        Json(OAuthError {
-            error,
-            error_description,
-        }),
-    )
-        .into_response();
+    let mut r = (status, Json(OAuthError { error, error_description })).into_response();
     no_store(r.headers_mut());
     r
 }
@@ -200,10 +188,7 @@ fn basic_credentials(headers: &HeaderMap) -> Option<Result<(String, String), Tok
         .and_then(|pair| {
             let (id, secret) = pair.split_once(':')?;
             let decode = |s: &str| {
-                percent_decode_str(&s.replace('+', " "))
-                    .decode_utf8()
-                    .ok()
-                    .map(|c| c.into_owned())
+                percent_decode_str(&s.replace('+', " ")).decode_utf8().ok().map(|c| c.into_owned())
             };
             Some((decode(id)?, decode(secret)?))
         })
@@ -265,9 +250,7 @@ pub async fn issue_token(
 /// counts as one subject, "unreadable", for its address.
 fn claimed_client_id(headers: &HeaderMap, body: &[u8]) -> String {
     let from_form = || {
-        form_urlencoded::parse(body)
-            .find(|(k, _)| k == "client_id")
-            .map(|(_, v)| v.into_owned())
+        form_urlencoded::parse(body).find(|(k, _)| k == "client_id").map(|(_, v)| v.into_owned())
     };
     let named = match basic_credentials(headers) {
         Some(Ok((id, _))) => Some(id),
@@ -289,10 +272,7 @@ async fn issue(
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
-        .is_some_and(|v| {
-            v.trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        });
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
     if !form_content {
         return Err(TokenError::InvalidRequest(
             "Send the parameters as Content-Type: application/x-www-form-urlencoded.".into(),
@@ -301,9 +281,7 @@ async fn issue(
     let form = TokenForm::parse(body)?;
     match form.grant_type.as_deref() {
         None | Some("") => {
-            return Err(TokenError::InvalidRequest(
-                "Missing parameter: grant_type.".into(),
-            ));
+            return Err(TokenError::InvalidRequest("Missing parameter: grant_type.".into()));
         }
         Some("client_credentials") => {}
         Some(_) => return Err(TokenError::UnsupportedGrantType),
@@ -322,11 +300,9 @@ async fn issue(
     };
 
     let client = match ClientId::parse(&client_id) {
-        Ok(id) => state
-            .store
-            .get_client(&id)
-            .await
-            .map_err(|e| TokenError::Internal(error_chain(&e)))?,
+        Ok(id) => {
+            state.store.get_client(&id).await.map_err(|e| TokenError::Internal(error_chain(&e)))?
+        }
         Err(_) => None,
     };
     let Some(client) = client else {

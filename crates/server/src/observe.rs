@@ -34,10 +34,7 @@ impl Default for QueueFigures {
 impl QueueFigures {
     /// Figures read at most once per `every`.
     pub fn every(every: Duration) -> Self {
-        QueueFigures {
-            every,
-            last: Mutex::new(None),
-        }
+        QueueFigures { every, last: Mutex::new(None) }
     }
 
     /// The figures, read now only if the last reading is older than the period; `None` when that
@@ -64,9 +61,8 @@ impl QueueFigures {
 }
 
 /// Bucket bounds (seconds) of the latency histograms.
-const LATENCY_BUCKETS: [f64; 13] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0,
-];
+const LATENCY_BUCKETS: [f64; 13] =
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0];
 
 /// The process's Prometheus recorder, installed on first use; `None` if another recorder was
 /// installed first (an embedding application's), whose own exporter then has our metrics.

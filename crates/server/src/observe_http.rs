@@ -61,10 +61,8 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Respo
         text.push_str(&concurrency_lines(limits, state.metrics_token.is_some()));
     }
     let mut r = text.into_response();
-    r.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-    );
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
     r
 }
 
@@ -161,11 +159,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     let ready = database == "ok"
         && !dispatcher.starts_with("stalled")
         && !dispatcher.starts_with("stopped");
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     let body = json!({
         "status": if ready { "ready" } else { "not ready" },
         "checks": { "database": database, "dispatcher": dispatcher },

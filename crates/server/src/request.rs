@@ -95,10 +95,9 @@ impl Notes {
 /// `from_fn` middleware: that would clone the route's service and box a future on every request,
 /// for what is one `Arc` copy.
 pub fn note_route(request: Request) -> Request {
-    if let (Some(notes), Some(route)) = (
-        request.extensions().get::<Notes>(),
-        request.extensions().get::<MatchedPath>(),
-    ) {
+    if let (Some(notes), Some(route)) =
+        (request.extensions().get::<Notes>(), request.extensions().get::<MatchedPath>())
+    {
         let _ = notes.0.route.set(route.clone());
     }
     request
@@ -190,9 +189,7 @@ fn with_envelope(mut response: Response, id: RequestId, path: String) -> Respons
     let json = serde_json::to_vec(&envelope).unwrap_or_default();
     let (mut parts, _) = response.into_parts();
     parts.headers.remove(CONTENT_LENGTH);
-    parts
-        .headers
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    parts.headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     Response::from_parts(parts, Body::from(json))
 }
 
@@ -204,10 +201,7 @@ fn default_message(status: StatusCode, headers: &HeaderMap, path: &str) -> Strin
         }
         StatusCode::METHOD_NOT_ALLOWED => match headers.get(ALLOW).and_then(|v| v.to_str().ok()) {
             Some(allow) if !allow.is_empty() => {
-                format!(
-                    "Method not allowed. This route answers: {}.",
-                    allow.replace(',', ", ")
-                )
+                format!("Method not allowed. This route answers: {}.", allow.replace(',', ", "))
             }
             _ => "Method not allowed.".to_owned(),
         },
@@ -232,14 +226,8 @@ fn body_limit(path: &str) -> usize {
 
 fn too_large_message(limit: usize) -> String {
     if limit >= 1024 * 1024 {
-        format!(
-            "Request body too large (the limit is {} MiB).",
-            limit / (1024 * 1024)
-        )
+        format!("Request body too large (the limit is {} MiB).", limit / (1024 * 1024))
     } else {
-        format!(
-            "Request body too large (the limit is {} KiB).",
-            limit / 1024
-        )
+        format!("Request body too large (the limit is {} KiB).", limit / 1024)
     }
 }

@@ -30,12 +30,8 @@ pub async fn check_database_key(
             .await
             .context("cannot store the encryption key's canary")?;
         // Another process may have written its own canary meanwhile: it must open too.
-        cipher::unseal(Some(cipher), &stored, CANARY_SETTING).map_err(|_| {
-            anyhow::anyhow!(cipher::KeyProblem::Wrong {
-                unreadable: 1,
-                sealed: 1,
-            })
-        })?;
+        cipher::unseal(Some(cipher), &stored, CANARY_SETTING)
+            .map_err(|_| anyhow::anyhow!(cipher::KeyProblem::Wrong { unreadable: 1, sealed: 1 }))?;
     }
     Ok(())
 }
@@ -69,10 +65,7 @@ async fn rewrite(
     planner: impl Fn(&[cipher::StoredSecret]) -> Result<Vec<cipher::SecretRewrite>, cipher::KeyProblem>,
 ) -> anyhow::Result<usize> {
     for _ in 0..REWRITE_TRIES {
-        let secrets = store
-            .stored_secrets()
-            .await
-            .context("cannot read the stored secrets")?;
+        let secrets = store.stored_secrets().await.context("cannot read the stored secrets")?;
         let rewrites = planner(&secrets)?;
         if rewrites.is_empty() {
             return Ok(0);

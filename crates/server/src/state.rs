@@ -132,22 +132,15 @@ impl AppState {
                     .context("cannot load the JWT key")?;
                 let key = unseal(cipher, &stored, JWT_KEY_SETTING)
                     .context("cannot read the stored JWT key")?;
-                STANDARD
-                    .decode(key)
-                    .context("the stored JWT key is not base64")?
+                STANDARD.decode(key).context("the stored JWT key is not base64")?
             }
         };
         // Installed before the first request or attempt, so none goes uncounted.
         crate::observe::recorder();
         let revocations = Revocations::default();
-        revocations
-            .refresh(&*store)
-            .await
-            .context("cannot load the revoked API clients")?;
-        let settings_version = store
-            .settings_version()
-            .await
-            .context("cannot read the settings version")?;
+        revocations.refresh(&*store).await.context("cannot load the revoked API clients")?;
+        let settings_version =
+            store.settings_version().await.context("cannot read the settings version")?;
         Ok(AppState(Arc::new(Inner {
             store: store.clone(),
             jwt: JwtKey::new(&key),
@@ -155,10 +148,7 @@ impl AppState {
             integrations: IntegrationCache::new(settings_version),
             refresh_integrations: Arc::new(Notify::new()),
             target_policy: config.target_policy,
-            ingest_key: config
-                .ingest_key
-                .as_ref()
-                .map(|k| SecretHash::of(k.expose())),
+            ingest_key: config.ingest_key.as_ref().map(|k| SecretHash::of(k.expose())),
             ingest: IngestWriter::spawn(store.clone(), wake.clone()),
             wake,
             refresh_revocations: Arc::new(Notify::new()),
@@ -169,10 +159,7 @@ impl AppState {
             token_failures: config.limits.token_failures.map(FailureLimiter::new),
             token_limiter: config.limits.token_per_client.map(Limiter::new),
             trusted_proxies: config.trusted_proxies.clone(),
-            metrics_token: config
-                .metrics_token
-                .as_ref()
-                .map(|k| SecretHash::of(k.expose())),
+            metrics_token: config.metrics_token.as_ref().map(|k| SecretHash::of(k.expose())),
             heartbeat: OnceLock::new(),
             concurrency: OnceLock::new(),
             queue_figures: Default::default(),

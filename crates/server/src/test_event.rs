@@ -74,9 +74,7 @@ pub async fn send_test(
             format!("Connection failed: {why}")
         }
     };
-    let delivery_id = store
-        .record_test_attempt(account, &message_id, &body, &record, ok)
-        .await?;
+    let delivery_id = store.record_test_attempt(account, &message_id, &body, &record, ok).await?;
     Ok(TestResult {
         result,
         ok,

@@ -73,9 +73,7 @@ mod tests {
     /// The migrations are listed by hand (no sqlx macros); a file added to a folder but not to its
     /// list would never run, silently (migration 0010 did exactly that for a while).
     fn assert_every_file_is_embedded(folder: &str, embedded: &[(i64, &str, &str)]) {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("migrations")
-            .join(folder);
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations").join(folder);
         let mut files: Vec<_> = std::fs::read_dir(&dir)
             .expect("the migrations folder")
             .map(|entry| entry.expect("a folder entry").path())
@@ -84,19 +82,13 @@ mod tests {
         files.sort();
         assert_eq!(files.len(), embedded.len(), "{folder}: {files:?}");
         for (file, (version, _, sql)) in files.iter().zip(embedded) {
-            let name = file
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or_default();
+            let name = file.file_name().and_then(|n| n.to_str()).unwrap_or_default();
             assert!(
                 name.starts_with(&format!("{version:04}_")),
                 "{folder}: {name} is not version {version}"
             );
             let on_disk = std::fs::read_to_string(file).expect("a migration");
-            assert_eq!(
-                &on_disk, sql,
-                "{folder}: {name} differs from what is embedded"
-            );
+            assert_eq!(&on_disk, sql, "{folder}: {name} differs from what is embedded");
         }
     }
 

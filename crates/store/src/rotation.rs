@@ -74,9 +74,7 @@ pub(crate) fn visit_sql() -> String {
         first_up = next(&format!("account_id > {last}")),
         next_up = next("account_id > up.account"),
         first_around = next(&format!("account_id <= {last}")),
-        next_around = next(&format!(
-            "account_id > around.account AND account_id <= {last}"
-        )),
+        next_around = next(&format!("account_id > around.account AND account_id <= {last}")),
     )
 }
 
@@ -146,11 +144,7 @@ impl Rotation {
         claimed: impl IntoIterator<Item = &'b AccountId>,
     ) {
         let claimed: std::collections::HashSet<&AccountId> = claimed.into_iter().collect();
-        let stop = visited
-            .clone()
-            .rev()
-            .find(|v| claimed.contains(v))
-            .or(visited.last());
+        let stop = visited.clone().rev().find(|v| claimed.contains(v)).or(visited.last());
         if let Some(v) = stop {
             *self.lock() = v.as_str().to_owned();
         }
@@ -162,11 +156,7 @@ mod tests {
     use super::*;
 
     fn visited(id: &str, first_due: Option<i64>, enabled: bool) -> Visited {
-        Visited {
-            account: account(id),
-            first_due,
-            enabled,
-        }
+        Visited { account: account(id), first_due, enabled }
     }
 
     #[test]
@@ -175,11 +165,7 @@ mod tests {
         assert_eq!(accounts_to_visit(&shares, 1), 1);
         assert_eq!(accounts_to_visit(&shares, 0), 1, "always at least one");
         shares.in_use = vec![(account("acc_a"), 4), (account("acc_b"), 1)];
-        assert_eq!(
-            accounts_to_visit(&shares, 3),
-            4,
-            "a full account may come first"
-        );
+        assert_eq!(accounts_to_visit(&shares, 3), 4, "a full account may come first");
         assert_eq!(accounts_to_visit(&shares, 10_000), ACCOUNTS_PER_PASS);
     }
 
@@ -206,11 +192,7 @@ mod tests {
         );
         assert_eq!(
             Rotation::shares(&visited, &Shares::UNLIMITED, 10, 3),
-            vec![
-                (account("acc_a"), 3),
-                (account("acc_b"), 3),
-                (account("acc_f"), 3)
-            ]
+            vec![(account("acc_a"), 3), (account("acc_b"), 3), (account("acc_f"), 3)]
         );
     }
 

@@ -78,10 +78,9 @@ pub(crate) fn rewrite_secret_sql(slot: &SecretSlot) -> (&'static str, String) {
              WHERE account_id = $2 AND previous_signing_secret = $3",
             account.to_string(),
         ),
-        SecretSlot::Setting(name) => (
-            "UPDATE settings SET value = $1 WHERE key = $2 AND value = $3",
-            name.clone(),
-        ),
+        SecretSlot::Setting(name) => {
+            ("UPDATE settings SET value = $1 WHERE key = $2 AND value = $3", name.clone())
+        }
     }
 }
 
@@ -94,10 +93,7 @@ pub(crate) fn stored_secret(row: &impl Columns) -> Result<StoredSecret, StoreErr
         "previous" => SecretSlot::PreviousSigningSecret(account()?),
         _ => SecretSlot::Setting(key),
     };
-    Ok(StoredSecret {
-        slot,
-        stored: row.text(2)?,
-    })
+    Ok(StoredSecret { slot, stored: row.text(2)? })
 }
 
 /// Every stored secret as `(kind, key, value)`; the same text in both dialects.
@@ -186,10 +182,7 @@ pub(crate) fn account(row: &impl Columns) -> Result<Account, StoreError> {
 
 /// `seq, client_id`.
 pub(crate) fn revocation(row: &impl Columns) -> Result<Revocation, StoreError> {
-    Ok(Revocation {
-        seq: row.int(0)?,
-        client_id: ClientId::parse(&row.text(1)?).map_err(corrupt)?,
-    })
+    Ok(Revocation { seq: row.int(0)?, client_id: ClientId::parse(&row.text(1)?).map_err(corrupt)? })
 }
 
 pub(crate) fn delivery(row: &impl Columns) -> Result<DeliveryRecord, StoreError> {
@@ -299,10 +292,7 @@ pub(crate) fn claimed(
 
 /// A fresh lease token.
 pub(crate) fn lease_token() -> String {
-    format!(
-        "lease_{}",
-        MessageId::generate().as_str().trim_start_matches("msg_")
-    )
+    format!("lease_{}", MessageId::generate().as_str().trim_start_matches("msg_"))
 }
 
 /// How long an idempotency key is remembered.
@@ -390,10 +380,7 @@ mod tests {
     #[test]
     fn the_secret_settings_read_are_the_ones_core_names() {
         for key in sipsim_core::cipher::SECRET_SETTINGS {
-            assert!(
-                super::STORED_SECRETS_SQL.contains(&format!("'{key}'")),
-                "{key}"
-            );
+            assert!(super::STORED_SECRETS_SQL.contains(&format!("'{key}'")), "{key}");
         }
         assert_eq!(super::STORED_SECRETS_SQL.matches("', '").count() + 1, 2);
     }

@@ -90,15 +90,9 @@ async fn postgres_db(test: &str, migrated: bool) -> Option<PgTestDb> {
 
 async fn create(admin_url: &str, migrated: bool) -> Result<PgTestDb, sqlx::Error> {
     let mut admin = PgConnection::connect(admin_url).await?;
-    sqlx::query("SELECT pg_advisory_lock($1)")
-        .bind(ADMIN_LOCK)
-        .execute(&mut admin)
-        .await?;
+    sqlx::query("SELECT pg_advisory_lock($1)").bind(ADMIN_LOCK).execute(&mut admin).await?;
     let result = create_locked(&mut admin, admin_url, migrated).await;
-    sqlx::query("SELECT pg_advisory_unlock($1)")
-        .bind(ADMIN_LOCK)
-        .execute(&mut admin)
-        .await?;
+    sqlx::query("SELECT pg_advisory_unlock($1)").bind(ADMIN_LOCK).execute(&mut admin).await?;
     admin.close().await?;
     result
 }
@@ -125,9 +119,7 @@ async fn create_locked(
     }
     if !existing.contains(&template) {
         let sql = format!("CREATE DATABASE \"{template}\"");
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-            .execute(&mut *admin)
-            .await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut *admin).await?;
         let mut conn = PgConnection::connect(&with_database(admin_url, &template)).await?;
         crate::postgres::migrator()
             .run(&mut conn)
@@ -136,33 +128,22 @@ async fn create_locked(
         conn.close().await?;
     }
     static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let name = format!(
-        "sipsim_t_{}_{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    );
+    let name =
+        format!("sipsim_t_{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
     drop_db(admin, &name).await?;
     let sql = if migrated {
         format!("CREATE DATABASE \"{name}\" TEMPLATE \"{template}\"")
     } else {
         format!("CREATE DATABASE \"{name}\"")
     };
-    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-        .execute(&mut *admin)
-        .await?;
-    Ok(PgTestDb {
-        admin_url: admin_url.to_owned(),
-        url: with_database(admin_url, &name),
-        name,
-    })
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut *admin).await?;
+    Ok(PgTestDb { admin_url: admin_url.to_owned(), url: with_database(admin_url, &name), name })
 }
 
 /// Drops database `name`, closing its connections. Names here are ours (`sipsim_…`), never input.
 async fn drop_db(admin: &mut PgConnection, name: &str) -> Result<(), sqlx::Error> {
     let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-        .execute(admin)
-        .await?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(admin).await?;
     Ok(())
 }
 
@@ -200,9 +181,7 @@ pub fn with_database(url: &str, name: &str) -> String {
         None => (url, None),
     };
     let host_start = base.find("://").map_or(0, |i| i + 3);
-    let host_end = base[host_start..]
-        .find('/')
-        .map_or(base.len(), |i| host_start + i);
+    let host_end = base[host_start..].find('/').map_or(base.len(), |i| host_start + i);
     let mut out = format!("{}/{name}", &base[..host_end]);
     if let Some(q) = query {
         out.push('?');
@@ -227,10 +206,7 @@ pub async fn account_with_integration(
         events: Some(sipsim_core::EventSet::ALL),
         new_signing_secret: sipsim_core::secret::SigningSecret::generate(),
     };
-    store
-        .put_integration(&account, update)
-        .await
-        .expect("integration");
+    store.put_integration(&account, update).await.expect("integration");
     account
 }
 

@@ -36,10 +36,7 @@ fn update(u: &str, disabled: bool, events: Option<EventSet>) -> IntegrationUpdat
 async fn accounts_and_clients(store: &dyn Store) {
     let acc = store.create_account("Acme").await.unwrap();
     assert_eq!(store.get_account(&acc.id).await.unwrap(), Some(acc.clone()));
-    assert_eq!(
-        store.get_account(&AccountId::generate()).await.unwrap(),
-        None
-    );
+    assert_eq!(store.get_account(&AccountId::generate()).await.unwrap(), None);
 
     let secret = ClientSecret::generate();
     let scopes = ScopeSet::empty().with(Scope::WebhooksRead);
@@ -97,15 +94,10 @@ async fn integration_lifecycle(store: &dyn Store) {
     let (created, was_new) = store.put_integration(&acc.id, first).await.unwrap();
     assert!(was_new);
     assert_eq!(created.state, IntegrationState::Enabled);
-    assert!(
-        created.events.is_empty(),
-        "a new integration subscribes to nothing"
-    );
+    assert!(created.events.is_empty(), "a new integration subscribes to nothing");
     assert_eq!(created.signing_secret, secret);
 
-    let events: EventSet = [Event::Rating, Event::IncomingCallStart]
-        .into_iter()
-        .collect();
+    let events: EventSet = [Event::Rating, Event::IncomingCallStart].into_iter().collect();
     let (changed, was_new) = store
         .put_integration(&acc.id, update("https://example.com/b", true, Some(events)))
         .await
@@ -114,59 +106,36 @@ async fn integration_lifecycle(store: &dyn Store) {
     assert_eq!(changed.webhook_url.as_str(), "https://example.com/b");
     assert_eq!(changed.state, IntegrationState::Disabled);
     assert_eq!(changed.events, events);
-    assert_eq!(
-        changed.signing_secret, secret,
-        "set never rotates the secret"
-    );
+    assert_eq!(changed.signing_secret, secret, "set never rotates the secret");
     assert!(changed.version > created.version);
 
     // Without events, subscriptions stay; without --disabled, it is enabled again.
-    let (again, _) = store
-        .put_integration(&acc.id, update("https://example.com/b", false, None))
-        .await
-        .unwrap();
+    let (again, _) =
+        store.put_integration(&acc.id, update("https://example.com/b", false, None)).await.unwrap();
     assert_eq!(again.events, events);
     assert_eq!(again.state, IntegrationState::Enabled);
-    assert_eq!(
-        again.setting().subscribed_events,
-        ["incoming_call_start", "rating"]
-    );
+    assert_eq!(again.setting().subscribed_events, ["incoming_call_start", "rating"]);
     assert!(again.setting().enabled);
 
     let sub = store
-        .change_subscription(
-            &acc.id,
-            SubscriptionChange::Subscribe(Event::OutgoingCallEnd),
-        )
+        .change_subscription(&acc.id, SubscriptionChange::Subscribe(Event::OutgoingCallEnd))
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(
-        sub.events.names(),
-        ["incoming_call_start", "outgoing_call_end", "rating"]
-    );
+    assert_eq!(sub.events.names(), ["incoming_call_start", "outgoing_call_end", "rating"]);
     let same = store
-        .change_subscription(
-            &acc.id,
-            SubscriptionChange::Subscribe(Event::OutgoingCallEnd),
-        )
+        .change_subscription(&acc.id, SubscriptionChange::Subscribe(Event::OutgoingCallEnd))
         .await
         .unwrap()
         .unwrap();
     assert_eq!(same.events, sub.events);
-    assert_eq!(
-        same.version, sub.version,
-        "a no-op change does not bump the version"
-    );
+    assert_eq!(same.version, sub.version, "a no-op change does not bump the version");
     let unsub = store
         .change_subscription(&acc.id, SubscriptionChange::Unsubscribe(Event::Rating))
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(
-        unsub.events.names(),
-        ["incoming_call_start", "outgoing_call_end"]
-    );
+    assert_eq!(unsub.events.names(), ["incoming_call_start", "outgoing_call_end"]);
     let unsub2 = store
         .change_subscription(&acc.id, SubscriptionChange::Unsubscribe(Event::Rating))
         .await
@@ -179,30 +148,21 @@ async fn integration_lifecycle(store: &dyn Store) {
     assert_eq!(store.get_integration(&acc.id).await.unwrap(), None);
 
     let missing = store
-        .put_integration(
-            &AccountId::generate(),
-            update("https://example.com/", false, None),
-        )
+        .put_integration(&AccountId::generate(), update("https://example.com/", false, None))
         .await;
     assert!(matches!(missing, Err(StoreError::AccountNotFound(_))));
 }
 
 async fn concurrent_subscriptions_all_survive(store: &Arc<dyn Store>) {
     let acc = store.create_account("Acme").await.unwrap();
-    store
-        .put_integration(&acc.id, update("https://example.com/", false, None))
-        .await
-        .unwrap();
+    store.put_integration(&acc.id, update("https://example.com/", false, None)).await.unwrap();
     let tasks: Vec<_> = Event::CATALOG
         .into_iter()
         .map(|e| {
             let store = store.clone();
             let id = acc.id.clone();
             tokio::spawn(async move {
-                store
-                    .change_subscription(&id, SubscriptionChange::Subscribe(e))
-                    .await
-                    .unwrap()
+                store.change_subscription(&id, SubscriptionChange::Subscribe(e)).await.unwrap()
             })
         })
         .collect();
@@ -237,10 +197,7 @@ fn message(account: &AccountId, event: Event, key: Option<&str>) -> NewMessage {
 
 /// A message of the call `pbx_id`: it is ordered after the call's earlier messages.
 fn call_message(account: &AccountId, event: Event, pbx_id: &str) -> NewMessage {
-    NewMessage {
-        ordering_key: Some(pbx_id.to_owned()),
-        ..message(account, event, None)
-    }
+    NewMessage { ordering_key: Some(pbx_id.to_owned()), ..message(account, event, None) }
 }
 
 async fn one_attempt(
@@ -248,15 +205,9 @@ async fn one_attempt(
     c: &sipsim_core::queue::ClaimedDelivery,
     completion: Completion,
 ) {
-    let applied = finish(
-        store,
-        &c.id,
-        &c.lease_token,
-        &record(0, Some(200), None),
-        completion,
-    )
-    .await
-    .unwrap();
+    let applied = finish(store, &c.id, &c.lease_token, &record(0, Some(200), None), completion)
+        .await
+        .unwrap();
     assert!(applied);
 }
 
@@ -264,10 +215,7 @@ async fn one_attempt(
 async fn subscribed_account(store: &dyn Store, name: &str, events: &[Event]) -> AccountId {
     let acc = store.create_account(name).await.unwrap().id;
     let events: EventSet = events.iter().copied().collect();
-    store
-        .put_integration(&acc, update("https://example.com/", false, Some(events)))
-        .await
-        .unwrap();
+    store.put_integration(&acc, update("https://example.com/", false, Some(events))).await.unwrap();
     acc
 }
 
@@ -276,11 +224,7 @@ async fn a_calls_events_go_out_one_at_a_time_in_order(store: &dyn Store) {
     let acc = subscribed_account(
         store,
         "ordered",
-        &[
-            Event::IncomingCallStart,
-            Event::IncomingCallAnswer,
-            Event::IncomingCallEnd,
-        ],
+        &[Event::IncomingCallStart, Event::IncomingCallAnswer, Event::IncomingCallEnd],
     )
     .await;
     let ids: Vec<sipsim_core::DeliveryId> = store
@@ -303,10 +247,7 @@ async fn a_calls_events_go_out_one_at_a_time_in_order(store: &dyn Store) {
         .collect();
     let waiting = store.get_delivery(&ids[1]).await.unwrap().unwrap();
     assert_eq!(waiting.status, DeliveryStatus::Pending);
-    assert_eq!(
-        waiting.next_attempt_at_ms, None,
-        "waiting for the call's first event"
-    );
+    assert_eq!(waiting.next_attempt_at_ms, None, "waiting for the call's first event");
     let seqs = |claimed: &[sipsim_core::queue::ClaimedDelivery], call: &str| {
         let mut v: Vec<(i64, sipsim_core::DeliveryId)> = claimed
             .iter()
@@ -320,18 +261,11 @@ async fn a_calls_events_go_out_one_at_a_time_in_order(store: &dyn Store) {
     };
     // A claim brings each call's first event with the ones waiting behind it (a train), in one
     // lease; the limit counts the trains' heads.
-    let first = store
-        .claim_due(now, 2, 1000, &Shares::UNLIMITED)
-        .await
-        .unwrap();
+    let first = store.claim_due(now, 2, 1000, &Shares::UNLIMITED).await.unwrap();
     assert_eq!(first.len(), 4);
     assert_eq!(
         seqs(&first, "call_a"),
-        [
-            (1, ids[0].clone()),
-            (2, ids[1].clone()),
-            (3, ids[3].clone())
-        ]
+        [(1, ids[0].clone()), (2, ids[1].clone()), (3, ids[3].clone())]
     );
     assert_eq!(seqs(&first, "call_b"), [(1, ids[2].clone())]);
     assert!(first.iter().all(|c| c.lease_token == first[0].lease_token));
@@ -340,86 +274,44 @@ async fn a_calls_events_go_out_one_at_a_time_in_order(store: &dyn Store) {
     // A retry of the head: the rest of its train goes back, behind it.
     one_attempt(store, &b1, Completion::Succeeded).await;
     one_attempt(store, &a1, Completion::RetryAt(now + 500)).await;
-    let unsent = [
-        (a2.id.clone(), a2.lease_token.clone()),
-        (a3.id.clone(), a3.lease_token.clone()),
-    ];
+    let unsent = [(a2.id.clone(), a2.lease_token.clone()), (a3.id.clone(), a3.lease_token.clone())];
     store.unclaim(&unsent, now + 50).await.unwrap();
     for id in [&a2.id, &a3.id] {
         let back = store.get_delivery(id).await.unwrap().unwrap();
-        assert_eq!(
-            (back.status, back.next_attempt_at_ms),
-            (DeliveryStatus::Pending, None)
-        );
+        assert_eq!((back.status, back.next_attempt_at_ms), (DeliveryStatus::Pending, None));
     }
-    assert!(
-        store
-            .claim_due(now + 100, 10, 1000, &Shares::UNLIMITED)
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    let retry = store
-        .claim_due(now + 500, 10, 1000, &Shares::UNLIMITED)
-        .await
-        .unwrap();
+    assert!(store.claim_due(now + 100, 10, 1000, &Shares::UNLIMITED).await.unwrap().is_empty());
+    let retry = store.claim_due(now + 500, 10, 1000, &Shares::UNLIMITED).await.unwrap();
     assert_eq!(
         seqs(&retry, "call_a"),
-        [
-            (1, ids[0].clone()),
-            (2, ids[1].clone()),
-            (3, ids[3].clone())
-        ],
+        [(1, ids[0].clone()), (2, ids[1].clone()), (3, ids[3].clone())],
         "the retry comes before anything after it, and brings its train again"
     );
     let by_id = |id: &sipsim_core::DeliveryId| retry.iter().find(|c| &c.id == id).unwrap().clone();
-    assert_eq!(
-        (by_id(&ids[0]).attempt, by_id(&ids[1]).attempt),
-        (2, 1),
-        "unsent is not counted"
-    );
+    assert_eq!((by_id(&ids[0]).attempt, by_id(&ids[1]).attempt), (2, 1), "unsent is not counted");
     // The head succeeds, the next fails for good, and the last is handed back after them: it is
     // now the call's earliest unfinished event, so it is due at once.
     one_attempt(store, &by_id(&ids[0]), Completion::Succeeded).await;
     one_attempt(store, &by_id(&ids[1]), Completion::Failed).await;
     let last = by_id(&ids[3]);
-    store
-        .unclaim(&[(last.id.clone(), last.lease_token.clone())], now + 600)
-        .await
-        .unwrap();
-    let third = store
-        .claim_due(now + 700, 10, 1000, &Shares::UNLIMITED)
-        .await
-        .unwrap();
+    store.unclaim(&[(last.id.clone(), last.lease_token.clone())], now + 600).await.unwrap();
+    let third = store.claim_due(now + 700, 10, 1000, &Shares::UNLIMITED).await.unwrap();
     assert_eq!(third.len(), 1);
     assert_eq!(third[0].id, ids[3]);
     assert_eq!(third[0].attempt, 1);
 
     // A dead node's train: when its lease expires only the call's first event is made due; the
     // others wait behind it again, and the next claim brings the train back in order.
-    let more: Vec<_> = (0..3)
-        .map(|_| call_message(&acc, Event::IncomingCallAnswer, "call_c"))
-        .collect();
+    let more: Vec<_> =
+        (0..3).map(|_| call_message(&acc, Event::IncomingCallAnswer, "call_c")).collect();
     store.ingest(&more, now + 800).await.unwrap();
-    let train = store
-        .claim_due(now + 800, 1, 100, &Shares::UNLIMITED)
-        .await
-        .unwrap();
+    let train = store.claim_due(now + 800, 1, 100, &Shares::UNLIMITED).await.unwrap();
     assert_eq!(seqs(&train, "call_c").len(), 3);
     assert_eq!(store.release_expired_leases(now + 900).await.unwrap(), 3);
     let stats = store.queue_stats(now + 900).await.unwrap();
     assert_eq!(stats.due, 1, "{stats:?}");
-    let again = store
-        .claim_due(now + 900, 1, 100, &Shares::UNLIMITED)
-        .await
-        .unwrap();
-    assert_eq!(
-        seqs(&again, "call_c")
-            .iter()
-            .map(|(s, _)| *s)
-            .collect::<Vec<_>>(),
-        [1, 2, 3]
-    );
+    let again = store.claim_due(now + 900, 1, 100, &Shares::UNLIMITED).await.unwrap();
+    assert_eq!(seqs(&again, "call_c").iter().map(|(s, _)| *s).collect::<Vec<_>>(), [1, 2, 3]);
 }
 
 /// A result says how many of the calls' next events it made due, so that a dispatcher looks for
@@ -430,11 +322,7 @@ async fn results_say_when_a_calls_next_event_became_due(store: &dyn Store) {
     let acc = subscribed_account(
         store,
         "released",
-        &[
-            Event::IncomingCallStart,
-            Event::IncomingCallAnswer,
-            Event::Sms,
-        ],
+        &[Event::IncomingCallStart, Event::IncomingCallAnswer, Event::Sms],
     )
     .await;
     let result = |c: &sipsim_core::queue::ClaimedDelivery, completion| FinishedAttempt {
@@ -453,44 +341,25 @@ async fn results_say_when_a_calls_next_event_became_due(store: &dyn Store) {
         )
         .await
         .unwrap();
-    let heads = store
-        .claim_due(now, 10, 1000, &Shares::UNLIMITED)
-        .await
-        .unwrap();
+    let heads = store.claim_due(now, 10, 1000, &Shares::UNLIMITED).await.unwrap();
     assert_eq!(heads.len(), 2);
     // The call's next event comes while its first is out: it waits behind it.
     store
-        .ingest(
-            &[call_message(&acc, Event::IncomingCallAnswer, "call_r")],
-            now + 10,
-        )
+        .ingest(&[call_message(&acc, Event::IncomingCallAnswer, "call_r")], now + 10)
         .await
         .unwrap();
-    let all: Vec<FinishedAttempt> = heads
-        .iter()
-        .map(|c| result(c, Completion::Succeeded))
-        .collect();
+    let all: Vec<FinishedAttempt> =
+        heads.iter().map(|c| result(c, Completion::Succeeded)).collect();
     let completed = store.complete(&all).await.unwrap();
     assert_eq!(completed.applied, [true, true]);
     assert_eq!(completed.released, 1, "the answer waited for the start");
-    let next = store
-        .claim_due(now + 20, 10, 1000, &Shares::UNLIMITED)
-        .await
-        .unwrap();
+    let next = store.claim_due(now + 20, 10, 1000, &Shares::UNLIMITED).await.unwrap();
     assert_eq!(next.len(), 1);
-    let retried = store
-        .complete(&[result(&next[0], Completion::RetryAt(now + 500))])
-        .await
-        .unwrap();
+    let retried =
+        store.complete(&[result(&next[0], Completion::RetryAt(now + 500))]).await.unwrap();
     assert_eq!(retried.released, 0, "a retry keeps its call waiting");
-    let again = store
-        .claim_due(now + 500, 10, 1000, &Shares::UNLIMITED)
-        .await
-        .unwrap();
-    let last = store
-        .complete(&[result(&again[0], Completion::Succeeded)])
-        .await
-        .unwrap();
+    let again = store.claim_due(now + 500, 10, 1000, &Shares::UNLIMITED).await.unwrap();
+    let last = store.complete(&[result(&again[0], Completion::Succeeded)]).await.unwrap();
     assert_eq!(
         (last.applied.as_slice(), last.released),
         (&[true][..], 0),
@@ -532,10 +401,7 @@ async fn ingest_snapshots_subscriptions_and_dedups(store: &dyn Store) {
     let with = store.create_account("subscribed").await.unwrap();
     let events: EventSet = [Event::Sms].into_iter().collect();
     store
-        .put_integration(
-            &with.id,
-            update("https://example.com/", false, Some(events)),
-        )
+        .put_integration(&with.id, update("https://example.com/", false, Some(events)))
         .await
         .unwrap();
     let off = store.create_account("disabled").await.unwrap();
@@ -559,67 +425,27 @@ async fn ingest_snapshots_subscriptions_and_dedups(store: &dyn Store) {
         .await
         .unwrap();
     assert!(matches!(out[0], IngestOutcome::Enqueued { .. }));
-    assert!(matches!(
-        out[1],
-        IngestOutcome::Skipped {
-            reason: SkipReason::NotSubscribed,
-            ..
-        }
-    ));
-    assert!(matches!(
-        out[2],
-        IngestOutcome::Skipped {
-            reason: SkipReason::Disabled,
-            ..
-        }
-    ));
-    assert!(matches!(
-        out[3],
-        IngestOutcome::Skipped {
-            reason: SkipReason::NoIntegration,
-            ..
-        }
-    ));
-    assert_eq!(
-        out[4],
-        IngestOutcome::Duplicate {
-            message_id: out[0].message_id().clone()
-        }
-    );
+    assert!(matches!(out[1], IngestOutcome::Skipped { reason: SkipReason::NotSubscribed, .. }));
+    assert!(matches!(out[2], IngestOutcome::Skipped { reason: SkipReason::Disabled, .. }));
+    assert!(matches!(out[3], IngestOutcome::Skipped { reason: SkipReason::NoIntegration, .. }));
+    assert_eq!(out[4], IngestOutcome::Duplicate { message_id: out[0].message_id().clone() });
 
     // The key is remembered across requests for 24 h, then may be used again.
-    let again = store
-        .ingest(&[message(&with.id, Event::Sms, Some("k1"))], now + 1000)
-        .await
-        .unwrap();
-    assert_eq!(
-        again[0],
-        IngestOutcome::Duplicate {
-            message_id: out[0].message_id().clone()
-        }
-    );
+    let again =
+        store.ingest(&[message(&with.id, Event::Sms, Some("k1"))], now + 1000).await.unwrap();
+    assert_eq!(again[0], IngestOutcome::Duplicate { message_id: out[0].message_id().clone() });
     let later = store
-        .ingest(
-            &[message(&with.id, Event::Sms, Some("k1"))],
-            now + 24 * 3600 * 1000 + 1,
-        )
+        .ingest(&[message(&with.id, Event::Sms, Some("k1"))], now + 24 * 3600 * 1000 + 1)
         .await
         .unwrap();
     assert!(matches!(later[0], IngestOutcome::Enqueued { .. }));
 
     // Keys are per account.
-    let other = store
-        .ingest(&[message(&off.id, Event::Sms, Some("k1"))], now)
-        .await
-        .unwrap();
+    let other = store.ingest(&[message(&off.id, Event::Sms, Some("k1"))], now).await.unwrap();
     assert!(matches!(other[0], IngestOutcome::Skipped { .. }));
 
     // An unknown account fails the whole batch: the valid item before it is not stored either.
-    let before = store
-        .claim_due(i64::MAX / 2, 100, 1000, &Shares::UNLIMITED)
-        .await
-        .unwrap()
-        .len();
+    let before = store.claim_due(i64::MAX / 2, 100, 1000, &Shares::UNLIMITED).await.unwrap().len();
     assert_eq!(before, 2, "the two enqueued sms deliveries");
     let err = store
         .ingest(
@@ -631,13 +457,7 @@ async fn ingest_snapshots_subscriptions_and_dedups(store: &dyn Store) {
         )
         .await;
     assert!(matches!(err, Err(StoreError::AccountNotFound(_))));
-    assert!(
-        store
-            .claim_due(i64::MAX / 2, 100, 1000, &Shares::UNLIMITED)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(store.claim_due(i64::MAX / 2, 100, 1000, &Shares::UNLIMITED).await.unwrap().is_empty());
 }
 
 async fn group_commit_keeps_each_batch_atomic(store: &dyn Store) {
@@ -648,42 +468,23 @@ async fn group_commit_keeps_each_batch_atomic(store: &dyn Store) {
         .put_integration(&acc.id, update("https://example.com/", false, Some(events)))
         .await
         .unwrap();
-    let good = [
-        message(&acc.id, Event::Sms, Some("g1")),
-        message(&acc.id, Event::Sms, None),
-    ];
+    let good = [message(&acc.id, Event::Sms, Some("g1")), message(&acc.id, Event::Sms, None)];
     let bad = [
         message(&acc.id, Event::Sms, Some("g2")),
         message(&AccountId::generate(), Event::Sms, None),
     ];
     let also_good = [message(&acc.id, Event::Sms, Some("g2"))];
-    let results = store
-        .ingest_groups(&[&good, &bad, &also_good], now)
-        .await
-        .unwrap();
+    let results = store.ingest_groups(&[&good, &bad, &also_good], now).await.unwrap();
     assert_eq!(results[0].as_ref().unwrap().len(), 2);
     assert!(matches!(results[1], Err(StoreError::AccountNotFound(_))));
     // The failed batch's idempotency key was rolled back with it, so the next batch may use it.
-    assert!(matches!(
-        results[2].as_ref().unwrap()[0],
-        IngestOutcome::Enqueued { .. }
-    ));
-    assert_eq!(
-        store
-            .claim_due(now, 100, 1000, &Shares::UNLIMITED)
-            .await
-            .unwrap()
-            .len(),
-        3
-    );
+    assert!(matches!(results[2].as_ref().unwrap()[0], IngestOutcome::Enqueued { .. }));
+    assert_eq!(store.claim_due(now, 100, 1000, &Shares::UNLIMITED).await.unwrap().len(), 3);
 
     // Completions are group-committed too, each fenced on its own.
     let claimed_again = {
         store.release_expired_leases(now + 1000).await.unwrap();
-        store
-            .claim_due(now + 1000, 100, 1000, &Shares::UNLIMITED)
-            .await
-            .unwrap()
+        store.claim_due(now + 1000, 100, 1000, &Shares::UNLIMITED).await.unwrap()
     };
     assert_eq!(claimed_again.len(), 3);
     let mut finished: Vec<FinishedAttempt> = claimed_again
@@ -699,12 +500,7 @@ async fn group_commit_keeps_each_batch_atomic(store: &dyn Store) {
     let completed = store.complete(&finished).await.unwrap();
     assert_eq!(completed.applied, [true, false, true]);
     assert_eq!(
-        store
-            .get_delivery(&finished[1].id)
-            .await
-            .unwrap()
-            .unwrap()
-            .status,
+        store.get_delivery(&finished[1].id).await.unwrap().unwrap().status,
         DeliveryStatus::Delivering
     );
 }
@@ -721,10 +517,7 @@ async fn claims_share_slots_round_robin_and_unclaim_restores(store: &dyn Store) 
             .unwrap();
         // Ingested one at a time, 1 ms apart, so each account's oldest is known.
         for k in 0..backlog {
-            store
-                .ingest(&[message(&id, Event::Sms, None)], now - 1_000 + k)
-                .await
-                .unwrap();
+            store.ingest(&[message(&id, Event::Sms, None)], now - 1_000 + k).await.unwrap();
         }
         accounts.push(id);
     }
@@ -737,10 +530,7 @@ async fn claims_share_slots_round_robin_and_unclaim_restores(store: &dyn Store) 
     let shares = Shares::uniform(3, vec![(a.clone(), 1), (b.clone(), 3)]);
     let first = store.claim_due(now, 100, 1000, &shares).await.unwrap();
     assert_eq!((of(&first, a), of(&first, b), of(&first, c)), (2, 0, 3));
-    let handed_back: Vec<_> = first
-        .iter()
-        .map(|d| (d.id.clone(), d.lease_token.clone()))
-        .collect();
+    let handed_back: Vec<_> = first.iter().map(|d| (d.id.clone(), d.lease_token.clone())).collect();
     store.unclaim(&handed_back, now).await.unwrap();
 
     // An account whose limit was lowered (adaptive concurrency) gets only that: c is down to 1,
@@ -749,10 +539,8 @@ async fn claims_share_slots_round_robin_and_unclaim_restores(store: &dyn Store) 
     lowered.lowered = vec![(c.clone(), 1), (a.clone(), 2)];
     let second = store.claim_due(now, 100, 1000, &lowered).await.unwrap();
     assert_eq!((of(&second, a), of(&second, b), of(&second, c)), (1, 3, 1));
-    let handed_back: Vec<_> = second
-        .iter()
-        .map(|d| (d.id.clone(), d.lease_token.clone()))
-        .collect();
+    let handed_back: Vec<_> =
+        second.iter().map(|d| (d.id.clone(), d.lease_token.clone())).collect();
     store.unclaim(&handed_back, now).await.unwrap();
 
     // Round robin: one slot per account and one delivery per claim, three claims in a row reach
@@ -770,35 +558,17 @@ async fn claims_share_slots_round_robin_and_unclaim_restores(store: &dyn Store) 
     assert_eq!(reached, all, "each claim goes on with the next account");
 
     // What was handed back is due as before, its attempt not counted.
-    let rest = store
-        .claim_due(now, 100, 1000, &Shares::UNLIMITED)
-        .await
-        .unwrap();
+    let rest = store.claim_due(now, 100, 1000, &Shares::UNLIMITED).await.unwrap();
     assert_eq!(rest.len(), 16 - 3);
-    assert!(
-        rest.iter().all(|d| d.attempt == 1),
-        "an unclaimed delivery's attempt is not counted"
-    );
+    assert!(rest.iter().all(|d| d.attempt == 1), "an unclaimed delivery's attempt is not counted");
 }
 
 async fn retention_prunes_finished_old_messages_only(store: &dyn Store) {
     let old = 1_000_000;
     let acc = subscribed_account(store, "r", &[Event::Sms]).await;
-    let done = store
-        .ingest(&[message(&acc, Event::Sms, Some("old-key"))], old)
-        .await
-        .unwrap();
-    let IngestOutcome::Enqueued {
-        delivery_id: done_id,
-        ..
-    } = done[0].clone()
-    else {
-        panic!()
-    };
-    let claimed = store
-        .claim_due(old, 10, 1000, &Shares::UNLIMITED)
-        .await
-        .unwrap();
+    let done = store.ingest(&[message(&acc, Event::Sms, Some("old-key"))], old).await.unwrap();
+    let IngestOutcome::Enqueued { delivery_id: done_id, .. } = done[0].clone() else { panic!() };
+    let claimed = store.claim_due(old, 10, 1000, &Shares::UNLIMITED).await.unwrap();
     assert!(
         finish(
             store,
@@ -810,26 +580,12 @@ async fn retention_prunes_finished_old_messages_only(store: &dyn Store) {
         .await
         .unwrap()
     );
-    let waiting = store
-        .ingest(&[message(&acc, Event::Sms, None)], old)
-        .await
-        .unwrap();
-    let IngestOutcome::Enqueued {
-        delivery_id: waiting_id,
-        ..
-    } = waiting[0].clone()
-    else {
+    let waiting = store.ingest(&[message(&acc, Event::Sms, None)], old).await.unwrap();
+    let IngestOutcome::Enqueued { delivery_id: waiting_id, .. } = waiting[0].clone() else {
         panic!()
     };
-    let recent = store
-        .ingest(&[message(&acc, Event::Sms, None)], old + 10_000)
-        .await
-        .unwrap();
-    let IngestOutcome::Enqueued {
-        delivery_id: recent_id,
-        ..
-    } = recent[0].clone()
-    else {
+    let recent = store.ingest(&[message(&acc, Event::Sms, None)], old + 10_000).await.unwrap();
+    let IngestOutcome::Enqueued { delivery_id: recent_id, .. } = recent[0].clone() else {
         panic!()
     };
 
@@ -838,16 +594,10 @@ async fn retention_prunes_finished_old_messages_only(store: &dyn Store) {
     assert_eq!(pruned, 1, "only the old, finished message");
     assert_eq!(store.get_delivery(&done_id).await.unwrap(), None);
     assert!(store.list_attempts(&done_id).await.unwrap().is_empty());
-    assert!(
-        store.get_delivery(&waiting_id).await.unwrap().is_some(),
-        "pending is kept"
-    );
+    assert!(store.get_delivery(&waiting_id).await.unwrap().is_some(), "pending is kept");
     assert!(store.get_delivery(&recent_id).await.unwrap().is_some());
     // A key past its 24 h (pruned or not) can be used again.
-    let again = store
-        .ingest(&[message(&acc, Event::Sms, Some("old-key"))], now)
-        .await
-        .unwrap();
+    let again = store.ingest(&[message(&acc, Event::Sms, Some("old-key"))], now).await.unwrap();
     assert!(matches!(again[0], IngestOutcome::Enqueued { .. }));
 }
 
@@ -856,37 +606,18 @@ async fn claims_lease_fence_and_retry(store: &dyn Store) {
     let acc = store.create_account("q").await.unwrap();
     let events: EventSet = [Event::Sms, Event::Tags].into_iter().collect();
     let (integration, _) = store
-        .put_integration(
-            &acc.id,
-            update("https://example.com/hook", false, Some(events)),
-        )
+        .put_integration(&acc.id, update("https://example.com/hook", false, Some(events)))
         .await
         .unwrap();
-    let out = store
-        .ingest(&[message(&acc.id, Event::Sms, None)], now)
-        .await
-        .unwrap();
-    let IngestOutcome::Enqueued {
-        delivery_id,
-        message_id,
-    } = out[0].clone()
-    else {
+    let out = store.ingest(&[message(&acc.id, Event::Sms, None)], now).await.unwrap();
+    let IngestOutcome::Enqueued { delivery_id, message_id } = out[0].clone() else {
         panic!("not enqueued: {out:?}")
     };
     assert_eq!(store.next_due_at().await.unwrap(), Some(now));
 
     // Not due yet: nothing to claim.
-    assert!(
-        store
-            .claim_due(now - 1, 10, 1000, &Shares::UNLIMITED)
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    let claimed = store
-        .claim_due(now, 10, 1000, &Shares::UNLIMITED)
-        .await
-        .unwrap();
+    assert!(store.claim_due(now - 1, 10, 1000, &Shares::UNLIMITED).await.unwrap().is_empty());
+    let claimed = store.claim_due(now, 10, 1000, &Shares::UNLIMITED).await.unwrap();
     assert_eq!(claimed.len(), 1);
     let c = &claimed[0];
     assert_eq!(c.id, delivery_id);
@@ -896,22 +627,11 @@ async fn claims_lease_fence_and_retry(store: &dyn Store) {
     assert_eq!(c.webhook_url, "https://example.com/hook");
     assert_eq!(c.signing_secret, integration.signing_secret);
     assert_eq!(
-        store
-            .get_delivery(&delivery_id)
-            .await
-            .unwrap()
-            .unwrap()
-            .status,
+        store.get_delivery(&delivery_id).await.unwrap().unwrap().status,
         DeliveryStatus::Delivering
     );
     // Leased: a second claim does not get it.
-    assert!(
-        store
-            .claim_due(now, 10, 1000, &Shares::UNLIMITED)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(store.claim_due(now, 10, 1000, &Shares::UNLIMITED).await.unwrap().is_empty());
     assert_eq!(store.next_due_at().await.unwrap(), None);
 
     // A wrong token changes nothing.
@@ -942,26 +662,14 @@ async fn claims_lease_fence_and_retry(store: &dyn Store) {
     assert_eq!(d.status, DeliveryStatus::Pending);
     assert_eq!(d.next_attempt_at_ms, Some(now + 5000));
     assert_eq!(d.last_status_code, Some(500));
-    assert!(
-        store
-            .claim_due(now + 4999, 10, 1000, &Shares::UNLIMITED)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(store.claim_due(now + 4999, 10, 1000, &Shares::UNLIMITED).await.unwrap().is_empty());
 
     // Second attempt: the lease expires (a dead worker), the sweeper releases it, another claims it.
-    let second = store
-        .claim_due(now + 5000, 10, 1000, &Shares::UNLIMITED)
-        .await
-        .unwrap();
+    let second = store.claim_due(now + 5000, 10, 1000, &Shares::UNLIMITED).await.unwrap();
     assert_eq!(second[0].attempt, 2);
     assert_eq!(store.release_expired_leases(now + 5999).await.unwrap(), 0);
     assert_eq!(store.release_expired_leases(now + 6000).await.unwrap(), 1);
-    let third = store
-        .claim_due(now + 6000, 10, 1000, &Shares::UNLIMITED)
-        .await
-        .unwrap();
+    let third = store.claim_due(now + 6000, 10, 1000, &Shares::UNLIMITED).await.unwrap();
     assert_eq!(third[0].attempt, 3);
     assert_ne!(third[0].lease_token, second[0].lease_token);
     // The dead worker's late result is fenced off.
@@ -969,10 +677,7 @@ async fn claims_lease_fence_and_retry(store: &dyn Store) {
     let fourth_try = store.reclaim_all_leases(now + 6001).await.unwrap();
     assert_eq!(fourth_try, 1);
     assert_eq!(store.next_due_at().await.unwrap(), Some(now + 6001));
-    let third = store
-        .claim_due(now + 6001, 10, 1000, &Shares::UNLIMITED)
-        .await
-        .unwrap();
+    let third = store.claim_due(now + 6001, 10, 1000, &Shares::UNLIMITED).await.unwrap();
     assert_eq!(third[0].attempt, 4);
     assert!(
         !finish(
@@ -1007,30 +712,12 @@ async fn claims_lease_fence_and_retry(store: &dyn Store) {
     );
 
     // A disabled integration's deliveries wait: not claimed until it is enabled again.
-    let out = store
-        .ingest(&[message(&acc.id, Event::Tags, None)], now)
-        .await
-        .unwrap();
+    let out = store.ingest(&[message(&acc.id, Event::Tags, None)], now).await.unwrap();
     assert!(matches!(out[0], IngestOutcome::Enqueued { .. }));
-    store
-        .put_integration(&acc.id, update("https://example.com/hook", true, None))
-        .await
-        .unwrap();
-    assert!(
-        store
-            .claim_due(now + 10_000, 10, 1000, &Shares::UNLIMITED)
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    store
-        .put_integration(&acc.id, update("https://example.com/hook", false, None))
-        .await
-        .unwrap();
-    let c = store
-        .claim_due(now + 10_000, 10, 1000, &Shares::UNLIMITED)
-        .await
-        .unwrap();
+    store.put_integration(&acc.id, update("https://example.com/hook", true, None)).await.unwrap();
+    assert!(store.claim_due(now + 10_000, 10, 1000, &Shares::UNLIMITED).await.unwrap().is_empty());
+    store.put_integration(&acc.id, update("https://example.com/hook", false, None)).await.unwrap();
+    let c = store.claim_due(now + 10_000, 10, 1000, &Shares::UNLIMITED).await.unwrap();
     assert_eq!(c.len(), 1);
     assert!(
         finish(
@@ -1075,23 +762,14 @@ async fn deliveries_list_page_resend_and_log_tests(store: &dyn Store) {
     let other = store.create_account("other").await.unwrap().id;
     for a in [&acc, &other] {
         store
-            .put_integration(
-                a,
-                update("https://example.com/", false, Some(EventSet::ALL)),
-            )
+            .put_integration(a, update("https://example.com/", false, Some(EventSet::ALL)))
             .await
             .unwrap();
     }
     let ids = enqueue(
         store,
         &acc,
-        &[
-            Event::Sms,
-            Event::Voicemail,
-            Event::Sms,
-            Event::Speech,
-            Event::Sms,
-        ],
+        &[Event::Sms, Event::Voicemail, Event::Sms, Event::Speech, Event::Sms],
         now,
     )
     .await;
@@ -1110,10 +788,7 @@ async fn deliveries_list_page_resend_and_log_tests(store: &dyn Store) {
     let mut seen = Vec::new();
     let mut cursor: Option<sipsim_core::DeliveryId> = None;
     loop {
-        let page = store
-            .list_deliveries(&acc, &all, cursor.as_ref(), 2)
-            .await
-            .unwrap();
+        let page = store.list_deliveries(&acc, &all, cursor.as_ref(), 2).await.unwrap();
         assert!(page.len() <= 2);
         let Some(last) = page.last() else { break };
         cursor = Some(last.id.clone());
@@ -1131,31 +806,12 @@ async fn deliveries_list_page_resend_and_log_tests(store: &dyn Store) {
     };
     let got = store.list_deliveries(&acc, &sms, None, 10).await.unwrap();
     assert_eq!(got.len(), 2, "{got:?}");
-    let later = DeliveryFilter {
-        since_ms: Some(now + 1),
-        ..DeliveryFilter::default()
-    };
-    assert!(
-        store
-            .list_deliveries(&acc, &later, None, 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    let later = DeliveryFilter { since_ms: Some(now + 1), ..DeliveryFilter::default() };
+    assert!(store.list_deliveries(&acc, &later, None, 10).await.unwrap().is_empty());
 
     // Resending queues the same message again as a new, due delivery; only the owner can.
-    assert!(
-        store
-            .resend(&other, &ids[0], now + 10)
-            .await
-            .unwrap()
-            .is_none()
-    );
-    let again = store
-        .resend(&acc, &ids[0], now + 10)
-        .await
-        .unwrap()
-        .unwrap();
+    assert!(store.resend(&other, &ids[0], now + 10).await.unwrap().is_none());
+    let again = store.resend(&acc, &ids[0], now + 10).await.unwrap().unwrap();
     assert_ne!(again.id, ids[0]);
     assert_eq!(again.message_id, failed.message_id);
     assert_eq!(again.status, DeliveryStatus::Pending);
@@ -1195,29 +851,17 @@ async fn pause_keeps_deliveries_until_resumed(store: &dyn Store) {
     let now = 30_000_000;
     let acc = store.create_account("pausing").await.unwrap().id;
     store
-        .put_integration(
-            &acc,
-            update("https://example.com/", false, Some(EventSet::ALL)),
-        )
+        .put_integration(&acc, update("https://example.com/", false, Some(EventSet::ALL)))
         .await
         .unwrap();
     let before = enqueue(store, &acc, &[Event::Sms], now).await;
     assert!(store.pause_integration(&acc, "gone", now).await.unwrap());
-    assert!(
-        !store.pause_integration(&acc, "gone", now).await.unwrap(),
-        "already paused"
-    );
+    assert!(!store.pause_integration(&acc, "gone", now).await.unwrap(), "already paused");
     let paused = store.get_integration(&acc).await.unwrap().unwrap();
     assert_eq!(paused.state, IntegrationState::Paused);
     assert_eq!(paused.paused_reason.as_deref(), Some("gone"));
     // Nothing of a paused integration is claimed; new events are kept as paused.
-    assert!(
-        store
-            .claim_due(now, 10, 1000, &Shares::UNLIMITED)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(store.claim_due(now, 10, 1000, &Shares::UNLIMITED).await.unwrap().is_empty());
     let kept = enqueue(store, &acc, &[Event::Voicemail, Event::Speech], now + 1).await;
     for id in &kept {
         let d = store.get_delivery(id).await.unwrap().unwrap();
@@ -1254,10 +898,7 @@ async fn pause_keeps_deliveries_until_resumed(store: &dyn Store) {
     // "Drop" fails what was kept, without sending it.
     let acc2 = store.create_account("dropping").await.unwrap().id;
     store
-        .put_integration(
-            &acc2,
-            update("https://example.com/", false, Some(EventSet::ALL)),
-        )
+        .put_integration(&acc2, update("https://example.com/", false, Some(EventSet::ALL)))
         .await
         .unwrap();
     store.pause_integration(&acc2, "gone", now).await.unwrap();
@@ -1280,18 +921,12 @@ async fn failing_integrations_pause_after_the_period(store: &dyn Store) {
     let healthy = store.create_account("healthy").await.unwrap().id;
     for a in [&acc, &healthy] {
         store
-            .put_integration(
-                a,
-                update("https://example.com/", false, Some(EventSet::ALL)),
-            )
+            .put_integration(a, update("https://example.com/", false, Some(EventSet::ALL)))
             .await
             .unwrap();
         enqueue(store, a, &[Event::Sms, Event::Sms], now).await;
     }
-    let claimed = store
-        .claim_due(now, 10, 1000, &Shares::UNLIMITED)
-        .await
-        .unwrap();
+    let claimed = store.claim_due(now, 10, 1000, &Shares::UNLIMITED).await.unwrap();
     assert_eq!(claimed.len(), 4);
     for c in &claimed {
         let (code, completion) = if c.account_id == acc {
@@ -1300,25 +935,12 @@ async fn failing_integrations_pause_after_the_period(store: &dyn Store) {
             (200, Completion::Succeeded)
         };
         let at = record(now, Some(code), None);
-        assert!(
-            finish(store, &c.id, &c.lease_token, &at, completion)
-                .await
-                .unwrap()
-        );
+        assert!(finish(store, &c.id, &c.lease_token, &at, completion).await.unwrap());
     }
     // Failing since `now`: not yet past a period that started later; past one that started after.
-    assert!(
-        store
-            .pause_failing_integrations(now - 1, now + 1)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(store.pause_failing_integrations(now - 1, now + 1).await.unwrap().is_empty());
     assert_eq!(
-        store
-            .pause_failing_integrations(now, now + 1)
-            .await
-            .unwrap(),
+        store.pause_failing_integrations(now, now + 1).await.unwrap(),
         std::slice::from_ref(&acc)
     );
     let got = store.get_integration(&acc).await.unwrap().unwrap();
@@ -1331,28 +953,17 @@ async fn users_and_sessions(store: &dyn Store) {
     use sipsim_core::secret::SecretHash;
     use sipsim_core::store::Session;
     let acc = store.create_account("dash").await.unwrap().id;
-    let user = store
-        .create_user(&acc, " Ada@Example.com ", "$argon2id$fake")
-        .await
-        .unwrap();
-    assert_eq!(
-        user.email, "ada@example.com",
-        "stored trimmed and lowercased"
-    );
+    let user = store.create_user(&acc, " Ada@Example.com ", "$argon2id$fake").await.unwrap();
+    assert_eq!(user.email, "ada@example.com", "stored trimmed and lowercased");
     assert!(matches!(
         store.create_user(&acc, "ADA@example.com", "x").await,
         Err(StoreError::EmailTaken)
     ));
     assert!(matches!(
-        store
-            .create_user(&AccountId::generate(), "b@example.com", "x")
-            .await,
+        store.create_user(&AccountId::generate(), "b@example.com", "x").await,
         Err(StoreError::AccountNotFound(_))
     ));
-    assert_eq!(
-        store.get_user_by_email("ADA@EXAMPLE.COM").await.unwrap(),
-        Some(user.clone())
-    );
+    assert_eq!(store.get_user_by_email("ADA@EXAMPLE.COM").await.unwrap(), Some(user.clone()));
     assert_eq!(store.get_user_by_email("nobody@x").await.unwrap(), None);
 
     let session = Session {
@@ -1362,93 +973,42 @@ async fn users_and_sessions(store: &dyn Store) {
         expires_at_ms: 5_000,
     };
     store.create_session(&session).await.unwrap();
-    let (got, who) = store
-        .get_session(&SecretHash::of("cookie-token"), 4_999)
-        .await
-        .unwrap()
-        .unwrap();
+    let (got, who) =
+        store.get_session(&SecretHash::of("cookie-token"), 4_999).await.unwrap().unwrap();
     assert_eq!((got, who), (session.clone(), user));
-    assert!(
-        store
-            .get_session(&session.token_hash, 5_000)
-            .await
-            .unwrap()
-            .is_none(),
-        "expired"
-    );
-    assert!(
-        store
-            .get_session(&SecretHash::of("other"), 0)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(store.get_session(&session.token_hash, 5_000).await.unwrap().is_none(), "expired");
+    assert!(store.get_session(&SecretHash::of("other"), 0).await.unwrap().is_none());
     assert!(store.delete_session(&session.token_hash).await.unwrap());
     assert!(!store.delete_session(&session.token_hash).await.unwrap());
-    assert!(
-        store
-            .get_session(&session.token_hash, 0)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(store.get_session(&session.token_hash, 0).await.unwrap().is_none());
 }
 
 async fn a_regenerated_secret_keeps_the_old_one_for_a_while(store: &dyn Store) {
     let now = 50_000_000;
     let acc = store.create_account("rotating").await.unwrap().id;
     assert!(
-        store
-            .rotate_signing_secret(&acc, &SigningSecret::generate(), now)
-            .await
-            .unwrap()
-            .is_none(),
+        store.rotate_signing_secret(&acc, &SigningSecret::generate(), now).await.unwrap().is_none(),
         "no integration yet"
     );
     let (before, _) = store
-        .put_integration(
-            &acc,
-            update("https://example.com/", false, Some(EventSet::ALL)),
-        )
+        .put_integration(&acc, update("https://example.com/", false, Some(EventSet::ALL)))
         .await
         .unwrap();
     let new = SigningSecret::generate();
-    let rotated = store
-        .rotate_signing_secret(&acc, &new, now + 1000)
-        .await
-        .unwrap()
-        .unwrap();
+    let rotated = store.rotate_signing_secret(&acc, &new, now + 1000).await.unwrap().unwrap();
     assert_eq!(rotated.signing_secret, new);
-    assert_eq!(
-        rotated.previous_signing_secret,
-        Some((before.signing_secret.clone(), now + 1000))
-    );
+    assert_eq!(rotated.previous_signing_secret, Some((before.signing_secret.clone(), now + 1000)));
     assert!(rotated.version > before.version);
     assert_eq!(store.get_integration(&acc).await.unwrap(), Some(rotated));
     // A claim carries the old secret while it is valid, and not after.
     store
-        .ingest(
-            &[
-                message(&acc, Event::Sms, None),
-                message(&acc, Event::Sms, None),
-            ],
-            now,
-        )
+        .ingest(&[message(&acc, Event::Sms, None), message(&acc, Event::Sms, None)], now)
         .await
         .unwrap();
-    let early = store
-        .claim_due(now + 999, 1, 60_000, &Shares::UNLIMITED)
-        .await
-        .unwrap();
+    let early = store.claim_due(now + 999, 1, 60_000, &Shares::UNLIMITED).await.unwrap();
     assert_eq!(early[0].signing_secret, new);
-    assert_eq!(
-        early[0].previous_signing_secret,
-        Some(before.signing_secret)
-    );
-    let late = store
-        .claim_due(now + 1000, 1, 60_000, &Shares::UNLIMITED)
-        .await
-        .unwrap();
+    assert_eq!(early[0].previous_signing_secret, Some(before.signing_secret));
+    let late = store.claim_due(now + 1000, 1, 60_000, &Shares::UNLIMITED).await.unwrap();
     assert_eq!(late[0].previous_signing_secret, None);
 }
 
@@ -1456,23 +1016,11 @@ async fn resend_failed_and_attempt_buckets(store: &dyn Store) {
     let now = 60_000_000;
     let acc = store.create_account("resending").await.unwrap().id;
     store
-        .put_integration(
-            &acc,
-            update("https://example.com/", false, Some(EventSet::ALL)),
-        )
+        .put_integration(&acc, update("https://example.com/", false, Some(EventSet::ALL)))
         .await
         .unwrap();
-    enqueue(
-        store,
-        &acc,
-        &[Event::Sms, Event::Sms, Event::Voicemail],
-        now,
-    )
-    .await;
-    let claimed = store
-        .claim_due(now, 10, 60_000, &Shares::UNLIMITED)
-        .await
-        .unwrap();
+    enqueue(store, &acc, &[Event::Sms, Event::Sms, Event::Voicemail], now).await;
+    let claimed = store.claim_due(now, 10, 60_000, &Shares::UNLIMITED).await.unwrap();
     assert_eq!(claimed.len(), 3);
     for (i, c) in claimed.iter().enumerate() {
         // Two fail for good (one of them slowly), one succeeds.
@@ -1483,63 +1031,26 @@ async fn resend_failed_and_attempt_buckets(store: &dyn Store) {
         };
         let mut at = record(now + 5, Some(code), None);
         at.duration_ms = duration;
-        assert!(
-            finish(store, &c.id, &c.lease_token, &at, completion)
-                .await
-                .unwrap()
-        );
+        assert!(finish(store, &c.id, &c.lease_token, &at, completion).await.unwrap());
     }
-    let buckets = store
-        .attempt_buckets(&acc, now - 3_600_000, 3_600_000)
-        .await
-        .unwrap();
+    let buckets = store.attempt_buckets(&acc, now - 3_600_000, 3_600_000).await.unwrap();
     assert_eq!(buckets.len(), 1, "{buckets:?}");
     let b = buckets[0];
-    assert_eq!(
-        (b.attempts, b.succeeded, b.mean_ms, b.max_ms),
-        (3, 1, 20, 30)
-    );
+    assert_eq!((b.attempts, b.succeeded, b.mean_ms, b.max_ms), (3, 1, 20, 30));
     assert_eq!(b.start_ms, (now + 5) / 3_600_000 * 3_600_000);
-    assert!(
-        store
-            .attempt_buckets(&acc, now + 6, 3_600_000)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(store.attempt_buckets(&acc, now + 6, 3_600_000).await.unwrap().is_empty());
 
     // Resending all failed since a time queues each failed message once, newest delivery only.
-    assert_eq!(
-        store
-            .resend_failed_since(&acc, now + 1, now + 10, 100)
-            .await
-            .unwrap(),
-        0
-    );
-    assert_eq!(
-        store
-            .resend_failed_since(&acc, now, now + 10, 100)
-            .await
-            .unwrap(),
-        2
-    );
-    let again = store
-        .claim_due(now + 10, 10, 60_000, &Shares::UNLIMITED)
-        .await
-        .unwrap();
+    assert_eq!(store.resend_failed_since(&acc, now + 1, now + 10, 100).await.unwrap(), 0);
+    assert_eq!(store.resend_failed_since(&acc, now, now + 10, 100).await.unwrap(), 2);
+    let again = store.claim_due(now + 10, 10, 60_000, &Shares::UNLIMITED).await.unwrap();
     assert_eq!(again.len(), 2);
     let failed: Vec<_> = claimed[..2].iter().map(|c| &c.message_id).collect();
     for c in &again {
         assert!(failed.contains(&&c.message_id), "only the failed messages");
     }
     // Their latest deliveries are now in flight, not failed: nothing to resend.
-    assert_eq!(
-        store
-            .resend_failed_since(&acc, now, now + 20, 100)
-            .await
-            .unwrap(),
-        0
-    );
+    assert_eq!(store.resend_failed_since(&acc, now, now + 20, 100).await.unwrap(), 0);
 }
 
 /// Every stored secret can be listed and rewritten, each only if unchanged since it was read.
@@ -1548,19 +1059,10 @@ async fn stored_secrets_are_listed_and_rewritten_only_if_unchanged(store: &dyn S
     let a = store.create_account("a").await.unwrap().id;
     let b = store.create_account("b").await.unwrap().id;
     for acc in [&a, &b] {
-        store
-            .put_integration(acc, update("https://example.com/", false, None))
-            .await
-            .unwrap();
+        store.put_integration(acc, update("https://example.com/", false, None)).await.unwrap();
     }
-    store
-        .rotate_signing_secret(&b, &SigningSecret::generate(), 1)
-        .await
-        .unwrap();
-    store
-        .setting_or_insert("jwt_hs256_key", "plain-jwt-key")
-        .await
-        .unwrap();
+    store.rotate_signing_secret(&b, &SigningSecret::generate(), 1).await.unwrap();
+    store.setting_or_insert("jwt_hs256_key", "plain-jwt-key").await.unwrap();
     store.setting_or_insert("unrelated", "x").await.unwrap();
     let mut secrets = store.stored_secrets().await.unwrap();
     secrets.sort_by_key(|s| format!("{:?}", s.slot));
@@ -1574,33 +1076,22 @@ async fn stored_secrets_are_listed_and_rewritten_only_if_unchanged(store: &dyn S
     expected.sort_by_key(|s| format!("{s:?}"));
     assert_eq!(slots, expected);
     let integration_a = store.get_integration(&a).await.unwrap().unwrap();
-    let current_a = secrets
-        .iter()
-        .find(|s| s.slot == SecretSlot::SigningSecret(a.clone()))
-        .unwrap();
+    let current_a =
+        secrets.iter().find(|s| s.slot == SecretSlot::SigningSecret(a.clone())).unwrap();
     assert_eq!(current_a.stored, integration_a.signing_secret.expose());
 
     // Rewritten together.
     let rewrites: Vec<SecretRewrite> = secrets
         .iter()
-        .map(|s| SecretRewrite {
-            was: s.clone(),
-            now: format!("{}-rewritten", s.stored),
-        })
+        .map(|s| SecretRewrite { was: s.clone(), now: format!("{}-rewritten", s.stored) })
         .collect();
     assert!(store.rewrite_secrets(&rewrites).await.unwrap());
     let after = store.stored_secrets().await.unwrap();
-    assert!(
-        after.iter().all(|s| s.stored.ends_with("-rewritten")),
-        "{after:?}"
-    );
+    assert!(after.iter().all(|s| s.stored.ends_with("-rewritten")), "{after:?}");
     // A rewrite planned from what is no longer there writes nothing at all.
     let stale: Vec<SecretRewrite> = after
         .iter()
-        .map(|s| SecretRewrite {
-            was: s.clone(),
-            now: "second".into(),
-        })
+        .map(|s| SecretRewrite { was: s.clone(), now: "second".into() })
         .chain(std::iter::once(rewrites[0].clone()))
         .collect();
     assert!(!store.rewrite_secrets(&stale).await.unwrap());
@@ -1614,26 +1105,16 @@ async fn concurrent_resends_of_all_failed_queue_each_message_once(store: &Arc<dy
     let now = 60_000_000;
     let acc = store.create_account("double click").await.unwrap().id;
     store
-        .put_integration(
-            &acc,
-            update("https://example.com/", false, Some(EventSet::ALL)),
-        )
+        .put_integration(&acc, update("https://example.com/", false, Some(EventSet::ALL)))
         .await
         .unwrap();
     let failed = 40;
     enqueue(&**store, &acc, &vec![Event::Sms; failed], now).await;
-    let claimed = store
-        .claim_due(now, 100, 60_000, &Shares::UNLIMITED)
-        .await
-        .unwrap();
+    let claimed = store.claim_due(now, 100, 60_000, &Shares::UNLIMITED).await.unwrap();
     assert_eq!(claimed.len(), failed);
     for c in &claimed {
         let at = record(now + 5, Some(500), None);
-        assert!(
-            finish(&**store, &c.id, &c.lease_token, &at, Completion::Failed)
-                .await
-                .unwrap()
-        );
+        assert!(finish(&**store, &c.id, &c.lease_token, &at, Completion::Failed).await.unwrap());
     }
     let calls: Vec<_> = (0..8)
         .map(|_| {
@@ -1646,10 +1127,7 @@ async fn concurrent_resends_of_all_failed_queue_each_message_once(store: &Arc<dy
         queued.push(call.await.unwrap().unwrap());
     }
     assert_eq!(queued.iter().sum::<u64>(), failed as u64, "{queued:?}");
-    let again = store
-        .claim_due(now + 10, 1000, 60_000, &Shares::UNLIMITED)
-        .await
-        .unwrap();
+    let again = store.claim_due(now + 10, 1000, 60_000, &Shares::UNLIMITED).await.unwrap();
     assert_eq!(again.len(), failed, "one new delivery per failed message");
     let mut messages: Vec<_> = again.iter().map(|c| c.message_id.clone()).collect();
     messages.sort();
@@ -1665,10 +1143,7 @@ async fn queue_stats_count_what_waits(store: &dyn Store) {
     assert_eq!(store.queue_stats(now).await.unwrap(), QueueStats::default());
     let acc = store.create_account("stats").await.unwrap().id;
     store
-        .put_integration(
-            &acc,
-            update("https://example.com/", false, Some(EventSet::ALL)),
-        )
+        .put_integration(&acc, update("https://example.com/", false, Some(EventSet::ALL)))
         .await
         .unwrap();
     enqueue(store, &acc, &[Event::Sms, Event::Sms], now - 5000).await;
@@ -1697,10 +1172,7 @@ async fn queue_stats_count_what_waits(store: &dyn Store) {
             paused_integrations: 0,
         }
     );
-    let claimed = store
-        .claim_due(now, 2, 10_000, &Shares::UNLIMITED)
-        .await
-        .unwrap();
+    let claimed = store.claim_due(now, 2, 10_000, &Shares::UNLIMITED).await.unwrap();
     assert_eq!(claimed.len(), 2);
     let stats = store.queue_stats(now).await.unwrap();
     assert_eq!((stats.pending, stats.due, stats.in_flight), (4, 2, 2));
@@ -1709,10 +1181,7 @@ async fn queue_stats_count_what_waits(store: &dyn Store) {
     // A paused integration's deliveries wait (pending, never due); the integration is counted.
     let other = store.create_account("gone").await.unwrap().id;
     store
-        .put_integration(
-            &other,
-            update("https://example.org/", false, Some(EventSet::ALL)),
-        )
+        .put_integration(&other, update("https://example.org/", false, Some(EventSet::ALL)))
         .await
         .unwrap();
     enqueue(store, &other, &[Event::Sms], now - 9000).await;
@@ -1731,10 +1200,7 @@ async fn deleting_an_account_erases_everything_of_it(store: &dyn Store) {
     for name in ["leaving", "staying"] {
         let acc = store.create_account(name).await.unwrap().id;
         store
-            .put_integration(
-                &acc,
-                update("https://example.com/", false, Some(EventSet::ALL)),
-            )
+            .put_integration(&acc, update("https://example.com/", false, Some(EventSet::ALL)))
             .await
             .unwrap();
         let client = store
@@ -1759,16 +1225,11 @@ async fn deleting_an_account_erases_everything_of_it(store: &dyn Store) {
             })
             .await
             .unwrap();
-        let outcomes = store
-            .ingest(&[message(&acc, Event::Sms, Some("key-1"))], now)
-            .await
-            .unwrap();
+        let outcomes =
+            store.ingest(&[message(&acc, Event::Sms, Some("key-1"))], now).await.unwrap();
         let message_id = outcomes[0].message_id().clone();
         // One attempt logged.
-        let claimed = store
-            .claim_due(now, 10, 10_000, &Shares::UNLIMITED)
-            .await
-            .unwrap();
+        let claimed = store.claim_due(now, 10, 10_000, &Shares::UNLIMITED).await.unwrap();
         for c in claimed.iter().filter(|c| c.account_id == acc) {
             one_attempt(store, c, Completion::Failed).await;
         }
@@ -1786,28 +1247,10 @@ async fn deleting_an_account_erases_everything_of_it(store: &dyn Store) {
     assert_eq!(revocations.len(), revocations_before + 1);
     assert_eq!(revocations.last().unwrap().client_id, *gone_client);
     assert!(store.get_integration(gone).await.unwrap().is_none());
-    assert_eq!(
-        store
-            .get_user_by_email("leaving@example.com")
-            .await
-            .unwrap(),
-        None
-    );
-    assert!(
-        store
-            .get_session(&SecretHash::of("leaving"), now)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert_eq!(store.get_user_by_email("leaving@example.com").await.unwrap(), None);
+    assert!(store.get_session(&SecretHash::of("leaving"), now).await.unwrap().is_none());
     assert_eq!(store.message_body(gone_message).await.unwrap(), None);
-    assert!(
-        store
-            .list_deliveries(gone, &Default::default(), None, 100)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(store.list_deliveries(gone, &Default::default(), None, 100).await.unwrap().is_empty());
     assert_eq!(store.queue_stats(now).await.unwrap().pending, 0);
 
     // The other account keeps everything.
@@ -1815,31 +1258,13 @@ async fn deleting_an_account_erases_everything_of_it(store: &dyn Store) {
     assert!(store.get_account(kept).await.unwrap().is_some());
     assert!(store.get_client(kept_client).await.unwrap().is_some());
     assert!(store.message_body(kept_message).await.unwrap().is_some());
-    let deliveries = store
-        .list_deliveries(kept, &Default::default(), None, 100)
-        .await
-        .unwrap();
+    let deliveries = store.list_deliveries(kept, &Default::default(), None, 100).await.unwrap();
     assert_eq!(deliveries.len(), 1);
-    assert_eq!(
-        store.list_attempts(&deliveries[0].id).await.unwrap().len(),
-        1
-    );
-    assert!(
-        store
-            .get_session(&SecretHash::of("staying"), now)
-            .await
-            .unwrap()
-            .is_some()
-    );
+    assert_eq!(store.list_attempts(&deliveries[0].id).await.unwrap().len(), 1);
+    assert!(store.get_session(&SecretHash::of("staying"), now).await.unwrap().is_some());
     // Its idempotency key still deduplicates.
-    let again = store
-        .ingest(&[message(kept, Event::Sms, Some("key-1"))], now)
-        .await
-        .unwrap();
-    assert!(
-        matches!(again[0], IngestOutcome::Duplicate { .. }),
-        "{again:?}"
-    );
+    let again = store.ingest(&[message(kept, Event::Sms, Some("key-1"))], now).await.unwrap();
+    assert!(matches!(again[0], IngestOutcome::Duplicate { .. }), "{again:?}");
 }
 
 async fn an_account_can_keep_its_messages_shorter_or_longer(store: &dyn Store) {
@@ -1847,17 +1272,10 @@ async fn an_account_can_keep_its_messages_shorter_or_longer(store: &dyn Store) {
     let now = 100 * DAY;
     let default_cutoff = now - 30 * DAY;
     let mut accounts = Vec::new();
-    for (name, retention) in [
-        ("short", Some(DAY)),
-        ("default", None),
-        ("long", Some(60 * DAY)),
-    ] {
+    for (name, retention) in [("short", Some(DAY)), ("default", None), ("long", Some(60 * DAY))] {
         let acc = store.create_account(name).await.unwrap().id;
         store
-            .put_integration(
-                &acc,
-                update("https://example.com/", false, Some(EventSet::ALL)),
-            )
+            .put_integration(&acc, update("https://example.com/", false, Some(EventSet::ALL)))
             .await
             .unwrap();
         assert!(store.set_retention(&acc, retention).await.unwrap());
@@ -1865,29 +1283,16 @@ async fn an_account_can_keep_its_messages_shorter_or_longer(store: &dyn Store) {
         let mut ids = Vec::new();
         for age in [2 * DAY, 40 * DAY] {
             let at = now - age;
-            let out = store
-                .ingest(&[message(&acc, Event::Sms, None)], at)
-                .await
-                .unwrap();
-            let IngestOutcome::Enqueued { delivery_id, .. } = out[0].clone() else {
-                panic!()
-            };
-            let claimed = store
-                .claim_due(at, 10, 1000, &Shares::UNLIMITED)
-                .await
-                .unwrap();
+            let out = store.ingest(&[message(&acc, Event::Sms, None)], at).await.unwrap();
+            let IngestOutcome::Enqueued { delivery_id, .. } = out[0].clone() else { panic!() };
+            let claimed = store.claim_due(at, 10, 1000, &Shares::UNLIMITED).await.unwrap();
             assert_eq!(claimed.len(), 1);
             one_attempt(store, &claimed[0], Completion::Succeeded).await;
             ids.push(delivery_id);
         }
         accounts.push((acc, ids));
     }
-    assert!(
-        !store
-            .set_retention(&AccountId::generate(), Some(DAY))
-            .await
-            .unwrap()
-    );
+    assert!(!store.set_retention(&AccountId::generate(), Some(DAY)).await.unwrap());
     let pruned = store.prune(default_cutoff, 0, now).await.unwrap();
     assert_eq!(pruned, 3);
     let kept = |i: usize, j: usize| {
@@ -1913,28 +1318,16 @@ async fn the_settings_version_moves_with_settings_changes_only(store: &dyn Store
     let acc = store.create_account("versioned").await.unwrap().id;
     assert_eq!(v().await, start, "an account alone is no setting");
     let sms: EventSet = [Event::Sms].into_iter().collect();
-    store
-        .put_integration(&acc, update("https://example.com/", false, Some(sms)))
-        .await
-        .unwrap();
+    store.put_integration(&acc, update("https://example.com/", false, Some(sms))).await.unwrap();
     let created = v().await;
     assert!(created > start, "creating an integration moves it");
-    store
-        .change_subscription(&acc, SubscriptionChange::Subscribe(Event::Rating))
-        .await
-        .unwrap();
+    store.change_subscription(&acc, SubscriptionChange::Subscribe(Event::Rating)).await.unwrap();
     let subscribed = v().await;
     assert!(subscribed > created, "a subscription moves it");
 
     // A failing attempt (it sets the integration's failing_since) and a success do not.
-    store
-        .ingest(&[message(&acc, Event::Sms, None)], now)
-        .await
-        .unwrap();
-    let claimed = store
-        .claim_due(now, 10, 1000, &Shares::UNLIMITED)
-        .await
-        .unwrap();
+    store.ingest(&[message(&acc, Event::Sms, None)], now).await.unwrap();
+    let claimed = store.claim_due(now, 10, 1000, &Shares::UNLIMITED).await.unwrap();
     assert_eq!(claimed.len(), 1);
     finish(
         store,
@@ -1945,41 +1338,25 @@ async fn the_settings_version_moves_with_settings_changes_only(store: &dyn Store
     )
     .await
     .unwrap();
-    let retry = store
-        .claim_due(now + 10, 10, 1000, &Shares::UNLIMITED)
-        .await
-        .unwrap();
+    let retry = store.claim_due(now + 10, 10, 1000, &Shares::UNLIMITED).await.unwrap();
     one_attempt(store, &retry[0], Completion::Succeeded).await;
-    assert_eq!(
-        v().await,
-        subscribed,
-        "delivery bookkeeping leaves it alone"
-    );
+    assert_eq!(v().await, subscribed, "delivery bookkeeping leaves it alone");
 
     let mut last = subscribed;
     let mut moved = |what: &str, now_v: i64| {
         assert!(now_v > last, "{what} moves it");
         last = now_v;
     };
-    store
-        .rotate_signing_secret(&acc, &SigningSecret::generate(), now + 1000)
-        .await
-        .unwrap();
+    store.rotate_signing_secret(&acc, &SigningSecret::generate(), now + 1000).await.unwrap();
     moved("regenerating the secret", v().await);
     store.pause_integration(&acc, "test", now).await.unwrap();
     moved("pausing", v().await);
-    store
-        .resume_integration(&acc, sipsim_core::store::KeptDeliveries::Deliver, now)
-        .await
-        .unwrap();
+    store.resume_integration(&acc, sipsim_core::store::KeptDeliveries::Deliver, now).await.unwrap();
     moved("resuming", v().await);
     store.remove_integration(&acc).await.unwrap();
     moved("removing the integration", v().await);
     let other = store.create_account("erased").await.unwrap().id;
-    store
-        .put_integration(&other, update("https://example.com/", false, None))
-        .await
-        .unwrap();
+    store.put_integration(&other, update("https://example.com/", false, None)).await.unwrap();
     moved("creating another", v().await);
     store.delete_account(&other).await.unwrap();
     moved("erasing an account with an integration", v().await);

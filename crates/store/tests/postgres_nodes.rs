@@ -85,17 +85,11 @@ async fn concurrent_claims_never_take_a_delivery_twice() {
         let claimed = claimed.clone();
         tasks.push(tokio::spawn(async move {
             loop {
-                let got = store
-                    .claim_due(now, 25, 60_000, &Shares::UNLIMITED)
-                    .await
-                    .unwrap();
+                let got = store.claim_due(now, 25, 60_000, &Shares::UNLIMITED).await.unwrap();
                 if got.is_empty() {
                     break;
                 }
-                claimed
-                    .lock()
-                    .unwrap()
-                    .extend(got.into_iter().map(|c| c.id.as_str().to_owned()));
+                claimed.lock().unwrap().extend(got.into_iter().map(|c| c.id.as_str().to_owned()));
             }
         }));
     }
@@ -158,10 +152,8 @@ async fn chains_stay_ordered_and_never_stall_across_nodes() {
                         break;
                     }
                     let now = sipsim_core::clock::now_ms();
-                    let claimed = store
-                        .claim_due(now, 8, 60_000, &Shares::UNLIMITED)
-                        .await
-                        .unwrap();
+                    let claimed =
+                        store.claim_due(now, 8, 60_000, &Shares::UNLIMITED).await.unwrap();
                     if claimed.is_empty() {
                         tokio::time::sleep(Duration::from_millis(2)).await;
                         continue;
@@ -181,15 +173,7 @@ async fn chains_stay_ordered_and_never_stall_across_nodes() {
                             completion: Completion::Succeeded,
                         });
                     }
-                    assert!(
-                        store
-                            .complete(&finished)
-                            .await
-                            .unwrap()
-                            .applied
-                            .iter()
-                            .all(|ok| *ok)
-                    );
+                    assert!(store.complete(&finished).await.unwrap().applied.iter().all(|ok| *ok));
                 }
             })
         })
@@ -205,10 +189,7 @@ async fn chains_stay_ordered_and_never_stall_across_nodes() {
     assert_eq!(done, total, "every delivery went out; none stalled");
     for (key, seqs) in sent.iter() {
         let expected: Vec<i64> = (1..=seqs.len() as i64).collect();
-        assert_eq!(
-            seqs, &expected,
-            "{key}: sent in sequence order, numbered without gaps"
-        );
+        assert_eq!(seqs, &expected, "{key}: sent in sequence order, numbered without gaps");
     }
     eprintln!(
         "{total} chained deliveries through two nodes in {} ms",
@@ -241,25 +222,14 @@ async fn one_idempotency_key_from_two_nodes_is_stored_once() {
     let now = sipsim_core::clock::now_ms();
     for round in 0..20 {
         let key = Some(format!("k{round}"));
-        let (batch_a, batch_b) = (
-            [msg(&acc, None, key.clone())],
-            [msg(&acc, None, key.clone())],
-        );
+        let (batch_a, batch_b) = ([msg(&acc, None, key.clone())], [msg(&acc, None, key.clone())]);
         let (ra, rb) = tokio::join!(a.ingest(&batch_a, now), b.ingest(&batch_b, now));
         let outcomes = [ra.unwrap().remove(0), rb.unwrap().remove(0)];
-        let enqueued = outcomes
-            .iter()
-            .filter(|o| matches!(o, IngestOutcome::Enqueued { .. }))
-            .count();
-        let duplicates = outcomes
-            .iter()
-            .filter(|o| matches!(o, IngestOutcome::Duplicate { .. }))
-            .count();
-        assert_eq!(
-            (enqueued, duplicates),
-            (1, 1),
-            "round {round}: {outcomes:?}"
-        );
+        let enqueued =
+            outcomes.iter().filter(|o| matches!(o, IngestOutcome::Enqueued { .. })).count();
+        let duplicates =
+            outcomes.iter().filter(|o| matches!(o, IngestOutcome::Duplicate { .. })).count();
+        assert_eq!((enqueued, duplicates), (1, 1), "round {round}: {outcomes:?}");
     }
     a.close().await;
     b.close().await;
@@ -296,9 +266,7 @@ async fn writes_on_one_node_signal_the_other() {
         }
     };
     tokio::time::sleep(Duration::from_millis(200)).await;
-    a.ingest(&[msg(&acc, None, None)], sipsim_core::clock::now_ms())
-        .await
-        .unwrap();
+    a.ingest(&[msg(&acc, None, None)], sipsim_core::clock::now_ms()).await.unwrap();
     assert!(wait_for(Signal::Due).await, "ingest on A wakes B");
     let client = a
         .create_client(NewApiClient {

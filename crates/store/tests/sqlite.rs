@@ -16,9 +16,7 @@ fn mode(path: &std::path::Path) -> u32 {
 async fn the_database_and_its_wal_and_shm_files_are_private_to_their_owner() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sipsim.db");
-    let store = SqliteStore::open(&format!("sqlite://{}", path.display()))
-        .await
-        .unwrap();
+    let store = SqliteStore::open(&format!("sqlite://{}", path.display())).await.unwrap();
     store.migrate().await.unwrap();
     // A write, so the WAL and its index exist.
     store.create_account("Acme").await.unwrap();
@@ -58,21 +56,12 @@ async fn a_full_database_refuses_writes_whole_and_recovers_once_space_is_freed()
         sipsim_store::testing::account_with_integration(&store, "Acme", "https://example.com/h")
             .await;
     // Some deliveries in flight, to complete while the database is full.
-    store
-        .ingest(&messages(&account, 20, 100), 1_000)
-        .await
-        .unwrap();
-    let in_flight = store
-        .claim_due(1_000, 20, 600_000, &Shares::UNLIMITED)
-        .await
-        .unwrap();
+    store.ingest(&messages(&account, 20, 100), 1_000).await.unwrap();
+    let in_flight = store.claim_due(1_000, 20, 600_000, &Shares::UNLIMITED).await.unwrap();
     assert_eq!(in_flight.len(), 20);
     // Something an operator can delete later to free space.
     let mut other = sqlx::SqliteConnection::connect(&url).await.unwrap();
-    sqlx::query("CREATE TABLE ballast (b BLOB)")
-        .execute(&mut other)
-        .await
-        .unwrap();
+    sqlx::query("CREATE TABLE ballast (b BLOB)").execute(&mut other).await.unwrap();
     sqlx::query("INSERT INTO ballast VALUES (zeroblob(512 * 1024))")
         .execute(&mut other)
         .await
@@ -120,41 +109,24 @@ async fn a_full_database_refuses_writes_whole_and_recovers_once_space_is_freed()
         .collect();
     let completed = store.complete(&finished).await;
     assert!(completed.is_ok() || is_full(&completed), "{completed:?}");
-    let claimed = store
-        .claim_due(4_000, 100, 600_000, &Shares::UNLIMITED)
-        .await;
+    let claimed = store.claim_due(4_000, 100, 600_000, &Shares::UNLIMITED).await;
     assert!(claimed.is_ok() || is_full(&claimed), "{claimed:?}");
     if let Ok(c) = &claimed {
         store
             .unclaim(
-                &c.iter()
-                    .map(|d| (d.id.clone(), d.lease_token.clone()))
-                    .collect::<Vec<_>>(),
+                &c.iter().map(|d| (d.id.clone(), d.lease_token.clone())).collect::<Vec<_>>(),
                 4_000,
             )
             .await
             .unwrap();
     }
-    assert_eq!(
-        count(&mut other, "messages").await,
-        messages_before,
-        "nothing half-stored"
-    );
+    assert_eq!(count(&mut other, "messages").await, messages_before, "nothing half-stored");
 
     // The operator frees space: the same store, without a restart, writes again.
-    sqlx::query("DROP TABLE ballast")
-        .execute(&mut other)
-        .await
-        .unwrap();
+    sqlx::query("DROP TABLE ballast").execute(&mut other).await.unwrap();
     store.write_probe().await.unwrap();
-    store
-        .ingest(&messages(&account, 50, 2_000), 5_000)
-        .await
-        .unwrap();
-    let claimed = store
-        .claim_due(5_000, 10, 600_000, &Shares::UNLIMITED)
-        .await
-        .unwrap();
+    store.ingest(&messages(&account, 50, 2_000), 5_000).await.unwrap();
+    let claimed = store.claim_due(5_000, 10, 600_000, &Shares::UNLIMITED).await.unwrap();
     assert!(!claimed.is_empty());
     let done = store
         .complete(

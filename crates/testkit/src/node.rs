@@ -32,19 +32,13 @@ impl Drop for Spawned {
 
 /// Builds the node `config` describes and serves it; panics (failing the test) if it cannot.
 pub async fn spawn(config: &Config) -> Spawned {
-    let node = Node::build(config)
-        .await
-        .unwrap_or_else(|e| panic!("the test node does not build: {e:#}"));
+    let node =
+        Node::build(config).await.unwrap_or_else(|e| panic!("the test node does not build: {e:#}"));
     let store = node.store.clone();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("a free port on 127.0.0.1");
+    let listener =
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a free port on 127.0.0.1");
     let addr = listener.local_addr().expect("the node's address");
     let shutdown = CancellationToken::new();
     tokio::spawn(node.run(Some(listener), shutdown.clone()));
-    Spawned {
-        addr,
-        store,
-        shutdown,
-    }
+    Spawned { addr, store, shutdown }
 }

@@ -20,19 +20,14 @@ pub struct Serving {
 /// waits for the log line that names its address: `listen=ADDR` in text logs, `"listen":"ADDR"`
 /// in JSON ones. Fails if the process exits first.
 pub fn spawn_serving(command: &mut Command) -> std::io::Result<Serving> {
-    let mut child = command
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()?;
+    let mut child = command.stdout(Stdio::null()).stderr(Stdio::piped()).spawn()?;
     let stderr = child.stderr.take().ok_or_else(|| other("no stderr"))?;
     let mut lines = BufReader::new(stderr).lines();
     let addr = loop {
         let Some(line) = lines.next() else {
             let _ = child.kill();
             let status = child.wait()?;
-            return Err(other(&format!(
-                "the server exited ({status}) before serving"
-            )));
+            return Err(other(&format!("the server exited ({status}) before serving")));
         };
         if let Some(addr) = announced(&line?) {
             break addr;
@@ -49,15 +44,8 @@ pub fn spawn_serving(command: &mut Command) -> std::io::Result<Serving> {
 
 /// The address a log line announces, if it does.
 fn announced(line: &str) -> Option<SocketAddr> {
-    let text = line
-        .split("listen=")
-        .nth(1)
-        .map(|rest| rest.split_whitespace().next());
-    let json = || {
-        line.split("\"listen\":\"")
-            .nth(1)
-            .map(|rest| rest.split('"').next())
-    };
+    let text = line.split("listen=").nth(1).map(|rest| rest.split_whitespace().next());
+    let json = || line.split("\"listen\":\"").nth(1).map(|rest| rest.split('"').next());
     text.or_else(json).flatten()?.parse().ok()
 }
 

@@ -80,13 +80,9 @@ impl Drop for InProgress {
 impl Receiver {
     /// Starts a receiver answering `script` in order, then `200`.
     pub async fn start(script: Vec<Reply>) -> Receiver {
-        let inner = Arc::new(Inner {
-            script: Mutex::new(script.into()),
-            ..Inner::default()
-        });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("a free port on 127.0.0.1");
+        let inner = Arc::new(Inner { script: Mutex::new(script.into()), ..Inner::default() });
+        let listener =
+            tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a free port on 127.0.0.1");
         let addr = listener.local_addr().expect("the receiver's address");
         let app = Router::new().fallback(receive).with_state(inner.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
@@ -163,9 +159,7 @@ async fn receive(
         at: Instant::now(),
     });
     let scripted = lock(&inner.script).pop_front();
-    let reply = scripted
-        .or(*lock(&inner.then))
-        .unwrap_or(Reply::Status(200));
+    let reply = scripted.or(*lock(&inner.then)).unwrap_or(Reply::Status(200));
     let status = |s: u16| StatusCode::from_u16(s).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     match reply {
         Reply::Status(s) => (status(s), "receiver says hi").into_response(),

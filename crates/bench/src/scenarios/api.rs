@@ -27,21 +27,14 @@ pub async fn api(ctx: &Ctx, backend: Backend) -> anyhow::Result<Section> {
     let mut runs = Vec::new();
     for _ in 0..ctx.runs {
         let mut run = json!({});
-        for (name, addr, call) in [
-            ("baseline", baseline.addr, &base_call),
-            ("sipsimd", served.addr, &ours_call),
-        ] {
+        for (name, addr, call) in
+            [("baseline", baseline.addr, &base_call), ("sipsimd", served.addr, &ours_call)]
+        {
             let call = call.clone();
             let make: Arc<dyn Fn(u64) -> Call + Send + Sync> = Arc::new(move |_| call.clone());
             // Warm up: connections, caches, the allocator.
-            load::closed_loop(
-                addr,
-                connections,
-                Stop::After(duration / 5),
-                false,
-                make.clone(),
-            )
-            .await?;
+            load::closed_loop(addr, connections, Stop::After(duration / 5), false, make.clone())
+                .await?;
             let hits =
                 load::closed_loop(addr, connections, Stop::After(duration), false, make).await?;
             let (rate, p) = rate_of(&hits, 200)?;

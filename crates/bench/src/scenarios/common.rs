@@ -82,14 +82,7 @@ pub(super) async fn token(
     let created = node::operator(
         &ctx.sipsimd,
         &db.url,
-        &[
-            "client",
-            "create",
-            "--account",
-            account,
-            "--scopes",
-            "webhooks.read",
-        ],
+        &["client", "create", "--account", account, "--scopes", "webhooks.read"],
     )?;
     let form = format!(
         "grant_type=client_credentials&client_id={}&client_secret={}",
@@ -98,46 +91,26 @@ pub(super) async fn token(
     );
     let mut call = Call::post_json("/oauth/token", None, form.into_bytes());
     call.content_type = "application/x-www-form-urlencoded";
-    let hits = load::closed_loop(
-        served.addr,
-        1,
-        Stop::Count(1),
-        true,
-        Arc::new(move |_| call.clone()),
-    )
-    .await?;
-    let body = hits
-        .first()
-        .and_then(|h| h.body.clone())
-        .unwrap_or_default();
+    let hits =
+        load::closed_loop(served.addr, 1, Stop::Count(1), true, Arc::new(move |_| call.clone()))
+            .await?;
+    let body = hits.first().and_then(|h| h.body.clone()).unwrap_or_default();
     let answer: Value = serde_json::from_slice(&body)?;
-    let token = answer["access_token"]
-        .as_str()
-        .ok_or_else(|| anyhow::anyhow!("no token in {answer}"))?;
+    let token =
+        answer["access_token"].as_str().ok_or_else(|| anyhow::anyhow!("no token in {answer}"))?;
     Ok(Arc::from(token))
 }
 
 /// Requests/s and latency of a closed loop.
 pub(super) fn rate_of(hits: &[load::Hit], expect: u16) -> anyhow::Result<(f64, Percentiles)> {
     let bad = hits.iter().filter(|h| h.status != expect).count();
-    anyhow::ensure!(
-        bad == 0,
-        "{bad} of {} requests did not answer {expect}",
-        hits.len()
-    );
+    anyhow::ensure!(bad == 0, "{bad} of {} requests did not answer {expect}", hits.len());
     let first = hits.iter().map(|h| h.scheduled).min();
     let last = hits.iter().map(|h| h.done).max();
     let secs = match (first, last) {
         (Some(a), Some(b)) => b.duration_since(a).as_secs_f64(),
         _ => 0.0,
     };
-    let rate = if secs > 0.0 {
-        hits.len() as f64 / secs
-    } else {
-        0.0
-    };
-    Ok((
-        rate,
-        Percentiles::of(hits.iter().map(|h| h.latency_us()).collect()),
-    ))
+    let rate = if secs > 0.0 { hits.len() as f64 / secs } else { 0.0 };
+    Ok((rate, Percentiles::of(hits.iter().map(|h| h.latency_us()).collect())))
 }

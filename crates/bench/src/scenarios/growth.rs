@@ -18,9 +18,8 @@ pub async fn growth(ctx: &Ctx, backend: Backend) -> anyhow::Result<Section> {
     for queued in sizes {
         let (db, store, ids) = fixture::store_with_accounts(backend, 10).await?;
         let body = fixture::sms_payload().into_bytes();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_millis() as i64;
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
         let t_fill = Instant::now();
         let mut filled = 0;
         while filled < queued {
@@ -90,12 +89,8 @@ pub async fn growth(ctx: &Ctx, backend: Backend) -> anyhow::Result<Section> {
     }
     let b = backend.name();
     let per = |i: usize| {
-        points[i]["claim_us_per_delivery"]
-            .as_f64()
-            .unwrap_or(f64::NAN)
-            + points[i]["complete_us_per_delivery"]
-                .as_f64()
-                .unwrap_or(f64::NAN)
+        points[i]["claim_us_per_delivery"].as_f64().unwrap_or(f64::NAN)
+            + points[i]["complete_us_per_delivery"].as_f64().unwrap_or(f64::NAN)
     };
     let (small, large) = (sizes[0], sizes[1]);
     let checks = vec![
@@ -119,8 +114,5 @@ pub async fn growth(ctx: &Ctx, backend: Backend) -> anyhow::Result<Section> {
         )
         .target(Cmp::AtMost, 1.25),
     ];
-    Ok(Section {
-        checks,
-        json: json!({ "backend": b, "points": points }),
-    })
+    Ok(Section { checks, json: json!({ "backend": b, "points": points }) })
 }

@@ -37,48 +37,25 @@ pub async fn isolation(ctx: &Ctx, backend: Backend) -> anyhow::Result<Section> {
             let queued = mix::items(Mix::Sms, &accounts[..1], backlog, 99);
             send_all(served.addr, &mix::batches(&queued, 1_000), 2).await?;
         }
-        latencies(
-            ctx,
-            &served,
-            &accounts,
-            rate,
-            Duration::from_secs(1),
-            skip.as_deref(),
-            200,
-        )
-        .await?;
+        latencies(ctx, &served, &accounts, rate, Duration::from_secs(1), skip.as_deref(), 200)
+            .await?;
         let mut runs = Vec::new();
         for run in 0..ctx.runs {
             let seed = 201 + run as u64;
             let p = Percentiles::of(
-                latencies(
-                    ctx,
-                    &served,
-                    &accounts,
-                    rate,
-                    duration,
-                    skip.as_deref(),
-                    seed,
-                )
-                .await?
-                .e2e,
+                latencies(ctx, &served, &accounts, rate, duration, skip.as_deref(), seed)
+                    .await?
+                    .e2e,
             );
             // Throughput: a burst in batches of 1,000 over every account; the healthy ones' rate.
             let items = mix::items(Mix::Sipsim, &accounts, burst, seed + 1000);
-            let healthy = items
-                .iter()
-                .filter(|i| !(hanging && i.account == 0))
-                .count() as u64;
+            let healthy = items.iter().filter(|i| !(hanging && i.account == 0)).count() as u64;
             let before = ctx.receiver.ok_count();
             let t0 = Instant::now();
             send_all(served.addr, &mix::batches(&items, 1_000), 4).await?;
             let done = ctx
                 .receiver
-                .wait_for(
-                    before + healthy,
-                    Duration::from_secs(300),
-                    Receiver::ok_count,
-                )
+                .wait_for(before + healthy, Duration::from_secs(300), Receiver::ok_count)
                 .await
                 .ok_or_else(|| anyhow::anyhow!("healthy deliveries never all arrived"))?;
             runs.push(json!({
@@ -95,13 +72,7 @@ pub async fn isolation(ctx: &Ctx, backend: Backend) -> anyhow::Result<Section> {
         );
     }
     let of = |i: usize, key: &str| {
-        medians(
-            conditions[i]["runs"]
-                .as_array()
-                .map(Vec::as_slice)
-                .unwrap_or_default(),
-            key,
-        )
+        medians(conditions[i]["runs"].as_array().map(Vec::as_slice).unwrap_or_default(), key)
     };
     let b = backend.name();
     let p99_ratio = of(1, "healthy_p99_ms") / of(0, "healthy_p99_ms");

@@ -38,10 +38,8 @@ pub(super) async fn latencies(
     };
     ctx.receiver.take_arrivals();
     ctx.receiver.record(true);
-    let load::OpenLoop {
-        hits,
-        release_late_us,
-    } = load::open_loop(served.addr, 16, rate, duration, true, make).await?;
+    let load::OpenLoop { hits, release_late_us } =
+        load::open_loop(served.addr, 16, rate, duration, true, make).await?;
     let mut sent: HashMap<String, Instant> = HashMap::new();
     for hit in &hits {
         anyhow::ensure!(hit.status == 202, "ingest answered {}", hit.status);
@@ -65,17 +63,10 @@ pub(super) async fn latencies(
     let lat: Vec<u64> = sent
         .iter()
         .filter_map(|(id, at)| {
-            arrivals
-                .get(id)
-                .map(|got| got.saturating_duration_since(*at).as_micros() as u64)
+            arrivals.get(id).map(|got| got.saturating_duration_since(*at).as_micros() as u64)
         })
         .collect();
-    anyhow::ensure!(
-        lat.len() == sent.len(),
-        "only {} of {} events arrived",
-        lat.len(),
-        sent.len()
-    );
+    anyhow::ensure!(lat.len() == sent.len(), "only {} of {} events arrived", lat.len(), sent.len());
     Ok(Latencies {
         e2e: lat,
         ingest: hits.iter().map(load::Hit::latency_us).collect(),
@@ -99,28 +90,11 @@ pub async fn latency(ctx: &Ctx, backend: Backend) -> anyhow::Result<Section> {
     let rate = ctx.latency_rate.unwrap_or(ctx.size(500.0, 200.0));
     let duration = ctx.size(Duration::from_secs(20), Duration::from_secs(1));
     // Warm-up second, not counted.
-    latencies(
-        ctx,
-        &served,
-        &accounts,
-        rate,
-        Duration::from_secs(1),
-        None,
-        100,
-    )
-    .await?;
+    latencies(ctx, &served, &accounts, rate, Duration::from_secs(1), None, 100).await?;
     let mut runs = Vec::new();
     for run in 0..ctx.runs {
-        let run_lat = latencies(
-            ctx,
-            &served,
-            &accounts,
-            rate,
-            duration,
-            None,
-            101 + run as u64,
-        )
-        .await?;
+        let run_lat =
+            latencies(ctx, &served, &accounts, rate, duration, None, 101 + run as u64).await?;
         let p = Percentiles::of(run_lat.e2e);
         let i = Percentiles::of(run_lat.ingest);
         let late = Percentiles::of(run_lat.release_late);
@@ -153,10 +127,7 @@ pub async fn latency(ctx: &Ctx, backend: Backend) -> anyhow::Result<Section> {
             format!("end-to-end {b} at {rate}/s: p99"),
             medians(&runs, "p99_ms"),
             "ms",
-            format!(
-                "max {} ms; Svix here 5.6–16.6 ms at 50/s",
-                medians(&runs, "max_ms")
-            ),
+            format!("max {} ms; Svix here 5.6–16.6 ms at 50/s", medians(&runs, "max_ms")),
         )
         .target(Cmp::AtMost, 15.0),
     ];

@@ -35,36 +35,12 @@ impl Load {
     /// The runs the harness makes: the SIPSIM mix both ways (the headline), call events alone over
     /// 20 accounts and for one account, and SMS alone (the unordered path, for the cost ratio).
     pub const ALL: [Load; 6] = [
-        Load {
-            mix: Mix::Sipsim,
-            feed: Feed::Single,
-            accounts: 20,
-        },
-        Load {
-            mix: Mix::Sipsim,
-            feed: Feed::Batched,
-            accounts: 20,
-        },
-        Load {
-            mix: Mix::Calls,
-            feed: Feed::Batched,
-            accounts: 20,
-        },
-        Load {
-            mix: Mix::Calls,
-            feed: Feed::Batched,
-            accounts: 1,
-        },
-        Load {
-            mix: Mix::Sms,
-            feed: Feed::Batched,
-            accounts: 20,
-        },
-        Load {
-            mix: Mix::Sipsim,
-            feed: Feed::Batched,
-            accounts: 1,
-        },
+        Load { mix: Mix::Sipsim, feed: Feed::Single, accounts: 20 },
+        Load { mix: Mix::Sipsim, feed: Feed::Batched, accounts: 20 },
+        Load { mix: Mix::Calls, feed: Feed::Batched, accounts: 20 },
+        Load { mix: Mix::Calls, feed: Feed::Batched, accounts: 1 },
+        Load { mix: Mix::Sms, feed: Feed::Batched, accounts: 20 },
+        Load { mix: Mix::Sipsim, feed: Feed::Batched, accounts: 1 },
     ];
 
     pub fn label(self) -> String {
@@ -108,11 +84,7 @@ pub async fn throughput(ctx: &Ctx, backend: Backend, load: Load) -> anyhow::Resu
     let before = ctx.receiver.ok_count();
     send_all(served.addr, &mix::batches(&warm, 100), 2).await?;
     ctx.receiver
-        .wait_for(
-            before + warm.len() as u64,
-            Duration::from_secs(60),
-            Receiver::ok_count,
-        )
+        .wait_for(before + warm.len() as u64, Duration::from_secs(60), Receiver::ok_count)
         .await
         .ok_or_else(|| anyhow::anyhow!("warm-up deliveries never arrived"))?;
 
@@ -131,17 +103,10 @@ pub async fn throughput(ctx: &Ctx, backend: Backend, load: Load) -> anyhow::Resu
         let (ingest_rate, _) = rate_of(&hits, 202)?;
         let done = ctx
             .receiver
-            .wait_for(
-                before + events as u64,
-                Duration::from_secs(600),
-                Receiver::ok_count,
-            )
+            .wait_for(before + events as u64, Duration::from_secs(600), Receiver::ok_count)
             .await
             .ok_or_else(|| {
-                anyhow::anyhow!(
-                    "only {} of {events} delivered",
-                    ctx.receiver.ok_count() - before
-                )
+                anyhow::anyhow!("only {} of {events} delivered", ctx.receiver.ok_count() - before)
             })?;
         let secs = done.duration_since(t0).as_secs_f64();
         let (busy1, own1) = (node::machine_busy_ticks(), served.cpu_ticks());
@@ -226,13 +191,7 @@ pub async fn throughput(ctx: &Ctx, backend: Backend, load: Load) -> anyhow::Resu
 /// ingest alone and end to end (cost = 1 / rate).
 pub fn ordering_cost(backend: Backend, calls: &Section, sms: &Section) -> Vec<Check> {
     let of = |s: &Section, key: &str| {
-        medians(
-            s.json["runs"]
-                .as_array()
-                .map(Vec::as_slice)
-                .unwrap_or_default(),
-            key,
-        )
+        medians(s.json["runs"].as_array().map(Vec::as_slice).unwrap_or_default(), key)
     };
     let b = backend.name();
     let ingest = of(sms, "ingest_events_per_s") / of(calls, "ingest_events_per_s");
@@ -278,11 +237,7 @@ pub(super) async fn send_all(
         Stop::Count(n),
         false,
         Arc::new(move |i| {
-            Call::post_json(
-                "/internal/v1/events",
-                ingest_key(),
-                bodies[i as usize].clone(),
-            )
+            Call::post_json("/internal/v1/events", ingest_key(), bodies[i as usize].clone())
         }),
     )
     .await

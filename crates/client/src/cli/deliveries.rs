@@ -72,17 +72,7 @@ pub async fn list(client: &Client, out: &Out, args: ListArgs) -> Result<(), Fail
             ]
         })
         .collect();
-    out.table(
-        &[
-            "ID",
-            "CREATED",
-            "EVENT",
-            "STATUS    ",
-            "ATTEMPTS",
-            "LAST RESULT",
-        ],
-        &rows,
-    );
+    out.table(&["ID", "CREATED", "EVENT", "STATUS    ", "ATTEMPTS", "LAST RESULT"], &rows);
     if let Some(token) = page.pagination.page.filter(|_| page.pagination.has_more) {
         println!("More: sipsim deliveries list --page {token}");
     }

@@ -54,9 +54,7 @@ pub async fn run(args: ListenArgs, out: &Out) -> Result<(), Failure> {
     let forward = match args.forward_to {
         Some(url) => {
             if !matches!(url.scheme(), "http" | "https") {
-                return Err(Failure::usage(
-                    "--forward-to must be an http:// or https:// URL",
-                ));
+                return Err(Failure::usage("--forward-to must be an http:// or https:// URL"));
             }
             sipsim_client::install_crypto_provider();
             let http = reqwest::Client::builder()
@@ -79,9 +77,7 @@ pub async fn run(args: ListenArgs, out: &Out) -> Result<(), Failure> {
     let socket = tokio::net::TcpListener::bind(address)
         .await
         .map_err(|e| Failure::failed(format!("cannot listen on {address}: {e}")))?;
-    let bound = socket
-        .local_addr()
-        .map_err(|e| Failure::failed(e.to_string()))?;
+    let bound = socket.local_addr().map_err(|e| Failure::failed(e.to_string()))?;
     let url = format!("http://{bound}/");
     if out.json {
         out.json_line(&json!({ "listening": url }));
@@ -101,12 +97,8 @@ pub async fn run(args: ListenArgs, out: &Out) -> Result<(), Failure> {
             println!("Forwarding verified requests to {to}");
         }
     }
-    let state = Arc::new(Listener {
-        verifier,
-        forward,
-        verbose: args.verbose,
-        out: Out::new(out.json),
-    });
+    let state =
+        Arc::new(Listener { verifier, forward, verbose: args.verbose, out: Out::new(out.json) });
     let app = Router::new()
         .fallback(receive)
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
@@ -133,25 +125,14 @@ async fn receive(
     let id = h("x-webhook-id").unwrap_or("-").to_owned();
     let out = &listener.out;
     let clock = time::OffsetDateTime::now_utc();
-    let at = format!(
-        "{:02}:{:02}:{:02}",
-        clock.hour(),
-        clock.minute(),
-        clock.second()
-    );
+    let at = format!("{:02}:{:02}:{:02}", clock.hour(), clock.minute(), clock.second());
 
-    let verdict = listener
-        .verifier
-        .as_ref()
-        .map(|v| v.verify(&headers, &body));
+    let verdict = listener.verifier.as_ref().map(|v| v.verify(&headers, &body));
     if let Some(Err(e)) = &verdict {
         if out.json {
             out.json_line(&json!({ "time": at, "event": event, "id": id, "verified": false, "error": e.to_string(), "status": 401 }));
         } else {
-            println!(
-                "{at}  {} {event:<38} {id}  rejected: {e}",
-                out.paint(Color::Red, "✗ 401")
-            );
+            println!("{at}  {} {event:<38} {id}  rejected: {e}", out.paint(Color::Red, "✗ 401"));
         }
         return (
             StatusCode::UNAUTHORIZED,
@@ -215,10 +196,7 @@ async fn forward(
         Err(e) => {
             let message = format!("forwarding to {to} failed: {e}");
             eprintln!("{message}");
-            return (
-                StatusCode::BAD_GATEWAY,
-                (StatusCode::BAD_GATEWAY, message).into_response(),
-            );
+            return (StatusCode::BAD_GATEWAY, (StatusCode::BAD_GATEWAY, message).into_response());
         }
     };
     let status = StatusCode::from_u16(answer.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);

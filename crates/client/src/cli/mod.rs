@@ -31,31 +31,16 @@ Exit codes:
 #[command(name = "sipsim", version, after_help = EXIT_CODES)]
 struct Cli {
     /// The API's base URL.
-    #[arg(
-        long,
-        global = true,
-        env = "SIPSIM_API_URL",
-        default_value = "http://127.0.0.1:8080"
-    )]
+    #[arg(long, global = true, env = "SIPSIM_API_URL", default_value = "http://127.0.0.1:8080")]
     api_url: String,
     /// The API client's id.
     #[arg(long, global = true, env = "SIPSIM_CLIENT_ID")]
     client_id: Option<String>,
     /// The API client's secret (prefer the environment variable: arguments show in `ps`).
-    #[arg(
-        long,
-        global = true,
-        env = "SIPSIM_CLIENT_SECRET",
-        hide_env_values = true
-    )]
+    #[arg(long, global = true, env = "SIPSIM_CLIENT_SECRET", hide_env_values = true)]
     client_secret: Option<String>,
     /// An access token to use instead of client credentials.
-    #[arg(
-        long,
-        global = true,
-        env = "SIPSIM_ACCESS_TOKEN",
-        hide_env_values = true
-    )]
+    #[arg(long, global = true, env = "SIPSIM_ACCESS_TOKEN", hide_env_values = true)]
     access_token: Option<String>,
     /// Print JSON for scripts instead of tables (errors too, as {"error": …}).
     #[arg(long, global = true)]
@@ -130,13 +115,7 @@ pub struct Failure {
 
 impl Failure {
     fn new(code: u8, message: impl Into<String>) -> Self {
-        Failure {
-            code,
-            message: message.into(),
-            status: None,
-            request_id: None,
-            silent: false,
-        }
+        Failure { code, message: message.into(), status: None, request_id: None, silent: false }
     }
 
     /// Bad usage (exit 2).
@@ -195,11 +174,7 @@ impl From<Error> for Failure {
                     silent: false,
                 }
             }
-            Error::OAuth {
-                status,
-                error,
-                description,
-            } => {
+            Error::OAuth { status, error, description } => {
                 let why = match error.as_str() {
                     "invalid_client" => {
                         "the client id or secret is wrong, or the client was deleted"
@@ -228,10 +203,7 @@ impl From<Error> for Failure {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let out = Out::new(cli.json);
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start: {e}");
@@ -249,14 +221,7 @@ pub fn main() -> ExitCode {
 
 async fn run(cli: Cli, out: &Out) -> Result<(), Failure> {
     // The API commands build their client here; `listen` and `verify` need none.
-    let api = || {
-        client(
-            &cli.api_url,
-            &cli.client_id,
-            &cli.client_secret,
-            &cli.access_token,
-        )
-    };
+    let api = || client(&cli.api_url, &cli.client_id, &cli.client_secret, &cli.access_token);
     let (change, events, all) = match cli.command {
         Command::Webhooks(WebhooksCommand::Available) => {
             return webhooks::available(&api()?, out).await;
@@ -295,10 +260,7 @@ fn client(
         (Some(id), Some(secret), _) => builder.credentials(id, secret),
         (_, _, Some(token)) => builder.access_token(token),
         (Some(_), None, None) => {
-            return Err(Failure::new(
-                3,
-                "SIPSIM_CLIENT_SECRET is not set (SIPSIM_CLIENT_ID is)",
-            ));
+            return Err(Failure::new(3, "SIPSIM_CLIENT_SECRET is not set (SIPSIM_CLIENT_ID is)"));
         }
         _ => {
             return Err(Failure::new(

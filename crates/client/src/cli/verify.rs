@@ -39,14 +39,7 @@ pub fn run(args: VerifyArgs, out: &Out) -> Result<(), Failure> {
             args.timestamp.trim().parse().map_err(|_| {
                 Failure::usage("--timestamp must be the header's Unix time in seconds")
             })?;
-        let r = verify_standard(
-            &args.secret,
-            id,
-            &args.timestamp,
-            &args.signature,
-            &body,
-            at,
-        );
+        let r = verify_standard(&args.secret, id, &args.timestamp, &args.signature, &body, at);
         ("webhook-signature", r)
     } else {
         let r = verify_sipsim(&args.secret, &args.timestamp, &args.signature, &body);

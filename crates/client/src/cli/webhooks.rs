@@ -7,23 +7,15 @@ use super::Failure;
 use super::output::{Color, Out};
 
 fn description(name: &str) -> &'static str {
-    Event::from_name(name)
-        .map(Event::description)
-        .unwrap_or_default()
+    Event::from_name(name).map(Event::description).unwrap_or_default()
 }
 
 fn event_rows(events: &[String]) -> Vec<Vec<String>> {
-    events
-        .iter()
-        .map(|e| vec![e.clone(), description(e).to_owned()])
-        .collect()
+    events.iter().map(|e| vec![e.clone(), description(e).to_owned()]).collect()
 }
 
 fn event_items(events: &[String]) -> Vec<serde_json::Value> {
-    events
-        .iter()
-        .map(|e| serde_json::json!({ "event": e }))
-        .collect()
+    events.iter().map(|e| serde_json::json!({ "event": e })).collect()
 }
 
 pub async fn available(client: &Client, out: &Out) -> Result<(), Failure> {

@@ -36,9 +36,7 @@ fn sipsim(credentials: Option<&Credentials>, args: &[&str]) -> Command {
 
 /// Runs to completion off the async runtime's threads.
 async fn run(mut command: Command) -> Output {
-    tokio::task::spawn_blocking(move || command.output().unwrap())
-        .await
-        .unwrap()
+    tokio::task::spawn_blocking(move || command.output().unwrap()).await.unwrap()
 }
 
 fn stdout(o: &Output) -> String {
@@ -59,13 +57,7 @@ fn first_column(o: &Output) -> Vec<String> {
 }
 
 fn assert_exit(o: &Output, code: i32, needle: &str) {
-    assert_eq!(
-        o.status.code(),
-        Some(code),
-        "stdout: {}\nstderr: {}",
-        stdout(o),
-        stderr(o)
-    );
+    assert_eq!(o.status.code(), Some(code), "stdout: {}\nstderr: {}", stdout(o), stderr(o));
     let all = format!("{}{}", stdout(o), stderr(o));
     assert!(all.contains(needle), "{needle:?} not in: {all}");
 }
@@ -100,46 +92,20 @@ async fn webhooks_commands_do_what_the_contract_does() {
     assert_eq!(first_column(&o), catalog());
     let o = run(sipsim(k, &["webhooks", "available", "--json"])).await;
     let items: Value = serde_json::from_slice(&o.stdout).unwrap();
-    let names: Vec<String> = items
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["event"].as_str().unwrap().to_owned())
-        .collect();
+    let names: Vec<String> =
+        items.as_array().unwrap().iter().map(|i| i["event"].as_str().unwrap().to_owned()).collect();
     assert_eq!(names, catalog());
 
     let o = run(sipsim(k, &["webhooks", "list"])).await;
     assert_exit(&o, 0, "EVENT");
-    assert_eq!(
-        first_column(&o),
-        ["incoming_call_start", "incoming_call_end"]
-    );
+    assert_eq!(first_column(&o), ["incoming_call_start", "incoming_call_end"]);
 
     // A typo changes nothing, and the nearest name is suggested.
-    let o = run(sipsim(
-        k,
-        &[
-            "webhooks",
-            "enable",
-            "outgoing_call_end",
-            "incoming_call_strat",
-        ],
-    ))
-    .await;
-    assert_exit(
-        &o,
-        2,
-        "unknown event 'incoming_call_strat'. Did you mean 'incoming_call_start'?",
-    );
+    let o =
+        run(sipsim(k, &["webhooks", "enable", "outgoing_call_end", "incoming_call_strat"])).await;
+    assert_exit(&o, 2, "unknown event 'incoming_call_strat'. Did you mean 'incoming_call_start'?");
     let o = run(sipsim(k, &["webhooks", "list", "--json"])).await;
-    assert_eq!(
-        serde_json::from_slice::<Value>(&o.stdout)
-            .unwrap()
-            .as_array()
-            .unwrap()
-            .len(),
-        2
-    );
+    assert_eq!(serde_json::from_slice::<Value>(&o.stdout).unwrap().as_array().unwrap().len(), 2);
 
     let o = run(sipsim(k, &["webhooks", "enable", "--all"])).await;
     assert_exit(
@@ -164,10 +130,7 @@ async fn webhooks_commands_do_what_the_contract_does() {
     let o = run(sipsim(k, &["webhooks", "enable", "sms", "--json"])).await;
     assert_exit(&o, 0, "");
     let setting: Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(
-        setting["webhook_url"],
-        "https://example.com/webhooks/sipsim"
-    );
+    assert_eq!(setting["webhook_url"], "https://example.com/webhooks/sipsim");
     assert_eq!(setting["enabled"], true);
     assert_eq!(setting["subscribed_events"].as_array().unwrap().len(), 13);
 
@@ -175,81 +138,48 @@ async fn webhooks_commands_do_what_the_contract_does() {
     assert_exit(&o, 0, "13 event(s) disabled; 0 of 14 now enabled");
     let o = run(sipsim(k, &["webhooks", "list"])).await;
     assert_exit(&o, 0, "No events enabled.");
-    assert!(
-        live.store
-            .get_integration(&account)
-            .await
-            .unwrap()
-            .unwrap()
-            .events
-            .is_empty()
-    );
+    assert!(live.store.get_integration(&account).await.unwrap().unwrap().events.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_error_names_the_problem_with_its_exit_code() {
     let live = Live::start().await;
     let (account, good) = live.customer("webhooks.read webhooks.write").await;
-    live.integration(&account, "https://example.com/hook", &["sms"])
-        .await;
+    live.integration(&account, "https://example.com/hook", &["sms"]).await;
 
     let wrong = Credentials {
         secret: "scs_wrong".into(),
         ..live.credentials(&account, "webhooks.read").await
     };
     let o = run(sipsim(Some(&wrong), &["webhooks", "list"])).await;
-    assert_exit(
-        &o,
-        3,
-        "authentication failed: the client id or secret is wrong",
-    );
+    assert_exit(&o, 3, "authentication failed: the client id or secret is wrong");
 
     let o = run(sipsim(None, &["webhooks", "list"])).await;
-    assert_exit(
-        &o,
-        3,
-        "no credentials: set SIPSIM_CLIENT_ID and SIPSIM_CLIENT_SECRET",
-    );
+    assert_exit(&o, 3, "no credentials: set SIPSIM_CLIENT_ID and SIPSIM_CLIENT_SECRET");
 
     let mut c = sipsim(None, &["webhooks", "list"]);
-    c.env("SIPSIM_API_URL", &live.url)
-        .env("SIPSIM_ACCESS_TOKEN", "not-a-token");
+    c.env("SIPSIM_API_URL", &live.url).env("SIPSIM_ACCESS_TOKEN", "not-a-token");
     assert_exit(&run(c).await, 3, "Missing or invalid access token.");
 
     // A token obtained elsewhere works as is.
     let token: Value = reqwest_token(&good).await;
     let mut c = sipsim(None, &["webhooks", "list", "--json"]);
-    c.env("SIPSIM_API_URL", &live.url).env(
-        "SIPSIM_ACCESS_TOKEN",
-        token["access_token"].as_str().unwrap(),
-    );
+    c.env("SIPSIM_API_URL", &live.url)
+        .env("SIPSIM_ACCESS_TOKEN", token["access_token"].as_str().unwrap());
     let o = run(c).await;
     assert_exit(&o, 0, "sms");
 
     let read_only = live.credentials(&account, "webhooks.read").await;
     let o = run(sipsim(Some(&read_only), &["webhooks", "enable", "tags"])).await;
-    assert_exit(
-        &o,
-        4,
-        "permission denied: Insufficient scope: webhooks.write required.",
-    );
+    assert_exit(&o, 4, "permission denied: Insufficient scope: webhooks.write required.");
     // With --json the error is one object on stdout, with the request id to quote.
-    let o = run(sipsim(
-        Some(&read_only),
-        &["webhooks", "enable", "tags", "--json"],
-    ))
-    .await;
+    let o = run(sipsim(Some(&read_only), &["webhooks", "enable", "tags", "--json"])).await;
     assert_eq!(o.status.code(), Some(4));
     let error: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(error["status"], 403);
     assert_eq!(error["exit_code"], 4);
     assert!(error["request_id"].as_str().unwrap().len() >= 32);
-    assert!(
-        error["error"]
-            .as_str()
-            .unwrap()
-            .contains("webhooks.write required")
-    );
+    assert!(error["error"].as_str().unwrap().contains("webhooks.write required"));
 
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dead = Credentials {
@@ -293,15 +223,9 @@ async fn deliveries_are_listed_and_resent() {
     live.integration(&account, &url, &["sms"]).await;
     let example: Value =
         serde_json::from_str(sipsim_core::payload::example_json(Event::Sms)).unwrap();
-    live.ingest(&account, &[("sms", example.clone()), ("sms", example)])
-        .await;
+    live.ingest(&account, &[("sms", example.clone()), ("sms", example)]).await;
     let deadline = Instant::now() + Duration::from_secs(20);
-    while live
-        .deliveries(&account)
-        .await
-        .iter()
-        .any(|d| d.status.as_str() != "failed")
-    {
+    while live.deliveries(&account).await.iter().any(|d| d.status.as_str() != "failed") {
         assert!(Instant::now() < deadline, "deliveries did not fail");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -317,19 +241,8 @@ async fn deliveries_are_listed_and_resent() {
     assert_eq!(page["data"].as_array().unwrap().len(), 1);
     assert_eq!(page["pagination"]["has_more"], true);
     let token = page["pagination"]["page"].as_str().unwrap();
-    let o = run(sipsim(
-        k,
-        &[
-            "deliveries",
-            "list",
-            "--limit",
-            "1",
-            "--page",
-            token,
-            "--json",
-        ],
-    ))
-    .await;
+    let o =
+        run(sipsim(k, &["deliveries", "list", "--limit", "1", "--page", token, "--json"])).await;
     let second: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_ne!(second["data"][0]["id"], page["data"][0]["id"]);
     assert_eq!(second["pagination"]["has_more"], false);
@@ -338,11 +251,7 @@ async fn deliveries_are_listed_and_resent() {
     assert_exit(&o, 0, &format!("resend of {}", ids[0]));
     assert_eq!(live.deliveries(&account).await.len(), 3);
 
-    let o = run(sipsim(
-        k,
-        &["deliveries", "resend", "dlv_00000000000000000000000000"],
-    ))
-    .await;
+    let o = run(sipsim(k, &["deliveries", "resend", "dlv_00000000000000000000000000"])).await;
     assert_exit(&o, 6, "Delivery not found.");
     let o = run(sipsim(k, &["deliveries", "list", "--status", "lost"])).await;
     assert_exit(&o, 2, "Query parameter 'status' must be one of");
@@ -367,11 +276,8 @@ impl Listening {
     fn start(args: &[&str]) -> Listening {
         let mut all = vec!["listen", "--port", "0"];
         all.extend_from_slice(args);
-        let mut child = sipsim(None, &all)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child =
+            sipsim(None, &all).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
         let (tx, lines) = mpsc::channel();
         let out = child.stdout.take().unwrap();
         std::thread::spawn(move || {
@@ -379,19 +285,9 @@ impl Listening {
                 let _ = tx.send(line);
             }
         });
-        let mut l = Listening {
-            child,
-            url: String::new(),
-            lines,
-            seen: Vec::new(),
-        };
+        let mut l = Listening { child, url: String::new(), lines, seen: Vec::new() };
         let first = l.wait_for("Listening on ");
-        l.url = first
-            .split_whitespace()
-            .nth(2)
-            .unwrap()
-            .trim_end_matches('/')
-            .to_owned();
+        l.url = first.split_whitespace().nth(2).unwrap().trim_end_matches('/').to_owned();
         l
     }
 
@@ -472,26 +368,14 @@ async fn listen_verifies_live_deliveries_and_rejects_forged_ones() {
         serde_json::from_str(sipsim_core::payload::example_json(Event::IncomingCallStart)).unwrap();
     let summary: Value =
         serde_json::from_str(sipsim_core::payload::example_json(Event::Summary)).unwrap();
-    live.ingest(
-        &account,
-        &[("incoming_call_start", start), ("summary", summary)],
-    )
-    .await;
+    live.ingest(&account, &[("incoming_call_start", start), ("summary", summary)]).await;
 
     let listen = tokio::task::spawn_blocking(move || {
         // The two events belong to different calls, so either may arrive first.
         let lines = listen.wait_for_all(&[" incoming_call_start ", " summary "]);
         assert!(lines[0].contains("✓ 200"), "{}", lines[0]);
-        assert!(
-            lines[0].contains("call_abc123  +33612345678 → +33198765432"),
-            "{}",
-            lines[0]
-        );
-        assert!(
-            lines[1].contains("✓ 200") && lines[1].contains("call_id 12345"),
-            "{}",
-            lines[1]
-        );
+        assert!(lines[0].contains("call_abc123  +33612345678 → +33198765432"), "{}", lines[0]);
+        assert!(lines[1].contains("✓ 200") && lines[1].contains("call_id 12345"), "{}", lines[1]);
         // -v prints the bodies, after each event's line.
         let body = "\"pbx_id\": \"call_abc123\"";
         if !listen.seen.iter().any(|l| l.contains(body)) {
@@ -599,10 +483,7 @@ async fn listen_forwards_verified_requests_and_relays_the_answer() {
         .header("X-Webhook-Event", "summary")
         .header("webhook-id", "msg_1")
         .header("webhook-timestamp", now.to_string())
-        .header(
-            "webhook-signature",
-            standard_signature(&[secret], "msg_1", now, body).unwrap(),
-        )
+        .header("webhook-signature", standard_signature(&[secret], "msg_1", now, body).unwrap())
         .body(&body[..])
         .send()
         .await
@@ -630,15 +511,8 @@ async fn verify_checks_a_signature_offline() {
     let ts = 1_736_937_000;
     let verify = |signature: String, body: &[u8], extra: &[&str]| {
         let ts = ts.to_string();
-        let mut args = vec![
-            "verify",
-            "--secret",
-            secret,
-            "--timestamp",
-            &ts,
-            "--signature",
-            &signature,
-        ];
+        let mut args =
+            vec!["verify", "--secret", secret, "--timestamp", &ts, "--signature", &signature];
         args.extend_from_slice(extra);
         let mut child = sipsim(None, &args)
             .stdin(Stdio::piped())
@@ -650,11 +524,7 @@ async fn verify_checks_a_signature_offline() {
         child.wait_with_output().unwrap()
     };
     let good = sipsim_signature(secret, ts, body);
-    assert_exit(
-        &verify(good.clone(), body, &[]),
-        0,
-        "valid: the X-Webhook-Signature matches",
-    );
+    assert_exit(&verify(good.clone(), body, &[]), 0, "valid: the X-Webhook-Signature matches");
     assert_exit(
         &verify(good.clone(), b"{\"event\":\"test\"}", &[]),
         1,

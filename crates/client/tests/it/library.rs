@@ -6,10 +6,7 @@ use sipsim_core::Event;
 use crate::support::{Credentials, Live};
 
 fn client(k: &Credentials) -> Client {
-    Client::builder(&k.api_url)
-        .credentials(&k.id, &k.secret)
-        .build()
-        .unwrap()
+    Client::builder(&k.api_url).credentials(&k.id, &k.secret).build().unwrap()
 }
 
 fn api_kind(e: Error) -> ApiErrorKind {
@@ -32,8 +29,7 @@ async fn the_bulk_enable_example_works_with_one_cached_token() {
     let e = c.enabled_events().await.unwrap_err();
     assert_eq!(api_kind(e), ApiErrorKind::NotConfigured);
 
-    live.integration(&account, "https://example.com/webhooks/sipsim", &["sms"])
-        .await;
+    live.integration(&account, "https://example.com/webhooks/sipsim", &["sms"]).await;
     let available = c.available_events().await.unwrap();
     assert_eq!(available.len(), 14);
     let mut last = None;
@@ -53,9 +49,7 @@ async fn the_bulk_enable_example_works_with_one_cached_token() {
     assert_eq!(c.tokens_requested(), 1);
 
     let e = c.enable_event("invalid_event").await.unwrap_err();
-    let Error::Api(api) = e else {
-        panic!("not an API error")
-    };
+    let Error::Api(api) = e else { panic!("not an API error") };
     assert_eq!(api.kind(), ApiErrorKind::UnknownEvent);
     assert_eq!(api.status, 400);
     assert_eq!(
@@ -82,8 +76,7 @@ async fn the_bulk_enable_example_works_with_one_cached_token() {
 async fn a_refused_token_is_renewed_once_then_the_refusal_is_typed() {
     let live = Live::start().await;
     let (account, k) = live.customer("webhooks.read").await;
-    live.integration(&account, "https://example.com/hook", &["sms"])
-        .await;
+    live.integration(&account, "https://example.com/hook", &["sms"]).await;
     let c = client(&k);
     assert_eq!(c.enabled_events().await.unwrap(), ["sms"]);
     assert_eq!(c.tokens_requested(), 1);
@@ -117,16 +110,11 @@ async fn a_refused_token_is_renewed_once_then_the_refusal_is_typed() {
     assert_eq!(c.tokens_requested(), 2);
 
     // A given token is used as is: a bad one is a typed 401.
-    let bad = Client::builder(&live.url)
-        .access_token("not-a-token")
-        .build()
-        .unwrap();
+    let bad = Client::builder(&live.url).access_token("not-a-token").build().unwrap();
     let e = bad.available_events().await.unwrap_err();
     assert_eq!(api_kind(e), ApiErrorKind::Unauthorized);
     assert!(matches!(
-        Client::builder("ftp://example.com")
-            .access_token("t")
-            .build(),
+        Client::builder("ftp://example.com").access_token("t").build(),
         Err(Error::Config(_))
     ));
 }

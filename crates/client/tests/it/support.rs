@@ -26,18 +26,12 @@ impl Live {
         let dir = tempfile::tempdir().unwrap();
         let database_url = format!("sqlite://{}", dir.path().join("sipsim.db").display());
         let mut config = Config::for_database(&database_url);
-        config.jwt_secret = Some(SecretString::new(
-            "client-test-jwt-secret-of-32-bytes-or-more".into(),
-        ));
+        config.jwt_secret =
+            Some(SecretString::new("client-test-jwt-secret-of-32-bytes-or-more".into()));
         config.target_policy = TargetPolicy::AllowInsecure;
         config.delivery.schedule = RetrySchedule::parse("0s", 0.0).unwrap();
         let node = sipsim_testkit::node::spawn(&config).await;
-        Live {
-            url: node.url(""),
-            store: node.store.clone(),
-            _node: node,
-            _dir: dir,
-        }
+        Live { url: node.url(""), store: node.store.clone(), _node: node, _dir: dir }
     }
 
     /// An account and an API client with `scopes`: its credentials.
@@ -94,17 +88,11 @@ impl Live {
                 sipsim_server::ingest::parse_item(i, &item).unwrap()
             })
             .collect();
-        self.store
-            .ingest(&messages, sipsim_core::clock::now_ms())
-            .await
-            .unwrap();
+        self.store.ingest(&messages, sipsim_core::clock::now_ms()).await.unwrap();
     }
 
     pub async fn deliveries(&self, account: &AccountId) -> Vec<sipsim_core::queue::DeliveryRecord> {
-        self.store
-            .list_deliveries(account, &DeliveryFilter::default(), None, 1000)
-            .await
-            .unwrap()
+        self.store.list_deliveries(account, &DeliveryFilter::default(), None, 1000).await.unwrap()
     }
 }
 

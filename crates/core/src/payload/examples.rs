@@ -27,11 +27,8 @@ pub fn example_json(event: Event) -> &'static str {
 /// Every documented example, including the second variants some events show (a missed incoming call,
 /// an unanswered outgoing call, an outbound SMS).
 pub fn all_examples() -> Vec<(Event, &'static str)> {
-    let mut all: Vec<(Event, &'static str)> = Event::CATALOG
-        .iter()
-        .chain([Event::Test].iter())
-        .map(|e| (*e, example_json(*e)))
-        .collect();
+    let mut all: Vec<(Event, &'static str)> =
+        Event::CATALOG.iter().chain([Event::Test].iter()).map(|e| (*e, example_json(*e))).collect();
     all.extend([
         (Event::IncomingCallEnd, INCOMING_CALL_END_MISSED),
         (Event::OutgoingCallEnd, OUTGOING_CALL_END_UNANSWERED),

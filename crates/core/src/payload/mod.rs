@@ -356,10 +356,7 @@ fn strict<T: DeserializeOwned>(json: &[u8]) -> Result<T, PayloadError> {
             Some(name) => format!("{path}.{name}"),
             None => path,
         };
-        PayloadError {
-            field,
-            message: clean_message(&message),
-        }
+        PayloadError { field, message: clean_message(&message) }
     })?;
     de.end().map_err(|e| PayloadError {
         field: ".".to_owned(),
@@ -388,10 +385,7 @@ fn check_event(expected: Event, actual: &str) -> Result<(), PayloadError> {
     } else {
         Err(PayloadError {
             field: "event".to_owned(),
-            message: format!(
-                "must be \"{}\" for this event, not \"{actual}\"",
-                expected.name()
-            ),
+            message: format!("must be \"{}\" for this event, not \"{actual}\"", expected.name()),
         })
     }
 }

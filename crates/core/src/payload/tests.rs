@@ -37,9 +37,7 @@ fn the_reference_signing_vector_body_is_our_serialisation() {
         crate::signing::sipsim_signature("your_signing_secret", 1_736_937_000, &body),
         "b60292fd3dd4f002abf403a8c9441fe727ca5607b4f81b6df646900d70b931d0"
     );
-    let test = Payload::Test(TestEvent::at(
-        Timestamp::parse("2025-01-15T10:30:00Z").unwrap(),
-    ));
+    let test = Payload::Test(TestEvent::at(Timestamp::parse("2025-01-15T10:30:00Z").unwrap()));
     assert_eq!(
         crate::signing::sipsim_signature("your_signing_secret", 1_736_937_000, &test.to_json()),
         "7a032801e3566ac344faa915bd29eab7ac5dd21fc4c9bb0163a489f8fe3bb6f0"
@@ -69,37 +67,22 @@ fn strict_errors_name_the_field() {
     );
     assert_eq!(e.field, "caller");
 
-    let e = err(
-        Event::IncomingCallEnd,
-        &INCOMING_CALL_END.replace("285", "\"285\""),
-    );
+    let e = err(Event::IncomingCallEnd, &INCOMING_CALL_END.replace("285", "\"285\""));
     assert_eq!(e.field, "duration");
     assert!(e.message.contains("invalid type"), "{e}");
 
-    let e = err(
-        Event::IncomingCallEnd,
-        &INCOMING_CALL_END.replace("285", "-1"),
-    );
+    let e = err(Event::IncomingCallEnd, &INCOMING_CALL_END.replace("285", "-1"));
     assert_eq!(e.field, "duration");
 
-    let e = err(
-        Event::Sms,
-        &SMS_INBOUND.replace("\"direction\"", "\"extra\": 1, \"direction\""),
-    );
+    let e = err(Event::Sms, &SMS_INBOUND.replace("\"direction\"", "\"extra\": 1, \"direction\""));
     assert_eq!(e.field, "extra");
     assert!(e.message.contains("unknown field"), "{e}");
 
-    let e = err(
-        Event::IncomingCallEnd,
-        &INCOMING_CALL_END.replace("ANSWER", "answer"),
-    );
+    let e = err(Event::IncomingCallEnd, &INCOMING_CALL_END.replace("ANSWER", "answer"));
     assert_eq!(e.field, "status");
 
     // MISSED is documented for incoming calls only.
-    let e = err(
-        Event::OutgoingCallEnd,
-        &OUTGOING_CALL_END.replace("ANSWER", "MISSED"),
-    );
+    let e = err(Event::OutgoingCallEnd, &OUTGOING_CALL_END.replace("ANSWER", "MISSED"));
     assert_eq!(e.field, "status");
 
     let e = err(Event::Speech, &SPEECH.replace("\"right\"", "\"center\""));
@@ -108,10 +91,7 @@ fn strict_errors_name_the_field() {
     let e = err(Event::Rating, &RATING.replace("\"score\": 7,\n", ""));
     assert_eq!(e.field, "criteria_scores[1].score");
 
-    let e = err(
-        Event::Tags,
-        &TAGS.replace("2025-01-15T10:36:00Z", "yesterday"),
-    );
+    let e = err(Event::Tags, &TAGS.replace("2025-01-15T10:36:00Z", "yesterday"));
     assert_eq!(e.field, "time");
     assert!(e.message.contains("RFC 3339"), "{e}");
 
@@ -129,13 +109,7 @@ fn strict_errors_name_the_field() {
 
 #[test]
 fn ordering_keys() {
-    assert_eq!(
-        Payload::example(Event::Voicemail).ordering_key().as_deref(),
-        Some("call_abc123")
-    );
-    assert_eq!(
-        Payload::example(Event::Summary).ordering_key().as_deref(),
-        Some("call_id:12345")
-    );
+    assert_eq!(Payload::example(Event::Voicemail).ordering_key().as_deref(), Some("call_abc123"));
+    assert_eq!(Payload::example(Event::Summary).ordering_key().as_deref(), Some("call_id:12345"));
     assert_eq!(Payload::example(Event::Sms).ordering_key(), None);
 }

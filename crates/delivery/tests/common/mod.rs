@@ -48,8 +48,5 @@ pub async fn enqueue(store: &Arc<dyn Store>, account: &AccountId, n: usize) {
             idempotency_key: None,
         })
         .collect();
-    store
-        .ingest(&batch, sipsim_core::clock::now_ms())
-        .await
-        .unwrap();
+    store.ingest(&batch, sipsim_core::clock::now_ms()).await.unwrap();
 }

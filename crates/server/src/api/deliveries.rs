@@ -98,11 +98,7 @@ fn bad(message: String) -> ApiError {
 
 /// Parses the list's query string.
 fn parse_query(query: Option<&str>) -> Result<ListQuery, ApiError> {
-    let mut q = ListQuery {
-        filter: DeliveryFilter::default(),
-        limit: DEFAULT_LIMIT,
-        after: None,
-    };
+    let mut q = ListQuery { filter: DeliveryFilter::default(), limit: DEFAULT_LIMIT, after: None };
     let mut seen: Vec<String> = Vec::new();
     for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
         if seen.iter().any(|k| *k == key) {
@@ -131,13 +127,9 @@ fn parse_query(query: Option<&str>) -> Result<ListQuery, ApiError> {
                 q.filter.since_ms = Some((t.unix_timestamp_nanos() / 1_000_000) as i64);
             }
             "limit" => {
-                q.limit = value
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=MAX_LIMIT).contains(n))
-                    .ok_or_else(|| {
-                        bad("Query parameter 'limit' must be an integer from 1 to 1000.".into())
-                    })?;
+                q.limit = value.parse().ok().filter(|n| (1..=MAX_LIMIT).contains(n)).ok_or_else(
+                    || bad("Query parameter 'limit' must be an integer from 1 to 1000.".into()),
+                )?;
             }
             "page" => q.after = Some(decode_page(&value)?),
             other => {
@@ -157,10 +149,7 @@ struct PageToken {
 }
 
 fn encode_page(last: &DeliveryId) -> String {
-    let json = serde_json::to_vec(&PageToken {
-        id: last.to_string(),
-    })
-    .unwrap_or_default();
+    let json = serde_json::to_vec(&PageToken { id: last.to_string() }).unwrap_or_default();
     STANDARD.encode(json)
 }
 
@@ -200,22 +189,13 @@ pub async fn list_deliveries(
         .await?;
     let has_more = rows.len() > q.limit as usize;
     rows.truncate(q.limit as usize);
-    let page = if has_more {
-        rows.last().map(|d| encode_page(&d.id))
-    } else {
-        None
-    };
+    let page = if has_more { rows.last().map(|d| encode_page(&d.id)) } else { None };
     let data: Vec<DeliveryItem> = rows.iter().map(DeliveryItem::from).collect();
     Ok(Json(PagedEnvelope {
         status: 200,
         request_id: id.0.to_string(),
         timestamp: timestamp_now(),
-        pagination: Pagination {
-            count: data.len(),
-            limit: q.limit,
-            page,
-            has_more,
-        },
+        pagination: Pagination { count: data.len(), limit: q.limit, page, has_more },
         data,
     })
     .into_response())
@@ -243,15 +223,14 @@ pub async fn resend_delivery(
     // The route is /api/v2/webhook-deliveries/{id}/resend: the id is the second-to-last segment.
     let raw = uri.path().rsplit('/').nth(1).unwrap_or_default();
     let delivery_id = DeliveryId::parse(raw).map_err(|_| ApiError::DeliveryNotFound)?;
-    let created = state
-        .service()
-        .resend(&caller.account_id, &delivery_id)
-        .await
-        .map_err(|refused| match refused {
-            ResendRefused::NotFound => ApiError::DeliveryNotFound,
-            ResendRefused::TestEvent => bad(refused.to_string()),
-            ResendRefused::NoIntegration => ApiError::NotConfigured,
-            ResendRefused::Store(e) => e.into(),
+    let created =
+        state.service().resend(&caller.account_id, &delivery_id).await.map_err(|refused| {
+            match refused {
+                ResendRefused::NotFound => ApiError::DeliveryNotFound,
+                ResendRefused::TestEvent => bad(refused.to_string()),
+                ResendRefused::NoIntegration => ApiError::NotConfigured,
+                ResendRefused::Store(e) => e.into(),
+            }
         })?;
     Ok(id.accepted(DeliveryItem::from(&created)))
 }

@@ -27,9 +27,7 @@ impl<S: Send + Sync> FromRequestParts<S> for EventSegment {
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         // The route is `/api/v2/webhooks/{event}`: the event is the last segment of the raw path.
         let raw = parts.uri.path().rsplit('/').next().unwrap_or_default();
-        Ok(EventSegment(
-            percent_decode_str(raw).decode_utf8_lossy().into_owned(),
-        ))
+        Ok(EventSegment(percent_decode_str(raw).decode_utf8_lossy().into_owned()))
     }
 }
 
@@ -109,13 +107,7 @@ pub async fn enable_event(
     State(state): State<AppState>,
 ) -> Result<Response, ApiError> {
     let event = Event::subscribable(&name).ok_or(ApiError::UnknownEvent(name))?;
-    change(
-        &state,
-        &caller.account_id,
-        SubscriptionChange::Subscribe(event),
-        id,
-    )
-    .await
+    change(&state, &caller.account_id, SubscriptionChange::Subscribe(event), id).await
 }
 
 /// Unsubscribe from one event. Idempotent.
@@ -143,13 +135,7 @@ pub async fn disable_event(
     State(state): State<AppState>,
 ) -> Result<Response, ApiError> {
     let event = Event::subscribable(&name).ok_or(ApiError::UnknownEvent(name))?;
-    change(
-        &state,
-        &caller.account_id,
-        SubscriptionChange::Unsubscribe(event),
-        id,
-    )
-    .await
+    change(&state, &caller.account_id, SubscriptionChange::Unsubscribe(event), id).await
 }
 
 async fn change(

@@ -84,10 +84,7 @@ impl<S: RequiredScope> FromRequestParts<AppState> for RequireScope<S> {
             return Err(ApiError::InsufficientScope(S::SCOPE));
         }
         Ok(RequireScope(
-            Principal {
-                client_id: claims.client_id,
-                account_id: claims.account_id,
-            },
+            Principal { client_id: claims.client_id, account_id: claims.account_id },
             PhantomData,
         ))
     }

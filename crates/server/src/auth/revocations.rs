@@ -26,18 +26,12 @@ impl Revocations {
     /// Whether tokens of `client` must be refused.
     pub fn is_revoked(&self, client: &ClientId) -> bool {
         // A poisoned lock only means a panic happened while inserting; the set is still usable.
-        self.revoked
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(client)
+        self.revoked.read().unwrap_or_else(|e| e.into_inner()).contains(client)
     }
 
     /// Marks `client` revoked on this node immediately.
     pub fn revoke(&self, client: ClientId) {
-        self.revoked
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(client);
+        self.revoked.write().unwrap_or_else(|e| e.into_inner()).insert(client);
     }
 
     /// Reads the log entries this node has not seen yet.

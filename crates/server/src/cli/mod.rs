@@ -25,12 +25,7 @@ use crate::node::open_store;
 #[command(name = "sipsimd", version)]
 pub struct Cli {
     /// Database URL: sqlite://PATH (created if missing).
-    #[arg(
-        long,
-        global = true,
-        env = "SIPSIM_DATABASE_URL",
-        default_value = "sqlite://sipsim.db"
-    )]
+    #[arg(long, global = true, env = "SIPSIM_DATABASE_URL", default_value = "sqlite://sipsim.db")]
     pub database: String,
 
     /// A TOML file of settings (keys as in the README's configuration table); variables and flags
@@ -177,11 +172,7 @@ pub struct ServeArgs {
     /// Most delivery attempts in flight at once for one integration (a slow endpoint holds no
     /// more). An endpoint that times out, answers 5xx or 429, or slows down gets fewer, down to 1,
     /// and grows back to this as it answers well.
-    #[arg(
-        long,
-        env = "SIPSIM_DELIVERY_CONCURRENCY_PER_INTEGRATION",
-        default_value_t = 16
-    )]
+    #[arg(long, env = "SIPSIM_DELIVERY_CONCURRENCY_PER_INTEGRATION", default_value_t = 16)]
     pub delivery_concurrency_per_integration: usize,
     /// Delete messages, their deliveries and attempt logs older than this (pending ones are kept).
     #[arg(long, env = "SIPSIM_RETENTION", default_value = "720h", value_parser = parse_duration_arg)]
@@ -372,21 +363,13 @@ pub async fn run(matches: clap::ArgMatches) -> ExitCode {
         Err(e) => Err(e),
     };
     match outcome {
-        Ok(Output {
-            json: value,
-            text,
-            failed,
-        }) => {
+        Ok(Output { json: value, text, failed }) => {
             if json {
                 println!("{value}");
             } else if !text.is_empty() {
                 println!("{text}");
             }
-            if failed {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            }
+            if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
         }
         Err(e) => {
             let message = format!("{e:#}");
@@ -410,11 +393,7 @@ struct Output {
 
 impl Output {
     fn ok(json: Value, text: String) -> Self {
-        Output {
-            json,
-            text,
-            failed: false,
-        }
+        Output { json, text, failed: false }
     }
 }
 
@@ -434,10 +413,9 @@ async fn execute(cli: Cli, config: Config) -> anyhow::Result<Output> {
     // Every operator command opens the database itself, migrating it if needed.
     let store = open_store(&config).await?;
     match command {
-        Command::Migrate => Ok(Output::ok(
-            json!({ "migrated": true }),
-            "migrations applied".to_owned(),
-        )),
+        Command::Migrate => {
+            Ok(Output::ok(json!({ "migrated": true }), "migrations applied".to_owned()))
+        }
         Command::Account(cmd) => operator::account(&*store, cmd).await,
         Command::Client(cmd) => operator::client(&*store, cmd).await,
         Command::User(cmd) => operator::user(&*store, cmd).await,

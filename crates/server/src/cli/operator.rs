@@ -43,16 +43,9 @@ pub(super) async fn account(store: &dyn Store, cmd: AccountCommand) -> anyhow::R
                 bail!("the account name must not be empty");
             }
             let acc = store.create_account(name).await?;
-            Ok(Output::ok(
-                json!({ "account_id": acc.id, "name": acc.name }),
-                acc.id.to_string(),
-            ))
+            Ok(Output::ok(json!({ "account_id": acc.id, "name": acc.name }), acc.id.to_string()))
         }
-        AccountCommand::Retention {
-            account,
-            days,
-            default: _,
-        } => {
+        AccountCommand::Retention { account, days, default: _ } => {
             let account_id = parse_account(&account)?;
             if days == Some(0) {
                 bail!("--days must be at least 1");
@@ -65,10 +58,7 @@ pub(super) async fn account(store: &dyn Store, cmd: AccountCommand) -> anyhow::R
                 Some(d) => format!("account {account_id} keeps its finished messages {d} day(s)"),
                 None => format!("account {account_id} follows the server's retention"),
             };
-            Ok(Output::ok(
-                json!({ "account_id": account_id, "retention_days": days }),
-                text,
-            ))
+            Ok(Output::ok(json!({ "account_id": account_id, "retention_days": days }), text))
         }
         AccountCommand::Delete { account, yes } => {
             let account_id = parse_account(&account)?;
@@ -90,11 +80,7 @@ pub(super) async fn account(store: &dyn Store, cmd: AccountCommand) -> anyhow::R
 
 pub(super) async fn user(store: &dyn Store, cmd: UserCommand) -> anyhow::Result<Output> {
     match cmd {
-        UserCommand::Create {
-            account,
-            email,
-            password_stdin,
-        } => {
+        UserCommand::Create { account, email, password_stdin } => {
             let account_id = parse_account(&account)?;
             let (password, generated) = if password_stdin {
                 let mut line = String::new();
@@ -122,9 +108,7 @@ pub(super) async fn user(store: &dyn Store, cmd: UserCommand) -> anyhow::Result<
             let mut text = format!("user_id: {}\nemail:   {}", user.id, user.email);
             if generated {
                 value["password"] = json!(password);
-                text.push_str(&format!(
-                    "\npassword: {password}\n(the password is shown only now)"
-                ));
+                text.push_str(&format!("\npassword: {password}\n(the password is shown only now)"));
             }
             Ok(Output::ok(value, text))
         }
@@ -144,11 +128,7 @@ fn client_json(c: &ApiClient) -> Value {
 
 pub(super) async fn client(store: &dyn Store, cmd: ClientCommand) -> anyhow::Result<Output> {
     match cmd {
-        ClientCommand::Create {
-            account,
-            scopes,
-            name,
-        } => {
+        ClientCommand::Create { account, scopes, name } => {
             let account_id = parse_account(&account)?;
             let scopes = ScopeSet::parse_list(&scopes).map_err(|s| {
                 anyhow!("unknown scope '{s}' (the scopes are webhooks.read and webhooks.write)")
@@ -193,11 +173,7 @@ pub(super) async fn client(store: &dyn Store, cmd: ClientCommand) -> anyhow::Res
                 .join("\n");
             Ok(Output::ok(
                 json!({ "clients": clients.iter().map(client_json).collect::<Vec<_>>() }),
-                if clients.is_empty() {
-                    "no API clients".to_owned()
-                } else {
-                    text
-                },
+                if clients.is_empty() { "no API clients".to_owned() } else { text },
             ))
         }
         ClientCommand::Delete { client_id } => {
@@ -235,11 +211,7 @@ fn integration_text(i: &Integration) -> String {
         i.account_id,
         i.webhook_url,
         state,
-        if events.is_empty() {
-            "(none)".to_owned()
-        } else {
-            events.join(", ")
-        },
+        if events.is_empty() { "(none)".to_owned() } else { events.join(", ") },
         i.signing_secret.expose()
     )
 }
@@ -250,12 +222,7 @@ pub(super) async fn integration(
     config: &Config,
 ) -> anyhow::Result<Output> {
     match cmd {
-        IntegrationCommand::Set {
-            account,
-            url,
-            disabled,
-            events,
-        } => {
+        IntegrationCommand::Set { account, url, disabled, events } => {
             let account_id = parse_account(&account)?;
             let webhook_url = WebhookUrl::parse(&url, config.target_policy)?;
             let events = events
@@ -302,10 +269,7 @@ pub(super) async fn integration(
         IntegrationCommand::Remove { account } => {
             let account_id = parse_account(&account)?;
             require_account(store, &account_id).await?;
-            if !Service::offline(store)
-                .remove_integration(&account_id)
-                .await?
-            {
+            if !Service::offline(store).remove_integration(&account_id).await? {
                 bail!("account {account_id} has no webhook integration");
             }
             Ok(Output::ok(
@@ -320,9 +284,8 @@ pub(super) async fn integration(
                 super::Kept::Deliver => KeptDeliveries::Deliver,
                 super::Kept::Drop => KeptDeliveries::Drop,
             };
-            let Some(count) = Service::offline(store)
-                .resume_integration(&account_id, choice)
-                .await?
+            let Some(count) =
+                Service::offline(store).resume_integration(&account_id, choice).await?
             else {
                 bail!("the webhook integration of {account_id} is not paused");
             };
@@ -362,17 +325,11 @@ pub(super) async fn emit(store: &dyn Store, args: EmitArgs) -> anyhow::Result<Ou
     let message = crate::ingest::parse_item(0, &item).map_err(|errors| {
         anyhow!(
             "{}",
-            errors
-                .iter()
-                .map(|e| e.trim_start_matches("[0]."))
-                .collect::<Vec<_>>()
-                .join("; ")
+            errors.iter().map(|e| e.trim_start_matches("[0].")).collect::<Vec<_>>().join("; ")
         )
     })?;
-    let outcomes = store
-        .ingest(std::slice::from_ref(&message), now_ms())
-        .await
-        .map_err(account_error)?;
+    let outcomes =
+        store.ingest(std::slice::from_ref(&message), now_ms()).await.map_err(account_error)?;
     let result = outcomes
         .first()
         .map(crate::ingest::IngestResult::from)
@@ -426,9 +383,7 @@ pub(super) async fn simulate(
             None => None,
         };
         for i in 1..=args.accounts {
-            let account = store
-                .create_account(&format!("Simulated company {i}"))
-                .await?;
+            let account = store.create_account(&format!("Simulated company {i}")).await?;
             let mut entry = json!({ "account_id": account.id });
             if let Some(url) = &target {
                 let (integration, _) = store
@@ -459,19 +414,14 @@ pub(super) async fn simulate(
             .as_str()
             .map(|s| format!("  signing secret {s}"))
             .unwrap_or_else(|| "  (no integration: events are stored, not delivered)".to_owned());
-        eprintln!(
-            "created {}{secret}",
-            entry["account_id"].as_str().unwrap_or_default()
-        );
+        eprintln!("created {}{secret}", entry["account_id"].as_str().unwrap_or_default());
     }
     let config = crate::simulate::SimulateConfig {
         accounts,
         rate: args.rate,
         duration: args.duration,
         speed: args.speed,
-        seed: args
-            .seed
-            .unwrap_or_else(|| u64::from_le_bytes(sipsim_core::random::bytes::<8>())),
+        seed: args.seed.unwrap_or_else(|| u64::from_le_bytes(sipsim_core::random::bytes::<8>())),
     };
     let shutdown = tokio_util::sync::CancellationToken::new();
     let on_ctrl_c = shutdown.clone();
@@ -529,10 +479,7 @@ pub(super) async fn rotate_encryption(config: &Config) -> anyhow::Result<Output>
     let new = sipsim_core::cipher::SecretCipher::from_base64(line.trim())
         .map_err(|e| anyhow::anyhow!("the new key on standard input: {e}"))?;
     let rewritten = crate::secrets::rotate(&*store, current.as_ref(), &new).await?;
-    tracing::info!(
-        secrets = rewritten,
-        "re-encrypted the stored secrets under the new key"
-    );
+    tracing::info!(secrets = rewritten, "re-encrypted the stored secrets under the new key");
     let text = format!(
         "re-encrypted {rewritten} secret(s) under the new key.\n\
          Now start every sipsimd using this database with SIPSIM_ENCRYPTION_KEY set to the new key \
@@ -564,16 +511,10 @@ pub(super) async fn backup(config: &Config, path: &std::path::Path) -> anyhow::R
         bail!("{} exists already: back up to a new file", path.display());
     }
     // No key is needed: the copy holds the secrets exactly as stored (sealed ones stay sealed).
-    let store = sipsim_store::SqliteStore::open(url)
-        .await
-        .context("cannot open the database")?;
+    let store = sipsim_store::SqliteStore::open(url).await.context("cannot open the database")?;
     let started = std::time::Instant::now();
     store.backup_to(path).await.map_err(|e| {
-        anyhow!(
-            "cannot write the backup to {}: {}",
-            path.display(),
-            crate::error::error_chain(&e)
-        )
+        anyhow!("cannot write the backup to {}: {}", path.display(), crate::error::error_chain(&e))
     })?;
     let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     store.close().await;

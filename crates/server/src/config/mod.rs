@@ -153,20 +153,12 @@ impl Config {
         let name = path.as_ref().map(|p| p.display().to_string());
         let file = file.as_deref().zip(name.as_deref());
         let variables = Values::from_variables();
-        Config::from_values(&Values::layer(
-            file,
-            &variables,
-            &Values::from_flags(matches),
-        )?)
+        Config::from_values(&Values::layer(file, &variables, &Values::from_flags(matches))?)
     }
 
     /// The configuration from the defaults and the `SIPSIM_*` variables alone (no file, no flags).
     pub fn from_environment() -> anyhow::Result<Config> {
-        Config::from_values(&Values::layer(
-            None,
-            &Values::from_variables(),
-            &Values::default(),
-        )?)
+        Config::from_values(&Values::layer(None, &Values::from_variables(), &Values::default())?)
     }
 
     /// The defaults, on the database at `url`, with no variable or file read: for code that
@@ -241,10 +233,7 @@ impl Config {
                 Some("1") | Some("true") => TargetPolicy::AllowInsecure,
                 _ => TargetPolicy::PublicHttpsOnly,
             },
-            encryption: match set("encryption_key")
-                .map(str::trim)
-                .filter(|k| !k.is_empty())
-            {
+            encryption: match set("encryption_key").map(str::trim).filter(|k| !k.is_empty()) {
                 Some(key) => Some(
                     SecretCipher::from_base64(key)
                         .map_err(|e| anyhow::anyhow!("SIPSIM_ENCRYPTION_KEY: {e}"))?,

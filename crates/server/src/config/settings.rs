@@ -49,12 +49,7 @@ const fn setting(
     default: Option<&'static str>,
     meaning: &'static str,
 ) -> Setting {
-    Setting {
-        key,
-        flag,
-        default,
-        meaning,
-    }
+    Setting { key, flag, default, meaning }
 }
 
 /// Every setting, in the README's order.
@@ -77,12 +72,7 @@ pub const SETTINGS: &[Setting] = &[
         Some("16"),
         "PostgreSQL pool size per node (at least 2; see `docs/SCALING.md`)",
     ),
-    setting(
-        "listen",
-        Some("listen"),
-        Some("127.0.0.1:8080"),
-        "listen address of `serve`",
-    ),
+    setting("listen", Some("listen"), Some("127.0.0.1:8080"), "listen address of `serve`"),
     setting(
         "role",
         Some("role"),
@@ -379,27 +369,11 @@ mod tests {
         let variables = values(&[("retry_jitter", "0.3"), ("delivery_concurrency", "32")]);
         let flags = values(&[("delivery_concurrency", "8")]);
         let layered = Values::layer(Some((file, "sipsim.toml")), &variables, &flags).unwrap();
-        assert_eq!(
-            layered.get("database_url"),
-            Some("sqlite://sipsim.db"),
-            "default"
-        );
-        assert_eq!(
-            layered.get("listen"),
-            Some("0.0.0.0:9000"),
-            "file over default"
-        );
+        assert_eq!(layered.get("database_url"), Some("sqlite://sipsim.db"), "default");
+        assert_eq!(layered.get("listen"), Some("0.0.0.0:9000"), "file over default");
         assert_eq!(layered.get("retention"), Some("48h"), "file over default");
-        assert_eq!(
-            layered.get("retry_jitter"),
-            Some("0.3"),
-            "variable over file"
-        );
-        assert_eq!(
-            layered.get("delivery_concurrency"),
-            Some("8"),
-            "flag over all"
-        );
+        assert_eq!(layered.get("retry_jitter"), Some("0.3"), "variable over file");
+        assert_eq!(layered.get("delivery_concurrency"), Some("8"), "flag over all");
         let config = crate::config::Config::from_values(&layered).unwrap();
         assert_eq!(config.listen.to_string(), "0.0.0.0:9000");
         assert_eq!(config.delivery.concurrency, 8);
@@ -432,10 +406,7 @@ mod tests {
         let config = crate::config::Config::from_values(&layered).unwrap();
         assert_eq!(config.jwt_secret.unwrap().expose(), key);
         assert_eq!(config.ingest_key.unwrap().expose(), "00000000000000001");
-        assert_eq!(
-            config.target_policy,
-            sipsim_core::target::TargetPolicy::AllowInsecure
-        );
+        assert_eq!(config.target_policy, sipsim_core::target::TargetPolicy::AllowInsecure);
     }
 
     #[test]
@@ -471,10 +442,7 @@ mod tests {
     fn the_flags_and_the_table_agree() {
         let command = Cli::command();
         let serve = command.find_subcommand("serve").expect("the serve command");
-        let args: Vec<&clap::Arg> = command
-            .get_arguments()
-            .chain(serve.get_arguments())
-            .collect();
+        let args: Vec<&clap::Arg> = command.get_arguments().chain(serve.get_arguments()).collect();
         for arg in &args {
             let Some(variable) = arg.get_env().and_then(|v| v.to_str()) else {
                 continue;
@@ -487,19 +455,14 @@ mod tests {
                 .find(|s| s.variable() == variable)
                 .unwrap_or_else(|| panic!("{variable} is not in SETTINGS"));
             assert_eq!(setting.flag, Some(arg.get_id().as_str()), "{variable}");
-            let default: Vec<_> = arg
-                .get_default_values()
-                .iter()
-                .filter_map(|d| d.to_str())
-                .collect();
+            let default: Vec<_> =
+                arg.get_default_values().iter().filter_map(|d| d.to_str()).collect();
             assert_eq!(default.first().copied(), setting.default, "{variable}");
         }
         for setting in SETTINGS.iter().filter(|s| s.flag.is_some()) {
             assert!(
-                args.iter()
-                    .any(|a| Some(a.get_id().as_str()) == setting.flag
-                        && a.get_env().and_then(|v| v.to_str())
-                            == Some(setting.variable().as_str())),
+                args.iter().any(|a| Some(a.get_id().as_str()) == setting.flag
+                    && a.get_env().and_then(|v| v.to_str()) == Some(setting.variable().as_str())),
                 "{} has no flag reading {}",
                 setting.key,
                 setting.variable()

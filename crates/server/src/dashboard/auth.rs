@@ -198,18 +198,8 @@ mod tests {
     async fn password_checks_are_bounded_and_unknown_users_cost_a_hash() {
         let hash = hash_password("correct horse battery").unwrap();
         let checks = PasswordChecks::with_slots(1);
-        assert!(
-            checks
-                .verify("correct horse battery".into(), Some(hash.clone()))
-                .await
-                .unwrap()
-        );
-        assert!(
-            !checks
-                .verify("correct horse battery".into(), None)
-                .await
-                .unwrap()
-        );
+        assert!(checks.verify("correct horse battery".into(), Some(hash.clone())).await.unwrap());
+        assert!(!checks.verify("correct horse battery".into(), None).await.unwrap());
         // With the only slot held past the queue's wait, a login is told to come back.
         let held = checks.slots.acquire().await.unwrap();
         assert!(checks.verify("x".into(), Some(hash)).await.is_err());

@@ -26,20 +26,8 @@ pub fn attempts_svg(
             *slot = Some(*b);
         }
     }
-    let most = slots
-        .iter()
-        .flatten()
-        .map(|b| b.attempts)
-        .max()
-        .unwrap_or(0)
-        .max(1) as f64;
-    let slowest = slots
-        .iter()
-        .flatten()
-        .map(|b| b.mean_ms)
-        .max()
-        .unwrap_or(0)
-        .max(1) as f64;
+    let most = slots.iter().flatten().map(|b| b.attempts).max().unwrap_or(0).max(1) as f64;
+    let slowest = slots.iter().flatten().map(|b| b.mean_ms).max().unwrap_or(0).max(1) as f64;
     let plot_h = HEIGHT - TOP - BOTTOM;
     let step = (WIDTH - LEFT) / count.max(1) as f64;
     let mut svg = String::new();
@@ -103,13 +91,7 @@ mod tests {
     fn draws_a_bar_pair_per_filled_bucket_and_a_latency_line() {
         let hour = 3_600_000;
         let buckets = [
-            AttemptBucket {
-                start_ms: 0,
-                attempts: 4,
-                succeeded: 3,
-                mean_ms: 20,
-                max_ms: 50,
-            },
+            AttemptBucket { start_ms: 0, attempts: 4, succeeded: 3, mean_ms: 20, max_ms: 50 },
             AttemptBucket {
                 start_ms: 5 * hour,
                 attempts: 2,
@@ -118,22 +100,13 @@ mod tests {
                 max_ms: 2000,
             },
             // Outside the window: ignored.
-            AttemptBucket {
-                start_ms: 99 * hour,
-                attempts: 9,
-                succeeded: 9,
-                mean_ms: 1,
-                max_ms: 1,
-            },
+            AttemptBucket { start_ms: 99 * hour, attempts: 9, succeeded: 9, mean_ms: 1, max_ms: 1 },
         ];
         let svg = attempts_svg(&buckets, 0, hour, 24);
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
         assert_eq!(svg.matches("<rect").count(), 4);
         assert!(svg.contains("max 2000 ms"));
-        assert!(
-            svg.contains(">4</text>"),
-            "the scale tops at the busiest hour"
-        );
+        assert!(svg.contains(">4</text>"), "the scale tops at the busiest hour");
         let empty = attempts_svg(&[], 0, hour, 24);
         assert!(!empty.contains("<rect") && !empty.contains("polyline"));
     }

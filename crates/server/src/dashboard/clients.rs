@@ -65,14 +65,7 @@ async fn show_clients(
 
 /// The clients page with an error on top: nothing was created.
 async fn refuse(state: &AppState, authed: &Authed, why: impl Into<String>) -> PageResult {
-    show_clients(
-        state,
-        authed,
-        StatusCode::BAD_REQUEST,
-        Notice::error(why),
-        None,
-    )
-    .await
+    show_clients(state, authed, StatusCode::BAD_REQUEST, Notice::error(why), None).await
 }
 
 pub async fn clients(State(state): State<AppState>, authed: Authed) -> PageResult {
@@ -101,14 +94,9 @@ pub async fn create_client(
         }
         _ => "API client".to_owned(),
     };
-    let (client, secret) = state
-        .service()
-        .create_client(&authed.user.account_id, name, scopes)
-        .await?;
-    let created = Created {
-        id: client.id.to_string(),
-        secret: secret.expose().to_owned(),
-    };
+    let (client, secret) =
+        state.service().create_client(&authed.user.account_id, name, scopes).await?;
+    let created = Created { id: client.id.to_string(), secret: secret.expose().to_owned() };
     let notice = Notice::ok("API client created. Copy its secret now: it is shown only once.");
     show_clients(&state, &authed, StatusCode::OK, notice, Some(created)).await
 }
@@ -121,10 +109,7 @@ pub async fn delete_client(
     let not_found = PageError::NotFound("There is no such API client.");
     let id = ClientId::parse(&client_id).map_err(|_| not_found)?;
     // Only the account's own clients can be deleted.
-    let deleted = state
-        .service()
-        .delete_client(Some(&authed.user.account_id), &id)
-        .await?;
+    let deleted = state.service().delete_client(Some(&authed.user.account_id), &id).await?;
     if !deleted {
         return Err(PageError::NotFound("There is no such API client."));
     }

@@ -87,29 +87,20 @@ const HOUR_MS: i64 = 3_600_000;
 /// The last 24 hours as a chart and a sentence.
 async fn last_day(state: &AppState, authed: &Authed) -> Result<(String, String), StoreError> {
     let start = (now_ms() / HOUR_MS - 23) * HOUR_MS;
-    let buckets = state
-        .store
-        .attempt_buckets(&authed.user.account_id, start, HOUR_MS)
-        .await?;
+    let buckets = state.store.attempt_buckets(&authed.user.account_id, start, HOUR_MS).await?;
     let attempts: u64 = buckets.iter().map(|b| b.attempts).sum();
     let succeeded: u64 = buckets.iter().map(|b| b.succeeded).sum();
     let summary = if attempts == 0 {
         "No attempts in the last 24 hours.".to_owned()
     } else {
-        let mean = buckets
-            .iter()
-            .map(|b| b.mean_ms * b.attempts as i64)
-            .sum::<i64>()
-            / attempts as i64;
+        let mean =
+            buckets.iter().map(|b| b.mean_ms * b.attempts as i64).sum::<i64>() / attempts as i64;
         format!(
             "Last 24 hours: {attempts} attempt(s), {:.1} % succeeded, mean latency {mean} ms.",
             succeeded as f64 * 100.0 / attempts as f64
         )
     };
-    Ok((
-        super::chart::attempts_svg(&buckets, start, HOUR_MS, 24),
-        summary,
-    ))
+    Ok((super::chart::attempts_svg(&buckets, start, HOUR_MS, 24), summary))
 }
 
 async fn show_deliveries(
@@ -118,25 +109,10 @@ async fn show_deliveries(
     query: DeliveriesQuery,
     notice: Option<Notice>,
 ) -> PageResult {
-    let status = query
-        .status
-        .as_deref()
-        .filter(|s| !s.is_empty())
-        .and_then(DeliveryStatus::parse);
-    let event = query
-        .event
-        .as_deref()
-        .filter(|s| !s.is_empty())
-        .and_then(Event::from_name);
-    let before = query
-        .before
-        .as_deref()
-        .and_then(|b| DeliveryId::parse(b).ok());
-    let filter = DeliveryFilter {
-        status,
-        event,
-        since_ms: None,
-    };
+    let status = query.status.as_deref().filter(|s| !s.is_empty()).and_then(DeliveryStatus::parse);
+    let event = query.event.as_deref().filter(|s| !s.is_empty()).and_then(Event::from_name);
+    let before = query.before.as_deref().and_then(|b| DeliveryId::parse(b).ok());
+    let filter = DeliveryFilter { status, event, since_ms: None };
     let rows = state
         .store
         .list_deliveries(&authed.user.account_id, &filter, before.as_ref(), PAGE + 1)
@@ -157,18 +133,12 @@ async fn show_deliveries(
         rows,
         statuses: ["pending", "delivering", "succeeded", "failed", "paused"]
             .into_iter()
-            .map(|value| Choice {
-                value,
-                selected: status.is_some_and(|s| s.as_str() == value),
-            })
+            .map(|value| Choice { value, selected: status.is_some_and(|s| s.as_str() == value) })
             .collect(),
         events: Event::CATALOG
             .into_iter()
             .chain([Event::Test])
-            .map(|e| Choice {
-                value: e.name(),
-                selected: event == Some(e),
-            })
+            .map(|e| Choice { value: e.name(), selected: event == Some(e) })
             .collect(),
         filter_query,
     };
@@ -179,11 +149,7 @@ pub async fn resend_failed(
     State(state): State<AppState>,
     Posted { authed, form }: Posted,
 ) -> PageResult {
-    let no_filter = DeliveriesQuery {
-        status: None,
-        event: None,
-        before: None,
-    };
+    let no_filter = DeliveriesQuery { status: None, event: None, before: None };
     let Some(hours) = form
         .get("since_hours")
         .and_then(|h| h.parse::<i64>().ok())
@@ -235,11 +201,7 @@ async fn own_delivery(
     id: &str,
 ) -> Result<DeliveryRecord, PageError> {
     let id = DeliveryId::parse(id).map_err(|_| NO_SUCH_DELIVERY)?;
-    state
-        .service()
-        .own_delivery(&authed.user.account_id, &id)
-        .await?
-        .ok_or(NO_SUCH_DELIVERY)
+    state.service().own_delivery(&authed.user.account_id, &id).await?.ok_or(NO_SUCH_DELIVERY)
 }
 
 async fn show_delivery(
@@ -250,11 +212,7 @@ async fn show_delivery(
 ) -> PageResult {
     let record = own_delivery(state, authed, id).await?;
     let attempts = state.store.list_attempts(&record.id).await?;
-    let body = state
-        .store
-        .message_body(&record.message_id)
-        .await?
-        .unwrap_or_default();
+    let body = state.store.message_body(&record.message_id).await?.unwrap_or_default();
     // Show the JSON indented; it is sent byte for byte as stored.
     let payload = serde_json::from_slice::<serde_json::Value>(&body)
         .ok()
@@ -309,10 +267,7 @@ pub async fn resend(
     let refused = match state.service().resend(&authed.user.account_id, &id).await {
         // Post/Redirect/Get: reloading the new delivery's page must not queue it once more.
         Ok(new) => {
-            return Ok(see_other(&format!(
-                "/dashboard/deliveries/{}?done=resent",
-                new.id
-            )));
+            return Ok(see_other(&format!("/dashboard/deliveries/{}?done=resent", new.id)));
         }
         Err(ResendRefused::NotFound) => return Err(NO_SUCH_DELIVERY),
         Err(ResendRefused::Store(e)) => return Err(e.into()),

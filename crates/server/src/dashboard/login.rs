@@ -38,11 +38,7 @@ fn login_page(
 ) -> Response {
     // A fresh double-submit token for every form shown.
     let csrf = auth::random_token();
-    let page = LoginPage {
-        csrf: csrf.clone(),
-        email: email.to_owned(),
-        error,
-    };
+    let page = LoginPage { csrf: csrf.clone(), email: email.to_owned(), error };
     let cookie = auth::set_cookie(
         LOGIN_CSRF_COOKIE,
         &csrf,
@@ -112,8 +108,7 @@ pub async fn login(
                     "The server is busy checking other logins. Try again in a few seconds.".into(),
                 ),
             );
-            page.headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from_static("2"));
+            page.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("2"));
             return Ok(page);
         }
     };
@@ -152,17 +147,9 @@ pub async fn logout(
     headers: HeaderMap,
     Posted { authed, .. }: Posted,
 ) -> PageResult {
-    state
-        .store
-        .delete_session(&authed.session.token_hash)
-        .await?;
+    state.store.delete_session(&authed.session.token_hash).await?;
     Ok(with_cookie(
         redirect("/dashboard/login"),
-        &auth::set_cookie(
-            SESSION_COOKIE,
-            "",
-            std::time::Duration::ZERO,
-            auth::is_https(&headers),
-        ),
+        &auth::set_cookie(SESSION_COOKIE, "", std::time::Duration::ZERO, auth::is_https(&headers)),
     ))
 }

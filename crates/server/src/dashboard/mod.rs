@@ -31,53 +31,23 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/dashboard", get(login::home))
         .route("/dashboard/", get(login::home))
-        .route(
-            "/dashboard/login",
-            get(login::login_form).post(login::login),
-        )
+        .route("/dashboard/login", get(login::login_form).post(login::login))
         .route("/dashboard/logout", post(login::logout))
         .route("/dashboard/integrations", get(webhooks::integrations))
         .route(
             "/dashboard/integrations/webhooks",
             get(webhooks::webhooks).post(webhooks::save_webhooks),
         )
-        .route(
-            "/dashboard/integrations/webhooks/test",
-            post(webhooks::send_test),
-        )
-        .route(
-            "/dashboard/integrations/webhooks/remove",
-            post(webhooks::remove_webhooks),
-        )
-        .route(
-            "/dashboard/integrations/webhooks/resume",
-            post(webhooks::resume_webhooks),
-        )
-        .route(
-            "/dashboard/integrations/webhooks/secret",
-            post(webhooks::regenerate_secret),
-        )
-        .route(
-            "/dashboard/clients",
-            get(clients::clients).post(clients::create_client),
-        )
-        .route(
-            "/dashboard/clients/{client_id}/delete",
-            post(clients::delete_client),
-        )
+        .route("/dashboard/integrations/webhooks/test", post(webhooks::send_test))
+        .route("/dashboard/integrations/webhooks/remove", post(webhooks::remove_webhooks))
+        .route("/dashboard/integrations/webhooks/resume", post(webhooks::resume_webhooks))
+        .route("/dashboard/integrations/webhooks/secret", post(webhooks::regenerate_secret))
+        .route("/dashboard/clients", get(clients::clients).post(clients::create_client))
+        .route("/dashboard/clients/{client_id}/delete", post(clients::delete_client))
         .route("/dashboard/deliveries", get(deliveries::deliveries))
-        .route(
-            "/dashboard/deliveries/resend-failed",
-            post(deliveries::resend_failed),
-        )
-        .route(
-            "/dashboard/deliveries/{delivery_id}",
-            get(deliveries::delivery),
-        )
-        .route(
-            "/dashboard/deliveries/{delivery_id}/resend",
-            post(deliveries::resend),
-        )
+        .route("/dashboard/deliveries/resend-failed", post(deliveries::resend_failed))
+        .route("/dashboard/deliveries/{delivery_id}", get(deliveries::delivery))
+        .route("/dashboard/deliveries/{delivery_id}/resend", post(deliveries::resend))
 }
 
 /// A logged-in user with a live session; extracting it from a request without one redirects to the
@@ -96,11 +66,7 @@ impl FromRequestParts<AppState> for Authed {
         let Some(token) = auth::cookie(&parts.headers, SESSION_COOKIE) else {
             return Err(redirect("/dashboard/login"));
         };
-        match state
-            .store
-            .get_session(&SecretHash::of(token), now_ms())
-            .await
-        {
+        match state.store.get_session(&SecretHash::of(token), now_ms()).await {
             Ok(Some((session, user))) => Ok(Authed { user, session }),
             Ok(None) => Err(redirect("/dashboard/login")),
             Err(e) => {
@@ -152,24 +118,17 @@ impl Form {
 
     /// The first value of `name`.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
     /// Every value of `name`, in order.
     pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.0
-            .iter()
-            .filter(move |(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.0.iter().filter(move |(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
     /// Whether the form's `csrf` field matches `expected` (constant time).
     pub fn csrf_ok(&self, expected: &str) -> bool {
-        self.get("csrf")
-            .is_some_and(|sent| auth::tokens_match(sent, expected))
+        self.get("csrf").is_some_and(|sent| auth::tokens_match(sent, expected))
     }
 }
 
@@ -177,10 +136,7 @@ impl Form {
 pub fn html(status: StatusCode, body: String) -> Response {
     let mut response = (status, body).into_response();
     let headers = response.headers_mut();
-    headers.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(
         "content-security-policy",
@@ -197,9 +153,7 @@ pub fn html(status: StatusCode, body: String) -> Response {
 /// A `303 See Other` to `to`.
 pub fn redirect(to: &'static str) -> Response {
     let mut response = StatusCode::SEE_OTHER.into_response();
-    response
-        .headers_mut()
-        .insert(LOCATION, HeaderValue::from_static(to));
+    response.headers_mut().insert(LOCATION, HeaderValue::from_static(to));
     response
 }
 

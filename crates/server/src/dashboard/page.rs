@@ -76,18 +76,12 @@ pub struct Notice {
 impl Notice {
     /// Something worked.
     pub fn ok(text: impl Into<String>) -> Option<Notice> {
-        Some(Notice {
-            kind: "ok",
-            text: text.into(),
-        })
+        Some(Notice { kind: "ok", text: text.into() })
     }
 
     /// Something did not.
     pub fn error(text: impl Into<String>) -> Option<Notice> {
-        Some(Notice {
-            kind: "error",
-            text: text.into(),
-        })
+        Some(Notice { kind: "error", text: text.into() })
     }
 }
 
@@ -104,11 +98,7 @@ pub struct Nav {
 impl Nav {
     /// The layout of `section` for `authed`.
     pub fn of(authed: &Authed, section: &'static str) -> Nav {
-        Nav {
-            section,
-            email: authed.user.email.clone(),
-            csrf: authed.session.csrf_token.clone(),
-        }
+        Nav { section, email: authed.user.email.clone(), csrf: authed.session.csrf_token.clone() }
     }
 }
 

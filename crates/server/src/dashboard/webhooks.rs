@@ -101,11 +101,7 @@ fn webhooks_page(
         state: integration.map_or("none", |i| i.state.as_str()),
         paused_reason: integration
             .filter(|i| i.state == IntegrationState::Paused)
-            .map(|i| {
-                i.paused_reason
-                    .clone()
-                    .unwrap_or_else(|| "paused".to_owned())
-            }),
+            .map(|i| i.paused_reason.clone().unwrap_or_else(|| "paused".to_owned())),
         groups: groups(integration.map_or(EventSet::empty(), |i| i.events)),
         secret: integration.map(|i| i.signing_secret.expose().to_owned()),
         previous_until: integration
@@ -189,11 +185,8 @@ pub async fn save_webhooks(
     };
     let (integration, created) = state.service().save_integration(account, update).await?;
     tracing::info!(account_id = %account, user_id = %authed.user.id, created, "webhook integration saved from the dashboard");
-    let text = if created {
-        "Connected. Events you ticked will be sent to your URL."
-    } else {
-        "Saved."
-    };
+    let text =
+        if created { "Connected. Events you ticked will be sent to your URL." } else { "Saved." };
     show_saved(&state, &authed, &integration, Notice::ok(text))
 }
 
@@ -201,10 +194,8 @@ pub async fn send_test(State(state): State<AppState>, Posted { authed, .. }: Pos
     let account = &authed.user.account_id;
     match test_event::send_test(&*state.store, &state.sender, account).await {
         Ok(result) => {
-            let notice = Some(Notice {
-                kind: if result.ok { "ok" } else { "error" },
-                text: result.result,
-            });
+            let notice =
+                Some(Notice { kind: if result.ok { "ok" } else { "error" }, text: result.result });
             show_webhooks(&state, &authed, StatusCode::OK, notice).await
         }
         Err(TestError::NoIntegration(_)) => {
@@ -218,10 +209,7 @@ pub async fn remove_webhooks(
     State(state): State<AppState>,
     Posted { authed, .. }: Posted,
 ) -> PageResult {
-    state
-        .service()
-        .remove_integration(&authed.user.account_id)
-        .await?;
+    state.service().remove_integration(&authed.user.account_id).await?;
     let notice = Notice::ok("The webhook integration was removed.");
     show_webhooks(&state, &authed, StatusCode::OK, notice).await
 }
@@ -255,10 +243,7 @@ pub async fn resume_webhooks(
             return refuse(&state, &authed, why).await;
         }
     };
-    let resumed = state
-        .service()
-        .resume_integration(&authed.user.account_id, kept)
-        .await?;
+    let resumed = state.service().resume_integration(&authed.user.account_id, kept).await?;
     let notice = match resumed {
         None => Notice::error("The integration is not paused."),
         Some(n) => {

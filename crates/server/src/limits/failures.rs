@@ -48,11 +48,8 @@ impl FailurePolicy {
     /// Token requests: 10 failures for one `client_id` (or of unreadable requests) from one address,
     /// or failures for 20 `client_id`s from one address, per minute. Client secrets are 256-bit
     /// random, so this is against floods, not guessing.
-    pub const TOKEN: FailurePolicy = FailurePolicy {
-        window: Duration::from_secs(60),
-        per_pair: 10,
-        subjects_per_address: 20,
-    };
+    pub const TOKEN: FailurePolicy =
+        FailurePolicy { window: Duration::from_secs(60), per_pair: 10, subjects_per_address: 20 };
 }
 
 /// The key an address counts under: itself, or its /64 for IPv6 (IPv4-mapped forms as IPv4).
@@ -85,11 +82,7 @@ impl Address {
     }
 
     fn latest(&self) -> Option<Instant> {
-        self.subjects
-            .values()
-            .filter_map(|t| t.back())
-            .max()
-            .copied()
+        self.subjects.values().filter_map(|t| t.back()).max().copied()
     }
 }
 
@@ -122,8 +115,7 @@ impl Counted<'_> {
 
     /// The attempt was not made after all (no capacity to check it): it does not count.
     pub fn forget(self) {
-        self.limiter
-            .uncount(self.address, self.subject, Some(self.at));
+        self.limiter.uncount(self.address, self.subject, Some(self.at));
     }
 
     /// The attempt failed: it stays counted (as it was from the start).
@@ -136,10 +128,7 @@ impl FailureLimiter {
         FailureLimiter {
             policy,
             hasher: RandomState::new(),
-            table: Mutex::new(Table {
-                addresses: HashMap::new(),
-                swept_at: Instant::now(),
-            }),
+            table: Mutex::new(Table { addresses: HashMap::new(), swept_at: Instant::now() }),
         }
     }
 
@@ -179,12 +168,7 @@ impl FailureLimiter {
             return Err(soonest.map_or(window, |t| wait_from(*t)));
         }
         entry.subjects.entry(subject).or_default().push_back(now);
-        Ok(Counted {
-            limiter: self,
-            address,
-            subject,
-            at: now,
-        })
+        Ok(Counted { limiter: self, address, subject, at: now })
     }
 
     /// Removes the attempt made `at` (or, with `None`, every failure of the pair).
@@ -223,11 +207,8 @@ impl FailureLimiter {
             !a.subjects.is_empty()
         });
         if table.addresses.len() > MAX_ADDRESSES {
-            let mut by_age: Vec<(Option<Instant>, Option<IpAddr>)> = table
-                .addresses
-                .iter()
-                .map(|(k, a)| (a.latest(), *k))
-                .collect();
+            let mut by_age: Vec<(Option<Instant>, Option<IpAddr>)> =
+                table.addresses.iter().map(|(k, a)| (a.latest(), *k)).collect();
             by_age.sort_unstable_by_key(|(latest, _)| *latest);
             for (_, key) in by_age.iter().take(by_age.len() - MAX_ADDRESSES / 2) {
                 table.addresses.remove(key);
@@ -249,11 +230,8 @@ impl FailureLimiter {
 mod tests {
     use super::*;
 
-    const POLICY: FailurePolicy = FailurePolicy {
-        window: Duration::from_secs(60),
-        per_pair: 3,
-        subjects_per_address: 4,
-    };
+    const POLICY: FailurePolicy =
+        FailurePolicy { window: Duration::from_secs(60), per_pair: 3, subjects_per_address: 4 };
 
     fn ip(s: &str) -> Option<IpAddr> {
         Some(s.parse().unwrap())
@@ -269,12 +247,8 @@ mod tests {
         let wait = l.attempt_at(ip("1.2.3.4"), "a@x.com", t0).err().unwrap();
         assert_eq!(wait, Duration::from_secs(60));
         // Another subject from the same address, and the same subject from another address, go on.
-        l.attempt_at(ip("1.2.3.4"), "b@x.com", t0)
-            .unwrap()
-            .succeeded();
-        l.attempt_at(ip("5.6.7.8"), "a@x.com", t0)
-            .unwrap()
-            .succeeded();
+        l.attempt_at(ip("1.2.3.4"), "b@x.com", t0).unwrap().succeeded();
+        l.attempt_at(ip("5.6.7.8"), "a@x.com", t0).unwrap().succeeded();
         // The window passes.
         let later = t0 + Duration::from_secs(61);
         assert!(l.attempt_at(ip("1.2.3.4"), "a@x.com", later).is_ok());
@@ -297,9 +271,8 @@ mod tests {
         let l = FailureLimiter::new(POLICY);
         let t0 = Instant::now();
         // Three in flight at once: the fourth is refused although none has failed yet.
-        let in_flight: Vec<_> = (0..3)
-            .map(|_| l.attempt_at(ip("1.2.3.4"), "a", t0).unwrap())
-            .collect();
+        let in_flight: Vec<_> =
+            (0..3).map(|_| l.attempt_at(ip("1.2.3.4"), "a", t0).unwrap()).collect();
         assert!(l.attempt_at(ip("1.2.3.4"), "a", t0).is_err());
         // One turns out right: the pair's failures are forgiven.
         let mut in_flight = in_flight.into_iter();
@@ -323,9 +296,7 @@ mod tests {
         assert!(l.attempt_at(ip("2001:db8::9"), "a", t0).is_err());
         assert!(l.attempt_at(ip("2001:db8:0:1::1"), "a", t0).is_ok());
         for _ in 0..3 {
-            l.attempt_at(ip("::ffff:1.2.3.4"), "a", t0)
-                .unwrap()
-                .failed();
+            l.attempt_at(ip("::ffff:1.2.3.4"), "a", t0).unwrap().failed();
         }
         assert!(l.attempt_at(ip("1.2.3.4"), "a", t0).is_err());
     }
@@ -335,9 +306,7 @@ mod tests {
         let l = FailureLimiter::new(POLICY);
         let t0 = Instant::now();
         for i in 0..10_000u32 {
-            l.attempt_at(Some(IpAddr::from(i.to_be_bytes())), "a", t0)
-                .unwrap()
-                .failed();
+            l.attempt_at(Some(IpAddr::from(i.to_be_bytes())), "a", t0).unwrap().failed();
         }
         let later = t0 + Duration::from_secs(120);
         l.attempt_at(ip("1.2.3.4"), "a", later).unwrap().failed();

@@ -103,12 +103,7 @@ impl<K: Hash + Eq + Clone, C: Clock + Clone> Limiter<K, C> {
         let buckets =
             RateLimiter::<K, _, C, NoOpMiddleware<C::Instant>>::new(quota, store, clock.clone())
                 .with_middleware::<StateInformationMiddleware>();
-        Limiter {
-            rate,
-            every: quota.replenish_interval(),
-            buckets,
-            clock,
-        }
+        Limiter { rate, every: quota.replenish_interval(), buckets, clock }
     }
 
     pub fn rate(&self) -> Rate {
@@ -164,9 +159,7 @@ mod tests {
             assert_eq!(l.check(&"a").0, Decision::Allowed { remaining: 199 - i });
         }
         let (refused, quota) = l.check(&"a");
-        let Decision::Limited { retry_after } = refused else {
-            panic!("{refused:?}")
-        };
+        let Decision::Limited { retry_after } = refused else { panic!("{refused:?}") };
         assert!(retry_after <= Duration::from_millis(10), "{retry_after:?}");
         assert_eq!(quota.remaining, 0);
         assert_eq!(quota.reset_secs, 2);
@@ -174,9 +167,8 @@ mod tests {
         assert!(matches!(l.check(&"b").0, Decision::Allowed { .. }));
         // 100 ms later, 10 more.
         clock.advance(Duration::from_millis(100));
-        let allowed = (0..20)
-            .filter(|_| matches!(l.check(&"a").0, Decision::Allowed { .. }))
-            .count();
+        let allowed =
+            (0..20).filter(|_| matches!(l.check(&"a").0, Decision::Allowed { .. })).count();
         assert_eq!(allowed, 10);
         // A quiet minute refills no more than the burst.
         clock.advance(Duration::from_secs(60));
@@ -203,18 +195,10 @@ mod tests {
         let clock = FakeRelativeClock::default();
         let rate = Rate::new(0.5, 2);
         let l: Limiter<&str, _> = Limiter::with_clock(rate, clock.clone());
-        assert!(matches!(
-            l.check(&"a").0,
-            Decision::Allowed { remaining: 1 }
-        ));
-        assert!(matches!(
-            l.check(&"a").0,
-            Decision::Allowed { remaining: 0 }
-        ));
+        assert!(matches!(l.check(&"a").0, Decision::Allowed { remaining: 1 }));
+        assert!(matches!(l.check(&"a").0, Decision::Allowed { remaining: 0 }));
         let (refused, quota) = l.check(&"a");
-        let Decision::Limited { retry_after } = refused else {
-            panic!("{refused:?}")
-        };
+        let Decision::Limited { retry_after } = refused else { panic!("{refused:?}") };
         assert_eq!(retry_after, Duration::from_secs(2));
         assert_eq!(quota.reset_secs, 4);
         clock.advance(Duration::from_secs(2));

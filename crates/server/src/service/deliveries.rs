@@ -35,11 +35,7 @@ impl Service<'_> {
         account: &AccountId,
         id: &DeliveryId,
     ) -> Result<Option<DeliveryRecord>, StoreError> {
-        Ok(self
-            .store
-            .get_delivery(id)
-            .await?
-            .filter(|d| &d.account_id == account))
+        Ok(self.store.get_delivery(id).await?.filter(|d| &d.account_id == account))
     }
 
     /// Queues `account`'s delivery `id` again as a new delivery (same message, same
@@ -50,10 +46,7 @@ impl Service<'_> {
         account: &AccountId,
         id: &DeliveryId,
     ) -> Result<DeliveryRecord, ResendRefused> {
-        let original = self
-            .own_delivery(account, id)
-            .await?
-            .ok_or(ResendRefused::NotFound)?;
+        let original = self.own_delivery(account, id).await?.ok_or(ResendRefused::NotFound)?;
         if original.event == Event::Test {
             return Err(ResendRefused::TestEvent);
         }
@@ -77,10 +70,8 @@ impl Service<'_> {
         account: &AccountId,
         since_ms: i64,
     ) -> Result<u64, StoreError> {
-        let queued = self
-            .store
-            .resend_failed_since(account, since_ms, now_ms(), RESEND_AT_ONCE)
-            .await?;
+        let queued =
+            self.store.resend_failed_since(account, since_ms, now_ms(), RESEND_AT_ONCE).await?;
         if queued > 0 {
             self.wake();
         }

@@ -52,10 +52,8 @@ impl Service<'_> {
         account: &AccountId,
     ) -> Result<Option<(Integration, i64)>, StoreError> {
         let until = now_ms() + OLD_SECRET_VALID_MS;
-        let rotated = self
-            .store
-            .rotate_signing_secret(account, &SigningSecret::generate(), until)
-            .await;
+        let rotated =
+            self.store.rotate_signing_secret(account, &SigningSecret::generate(), until).await;
         self.forget_integration(account);
         Ok(rotated?.map(|integration| (integration, until)))
     }

@@ -42,10 +42,7 @@ pub struct Service<'a> {
 impl<'a> Service<'a> {
     /// Services for a serving node.
     pub fn on_node(store: &'a dyn Store, local: Local<'a>) -> Self {
-        Service {
-            store,
-            local: Some(local),
-        }
+        Service { store, local: Some(local) }
     }
 
     /// Services for a process that serves nothing.

@@ -31,10 +31,7 @@ pub struct Ids {
 
 impl Ids {
     pub fn starting_at(base: u64) -> Ids {
-        Ids {
-            next_call_id: base,
-            next_summary_id: base,
-        }
+        Ids { next_call_id: base, next_summary_id: base }
     }
 
     fn call_id(&mut self) -> u64 {
@@ -69,11 +66,7 @@ impl Timeline<'_> {
 
     fn push(&mut self, at_s: f64, event: Event, payload: Value) {
         let (at_ms, _) = self.time(at_s);
-        self.events.push(Planned {
-            at_ms,
-            event,
-            payload,
-        });
+        self.events.push(Planned { at_ms, event, payload });
     }
 
     /// An event of the call's shared shape, to `receiver`, plus `extra` fields.
@@ -105,12 +98,7 @@ impl Timeline<'_> {
     }
 
     fn member_start(&mut self, at_s: f64, member: &str) {
-        self.call_event(
-            at_s,
-            Event::IncomingCallStartChainMemberCall,
-            member,
-            json!({}),
-        );
+        self.call_event(at_s, Event::IncomingCallStartChainMemberCall, member, json!({}));
     }
 
     fn member_end(&mut self, at_s: f64, member: &str, status: &str, talk_s: u64) {
@@ -214,20 +202,11 @@ fn incoming(rng: &mut Rng, company: &Company, ids: &mut Ids, start_ms: i64) -> V
         pbx_id: id,
         rng,
     };
-    t.call_event(
-        0.0,
-        Event::IncomingCallStart,
-        &company.main_number,
-        json!({}),
-    );
+    t.call_event(0.0, Event::IncomingCallStart, &company.main_number, json!({}));
     let outcome = t.rng.unit();
     // When each member starts ringing.
     let ring_at = |i: usize| {
-        if simultaneous {
-            1.0
-        } else {
-            1.0 + (i as i64 * RING_TIMEOUT_S) as f64
-        }
+        if simultaneous { 1.0 } else { 1.0 + (i as i64 * RING_TIMEOUT_S) as f64 }
     };
     if outcome < 0.65 {
         // Answered by one member after a few seconds of ringing.
@@ -284,11 +263,7 @@ fn incoming(rng: &mut Rng, company: &Company, ids: &mut Ids, start_ms: i64) -> V
             t.member_start(at, member);
             t.member_end(at, member, "BUSY", 0);
         }
-        let last = if simultaneous {
-            2.0
-        } else {
-            chain.len() as f64 + 1.0
-        };
+        let last = if simultaneous { 2.0 } else { chain.len() as f64 + 1.0 };
         t.call_end(last, Event::IncomingCallEnd, "BUSY", 0);
     } else {
         // Nobody answers; the caller is offered voicemail.
@@ -345,19 +320,9 @@ fn sms(rng: &mut Rng, company: &Company, start_ms: i64) -> Vec<Planned> {
     let other = company.outsider(rng);
     let inbound = rng.chance(0.6);
     let (caller, receiver, message, direction) = if inbound {
-        (
-            other,
-            company.main_number.clone(),
-            *rng.pick(&SMS_INBOUND),
-            "inbound",
-        )
+        (other, company.main_number.clone(), *rng.pick(&SMS_INBOUND), "inbound")
     } else {
-        (
-            company.main_number.clone(),
-            other,
-            *rng.pick(&SMS_OUTBOUND),
-            "outbound",
-        )
+        (company.main_number.clone(), other, *rng.pick(&SMS_OUTBOUND), "outbound")
     };
     vec![Planned {
         at_ms: start_ms,

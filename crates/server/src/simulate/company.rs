@@ -43,9 +43,7 @@ impl Rng {
     }
 
     pub(super) fn digits(&mut self, n: usize) -> String {
-        (0..n)
-            .map(|_| char::from(b'0' + (self.next_u64() % 10) as u8))
-            .collect()
+        (0..n).map(|_| char::from(b'0' + (self.next_u64() % 10) as u8)).collect()
     }
 }
 
@@ -59,12 +57,8 @@ enum Country {
 }
 
 impl Country {
-    const ALL: [Country; 4] = [
-        Country::France,
-        Country::UnitedKingdom,
-        Country::Germany,
-        Country::UnitedStates,
-    ];
+    const ALL: [Country; 4] =
+        [Country::France, Country::UnitedKingdom, Country::Germany, Country::UnitedStates];
 
     /// A geographic (office) number: the area code and a subscriber part, full length.
     pub(super) fn landline(self, rng: &mut Rng) -> String {
@@ -108,27 +102,13 @@ impl Company {
         // Direct lines share the main number's prefix, as a PBX's DID block does.
         let prefix = &main_number[..main_number.len() - 3];
         let first = rng.range(1, 900);
-        let members = (0..rng.range(2, 5))
-            .map(|i| format!("{prefix}{:03}", first + i))
-            .collect();
-        Company {
-            country,
-            main_number,
-            members,
-        }
+        let members = (0..rng.range(2, 5)).map(|i| format!("{prefix}{:03}", first + i)).collect();
+        Company { country, main_number, members }
     }
 
     /// Someone outside the company: mostly a mobile of the same country, sometimes abroad.
     pub(super) fn outsider(&self, rng: &mut Rng) -> String {
-        let country = if rng.chance(0.85) {
-            self.country
-        } else {
-            *rng.pick(&Country::ALL)
-        };
-        if rng.chance(0.7) {
-            country.mobile(rng)
-        } else {
-            country.landline(rng)
-        }
+        let country = if rng.chance(0.85) { self.country } else { *rng.pick(&Country::ALL) };
+        if rng.chance(0.7) { country.mobile(rng) } else { country.landline(rng) }
     }
 }

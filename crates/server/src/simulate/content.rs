@@ -5,16 +5,8 @@ use serde_json::{Value, json};
 
 use super::company::Rng;
 
-pub(super) const TAGS: [&str; 8] = [
-    "sales",
-    "support",
-    "follow-up",
-    "vip",
-    "billing",
-    "new-lead",
-    "complaint",
-    "renewal",
-];
+pub(super) const TAGS: [&str; 8] =
+    ["sales", "support", "follow-up", "vip", "billing", "new-lead", "complaint", "renewal"];
 
 pub(super) const SUMMARIES: [&str; 4] = [
     "The caller asked about business phone plans for a 12-person team and requested a pricing proposal by email. Next step: send the proposal by Friday.",
@@ -70,29 +62,16 @@ pub(super) fn speech_segments(rng: &mut Rng, talk_s: u64) -> Vec<Value> {
 
 pub(super) fn rating(rng: &mut Rng, call_id: u64) -> Value {
     let criteria: Vec<Value> = [
-        (
-            "Politeness",
-            "The agent kept a friendly, professional tone.",
-        ),
-        (
-            "Problem Resolution",
-            "The request was handled and next steps were set.",
-        ),
-        (
-            "Product Knowledge",
-            "The agent answered product questions precisely.",
-        ),
+        ("Politeness", "The agent kept a friendly, professional tone."),
+        ("Problem Resolution", "The request was handled and next steps were set."),
+        ("Product Knowledge", "The agent answered product questions precisely."),
     ]
     .iter()
     .map(
         |(name, feedback)| json!({ "name": name, "score": rng.range(5, 10), "feedback": feedback }),
     )
     .collect();
-    let overall = criteria
-        .iter()
-        .filter_map(|c| c["score"].as_u64())
-        .sum::<u64>()
-        / 3;
+    let overall = criteria.iter().filter_map(|c| c["score"].as_u64()).sum::<u64>() / 3;
     json!({
         "event": "rating",
         "call_id": call_id,

@@ -85,20 +85,16 @@ pub async fn run(
         bail!("--speed must be a positive number");
     }
     let mut rng = Rng::new(config.seed);
-    let companies: Vec<Company> = config
-        .accounts
-        .iter()
-        .map(|_| Company::generate(&mut rng))
-        .collect();
+    let companies: Vec<Company> =
+        config.accounts.iter().map(|_| Company::generate(&mut rng)).collect();
     let started = now_ms();
     let mut ids = Ids::starting_at((started as u64 / 1000 % 100_000) * 10_000);
     let per_call = events_per_lifecycle(&rng, &companies[0]);
     // Mean real time between two interactions, in ms.
     let mean_gap_ms = 1000.0 * per_call / config.rate;
 
-    let deadline = config
-        .duration
-        .map(|d| started + i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let deadline =
+        config.duration.map(|d| started + i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
     let mut waiting: BTreeMap<(i64, u64), Queued> = BTreeMap::new();
     let mut seq: u64 = 0;
     let mut next_start = started as f64;

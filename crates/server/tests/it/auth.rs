@@ -30,21 +30,9 @@ async fn scope_matrix() {
     let write = app.client(&account, "webhooks.write").await;
     let both = app.client(&account, "webhooks.read webhooks.write").await;
     let tokens = [
-        (
-            "read",
-            app.token(&read, None).await,
-            ["webhooks.read"].as_slice(),
-        ),
-        (
-            "write",
-            app.token(&write, None).await,
-            ["webhooks.write"].as_slice(),
-        ),
-        (
-            "both",
-            app.token(&both, None).await,
-            ["webhooks.read", "webhooks.write"].as_slice(),
-        ),
+        ("read", app.token(&read, None).await, ["webhooks.read"].as_slice()),
+        ("write", app.token(&write, None).await, ["webhooks.write"].as_slice()),
+        ("both", app.token(&both, None).await, ["webhooks.read", "webhooks.write"].as_slice()),
         // A client with both scopes that asked only for one gets only that one.
         (
             "both-asked-read",
@@ -58,12 +46,7 @@ async fn scope_matrix() {
             if granted.contains(&needed) {
                 assert_eq!(r.0, 200, "{name} token on {method} {path}: {}", r.2);
             } else {
-                assert_error(
-                    &r,
-                    403,
-                    &format!("Insufficient scope: {needed} required."),
-                    path,
-                );
+                assert_error(&r, 403, &format!("Insufficient scope: {needed} required."), path);
                 assert_eq!(
                     r.1.get("www-authenticate").unwrap(),
                     &format!(r#"Bearer error="insufficient_scope", scope="{needed}""#),
@@ -100,11 +83,8 @@ async fn bad_tokens_are_401_on_every_route() {
         .replace(account.as_str(), AccountId::generate().as_str());
     parts[1] = URL_SAFE_NO_PAD.encode(forged);
     let tampered = parts.join(".");
-    let alg_none = format!(
-        "{}.{}.",
-        URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#),
-        parts[1]
-    );
+    let alg_none =
+        format!("{}.{}.", URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#), parts[1]);
 
     let cases: Vec<(&str, Option<String>)> = vec![
         ("no header", None),
@@ -189,10 +169,7 @@ async fn accounts_never_see_or_change_each_other() {
     app.post("/api/v2/webhooks/voicemail", &token_b).await;
 
     let (_, _, a_list) = app.get("/api/v2/webhooks", &token_a).await;
-    assert_eq!(
-        a_list["data"],
-        json!([{ "event": "sms" }, { "event": "rating" }])
-    );
+    assert_eq!(a_list["data"], json!([{ "event": "sms" }, { "event": "rating" }]));
     let stored = app.store.get_integration(&a).await.unwrap().unwrap();
     assert_eq!(stored.events.names(), ["sms", "rating"]);
 

@@ -42,8 +42,7 @@ async fn deliveries_not(db: &str, messages: &[String], statuses: &[&str]) -> Vec
         .collect();
     let wanted: std::collections::HashSet<&String> = messages.iter().collect();
     wrong.extend(
-        rows.into_iter()
-            .filter(|(m, s)| wanted.contains(m) && !statuses.contains(&s.as_str())),
+        rows.into_iter().filter(|(m, s)| wanted.contains(m) && !statuses.contains(&s.as_str())),
     );
     wrong
 }
@@ -61,12 +60,8 @@ async fn a_backup_under_load_holds_every_event_accepted_before_it_began() {
     let accepted: Arc<Mutex<Vec<Accepted>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let load = {
-        let (accepted, stop, base, account) = (
-            accepted.clone(),
-            stop.clone(),
-            server.base.clone(),
-            account.clone(),
-        );
+        let (accepted, stop, base, account) =
+            (accepted.clone(), stop.clone(), server.base.clone(), account.clone());
         tokio::spawn(async move {
             let http = crate::helpers::http();
             let sms: Value =
@@ -107,10 +102,7 @@ async fn a_backup_under_load_holds_every_event_accepted_before_it_began() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, Ordering::SeqCst);
     load.await.unwrap();
-    assert_eq!(
-        std::fs::metadata(&copy).unwrap().permissions().mode() & 0o777,
-        0o600
-    );
+    assert_eq!(std::fs::metadata(&copy).unwrap().permissions().mode() & 0o777, 0o600);
     let before: Vec<String> = accepted
         .lock()
         .unwrap()
@@ -118,17 +110,8 @@ async fn a_backup_under_load_holds_every_event_accepted_before_it_began() {
         .filter(|(at, _)| *at < began)
         .flat_map(|(_, ids)| ids.clone())
         .collect();
-    let after = accepted
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|(at, _)| *at > began)
-        .count();
-    assert!(
-        before.len() >= 200,
-        "load before the backup: {}",
-        before.len()
-    );
+    let after = accepted.lock().unwrap().iter().filter(|(at, _)| *at > began).count();
+    assert!(before.len() >= 200, "load before the backup: {}", before.len());
     assert!(after > 0, "the load went on during the backup");
     drop(server);
 
@@ -149,11 +132,7 @@ async fn a_backup_under_load_holds_every_event_accepted_before_it_began() {
         if left.is_empty() {
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "{} never delivered from the copy",
-            left.len()
-        );
+        assert!(Instant::now() < deadline, "{} never delivered from the copy", left.len());
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     drop(restored);

@@ -49,11 +49,7 @@ async fn browser(profile: &std::path::Path) -> Option<(Client, Driver)> {
         );
         return None;
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let driver = Driver(
         Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
@@ -130,10 +126,7 @@ async fn fill(browser: &Client, css: &str, text: &str) {
 /// Clicks what `css` names, and waits for the page it leads to to load (a click returns before the
 /// navigation it starts). For clicks that do not navigate use [`toggle`].
 async fn click(browser: &Client, css: &str) {
-    browser
-        .execute("window.__beforeClick = true", vec![])
-        .await
-        .unwrap();
+    browser.execute("window.__beforeClick = true", vec![]).await.unwrap();
     toggle(browser, css).await;
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
@@ -154,13 +147,7 @@ async fn click(browser: &Client, css: &str) {
 
 /// Clicks what `css` names (a checkbox), without waiting for a navigation.
 async fn toggle(browser: &Client, css: &str) {
-    browser
-        .find(Locator::Css(css))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser.find(Locator::Css(css)).await.unwrap().click().await.unwrap();
 }
 
 async fn path(browser: &Client) -> String {
@@ -174,11 +161,7 @@ async fn has_delivery(
     message: &str,
     status: DeliveryStatus,
 ) -> bool {
-    let filter = DeliveryFilter {
-        status: Some(status),
-        event: None,
-        since_ms: None,
-    };
+    let filter = DeliveryFilter { status: Some(status), event: None, since_ms: None };
     app.store
         .list_deliveries(account, &filter, None, 100)
         .await
@@ -233,72 +216,37 @@ async fn a_person_sets_up_webhooks_with_a_mouse() {
     assert_eq!(path(&browser).await, "/dashboard/integrations/webhooks");
     fill(&browser, "#webhook_url", "ftp://example.com/hook").await;
     toggle(&browser, "input[value=incoming_call_start]").await;
-    click(
-        &browser,
-        "form[action='/dashboard/integrations/webhooks'] button",
-    )
-    .await;
+    click(&browser, "form[action='/dashboard/integrations/webhooks'] button").await;
     let refused = notice(&browser).await;
+    assert!(refused.starts_with("The webhook URL cannot be used"), "{refused}");
     assert!(
-        refused.starts_with("The webhook URL cannot be used"),
-        "{refused}"
-    );
-    assert!(
-        prop_of(&browser, "input[value=incoming_call_start]", "checked")
-            .await
-            .as_deref()
+        prop_of(&browser, "input[value=incoming_call_start]", "checked").await.as_deref()
             == Some("true"),
         "what was ticked stays ticked"
     );
     fill(&browser, "#webhook_url", &receiver).await;
     toggle(&browser, "input[value=sms]").await;
-    click(
-        &browser,
-        "form[action='/dashboard/integrations/webhooks'] button",
-    )
-    .await;
+    click(&browser, "form[action='/dashboard/integrations/webhooks'] button").await;
     assert!(notice(&browser).await.starts_with("Connected."));
     screenshot(&browser, "webhooks").await;
 
     // The signing secret: revealed, then regenerated (the old one stays valid for a day).
     let secret_of = |browser: Client| async move {
-        prop_of(&browser, "#signing-secret", "textContent")
-            .await
-            .unwrap()
+        prop_of(&browser, "#signing-secret", "textContent").await.unwrap()
     };
     let first = secret_of(browser.clone()).await;
     assert!(first.starts_with("whsec_"), "{first}");
-    browser
-        .execute("window.confirm = () => true", vec![])
-        .await
-        .unwrap();
-    click(
-        &browser,
-        "form[action='/dashboard/integrations/webhooks/secret'] button",
-    )
-    .await;
-    assert!(
-        notice(&browser)
-            .await
-            .starts_with("New signing secret generated.")
-    );
+    browser.execute("window.confirm = () => true", vec![]).await.unwrap();
+    click(&browser, "form[action='/dashboard/integrations/webhooks/secret'] button").await;
+    assert!(notice(&browser).await.starts_with("New signing secret generated."));
     let second = secret_of(browser.clone()).await;
     assert!(second.starts_with("whsec_") && second != first);
     let stored = app.store.get_integration(&account).await.unwrap().unwrap();
     assert_eq!(stored.signing_secret.expose(), second);
-    assert_eq!(
-        stored
-            .previous_signing_secret
-            .map(|(s, _)| s.expose().to_owned()),
-        Some(first)
-    );
+    assert_eq!(stored.previous_signing_secret.map(|(s, _)| s.expose().to_owned()), Some(first));
 
     // Send Test shows the documented result line.
-    click(
-        &browser,
-        "form[action='/dashboard/integrations/webhooks/test'] button",
-    )
-    .await;
+    click(&browser, "form[action='/dashboard/integrations/webhooks/test'] button").await;
     assert_eq!(notice(&browser).await, "Success (HTTP 200)");
     assert_eq!(received.load(Ordering::SeqCst), 1);
 
@@ -321,33 +269,18 @@ async fn a_person_sets_up_webhooks_with_a_mouse() {
         ])
         .fetch_json()
         .await;
-    let access = token["access_token"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{token}"))
-        .to_owned();
+    let access = token["access_token"].as_str().unwrap_or_else(|| panic!("{token}")).to_owned();
     let (status, _, settings) = app.get("/api/v2/webhooks", &access).await;
     assert_eq!(status, 200);
-    assert_eq!(
-        settings["data"],
-        json!([{ "event": "incoming_call_start" }, { "event": "sms" }])
-    );
+    assert_eq!(settings["data"], json!([{ "event": "incoming_call_start" }, { "event": "sms" }]));
     // The API's write scope works on what the dashboard connected, and the dashboard shows it.
     let (status, _, enabled) = app.post("/api/v2/webhooks/voicemail", &access).await;
     assert_eq!(status, 200);
     assert_eq!(enabled["data"]["webhook_url"], receiver.as_str());
     assert_eq!(enabled["data"]["enabled"], true);
-    browser
-        .goto(&app.url("/dashboard/integrations/webhooks"))
-        .await
-        .unwrap();
-    let voicemail = browser
-        .find(Locator::Css("input[value=voicemail]"))
-        .await
-        .unwrap();
-    assert_eq!(
-        voicemail.prop("checked").await.unwrap().as_deref(),
-        Some("true")
-    );
+    browser.goto(&app.url("/dashboard/integrations/webhooks")).await.unwrap();
+    let voicemail = browser.find(Locator::Css("input[value=voicemail]")).await.unwrap();
+    assert_eq!(voicemail.prop("checked").await.unwrap().as_deref(), Some("true"));
 
     // A failing receiver: the delivery fails for good (three quick attempts in tests), shows up as
     // failed, and a Resend after the receiver is fixed delivers it.
@@ -355,34 +288,19 @@ async fn a_person_sets_up_webhooks_with_a_mouse() {
     app.ingest_example(&account, sipsim_core::Event::Sms).await;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        browser
-            .goto(&app.url("/dashboard/deliveries?status=failed&event=sms"))
-            .await
-            .unwrap();
+        browser.goto(&app.url("/dashboard/deliveries?status=failed&event=sms")).await.unwrap();
         if browser.find(Locator::Css("td.status.failed")).await.is_ok() {
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "the delivery never showed as failed"
-        );
+        assert!(Instant::now() < deadline, "the delivery never showed as failed");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let last_day = text_of(&browser, "#last-day").await;
-    assert!(
-        last_day.contains("attempt(s)") && last_day.contains("% succeeded"),
-        "{last_day}"
-    );
-    assert!(
-        browser.find(Locator::Css("svg rect")).await.is_ok(),
-        "the chart has bars"
-    );
+    assert!(last_day.contains("attempt(s)") && last_day.contains("% succeeded"), "{last_day}");
+    assert!(browser.find(Locator::Css("svg rect")).await.is_ok(), "the chart has bars");
     screenshot(&browser, "deliveries").await;
     click(&browser, "td a").await;
-    let status = browser
-        .find(Locator::Css("#delivery-status"))
-        .await
-        .unwrap();
+    let status = browser.find(Locator::Css("#delivery-status")).await.unwrap();
     assert_eq!(status.text().await.unwrap(), "failed");
     assert!(
         browser.source().await.unwrap().contains("HTTP 500"),
@@ -405,9 +323,7 @@ async fn a_person_sets_up_webhooks_with_a_mouse() {
 
     // "Resend all failed since…": another event fails for good, the receiver is fixed, one click.
     failing.store(true, Ordering::SeqCst);
-    let body = app
-        .ingest_example(&account, sipsim_core::Event::Voicemail)
-        .await;
+    let body = app.ingest_example(&account, sipsim_core::Event::Voicemail).await;
     let message = body["data"][0]["message_id"].as_str().unwrap().to_owned();
     let deadline = Instant::now() + Duration::from_secs(20);
     while !has_delivery(&app, &account, &message, DeliveryStatus::Failed).await {
@@ -415,64 +331,32 @@ async fn a_person_sets_up_webhooks_with_a_mouse() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     failing.store(false, Ordering::SeqCst);
-    browser
-        .goto(&app.url("/dashboard/deliveries"))
-        .await
-        .unwrap();
-    click(
-        &browser,
-        "form[action='/dashboard/deliveries/resend-failed'] button",
-    )
-    .await;
-    assert_eq!(
-        notice(&browser).await,
-        "1 failed delivery(ies) queued again."
-    );
+    browser.goto(&app.url("/dashboard/deliveries")).await.unwrap();
+    click(&browser, "form[action='/dashboard/deliveries/resend-failed'] button").await;
+    assert_eq!(notice(&browser).await, "1 failed delivery(ies) queued again.");
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if has_delivery(&app, &account, &message, DeliveryStatus::Succeeded).await {
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "the resent voicemail was not delivered"
-        );
+        assert!(Instant::now() < deadline, "the resent voicemail was not delivered");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
     // A form whose CSRF token was taken out is refused, and changes nothing.
+    browser.goto(&app.url("/dashboard/integrations/webhooks")).await.unwrap();
     browser
-        .goto(&app.url("/dashboard/integrations/webhooks"))
-        .await
-        .unwrap();
-    browser
-        .execute(
-            "document.querySelectorAll('input[name=csrf]').forEach(e => e.remove())",
-            vec![],
-        )
+        .execute("document.querySelectorAll('input[name=csrf]').forEach(e => e.remove())", vec![])
         .await
         .unwrap();
     fill(&browser, "#webhook_url", "http://127.0.0.1:1/elsewhere").await;
-    click(
-        &browser,
-        "form[action='/dashboard/integrations/webhooks'] button",
-    )
-    .await;
-    assert!(
-        browser
-            .source()
-            .await
-            .unwrap()
-            .contains("security token is missing or stale")
-    );
+    click(&browser, "form[action='/dashboard/integrations/webhooks'] button").await;
+    assert!(browser.source().await.unwrap().contains("security token is missing or stale"));
     let kept = app.store.get_integration(&account).await.unwrap().unwrap();
     assert_eq!(kept.webhook_url.as_str(), receiver);
 
     // Log out: the dashboard is closed again.
-    browser
-        .goto(&app.url("/dashboard/integrations"))
-        .await
-        .unwrap();
+    browser.goto(&app.url("/dashboard/integrations")).await.unwrap();
     click(&browser, "form[action='/dashboard/logout'] button").await;
     assert_eq!(path(&browser).await, "/dashboard/login");
     browser.goto(&app.url("/dashboard/clients")).await.unwrap();

@@ -12,12 +12,7 @@ async fn enabled(app: &TestApp, token: &str) -> (u16, Vec<String>) {
     let (status, _, body) = app.get("/api/v2/webhooks", token).await;
     let names = body["data"]
         .as_array()
-        .map(|items| {
-            items
-                .iter()
-                .filter_map(|i| i["event"].as_str().map(str::to_owned))
-                .collect()
-        })
+        .map(|items| items.iter().filter_map(|i| i["event"].as_str().map(str::to_owned)).collect())
         .unwrap_or_default();
     (status.as_u16(), names)
 }
@@ -29,11 +24,7 @@ async fn a_client_sees_its_own_change_at_once() {
     assert_eq!(enabled(&app, &token).await, (200, vec!["sms".to_owned()]));
     let (status, _, _) = app.post("/api/v2/webhooks/rating", &token).await;
     assert_eq!(status, 200);
-    assert_eq!(
-        enabled(&app, &token).await.1,
-        ["sms", "rating"],
-        "the very next read"
-    );
+    assert_eq!(enabled(&app, &token).await.1, ["sms", "rating"], "the very next read");
     let (status, _, _) = app.delete("/api/v2/webhooks/sms", &token).await;
     assert_eq!(status, 200);
     assert_eq!(enabled(&app, &token).await.1, ["rating"]);
@@ -47,10 +38,7 @@ async fn until(app: &TestApp, token: &str, want: (u16, Vec<String>)) -> Duration
         if got == want {
             return started.elapsed();
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(3),
-            "still {got:?}, wanted {want:?}"
-        );
+        assert!(started.elapsed() < Duration::from_secs(3), "still {got:?}, wanted {want:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -80,7 +68,6 @@ async fn an_integration_made_elsewhere_serves_at_once() {
     let token = app.token(&client, None).await;
     assert_eq!(enabled(&app, &token).await.0, 404);
     // As `sipsimd integration set` does, from another process.
-    app.integration(&account, "https://example.com/hook", &["sms"])
-        .await;
+    app.integration(&account, "https://example.com/hook", &["sms"]).await;
     assert_eq!(enabled(&app, &token).await, (200, vec!["sms".to_owned()]));
 }

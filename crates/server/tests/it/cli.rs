@@ -15,9 +15,7 @@ struct Db {
 
 impl Db {
     fn new() -> Db {
-        Db {
-            dir: tempfile::tempdir().unwrap(),
-        }
+        Db { dir: tempfile::tempdir().unwrap() }
     }
 
     fn url(&self) -> String {
@@ -86,25 +84,18 @@ fn operator_commands_manage_accounts_clients_and_integrations() {
     let clients = list["clients"].as_array().unwrap();
     assert_eq!(clients.len(), 1);
     assert_eq!(clients[0]["client_id"], client_id.as_str());
+    assert!(clients[0].get("client_secret").is_none(), "secret shown once only");
     assert!(
-        clients[0].get("client_secret").is_none(),
-        "secret shown once only"
-    );
-    assert!(
-        !list
-            .to_string()
-            .contains(client["client_secret"].as_str().unwrap()),
+        !list.to_string().contains(client["client_secret"].as_str().unwrap()),
         "the secret is never printed again"
     );
 
     // URL rules: https public targets only, unless insecure targets are allowed.
-    let err = db.json_error(argv!(
-        "integration set --account {account} --url http://127.0.0.1:9/hook"
-    ));
+    let err =
+        db.json_error(argv!("integration set --account {account} --url http://127.0.0.1:9/hook"));
     assert!(err.contains("https://"), "{err}");
-    let err = db.json_error(argv!(
-        "integration set --account {account} --url https://10.0.0.5/hook"
-    ));
+    let err =
+        db.json_error(argv!("integration set --account {account} --url https://10.0.0.5/hook"));
     assert!(err.contains("private"), "{err}");
     let err = db.json_error(argv!(
         "integration set --account {account} --url https://example.com/ --events sms,calls"
@@ -130,14 +121,7 @@ fn operator_commands_manage_accounts_clients_and_integrations() {
     keys.sort();
     assert_eq!(
         keys,
-        [
-            "account_id",
-            "enabled",
-            "signing_secret",
-            "state",
-            "subscribed_events",
-            "webhook_url"
-        ]
+        ["account_id", "enabled", "signing_secret", "state", "subscribed_events", "webhook_url"]
     );
     assert_eq!(show["webhook_url"], "https://example.com/webhooks/sipsim");
     assert_eq!(show["enabled"], true);
@@ -148,9 +132,8 @@ fn operator_commands_manage_accounts_clients_and_integrations() {
     );
 
     // Changing the URL and disabling keeps events and secret.
-    let set = db.json(argv!(
-        "integration set --account {account} --url https://example.org/h --disabled"
-    ));
+    let set = db
+        .json(argv!("integration set --account {account} --url https://example.org/h --disabled"));
     assert_eq!(set["created"], false);
     assert_eq!(set["enabled"], false);
     assert_eq!(set["state"], "disabled");
@@ -159,19 +142,14 @@ fn operator_commands_manage_accounts_clients_and_integrations() {
 
     // Insecure targets for development.
     let out = db
-        .cmd(argv!(
-            "integration set --account {account} --url http://127.0.0.1:9/hook --json"
-        ))
+        .cmd(argv!("integration set --account {account} --url http://127.0.0.1:9/hook --json"))
         .env("SIPSIM_ALLOW_INSECURE_TARGETS", "1")
         .output()
         .unwrap();
     assert!(out.status.success());
     assert_eq!(one_object(&out.stdout)["state"], "enabled");
 
-    assert_eq!(
-        db.json(&["integration", "remove", "--account", &account])["removed"],
-        true
-    );
+    assert_eq!(db.json(&["integration", "remove", "--account", &account])["removed"], true);
     let err = db.json_error(&["integration", "show", "--account", &account]);
     assert!(err.contains("no webhook integration"), "{err}");
 
@@ -184,16 +162,11 @@ fn operator_commands_manage_accounts_clients_and_integrations() {
 fn operator_errors_name_the_problem() {
     let db = Db::new();
     let missing = "acc_0123456789abcdefghjkmnpqrs";
-    let err = db.json_error(argv!(
-        "client create --account {missing} --scopes webhooks.read"
-    ));
+    let err = db.json_error(argv!("client create --account {missing} --scopes webhooks.read"));
     assert_eq!(err, format!("account {missing} does not exist"));
     let err = db.json_error(argv!("client create --account nope --scopes webhooks.read"));
     assert!(err.contains("not a valid account id"), "{err}");
-    let acc = db.json(&["account", "create", "X"])["account_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let acc = db.json(&["account", "create", "X"])["account_id"].as_str().unwrap().to_owned();
     let err = db.json_error(argv!("client create --account {acc} --scopes calls.read"));
     assert!(err.contains("unknown scope 'calls.read'"), "{err}");
     let err = db.json_error(&["client", "create", "--account", &acc, "--scopes", ""]);
@@ -216,10 +189,8 @@ fn serve(db: &Db) -> Server {
 #[tokio::test(flavor = "multi_thread")]
 async fn readme_walkthrough_reaches_200_and_client_delete_revokes() {
     let db = Db::new();
-    let account = db.json(&["account", "create", "Acme"])["account_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let account =
+        db.json(&["account", "create", "Acme"])["account_id"].as_str().unwrap().to_owned();
     let client = db.json(&[
         "client",
         "create",
@@ -281,33 +252,21 @@ async fn readme_walkthrough_reaches_200_and_client_delete_revokes() {
         if status == 401 {
             break;
         }
-        assert!(
-            deleted.elapsed() < Duration::from_secs(5),
-            "still {status} after 5 s"
-        );
+        assert!(deleted.elapsed() < Duration::from_secs(5), "still {status} after 5 s");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
     // SIGTERM stops it cleanly.
     let mut server = server;
     let pid = server.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     let started = Instant::now();
     loop {
         if let Some(status) = server.child.try_wait().unwrap() {
             assert!(status.success(), "exit status {status}");
             break;
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "did not stop on SIGTERM"
-        );
+        assert!(started.elapsed() < Duration::from_secs(10), "did not stop on SIGTERM");
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -321,13 +280,9 @@ fn signing_secrets_are_encrypted_at_rest_when_a_key_is_configured() {
         let out = succeeded(cmd.env("SIPSIM_ENCRYPTION_KEY", key).output());
         one_object(&out.stdout)
     };
-    let account = with_key(&["account", "create", "Acme"])["account_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let set = with_key(argv!(
-        "integration set --account {account} --url https://example.com/h"
-    ));
+    let account =
+        with_key(&["account", "create", "Acme"])["account_id"].as_str().unwrap().to_owned();
+    let set = with_key(argv!("integration set --account {account} --url https://example.com/h"));
     let secret = set["signing_secret"].as_str().unwrap().to_owned();
     assert_eq!(
         with_key(&["integration", "show", "--account", &account])["signing_secret"],
@@ -380,12 +335,7 @@ async fn demo_shows_verified_deliveries_and_working_credentials() {
     });
     let mut lines = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while lines
-        .iter()
-        .filter(|l: &&String| l.contains("signatures verified"))
-        .count()
-        < 6
-    {
+    while lines.iter().filter(|l: &&String| l.contains("signatures verified")).count() < 6 {
         let left = deadline.saturating_duration_since(Instant::now());
         match rx.recv_timeout(left) {
             Ok(line) => lines.push(line),
@@ -396,9 +346,8 @@ async fn demo_shows_verified_deliveries_and_working_credentials() {
     // Simulated traffic: every line names a catalog event, and each call's first event is its start.
     let mut calls_seen = std::collections::BTreeSet::new();
     for pair in lines.windows(2) {
-        let Some(event) = pair[0]
-            .strip_prefix("  received ")
-            .and_then(|l| l.split_whitespace().next())
+        let Some(event) =
+            pair[0].strip_prefix("  received ").and_then(|l| l.split_whitespace().next())
         else {
             continue;
         };
@@ -439,13 +388,7 @@ async fn demo_shows_verified_deliveries_and_working_credentials() {
     assert_eq!(list["data"].as_array().unwrap().len(), 14);
 
     let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     let status = child.wait().unwrap();
     assert!(status.success(), "{status}");
 }
@@ -456,50 +399,35 @@ async fn integration_test_reports_success_error_and_connection_failure() {
     use sqlx::Connection;
 
     let db = Db::new();
-    let account = db.json(&["account", "create", "Acme"])["account_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let account =
+        db.json(&["account", "create", "Acme"])["account_id"].as_str().unwrap().to_owned();
     let err = db.json_error(&["integration", "test", "--account", &account]);
     assert!(err.contains("no webhook integration"), "{err}");
 
     let rx = sipsim_testkit::receiver::Receiver::answering(&[200, 503]).await;
     let set = |url: &str| {
         let out = db
-            .cmd(argv!(
-                "integration set --account {account} --url {url} --json"
-            ))
+            .cmd(argv!("integration set --account {account} --url {url} --json"))
             .env("SIPSIM_ALLOW_INSECURE_TARGETS", "1")
             .output()
             .unwrap();
         assert!(out.status.success());
-        one_object(&out.stdout)["signing_secret"]
-            .as_str()
-            .unwrap()
-            .to_owned()
+        one_object(&out.stdout)["signing_secret"].as_str().unwrap().to_owned()
     };
     let test = |timeout: &str| {
-        db.cmd(argv!(
-            "integration test --account {account} --timeout {timeout}"
-        ))
-        .env("SIPSIM_ALLOW_INSECURE_TARGETS", "1")
-        .output()
-        .unwrap()
+        db.cmd(argv!("integration test --account {account} --timeout {timeout}"))
+            .env("SIPSIM_ALLOW_INSECURE_TARGETS", "1")
+            .output()
+            .unwrap()
     };
     let secret = set(&rx.url("/hook"));
 
     let out = test("2s");
     assert!(out.status.success());
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        "Success (HTTP 200)"
-    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "Success (HTTP 200)");
     let out = test("2s");
     assert!(!out.status.success());
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        "Error (HTTP 503)"
-    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "Error (HTTP 503)");
 
     // What arrived is the documented test event, signed.
     let got = rx.requests();
@@ -534,10 +462,7 @@ async fn integration_test_reports_success_error_and_connection_failure() {
     let started = Instant::now();
     let out = test("1s");
     assert!(!out.status.success());
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        "Connection failed: timeout after 1s"
-    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "Connection failed: timeout after 1s");
     assert!(started.elapsed() < Duration::from_secs(3));
     held.join().unwrap();
 
@@ -553,13 +478,7 @@ async fn integration_test_reports_success_error_and_connection_failure() {
         .unwrap();
     assert!(!out.status.success());
     let result = one_object(&out.stdout);
-    assert!(
-        result["result"]
-            .as_str()
-            .unwrap()
-            .starts_with("Connection failed: "),
-        "{result}"
-    );
+    assert!(result["result"].as_str().unwrap().starts_with("Connection failed: "), "{result}");
     assert_eq!(result["ok"], false);
     assert_eq!(result["status_code"], Value::Null);
 
@@ -588,20 +507,11 @@ async fn resume_ends_a_pause_and_set_does_not() {
     use sqlx::Connection;
 
     let db = Db::new();
-    let account = db.json(&["account", "create", "Acme"])["account_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    db.json(argv!(
-        "integration set --account {account} --url https://example.com/h"
-    ));
-    let err = db.json_error(argv!(
-        "integration resume --account {account} --kept deliver"
-    ));
-    assert_eq!(
-        err,
-        format!("the webhook integration of {account} is not paused")
-    );
+    let account =
+        db.json(&["account", "create", "Acme"])["account_id"].as_str().unwrap().to_owned();
+    db.json(argv!("integration set --account {account} --url https://example.com/h"));
+    let err = db.json_error(argv!("integration resume --account {account} --kept deliver"));
+    assert_eq!(err, format!("the webhook integration of {account} is not paused"));
 
     // Paused as a 410 would pause it (the pausing itself is tested in sipsim-delivery).
     let mut conn = sqlx::SqliteConnection::connect(&db.url()).await.unwrap();
@@ -609,13 +519,8 @@ async fn resume_ends_a_pause_and_set_does_not() {
         .execute(&mut conn)
         .await
         .unwrap();
-    let set = db.json(argv!(
-        "integration set --account {account} --url https://example.com/new"
-    ));
-    assert_eq!(
-        set["state"], "paused",
-        "set changes the URL but does not resume"
-    );
+    let set = db.json(argv!("integration set --account {account} --url https://example.com/new"));
+    assert_eq!(set["state"], "paused", "set changes the URL but does not resume");
     assert_eq!(set["enabled"], false);
     let text = db.run(&["integration", "show", "--account", &account]);
     assert!(
@@ -634,55 +539,35 @@ async fn resume_ends_a_pause_and_set_does_not() {
 fn user_create_takes_a_password_from_stdin_or_makes_one() {
     use std::io::Write as _;
     let db = Db::new();
-    let account = db.json(&["account", "create", "Acme"])["account_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let account =
+        db.json(&["account", "create", "Acme"])["account_id"].as_str().unwrap().to_owned();
     // Generated: shown once, and it logs in (checked against the stored hash).
-    let made = db.json(argv!(
-        "user create --account {account} --email Ops@Example.com"
-    ));
+    let made = db.json(argv!("user create --account {account} --email Ops@Example.com"));
     assert_eq!(made["email"], "ops@example.com");
     let password = made["password"].as_str().unwrap();
     assert!(password.len() >= 40, "{password}");
     // From stdin: too short is refused, a long one is taken and not echoed.
     let run_with_stdin = |email: &str, input: &str| {
         let mut child = db
-            .cmd(argv!(
-                "user create --account {account} --email {email} --password-stdin --json"
-            ))
+            .cmd(argv!("user create --account {account} --email {email} --password-stdin --json"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
         child.wait_with_output().unwrap()
     };
     let short = run_with_stdin("a@example.com", "short\n");
     assert!(!short.status.success());
     assert!(String::from_utf8_lossy(&short.stdout).contains("at least 10 characters"));
     let ok = run_with_stdin("b@example.com", "a long enough password\n");
-    assert!(
-        ok.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ok.stdout)
-    );
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stdout));
     let v = one_object(&ok.stdout);
-    assert!(
-        v.get("password").is_none(),
-        "a given password is never printed"
-    );
+    assert!(v.get("password").is_none(), "a given password is never printed");
     assert!(!String::from_utf8_lossy(&ok.stdout).contains("a long enough password"));
     // The same email twice is refused, naming it.
-    let again = db.json_error(argv!(
-        "user create --account {account} --email OPS@example.com"
-    ));
+    let again = db.json_error(argv!("user create --account {account} --email OPS@example.com"));
     assert!(again.contains("exists already"), "{again}");
 }
 
@@ -693,13 +578,9 @@ fn account_delete_erases_the_account_from_the_file() {
     let db = Db::new();
     let mut accounts = Vec::new();
     for name in ["Leaving", "Staying"] {
-        let account = db.json(&["account", "create", name])["account_id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        db.json(argv!(
-            "client create --account {account} --scopes webhooks.read"
-        ));
+        let account =
+            db.json(&["account", "create", name])["account_id"].as_str().unwrap().to_owned();
+        db.json(argv!("client create --account {account} --scopes webhooks.read"));
         db.json(argv!(
             "integration set --account {account} --url https://example.com/h --events sms"
         ));
@@ -731,18 +612,9 @@ fn account_delete_erases_the_account_from_the_file() {
 
     let out = db.json(&["account", "delete", gone, "--yes"]);
     assert_eq!(out["deleted"], true);
-    assert!(
-        !contains(gone_marker),
-        "a payload of the erased account is still in the file"
-    );
-    assert!(
-        !contains(gone),
-        "the erased account's id is still in the file"
-    );
-    assert!(
-        contains(kept_marker) && contains(kept),
-        "the other account is kept"
-    );
+    assert!(!contains(gone_marker), "a payload of the erased account is still in the file");
+    assert!(!contains(gone), "the erased account's id is still in the file");
+    assert!(contains(kept_marker) && contains(kept), "the other account is kept");
 
     let err = db.json_error(&["account", "delete", gone, "--yes"]);
     assert!(err.contains("does not exist"), "{err}");
@@ -751,19 +623,15 @@ fn account_delete_erases_the_account_from_the_file() {
 #[test]
 fn account_retention_is_set_and_reset() {
     let db = Db::new();
-    let account = db.json(&["account", "create", "Acme"])["account_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let account =
+        db.json(&["account", "create", "Acme"])["account_id"].as_str().unwrap().to_owned();
     let out = db.json(&["account", "retention", &account, "--days", "7"]);
     assert_eq!(out["retention_days"], 7);
     let out = db.json(&["account", "retention", &account, "--default"]);
     assert_eq!(out["retention_days"], serde_json::Value::Null);
     let err = db.json_error(&["account", "retention", &account, "--days", "0"]);
     assert!(err.contains("at least 1"), "{err}");
-    let err = db.json_error(argv!(
-        "account retention acc_00000000000000000000000000 --days 3"
-    ));
+    let err = db.json_error(argv!("account retention acc_00000000000000000000000000 --days 3"));
     assert!(err.contains("does not exist"), "{err}");
 }
 
@@ -775,11 +643,8 @@ fn settings_come_from_a_file_then_variables_then_flags() {
     let dir = db.dir.path();
     let file = dir.join("sipsim.toml");
     let from_file = dir.join("from-file.db");
-    std::fs::write(
-        &file,
-        format!("database_url = \"sqlite://{}\"\n", from_file.display()),
-    )
-    .unwrap();
+    std::fs::write(&file, format!("database_url = \"sqlite://{}\"\n", from_file.display()))
+        .unwrap();
     let file_arg = file.to_str().unwrap();
 
     // The file's database, where no variable names one.
@@ -805,10 +670,6 @@ fn settings_come_from_a_file_then_variables_then_flags() {
     std::fs::write(&file, "databse_url = \"sqlite://x.db\"\n").unwrap();
     let e = db.json_error(&["--config", file_arg, "migrate"]);
     assert!(e.contains("'databse_url' is not a setting"), "{e}");
-    let e = db.json_error(&[
-        "--config",
-        dir.join("missing.toml").to_str().unwrap(),
-        "migrate",
-    ]);
+    let e = db.json_error(&["--config", dir.join("missing.toml").to_str().unwrap(), "migrate"]);
     assert!(e.contains("cannot read the configuration file"), "{e}");
 }

@@ -134,11 +134,7 @@ async fn two_nodes_kill_9_one_loses_nothing_and_keeps_order() {
     // safe whether or not A had committed it.
     let total = CALLS * LIFECYCLE.len();
     let distinct = |seen: &Seen| {
-        seen.arrivals
-            .iter()
-            .map(|(id, ..)| id.as_str())
-            .collect::<HashSet<_>>()
-            .len()
+        seen.arrivals.iter().map(|(id, ..)| id.as_str()).collect::<HashSet<_>>().len()
     };
     let started = Instant::now();
     // A watcher kills A the moment a third has arrived and at least 8 attempts are in flight at the
@@ -236,10 +232,7 @@ async fn two_nodes_kill_9_one_loses_nothing_and_keeps_order() {
     let Some((killed_at, at_kill)) = *killed.lock().unwrap() else {
         unreachable!("the watcher records the kill before it returns")
     };
-    assert!(
-        at_kill < total,
-        "everything was delivered before the kill; the test proved nothing"
-    );
+    assert!(at_kill < total, "everything was delivered before the kill; the test proved nothing");
 
     // Done means the database records every delivery as succeeded.
     let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
@@ -274,17 +267,10 @@ async fn two_nodes_kill_9_one_loses_nothing_and_keeps_order() {
          2 × timeout + 10 s = 12 s)",
         count.len()
     );
-    let missing = accepted
-        .iter()
-        .filter(|id| !count.contains_key(id.as_str()))
-        .count();
+    let missing = accepted.iter().filter(|id| !count.contains_key(id.as_str())).count();
     assert_eq!(missing, 0, "accepted events that never arrived");
     assert_eq!(succeeded, total as i64, "deliveries recorded as succeeded");
-    assert!(
-        seen.overlaps.is_empty(),
-        "sent by two nodes at once: {:?}",
-        seen.overlaps
-    );
+    assert!(seen.overlaps.is_empty(), "sent by two nodes at once: {:?}", seen.overlaps);
     // Per call: every arrival of event k (retries included) comes before any arrival of event k+1.
     let mut calls: HashMap<&str, Vec<(usize, u64)>> = HashMap::new();
     for (_, pbx, event, at) in &seen.arrivals {

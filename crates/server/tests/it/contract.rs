@@ -23,21 +23,12 @@ const CATALOG: [&str; 14] = [
 ];
 
 fn items(events: &[&str]) -> serde_json::Value {
-    json!(
-        events
-            .iter()
-            .map(|e| json!({ "event": e }))
-            .collect::<Vec<_>>()
-    )
+    json!(events.iter().map(|e| json!({ "event": e })).collect::<Vec<_>>())
 }
 
 fn assert_ok_keys(body: &serde_json::Value) {
     let keys: Vec<_> = body.as_object().unwrap().keys().cloned().collect();
-    assert_eq!(
-        keys,
-        ["status", "request_id", "timestamp", "data"],
-        "envelope keys in order"
-    );
+    assert_eq!(keys, ["status", "request_id", "timestamp", "data"], "envelope keys in order");
 }
 
 #[tokio::test]
@@ -49,11 +40,7 @@ async fn list_available_events() {
     let token = app.token(&client, None).await;
     let (status, headers, body) = app.get("/api/v2/webhooks/available", &token).await;
     assert_eq!(status, 200);
-    assert_eq!(
-        headers.get("content-type").unwrap(),
-        "application/json",
-        "JSON content type"
-    );
+    assert_eq!(headers.get("content-type").unwrap(), "application/json", "JSON content type");
     assert_eq!(body["status"], 200);
     assert_eq!(body["data"], items(&CATALOG));
     assert_ok_keys(&body);
@@ -66,10 +53,7 @@ async fn list_enabled_events() {
     let (status, headers, body) = app.get("/api/v2/webhooks", &token).await;
     assert_eq!(status, 200);
     assert_eq!(body["status"], 200);
-    assert_eq!(
-        body["data"],
-        items(&["incoming_call_start", "incoming_call_end"])
-    );
+    assert_eq!(body["data"], items(&["incoming_call_start", "incoming_call_end"]));
     assert_ok_keys(&body);
     assert_envelope_meta(&headers, &body);
 }
@@ -93,26 +77,18 @@ async fn enable_an_event_returns_the_full_setting_and_is_idempotent() {
     let (_, _, list) = app.get("/api/v2/webhooks", &token).await;
     assert_eq!(
         list["data"],
-        items(&[
-            "incoming_call_start",
-            "incoming_call_end",
-            "outgoing_call_end"
-        ])
+        items(&["incoming_call_start", "incoming_call_end", "outgoing_call_end"])
     );
 }
 
 #[tokio::test]
 async fn disable_an_event_returns_the_full_setting_and_is_idempotent() {
-    let (app, _, token) = TestApp::spawn_ready(&[
-        "incoming_call_start",
-        "incoming_call_end",
-        "outgoing_call_end",
-    ])
-    .await;
-    for _ in 0..2 {
-        let (status, headers, body) = app
-            .delete("/api/v2/webhooks/incoming_call_start", &token)
+    let (app, _, token) =
+        TestApp::spawn_ready(&["incoming_call_start", "incoming_call_end", "outgoing_call_end"])
             .await;
+    for _ in 0..2 {
+        let (status, headers, body) =
+            app.delete("/api/v2/webhooks/incoming_call_start", &token).await;
         assert_eq!(status, 200);
         assert_eq!(
             body["data"],
@@ -145,9 +121,7 @@ async fn integration_not_configured_is_the_contract_404() {
 async fn unknown_event_is_the_contract_400() {
     let (app, _, token) = TestApp::spawn_ready(&[]).await;
     for method in [Method::POST, Method::DELETE] {
-        let r = app
-            .call(method, "/api/v2/webhooks/invalid_event", Some(&token))
-            .await;
+        let r = app.call(method, "/api/v2/webhooks/invalid_event", Some(&token)).await;
         assert_error(
             &r,
             400,

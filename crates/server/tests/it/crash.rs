@@ -92,10 +92,7 @@ async fn kill_9_mid_delivery_loses_nothing() {
     node.child.wait().unwrap();
     let killed_at = Instant::now();
     let at_kill = seen.lock().unwrap().len();
-    assert!(
-        at_kill < 2000,
-        "everything was delivered before the kill; the test proved nothing"
-    );
+    assert!(at_kill < 2000, "everything was delivered before the kill; the test proved nothing");
     drop(node);
     released.store(true, Ordering::SeqCst);
 
@@ -118,10 +115,7 @@ async fn kill_9_mid_delivery_loses_nothing() {
     }
     let recovered_in = killed_at.elapsed();
     let seen = seen.lock().unwrap().clone();
-    let missing: Vec<_> = accepted
-        .iter()
-        .filter(|id| !seen.contains_key(*id))
-        .collect();
+    let missing: Vec<_> = accepted.iter().filter(|id| !seen.contains_key(*id)).collect();
     let duplicates: u32 = seen.values().map(|n| n - 1).sum();
     println!(
         "crash test: 2000 accepted, {at_kill} sent before kill -9 (the last ~128 in flight), {} \
@@ -129,11 +123,7 @@ async fn kill_9_mid_delivery_loses_nothing() {
         seen.len(),
         recovered_in
     );
-    assert!(
-        missing.is_empty(),
-        "{} accepted events never arrived",
-        missing.len()
-    );
+    assert!(missing.is_empty(), "{} accepted events never arrived", missing.len());
     assert_eq!(succeeded, 2000, "deliveries recorded as succeeded");
     assert!(seen.keys().all(|id| accepted.contains(id)));
 }

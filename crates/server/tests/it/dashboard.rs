@@ -15,20 +15,14 @@ pub async fn user(app: &TestApp) -> (sipsim_core::AccountId, String) {
     let account = app.account().await;
     let email = format!("{}@example.com", account.as_str());
     let hash = hash_password(PASSWORD).unwrap();
-    app.store
-        .create_user(&account, &email, &hash)
-        .await
-        .unwrap();
+    app.store.create_user(&account, &email, &hash).await.unwrap();
     (account, email)
 }
 
 /// A client without redirects, to see them.
 fn client() -> reqwest::Client {
     sipsim_delivery::install_crypto_provider();
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
 }
 
 /// The `name=value` of a Set-Cookie for `name`, and the whole header.
@@ -65,14 +59,11 @@ pub async fn login_at(
     let page = http.get(url("/dashboard/login")).fetch().await;
     let (login_cookie, _) = set_cookie(&page, "sipsim_login_csrf").unwrap();
     let token = csrf_field(&page.text().await.unwrap());
-    let mut req = http
-        .post(url("/dashboard/login"))
-        .header(COOKIE, login_cookie)
-        .form(&[
-            ("csrf", token.as_str()),
-            ("email", email),
-            ("password", password),
-        ]);
+    let mut req = http.post(url("/dashboard/login")).header(COOKIE, login_cookie).form(&[
+        ("csrf", token.as_str()),
+        ("email", email),
+        ("password", password),
+    ]);
     if forwarded_https {
         req = req.header("x-forwarded-proto", "https");
     }
@@ -80,11 +71,8 @@ pub async fn login_at(
     assert_eq!(resp.status(), StatusCode::SEE_OTHER);
     assert_eq!(resp.headers()[LOCATION], "/dashboard/integrations");
     let (session, header) = set_cookie(&resp, "sipsim_session").unwrap();
-    let page = http
-        .get(url("/dashboard/integrations/webhooks"))
-        .header(COOKIE, &session)
-        .fetch()
-        .await;
+    let page =
+        http.get(url("/dashboard/integrations/webhooks")).header(COOKIE, &session).fetch().await;
     assert_eq!(page.status(), 200);
     let csrf = csrf_field(&page.text().await.unwrap());
     (session, csrf, header)
@@ -121,11 +109,7 @@ async fn pages_need_a_session_and_cookies_carry_their_flags() {
         .fetch()
         .await;
     assert_eq!(resp.status(), StatusCode::SEE_OTHER);
-    let resp = http
-        .get(app.url("/dashboard/integrations"))
-        .header(COOKIE, &session)
-        .fetch()
-        .await;
+    let resp = http.get(app.url("/dashboard/integrations")).header(COOKIE, &session).fetch().await;
     assert_eq!(resp.headers()[LOCATION], "/dashboard/login");
 }
 
@@ -136,10 +120,7 @@ async fn forms_without_their_csrf_token_are_refused_and_change_nothing() {
     let (session, csrf, _) = login(&app, &email, false).await;
     let http = client();
     for token in [None, Some("wrong"), Some(&csrf[..csrf.len() - 1])] {
-        let mut form = vec![
-            ("webhook_url", "http://127.0.0.1:9/hook"),
-            ("events", "sms"),
-        ];
+        let mut form = vec![("webhook_url", "http://127.0.0.1:9/hook"), ("events", "sms")];
         if let Some(t) = token {
             form.push(("csrf", t));
         }
@@ -150,12 +131,7 @@ async fn forms_without_their_csrf_token_are_refused_and_change_nothing() {
             .fetch()
             .await;
         assert_eq!(resp.status(), StatusCode::FORBIDDEN, "token {token:?}");
-        assert!(
-            resp.headers()["content-type"]
-                .to_str()
-                .unwrap()
-                .starts_with("text/html")
-        );
+        assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
         assert!(resp.text().await.unwrap().contains("security token"));
     }
     assert!(app.store.get_integration(&account).await.unwrap().is_none());
@@ -197,11 +173,7 @@ async fn wrong_passwords_are_refused_then_rate_limited() {
             let resp = http
                 .post(&app)
                 .header(COOKIE, cookie)
-                .form(&[
-                    ("csrf", token.as_str()),
-                    ("email", &email),
-                    ("password", password),
-                ])
+                .form(&[("csrf", token.as_str()), ("email", &email), ("password", password)])
                 .fetch()
                 .await;
             let status = resp.status();
@@ -242,11 +214,7 @@ fn post_login(
         .post(format!("{base}/dashboard/login"))
         .header(COOKIE, &form.0)
         .header("x-forwarded-for", address)
-        .form(&[
-            ("csrf", form.1.as_str()),
-            ("email", email),
-            ("password", password),
-        ]);
+        .form(&[("csrf", form.1.as_str()), ("email", email), ("password", password)]);
     async move { request.fetch().await.status() }
 }
 
@@ -263,23 +231,12 @@ async fn failed_logins_lock_out_their_address_and_email_never_the_user() {
     // checked, so exactly five are checked and the rest refused without hashing.
     let guesses: Vec<_> = (0..30)
         .map(|_| {
-            tokio::spawn(post_login(
-                &http,
-                &base,
-                &form,
-                "203.0.113.1",
-                &alice,
-                "guess123456",
-            ))
+            tokio::spawn(post_login(&http, &base, &form, "203.0.113.1", &alice, "guess123456"))
         })
         .collect();
     let statuses = crate::helpers::joined(guesses).await;
     // Nothing but 401 (checked) and 429 (refused before checking).
-    assert_eq!(
-        crate::helpers::tally(&statuses),
-        [(401, 5), (429, 25)].into(),
-        "{statuses:?}"
-    );
+    assert_eq!(crate::helpers::tally(&statuses), [(401, 5), (429, 25)].into(), "{statuses:?}");
     let status = post_login(&http, &base, &form, "203.0.113.1", &alice, PASSWORD).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
 
@@ -369,28 +326,15 @@ async fn a_flood_of_logins_keeps_memory_bounded_and_the_door_open() {
     }
     // Wrong passwords are 401, the flood beyond the checks' queue 503 (come back), the one email
     // beyond its five failures 429. Nothing else.
-    assert!(
-        answers.keys().all(|s| [401, 429, 503].contains(s)),
-        "{answers:?}"
-    );
+    assert!(answers.keys().all(|s| [401, 429, 503].contains(s)), "{answers:?}");
     assert!(answers.get(&429).copied().unwrap_or(0) >= 95, "{answers:?}");
     let peak = peak_rss_mib(pid);
     println!("login flood: {answers:?}; peak RSS {before} MiB before, {peak} MiB after");
-    assert!(
-        peak < 150,
-        "peak RSS {peak} MiB (was {before} MiB before the flood)"
-    );
+    assert!(peak < 150, "peak RSS {peak} MiB (was {before} MiB before the flood)");
 
     // The right password, from an address that just flooded, gets in at once.
-    let status = post_login(
-        &http,
-        &server.base,
-        &form,
-        "198.18.0.1",
-        "real@example.com",
-        &password,
-    )
-    .await;
+    let status =
+        post_login(&http, &server.base, &form, "198.18.0.1", "real@example.com", &password).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
 }
 
@@ -398,12 +342,8 @@ async fn a_flood_of_logins_keeps_memory_bounded_and_the_door_open() {
 async fn a_paused_integration_says_why_and_resumes_from_the_page() {
     let app = TestApp::spawn().await;
     let (account, email) = user(&app).await;
-    app.integration(&account, "https://example.com/hook", &["sms"])
-        .await;
-    app.store
-        .pause_integration(&account, "the endpoint answered 410 Gone", 0)
-        .await
-        .unwrap();
+    app.integration(&account, "https://example.com/hook", &["sms"]).await;
+    app.store.pause_integration(&account, "the endpoint answered 410 Gone", 0).await.unwrap();
     let (session, csrf, _) = login(&app, &email, false).await;
     let http = client();
     let page = http
@@ -411,10 +351,7 @@ async fn a_paused_integration_says_why_and_resumes_from_the_page() {
         .header(COOKIE, &session)
         .fetch_text()
         .await;
-    assert!(
-        page.contains("Paused:</strong> the endpoint answered 410 Gone"),
-        "{page}"
-    );
+    assert!(page.contains("Paused:</strong> the endpoint answered 410 Gone"), "{page}");
     assert!(page.contains("Resume and deliver kept events"));
     assert!(page.contains("Resume and drop kept events"));
     let resumed = http
@@ -424,13 +361,7 @@ async fn a_paused_integration_says_why_and_resumes_from_the_page() {
         .fetch()
         .await;
     assert_eq!(resumed.status(), 200);
-    assert!(
-        resumed
-            .text()
-            .await
-            .unwrap()
-            .contains("Resumed. 0 kept event(s)")
-    );
+    assert!(resumed.text().await.unwrap().contains("Resumed. 0 kept event(s)"));
     let now = app.store.get_integration(&account).await.unwrap().unwrap();
     assert_eq!(now.state, sipsim_core::store::IntegrationState::Enabled);
 }
@@ -440,14 +371,10 @@ async fn a_resend_redirects_so_reloading_queues_nothing_more() {
     let app = TestApp::spawn().await;
     let (account, email) = user(&app).await;
     let receiver = sipsim_testkit::receiver::Receiver::answering(&[]).await;
-    app.local_integration(&account, &receiver.url("/hook"), &["sms"])
-        .await;
+    app.local_integration(&account, &receiver.url("/hook"), &["sms"]).await;
     app.ingest_example(&account, sipsim_core::Event::Sms).await;
     let count = || async {
-        app.store
-            .list_deliveries(&account, &Default::default(), None, 100)
-            .await
-            .unwrap()
+        app.store.list_deliveries(&account, &Default::default(), None, 100).await.unwrap()
     };
     let original = count().await[0].id.clone();
     let (session, csrf, _) = login(&app, &email, false).await;
@@ -466,11 +393,7 @@ async fn a_resend_redirects_so_reloading_queues_nothing_more() {
     );
     assert_eq!(count().await.len(), 2);
     for _ in 0..2 {
-        let page = http
-            .get(app.url(&location))
-            .header(COOKIE, &session)
-            .fetch()
-            .await;
+        let page = http.get(app.url(&location)).header(COOKIE, &session).fetch().await;
         assert_eq!(page.status(), 200);
         assert!(page.text().await.unwrap().contains("Queued again"));
     }

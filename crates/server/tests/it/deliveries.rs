@@ -21,12 +21,8 @@ async fn delivered(app: &TestApp, rx: &Receiver, events: &[Event]) -> (AccountId
     assert_eq!(status, 202);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let (_, _, body) = app
-            .get(
-                "/api/v2/webhook-deliveries?status=succeeded&limit=1000",
-                &token,
-            )
-            .await;
+        let (_, _, body) =
+            app.get("/api/v2/webhook-deliveries?status=succeeded&limit=1000", &token).await;
         if body["data"].as_array().map(Vec::len) == Some(events.len()) {
             break;
         }
@@ -40,15 +36,8 @@ async fn delivered(app: &TestApp, rx: &Receiver, events: &[Event]) -> (AccountId
 async fn lists_newest_first_across_pages_with_filters() {
     let app = TestApp::spawn().await;
     let rx = Receiver::answering(&[]).await;
-    let events = [
-        Event::Sms,
-        Event::Sms,
-        Event::Tags,
-        Event::Sms,
-        Event::Tags,
-        Event::Sms,
-        Event::Sms,
-    ];
+    let events =
+        [Event::Sms, Event::Sms, Event::Tags, Event::Sms, Event::Tags, Event::Sms, Event::Sms];
     let (_, token) = delivered(&app, &rx, &events).await;
 
     let mut seen: Vec<String> = Vec::new();
@@ -59,10 +48,7 @@ async fn lists_newest_first_across_pages_with_filters() {
         assert_eq!(status, 200, "{body}");
         assert_envelope_meta(&headers, &body);
         let keys: Vec<_> = body.as_object().unwrap().keys().cloned().collect();
-        assert_eq!(
-            keys,
-            ["status", "request_id", "timestamp", "data", "pagination"]
-        );
+        assert_eq!(keys, ["status", "request_id", "timestamp", "data", "pagination"]);
         let data = body["data"].as_array().unwrap();
         let p = &body["pagination"];
         assert_eq!(p["count"], data.len());
@@ -92,10 +78,7 @@ async fn lists_newest_first_across_pages_with_filters() {
         pages += 1;
         if p["has_more"] == true {
             let token = p["page"].as_str().unwrap();
-            path = format!(
-                "/api/v2/webhook-deliveries?limit=3&page={}",
-                urlencode(token)
-            );
+            path = format!("/api/v2/webhook-deliveries?limit=3&page={}", urlencode(token));
         } else {
             assert!(p.get("page").is_none(), "no page token on the last page");
             break;
@@ -115,11 +98,7 @@ async fn lists_newest_first_across_pages_with_filters() {
         let token = token.clone();
         async move {
             let (status, _, body) = app
-                .call(
-                    Method::GET,
-                    &format!("/api/v2/webhook-deliveries{query}"),
-                    Some(&token),
-                )
+                .call(Method::GET, &format!("/api/v2/webhook-deliveries{query}"), Some(&token))
                 .await;
             assert_eq!(status, 200, "{query}: {body}");
             body["data"].as_array().unwrap().len()
@@ -141,18 +120,9 @@ fn urlencode(s: &str) -> String {
 async fn bad_query_parameters_are_400_naming_them() {
     let (app, _, token) = TestApp::spawn_ready(&[]).await;
     let cases = [
-        (
-            "limit=0",
-            "Query parameter 'limit' must be an integer from 1 to 1000.",
-        ),
-        (
-            "limit=1001",
-            "Query parameter 'limit' must be an integer from 1 to 1000.",
-        ),
-        (
-            "limit=ten",
-            "Query parameter 'limit' must be an integer from 1 to 1000.",
-        ),
+        ("limit=0", "Query parameter 'limit' must be an integer from 1 to 1000."),
+        ("limit=1001", "Query parameter 'limit' must be an integer from 1 to 1000."),
+        ("limit=ten", "Query parameter 'limit' must be an integer from 1 to 1000."),
         (
             "status=done",
             "Query parameter 'status' must be one of pending, delivering, succeeded, failed, paused.",
@@ -165,14 +135,8 @@ async fn bad_query_parameters_are_400_naming_them() {
             "since=yesterday",
             "Query parameter 'since' must be an RFC 3339 time such as 2025-01-15T10:30:00Z.",
         ),
-        (
-            "page=bm9wZQ==",
-            "Query parameter 'page' is not a page token from a previous response.",
-        ),
-        (
-            "page=%%%",
-            "Query parameter 'page' is not a page token from a previous response.",
-        ),
+        ("page=bm9wZQ==", "Query parameter 'page' is not a page token from a previous response."),
+        ("page=%%%", "Query parameter 'page' is not a page token from a previous response."),
         (
             "statuss=failed",
             "Unknown query parameter 'statuss'. The list takes status, event, since, limit and page.",
@@ -181,11 +145,7 @@ async fn bad_query_parameters_are_400_naming_them() {
     ];
     for (query, message) in cases {
         let r = app
-            .call(
-                Method::GET,
-                &format!("/api/v2/webhook-deliveries?{query}"),
-                Some(&token),
-            )
+            .call(Method::GET, &format!("/api/v2/webhook-deliveries?{query}"), Some(&token))
             .await;
         assert_error(&r, 400, message, "/api/v2/webhook-deliveries");
     }
@@ -198,10 +158,7 @@ async fn resend_sends_the_same_message_again() {
     let (_, token) = delivered(&app, &rx, &[Event::Voicemail]).await;
     let (_, _, list) = app.get("/api/v2/webhook-deliveries", &token).await;
     let original = list["data"][0].clone();
-    let path = format!(
-        "/api/v2/webhook-deliveries/{}/resend",
-        original["id"].as_str().unwrap()
-    );
+    let path = format!("/api/v2/webhook-deliveries/{}/resend", original["id"].as_str().unwrap());
     let (status, headers, body) = app.post(&path, &token).await;
     assert_eq!(status, 202, "{body}");
     assert_envelope_meta(&headers, &body);
@@ -214,10 +171,7 @@ async fn resend_sends_the_same_message_again() {
     assert_eq!(got.len(), 2);
     assert_eq!(got[0].header("x-webhook-id"), got[1].header("x-webhook-id"));
     assert_eq!(got[0].body, got[1].body);
-    assert_eq!(
-        got[1].header("x-webhook-id"),
-        original["message_id"].as_str().unwrap()
-    );
+    assert_eq!(got[1].header("x-webhook-id"), original["message_id"].as_str().unwrap());
 }
 
 #[tokio::test]
@@ -245,12 +199,7 @@ async fn resend_is_confined_to_the_callers_account_and_checks_scopes() {
     let write = app.client(&account, "webhooks.write").await;
     let write = app.token(&write, None).await;
     let r = app.post(&path, &read).await;
-    assert_error(
-        &r,
-        403,
-        "Insufficient scope: webhooks.write required.",
-        &path,
-    );
+    assert_error(&r, 403, "Insufficient scope: webhooks.write required.", &path);
     let r = app.get("/api/v2/webhook-deliveries", &write).await;
     assert_error(
         &r,
@@ -258,10 +207,8 @@ async fn resend_is_confined_to_the_callers_account_and_checks_scopes() {
         "Insufficient scope: webhooks.read required.",
         "/api/v2/webhook-deliveries",
     );
-    for (method, p) in [
-        (Method::GET, "/api/v2/webhook-deliveries"),
-        (Method::POST, path.as_str()),
-    ] {
+    for (method, p) in [(Method::GET, "/api/v2/webhook-deliveries"), (Method::POST, path.as_str())]
+    {
         let r = app.call(method, p, None).await;
         assert_error(&r, 401, "Missing or invalid access token.", p);
     }

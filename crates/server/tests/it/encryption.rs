@@ -39,9 +39,7 @@ fn sipsimd(db: &str, key: Option<&str>, args: &[&str]) -> Command {
 
 /// Runs an operator command with `--json`; its exit status and JSON.
 fn run(db: &str, key: Option<&str>, args: &[&str]) -> (bool, Value) {
-    let out = sipsimd(db, key, &[args, &["--json"]].concat())
-        .output()
-        .unwrap();
+    let out = sipsimd(db, key, &[args, &["--json"]].concat()).output().unwrap();
     let v = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
     (out.status.success(), v)
 }
@@ -51,11 +49,8 @@ fn account_with_integration(db: &str, key: Option<&str>) -> (String, String) {
     let (ok, created) = run(db, key, &["account", "create", "Acme"]);
     assert!(ok, "{created}");
     let account = created["account_id"].as_str().unwrap().to_owned();
-    let (ok, set) = run(
-        db,
-        key,
-        argv!("integration set --account {account} --url https://example.com/h"),
-    );
+    let (ok, set) =
+        run(db, key, argv!("integration set --account {account} --url https://example.com/h"));
     assert!(ok, "{set}");
     let secret = set["signing_secret"].as_str().unwrap().to_owned();
     (account, secret)
@@ -107,10 +102,7 @@ fn a_node_without_the_right_key_refuses_to_start() {
     let jwt = "a-jwt-secret-of-at-least-32-bytes-long";
     for (key, says) in [
         (None, "SIPSIM_ENCRYPTION_KEY is not set"),
-        (
-            Some(KEY_B),
-            "SIPSIM_ENCRYPTION_KEY does not decrypt 2 of the 2 encrypted secret(s)",
-        ),
+        (Some(KEY_B), "SIPSIM_ENCRYPTION_KEY does not decrypt 2 of the 2 encrypted secret(s)"),
     ] {
         let mut cmd = sipsimd(&db, key, &[]);
         cmd.env("SIPSIM_JWT_SECRET", jwt);
@@ -126,10 +118,7 @@ fn a_node_without_the_right_key_refuses_to_start() {
     // Operator commands refuse too, rather than write a secret nobody else could read.
     let (ok, err) = run(&db, Some(KEY_B), &["account", "create", "Other"]);
     assert!(!ok);
-    assert!(
-        err["error"].as_str().unwrap().contains("does not decrypt"),
-        "{err}"
-    );
+    assert!(err["error"].as_str().unwrap().contains("does not decrypt"), "{err}");
 }
 
 #[test]
@@ -149,19 +138,12 @@ fn setting_a_key_later_encrypts_what_was_stored_in_clear() {
         "{log}"
     );
     drop(server);
-    assert!(
-        !files_contain(dir.path(), &secret),
-        "the signing secret is still in clear"
-    );
+    assert!(!files_contain(dir.path(), &secret), "the signing secret is still in clear");
     // The JWT key is sealed too: a copy of the database no longer gives a key to forge tokens with.
     let jwt_key = stored_setting(&dir.path().join("sipsim.db"), "jwt_hs256_key");
     assert!(jwt_key.starts_with("enc:v1:"), "{jwt_key}");
     // Read back with the key, the secret is the one it was.
-    let (ok, shown) = run(
-        &db,
-        Some(KEY_A),
-        &["integration", "show", "--account", &account],
-    );
+    let (ok, shown) = run(&db, Some(KEY_A), &["integration", "show", "--account", &account]);
     assert!(ok, "{shown}");
     assert_eq!(shown["signing_secret"], secret.as_str());
     // A second start has nothing left to encrypt.
@@ -171,15 +153,11 @@ fn setting_a_key_later_encrypts_what_was_stored_in_clear() {
 
 /// A setting's stored value, read from the database file.
 fn stored_setting(path: &std::path::Path, key: &str) -> String {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
         use sqlx::Connection;
-        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
-            .await
-            .unwrap();
+        let mut conn =
+            sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await.unwrap();
         sqlx::query_scalar("SELECT value FROM settings WHERE key = ?1")
             .bind(key)
             .fetch_one(&mut conn)
@@ -194,26 +172,19 @@ fn rotation_reencrypts_everything_and_waits_for_the_server_to_stop() {
     let db = format!("sqlite://{}", dir.path().join("sipsim.db").display());
     let (account, secret) = account_with_integration(&db, Some(KEY_A));
     let rotate = |key: Option<&str>, new_key: &str| {
-        let mut child = sipsimd(
-            &db,
-            key,
-            &["encryption", "rotate", "--new-key-stdin", "--json"],
-        )
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        let mut child = sipsimd(&db, key, &["encryption", "rotate", "--new-key-stdin", "--json"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
         use std::io::Write;
         // A command that refuses (a server runs on the file) may exit before it reads the key.
         if let Err(e) = writeln!(child.stdin.take().unwrap(), "{new_key}") {
             assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{e}");
         }
         let out = child.wait_with_output().unwrap();
-        (
-            out.status.success(),
-            serde_json::from_slice::<Value>(&out.stdout).unwrap(),
-        )
+        (out.status.success(), serde_json::from_slice::<Value>(&out.stdout).unwrap())
     };
     // While a server runs on the file, the command refuses and says what to stop.
     let (_, server) = start_serving(sipsimd(&db, Some(KEY_A), &[])).ok().unwrap();
@@ -234,44 +205,22 @@ fn rotation_reencrypts_everything_and_waits_for_the_server_to_stop() {
         json!({ "reencrypted": 3 }),
         "the signing secret, the JWT key the server generated, and the canary"
     );
-    let (ok, shown) = run(
-        &db,
-        Some(KEY_B),
-        &["integration", "show", "--account", &account],
-    );
+    let (ok, shown) = run(&db, Some(KEY_B), &["integration", "show", "--account", &account]);
     assert!(ok, "{shown}");
     assert_eq!(shown["signing_secret"], secret.as_str());
-    let (ok, err) = run(
-        &db,
-        Some(KEY_A),
-        &["integration", "show", "--account", &account],
-    );
+    let (ok, err) = run(&db, Some(KEY_A), &["integration", "show", "--account", &account]);
     assert!(!ok);
-    assert!(
-        err["error"].as_str().unwrap().contains("does not decrypt"),
-        "{err}"
-    );
+    assert!(err["error"].as_str().unwrap().contains("does not decrypt"), "{err}");
 }
 
 /// Seals `account`'s stored signing secret with `to` instead (read with `from`), through the
 /// store: as another node with another key would have written it.
 async fn reseal_signing_secret(store: &dyn Store, account: &AccountId, from: &str, to: &str) {
     let slot = SecretSlot::SigningSecret(account.clone());
-    let was = store
-        .stored_secrets()
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|s| s.slot == slot)
-        .unwrap();
+    let was = store.stored_secrets().await.unwrap().into_iter().find(|s| s.slot == slot).unwrap();
     let plain = unseal(Some(&cipher(from)), &was.stored, &slot.context()).unwrap();
     let now = cipher(to).seal(&plain, &slot.context());
-    assert!(
-        store
-            .rewrite_secrets(&[SecretRewrite { was, now }])
-            .await
-            .unwrap()
-    );
+    assert!(store.rewrite_secrets(&[SecretRewrite { was, now }]).await.unwrap());
 }
 
 async fn ready(app: &TestApp) -> (StatusCode, Value) {
@@ -289,8 +238,7 @@ async fn a_node_that_cannot_decrypt_hands_deliveries_back(database_url: Option<S
     .await;
     let receiver = Receiver::answering(&[200]).await;
     let account = app.account().await;
-    app.local_integration(&account, &receiver.url("/hook"), &["sms"])
-        .await;
+    app.local_integration(&account, &receiver.url("/hook"), &["sms"]).await;
     reseal_signing_secret(&*app.store, &account, KEY_A, KEY_B).await;
 
     app.ingest_example(&account, sipsim_core::Event::Sms).await;
@@ -311,11 +259,8 @@ async fn a_node_that_cannot_decrypt_hands_deliveries_back(database_url: Option<S
     // Handed back, not failed: nothing sent, still pending, no attempt counted.
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert!(receiver.requests().is_empty());
-    let deliveries = app
-        .store
-        .list_deliveries(&account, &DeliveryFilter::default(), None, 10)
-        .await
-        .unwrap();
+    let deliveries =
+        app.store.list_deliveries(&account, &DeliveryFilter::default(), None, 10).await.unwrap();
     assert_eq!(deliveries.len(), 1);
     assert_eq!(deliveries[0].status, DeliveryStatus::Pending);
     assert_eq!(deliveries[0].attempts, 0);

@@ -83,39 +83,23 @@ impl TestApp {
     }
 
     async fn spawn_with(target_policy: TargetPolicy) -> TestApp {
-        TestApp::start(Setup {
-            target_policy,
-            ..Setup::default()
-        })
-        .await
+        TestApp::start(Setup { target_policy, ..Setup::default() }).await
     }
 
     /// A server with these rate limits.
     pub async fn spawn_with_limits(limits: RateLimits) -> TestApp {
-        TestApp::start(Setup {
-            limits,
-            ..Setup::default()
-        })
-        .await
+        TestApp::start(Setup { limits, ..Setup::default() }).await
     }
 
     /// A server behind a proxy on 127.0.0.1 (`SIPSIM_TRUSTED_PROXIES=127.0.0.1`): the tests' requests
     /// name their client address in `X-Forwarded-For`.
     pub async fn spawn_behind_proxy() -> TestApp {
-        TestApp::start(Setup {
-            trusted_proxies: "127.0.0.1",
-            ..Setup::default()
-        })
-        .await
+        TestApp::start(Setup { trusted_proxies: "127.0.0.1", ..Setup::default() }).await
     }
 
     /// A server on the database at `url` (PostgreSQL).
     pub async fn spawn_on(url: &str) -> TestApp {
-        TestApp::start(Setup {
-            database_url: Some(url.to_owned()),
-            ..Setup::default()
-        })
-        .await
+        TestApp::start(Setup { database_url: Some(url.to_owned()), ..Setup::default() }).await
     }
 
     /// A server set up as `setup` says.
@@ -179,22 +163,17 @@ impl TestApp {
             })
             .await
             .unwrap();
-        Client {
-            id: c.id,
-            secret: secret.expose().to_owned(),
-        }
+        Client { id: c.id, secret: secret.expose().to_owned() }
     }
 
     /// Sets the account's integration as the dashboard would.
     pub async fn integration(&self, account: &AccountId, url: &str, events: &[&str]) {
-        self.integration_with(account, url, events, TargetPolicy::PublicHttpsOnly, false)
-            .await;
+        self.integration_with(account, url, events, TargetPolicy::PublicHttpsOnly, false).await;
     }
 
     /// Sets an integration that delivers to a local receiver (http, loopback).
     pub async fn local_integration(&self, account: &AccountId, url: &str, events: &[&str]) {
-        self.integration_with(account, url, events, TargetPolicy::AllowInsecure, false)
-            .await;
+        self.integration_with(account, url, events, TargetPolicy::AllowInsecure, false).await;
     }
 
     /// Sets an integration with every knob.
@@ -239,8 +218,7 @@ impl TestApp {
     /// An account with an integration and a read+write token: the usual starting point.
     pub async fn ready(&self, events: &[&str]) -> (AccountId, String) {
         let account = self.account().await;
-        self.integration(&account, "https://example.com/webhooks/sipsim", events)
-            .await;
+        self.integration(&account, "https://example.com/webhooks/sipsim", events).await;
         let client = self.client(&account, "webhooks.read webhooks.write").await;
         let token = self.token(&client, None).await;
         (account, token)
@@ -320,8 +298,7 @@ impl TestApp {
 
     /// Ingests a JSON value with the right key.
     pub async fn ingest(&self, body: &Value) -> (StatusCode, Value) {
-        self.ingest_with(Some(INGEST_KEY), serde_json::to_vec(body).unwrap())
-            .await
+        self.ingest_with(Some(INGEST_KEY), serde_json::to_vec(body).unwrap()).await
     }
 
     /// Ingests `event`'s documented example for `account`; asserts the 202 and returns the answer.
@@ -338,9 +315,7 @@ impl TestApp {
         pairs: &[(&str, &str)],
         authorization: Option<&str>,
     ) -> (StatusCode, Value) {
-        let body = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(pairs)
-            .finish();
+        let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish();
         let mut req = self
             .http
             .post(self.url(path))
@@ -369,15 +344,9 @@ pub fn example_item(account: &AccountId, event: Event) -> Value {
 pub fn assert_envelope_meta(headers: &reqwest::header::HeaderMap, body: &Value) {
     let id = body["request_id"].as_str().expect("request_id");
     assert!(is_uuid(id), "request_id {id} is not a UUID");
-    assert_eq!(
-        headers.get("x-request-id").and_then(|v| v.to_str().ok()),
-        Some(id)
-    );
+    assert_eq!(headers.get("x-request-id").and_then(|v| v.to_str().ok()), Some(id));
     let ts = body["timestamp"].as_str().expect("timestamp");
-    assert!(
-        is_timestamp(ts),
-        "timestamp {ts} is not YYYY-MM-DDTHH:MM:SSZ"
-    );
+    assert!(is_timestamp(ts), "timestamp {ts} is not YYYY-MM-DDTHH:MM:SSZ");
 }
 
 /// Checks a whole error envelope: status, the one message, path, and meta.
@@ -467,21 +436,13 @@ impl Server {
     /// Spawns `cmd` with `RUST_LOG=level`.
     pub fn spawn_logging(mut cmd: std::process::Command, level: &str) -> Server {
         let serving = sipsim_testkit::process::spawn_serving(cmd.env("RUST_LOG", level)).unwrap();
-        Server {
-            child: serving.child,
-            base: format!("http://{}", serving.addr),
-            log: serving.log,
-        }
+        Server { child: serving.child, base: format!("http://{}", serving.addr), log: serving.log }
     }
 
     /// A server process started by the test itself, already serving at `base` (its log is the
     /// test's business).
     pub fn adopt(child: std::process::Child, base: String) -> Server {
-        Server {
-            child,
-            base,
-            log: std::sync::mpsc::channel().1,
-        }
+        Server { child, base, log: std::sync::mpsc::channel().1 }
     }
 
     /// Every log line received until now (after the listener's).
@@ -492,9 +453,8 @@ impl Server {
     /// Waits up to `within` for a log line containing `needle`.
     pub fn log_contains(&self, needle: &str, within: Duration) -> bool {
         let deadline = std::time::Instant::now() + within;
-        while let Ok(line) = self
-            .log
-            .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+        while let Ok(line) =
+            self.log.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
         {
             if line.contains(needle) {
                 return true;
@@ -532,14 +492,9 @@ pub fn operator_account_with_integration(
     url: &str,
     events: &str,
 ) -> String {
-    let account = operator(db_url, &["account", "create", name])["account_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    operator(
-        db_url,
-        argv!("integration set --account {account} --url {url} --events {events}"),
-    );
+    let account =
+        operator(db_url, &["account", "create", name])["account_id"].as_str().unwrap().to_owned();
+    operator(db_url, argv!("integration set --account {account} --url {url} --events {events}"));
     account
 }
 

@@ -23,14 +23,10 @@ async fn every_event_arrives_with_its_exact_body_and_verifiable_signatures() {
     let rx = Receiver::answering(&[]).await;
     let account = app.account().await;
     let all: Vec<&str> = Event::CATALOG.iter().map(|e| e.name()).collect();
-    app.local_integration(&account, &rx.url("/hooks/sipsim"), &all)
-        .await;
+    app.local_integration(&account, &rx.url("/hooks/sipsim"), &all).await;
     let secret = secret_of(&app, &account).await;
 
-    let batch: Vec<Value> = Event::CATALOG
-        .iter()
-        .map(|e| example_item(&account, *e))
-        .collect();
+    let batch: Vec<Value> = Event::CATALOG.iter().map(|e| example_item(&account, *e)).collect();
     let (status, body) = app.ingest(&json!(batch)).await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["status"], 202);
@@ -51,16 +47,9 @@ async fn every_event_arrives_with_its_exact_body_and_verifiable_signatures() {
             .find(|r| r.header("x-webhook-event") == event.name())
             .unwrap_or_else(|| panic!("{event} not delivered"));
         assert_eq!(req.path, "/hooks/sipsim");
-        assert_eq!(
-            req.body.as_ref(),
-            Payload::example(event).to_json().as_slice(),
-            "{event}"
-        );
+        assert_eq!(req.body.as_ref(), Payload::example(event).to_json().as_slice(), "{event}");
         let position = Event::CATALOG.iter().position(|e| *e == event).unwrap();
-        assert_eq!(
-            req.header("x-webhook-id"),
-            results[position]["message_id"].as_str().unwrap()
-        );
+        assert_eq!(req.header("x-webhook-id"), results[position]["message_id"].as_str().unwrap());
         assert_eq!(req.header("content-type"), "application/json");
         let ts = req.header("x-webhook-timestamp");
         verify_sipsim(&secret, ts, req.header("x-webhook-signature"), &req.body).unwrap();
@@ -87,14 +76,8 @@ async fn only_subscribed_events_of_enabled_integrations_reach_their_own_account(
     let none = app.account().await;
     app.local_integration(&a, &rx_a.url("/a"), &["sms"]).await;
     app.local_integration(&b, &rx_b.url("/b"), &["tags"]).await;
-    app.integration_with(
-        &off,
-        &rx_b.url("/off"),
-        &["sms"],
-        TargetPolicy::AllowInsecure,
-        true,
-    )
-    .await;
+    app.integration_with(&off, &rx_b.url("/off"), &["sms"], TargetPolicy::AllowInsecure, true)
+        .await;
 
     let (status, body) = app
         .ingest(&json!([
@@ -106,12 +89,8 @@ async fn only_subscribed_events_of_enabled_integrations_reach_their_own_account(
         ]))
         .await;
     assert_eq!(status, 202, "{body}");
-    let reasons: Vec<Value> = body["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["reason"].clone())
-        .collect();
+    let reasons: Vec<Value> =
+        body["data"].as_array().unwrap().iter().map(|r| r["reason"].clone()).collect();
     assert_eq!(
         reasons,
         [
@@ -127,11 +106,7 @@ async fn only_subscribed_events_of_enabled_integrations_reach_their_own_account(
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(rx_a.requests().len(), 1);
     assert_eq!(got_a[0].header("x-webhook-event"), "sms");
-    assert_eq!(
-        rx_b.requests().len(),
-        1,
-        "b got only its own tags, nothing of the disabled one"
-    );
+    assert_eq!(rx_b.requests().len(), 1, "b got only its own tags, nothing of the disabled one");
     assert_eq!(got_b[0].path, "/b");
 }
 
@@ -140,8 +115,7 @@ async fn a_repeated_idempotency_key_is_delivered_once() {
     let app = TestApp::spawn().await;
     let rx = Receiver::answering(&[]).await;
     let account = app.account().await;
-    app.local_integration(&account, &rx.url("/h"), &["voicemail"])
-        .await;
+    app.local_integration(&account, &rx.url("/h"), &["voicemail"]).await;
     let mut one = example_item(&account, Event::Voicemail);
     one["idempotency_key"] = json!("vm-call_abc123");
     let (_, first) = app.ingest(&one).await;
@@ -163,18 +137,11 @@ async fn a_failing_receiver_gets_retries_with_the_same_id() {
     let app = TestApp::spawn().await;
     let rx = Receiver::answering(&[500, 503]).await;
     let account = app.account().await;
-    app.local_integration(&account, &rx.url("/h"), &["incoming_call_end"])
-        .await;
-    let (status, _) = app
-        .ingest(&example_item(&account, Event::IncomingCallEnd))
-        .await;
+    app.local_integration(&account, &rx.url("/h"), &["incoming_call_end"]).await;
+    let (status, _) = app.ingest(&example_item(&account, Event::IncomingCallEnd)).await;
     assert_eq!(status, 202);
     let got = rx.wait_for(3, Duration::from_secs(10)).await;
-    assert_eq!(
-        got.len(),
-        3,
-        "two failures then success (schedule 0s,300ms,300ms)"
-    );
+    assert_eq!(got.len(), 3, "two failures then success (schedule 0s,300ms,300ms)");
     let id = got[0].header("x-webhook-id");
     assert!(got.iter().all(|r| r.header("x-webhook-id") == id));
     tokio::time::sleep(Duration::from_millis(700)).await;
@@ -186,17 +153,13 @@ async fn invalid_batches_are_refused_whole_naming_index_and_field() {
     let app = TestApp::spawn().await;
     let rx = Receiver::answering(&[]).await;
     let account = app.account().await;
-    app.local_integration(&account, &rx.url("/h"), &["sms", "incoming_call_end"])
-        .await;
+    app.local_integration(&account, &rx.url("/h"), &["sms", "incoming_call_end"]).await;
     let good = example_item(&account, Event::Sms);
 
     let mut wrong_type = example_item(&account, Event::IncomingCallEnd);
     wrong_type["payload"]["duration"] = json!("285");
     let mut missing = example_item(&account, Event::Sms);
-    missing["payload"]
-        .as_object_mut()
-        .unwrap()
-        .remove("direction");
+    missing["payload"].as_object_mut().unwrap().remove("direction");
     let mut bad_status = example_item(&account, Event::IncomingCallEnd);
     bad_status["payload"]["status"] = json!("HUNG_UP");
     let mut extra = example_item(&account, Event::Sms);
@@ -206,10 +169,7 @@ async fn invalid_batches_are_refused_whole_naming_index_and_field() {
             json!([good, wrong_type]),
             "[1].payload.duration: invalid type: string \"285\", expected u64",
         ),
-        (
-            json!([good, missing]),
-            "[1].payload.direction: missing field `direction`",
-        ),
+        (json!([good, missing]), "[1].payload.direction: missing field `direction`"),
         (
             json!([good, bad_status]),
             "[1].payload.status: unknown variant `HUNG_UP`, expected one of `ANSWER`, `MISSED`, `BUSY`, `NOANSWER`",
@@ -226,10 +186,7 @@ async fn invalid_batches_are_refused_whole_naming_index_and_field() {
             json!([good, {"account_id": account, "event": "call_started", "payload": {}}]),
             "[1].event: unknown event 'call_started'",
         ),
-        (
-            json!([good, {"account_id": account, "event": "sms"}]),
-            "[1].payload: missing",
-        ),
+        (json!([good, {"account_id": account, "event": "sms"}]), "[1].payload: missing"),
         (
             json!([good, {"account_id": 5, "event": "sms", "payload": {}}]),
             "[1].account_id: must be a string",
@@ -239,56 +196,31 @@ async fn invalid_batches_are_refused_whole_naming_index_and_field() {
             "[1].foo: unknown field",
         ),
         (json!([good, "nope"]), "[1]: must be an object"),
-        (
-            json!([]),
-            "The batch is empty: send one item or an array of 1 to 1,000.",
-        ),
-        (
-            json!("x"),
-            "The body must be an object or an array of objects.",
-        ),
+        (json!([]), "The batch is empty: send one item or an array of 1 to 1,000."),
+        (json!("x"), "The body must be an object or an array of objects."),
     ];
     for (body, expected) in cases {
         let (status, answer) = app.ingest(&body).await;
         assert_eq!(status, 400, "{answer}");
         assert!(
-            answer["errors"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|e| e == expected),
+            answer["errors"].as_array().unwrap().iter().any(|e| e == expected),
             "expected {expected:?} in {answer}"
         );
         assert_eq!(answer["path"], "/internal/v1/events");
     }
-    let (status, answer) = app
-        .ingest_with(Some(INGEST_KEY), b"{not json".to_vec())
-        .await;
+    let (status, answer) = app.ingest_with(Some(INGEST_KEY), b"{not json".to_vec()).await;
     assert_eq!(status, 400);
-    assert!(
-        answer["errors"][0]
-            .as_str()
-            .unwrap()
-            .starts_with("Malformed JSON")
-    );
+    assert!(answer["errors"][0].as_str().unwrap().starts_with("Malformed JSON"));
 
-    let too_many: Vec<Value> = (0..1001)
-        .map(|_| example_item(&account, Event::Sms))
-        .collect();
+    let too_many: Vec<Value> = (0..1001).map(|_| example_item(&account, Event::Sms)).collect();
     let (status, answer) = app.ingest(&json!(too_many)).await;
     assert_eq!(status, 400);
-    assert_eq!(
-        answer["errors"][0],
-        "The batch has 1001 items; the limit is 1,000."
-    );
+    assert_eq!(answer["errors"][0], "The batch has 1001 items; the limit is 1,000.");
 
     // Unknown account: 404 naming the item, and the valid item before it is not stored either.
     let ghost = AccountId::generate();
     let (status, answer) = app
-        .ingest(&json!([
-            example_item(&account, Event::Sms),
-            example_item(&ghost, Event::Sms)
-        ]))
+        .ingest(&json!([example_item(&account, Event::Sms), example_item(&ghost, Event::Sms)]))
         .await;
     assert_eq!(status, 404);
     assert_eq!(
@@ -297,10 +229,7 @@ async fn invalid_batches_are_refused_whole_naming_index_and_field() {
     );
 
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(
-        rx.requests().is_empty(),
-        "nothing of a refused batch was delivered"
-    );
+    assert!(rx.requests().is_empty(), "nothing of a refused batch was delivered");
 }
 
 #[tokio::test]
@@ -316,14 +245,9 @@ async fn the_ingest_key_is_required_and_bodies_are_limited_to_4_mib() {
     let big = vec![b' '; 4 * 1024 * 1024 + 1];
     let (status, answer) = app.ingest_with(Some(INGEST_KEY), big).await;
     assert_eq!(status, 413);
-    assert_eq!(
-        answer["errors"],
-        json!(["Request body too large (the limit is 4 MiB)."])
-    );
+    assert_eq!(answer["errors"], json!(["Request body too large (the limit is 4 MiB)."]));
     // A large but allowed batch is fine: 1,000 items is far below 4 MiB.
-    let batch: Vec<Value> = (0..1000)
-        .map(|_| example_item(&account, Event::Sms))
-        .collect();
+    let batch: Vec<Value> = (0..1000).map(|_| example_item(&account, Event::Sms)).collect();
     let (status, answer) = app.ingest(&json!(batch)).await;
     assert_eq!(status, 202, "{answer}");
     assert_eq!(answer["data"].as_array().unwrap().len(), 1000);
@@ -347,10 +271,7 @@ async fn a_calls_second_event_waits_for_its_first_and_other_calls_do_not() {
             let event = v["event"].as_str().unwrap().to_owned();
             let call = v["pbx_id"].as_str().unwrap().to_owned();
             let mut log = log.lock().unwrap();
-            let earlier = log
-                .iter()
-                .filter(|(e, c, _)| *e == event && *c == call)
-                .count();
+            let earlier = log.iter().filter(|(e, c, _)| *e == event && *c == call).count();
             log.push((event.clone(), call.clone(), Instant::now()));
             if call == "call_a" && event == "incoming_call_start" && earlier < 2 {
                 StatusCode::INTERNAL_SERVER_ERROR
@@ -365,12 +286,7 @@ async fn a_calls_second_event_waits_for_its_first_and_other_calls_do_not() {
 
     let app = TestApp::spawn().await;
     let account = app.account().await;
-    app.local_integration(
-        &account,
-        &url,
-        &["incoming_call_start", "incoming_call_answer"],
-    )
-    .await;
+    app.local_integration(&account, &url, &["incoming_call_start", "incoming_call_answer"]).await;
     let call = |event: Event, pbx_id: &str| {
         let mut i = example_item(&account, event);
         i["payload"]["pbx_id"] = json!(pbx_id);
@@ -402,10 +318,7 @@ async fn a_calls_second_event_waits_for_its_first_and_other_calls_do_not() {
     let a_start_ok = at("call_a", "incoming_call_start", 2);
     let a_answer = at("call_a", "incoming_call_answer", 0);
     let b_start = at("call_b", "incoming_call_start", 0);
-    assert!(
-        a_answer > a_start_ok,
-        "the answer waited for the start's success: {order:?}"
-    );
+    assert!(a_answer > a_start_ok, "the answer waited for the start's success: {order:?}");
     assert!(
         b_start < at("call_a", "incoming_call_start", 1),
         "the unrelated call went out before call_a's first retry: {order:?}"

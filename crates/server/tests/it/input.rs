@@ -26,10 +26,7 @@ async fn odd_event_names_are_400_echoed_safely_and_change_nothing() {
             "sms'%3B%20DROP%20TABLE%20integrations%3B--".into(),
             "sms'; DROP TABLE integrations;--".into(),
         ),
-        (
-            "%3Cscript%3Ealert(1)%3C%2Fscript%3E".into(),
-            "<script>alert(1)</script>".into(),
-        ),
+        ("%3Cscript%3Ealert(1)%3C%2Fscript%3E".into(), "<script>alert(1)</script>".into()),
         ("SMS".into(), "SMS".into()),
         ("sms%20".into(), "sms ".into()),
         ("%00".into(), "\u{0}".into()),
@@ -72,14 +69,7 @@ async fn wrong_methods_are_405_before_auth() {
                 &format!("Method not allowed. This route answers: {allow}."),
                 path,
             );
-            assert_eq!(
-                r.1.get("allow")
-                    .unwrap()
-                    .to_str()
-                    .unwrap()
-                    .replace(',', ", "),
-                allow
-            );
+            assert_eq!(r.1.get("allow").unwrap().to_str().unwrap().replace(',', ", "), allow);
         }
     }
 }
@@ -235,13 +225,8 @@ async fn a_database_failure_is_500_without_internals() {
 
     let (app, _, token) = TestApp::spawn_ready(&["sms"]).await;
     // Break the database behind the server's back: the table it reads is gone.
-    let mut conn = sqlx::SqliteConnection::connect(&app.database_url)
-        .await
-        .unwrap();
-    sqlx::query("DROP TABLE integrations")
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    let mut conn = sqlx::SqliteConnection::connect(&app.database_url).await.unwrap();
+    sqlx::query("DROP TABLE integrations").execute(&mut conn).await.unwrap();
     conn.close().await.unwrap();
 
     let r = app.get("/api/v2/webhooks", &token).await;
@@ -278,10 +263,7 @@ async fn a_client_trickling_its_head_is_disconnected() {
     use tokio::io::AsyncWriteExt;
     let app = TestApp::spawn().await;
     let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
-    stream
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
-        .await
-        .unwrap();
+    stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap();
     let started = std::time::Instant::now();
     // One more header line a second, never the blank line that ends the head.
     let closed = loop {
@@ -309,10 +291,8 @@ async fn a_head_over_64_kib_is_refused() {
     use tokio::io::AsyncWriteExt;
     let app = TestApp::spawn().await;
     let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
-    let big = format!(
-        "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
-        "a".repeat(100 * 1024)
-    );
+    let big =
+        format!("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(100 * 1024));
     let _ = stream.write_all(big.as_bytes()).await;
     let (answer, closed) = read_until_closed(&mut stream, std::time::Duration::from_secs(5)).await;
     assert!(closed, "the connection stayed open after: {answer:?}");
@@ -340,16 +320,10 @@ async fn a_client_trickling_its_body_gets_408_at_30_seconds() {
         if !answer.is_empty() || closed {
             break answer;
         }
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(40),
-            "never cut"
-        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(40), "never cut");
     };
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
-    assert!(
-        answer.contains("\"status\":408"),
-        "in the envelope: {answer}"
-    );
+    assert!(answer.contains("\"status\":408"), "in the envelope: {answer}");
     assert!(
         started.elapsed()
             >= sipsim_server::app::REQUEST_TIMEOUT - std::time::Duration::from_secs(2)

@@ -10,11 +10,7 @@ use sipsim_server::limits::Rate;
 use crate::helpers::{Fetch, TestApp, assert_error};
 
 fn header<'a>(headers: &'a reqwest::header::HeaderMap, name: &str) -> &'a str {
-    headers
-        .get(name)
-        .unwrap_or_else(|| panic!("no {name}"))
-        .to_str()
-        .unwrap()
+    headers.get(name).unwrap_or_else(|| panic!("no {name}")).to_str().unwrap()
 }
 
 #[tokio::test]
@@ -32,10 +28,7 @@ async fn the_default_limit_is_announced_on_every_answer() {
 
 #[tokio::test]
 async fn an_api_client_over_its_rate_gets_429_and_others_do_not() {
-    let limits = RateLimits {
-        api: Some(Rate::new(1.0, 3)),
-        ..RateLimits::off()
-    };
+    let limits = RateLimits { api: Some(Rate::new(1.0, 3)), ..RateLimits::off() };
     let app = TestApp::spawn_with_limits(limits).await;
     let (account, token) = app.ready(&["sms"]).await;
     for remaining in ["2", "1", "0"] {
@@ -78,11 +71,8 @@ fn token_request(
     client_id: &str,
     secret: &str,
 ) -> impl Future<Output = (StatusCode, Option<String>, serde_json::Value)> + Send + 'static {
-    let request = app
-        .http
-        .post(app.url("/oauth/token"))
-        .header("x-forwarded-for", address)
-        .form(&[
+    let request =
+        app.http.post(app.url("/oauth/token")).header("x-forwarded-for", address).form(&[
             ("grant_type", "client_credentials"),
             ("client_id", client_id),
             ("client_secret", secret),
@@ -90,10 +80,7 @@ fn token_request(
     async move {
         let r = request.fetch().await;
         let status = r.status();
-        let retry = r
-            .headers()
-            .get("retry-after")
-            .map(|v| v.to_str().unwrap().to_owned());
+        let retry = r.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
         (status, retry, r.json().await.unwrap())
     }
 }
@@ -111,17 +98,9 @@ async fn token_failures_lock_out_their_address_never_the_client() {
     let wrong: Vec<_> = (0..50)
         .map(|_| tokio::spawn(token_request(&app, "203.0.113.1", &id, "scs_wrong")))
         .collect();
-    let statuses: Vec<_> = crate::helpers::joined(wrong)
-        .await
-        .into_iter()
-        .map(|r| r.0)
-        .collect();
+    let statuses: Vec<_> = crate::helpers::joined(wrong).await.into_iter().map(|r| r.0).collect();
     // Nothing but 401 (checked) and 429 (refused before checking).
-    assert_eq!(
-        crate::helpers::tally(&statuses),
-        [(401, 10), (429, 40)].into(),
-        "{statuses:?}"
-    );
+    assert_eq!(crate::helpers::tally(&statuses), [(401, 10), (429, 40)].into(), "{statuses:?}");
     let (status, retry, body) = token_request(&app, "203.0.113.1", &id, &client.secret).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
     assert_eq!(body["error"], "slow_down");
@@ -167,10 +146,7 @@ async fn forwarded_for_from_an_untrusted_peer_changes_nothing() {
 
 #[tokio::test]
 async fn tokens_issued_per_client_are_limited_and_only_the_client_spends_them() {
-    let limits = RateLimits {
-        token_per_client: Some(Rate::new(0.5, 2)),
-        ..RateLimits::default()
-    };
+    let limits = RateLimits { token_per_client: Some(Rate::new(0.5, 2)), ..RateLimits::default() };
     let app = TestApp::spawn_with_limits(limits).await;
     let account = app.account().await;
     let client = app.client(&account, "webhooks.read").await;
@@ -187,11 +163,6 @@ async fn tokens_issued_per_client_are_limited_and_only_the_client_spends_them() 
     let (status, retry, body) = token_request(&app, "x", &id, &client.secret).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
     assert_eq!(body["error"], "slow_down");
-    assert!(
-        body["error_description"]
-            .as_str()
-            .unwrap()
-            .contains("Tokens last 2 hours")
-    );
+    assert!(body["error_description"].as_str().unwrap().contains("Tokens last 2 hours"));
     assert_eq!(retry.as_deref(), Some("2"));
 }

@@ -38,20 +38,11 @@ async fn no_secret_reaches_the_logs_even_at_trace_level() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("sipsim.db").display());
     let receiver = Receiver::answering(&[500]).await;
-    let account = operator(&db, &["account", "create", "Acme"])["account_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let account =
+        operator(&db, &["account", "create", "Acme"])["account_id"].as_str().unwrap().to_owned();
     let client = operator(
         &db,
-        &[
-            "client",
-            "create",
-            "--account",
-            &account,
-            "--scopes",
-            "webhooks.read webhooks.write",
-        ],
+        &["client", "create", "--account", &account, "--scopes", "webhooks.read webhooks.write"],
     );
     let client_id = client["client_id"].as_str().unwrap().to_owned();
     let client_secret = client["client_secret"].as_str().unwrap().to_owned();
@@ -125,17 +116,10 @@ async fn no_secret_reaches_the_logs_even_at_trace_level() {
         (reqwest::Method::POST, "/api/v2/webhooks/tags"),
         (reqwest::Method::POST, "/api/v2/webhooks/not_an_event"),
     ] {
-        http.request(method, format!("{base}{path}"))
-            .bearer_auth(&access_token)
-            .fetch()
-            .await;
+        http.request(method, format!("{base}{path}")).bearer_auth(&access_token).fetch().await;
     }
     let tampered = format!("{access_token}x");
-    let r = http
-        .get(format!("{base}/api/v2/webhooks"))
-        .bearer_auth(&tampered)
-        .fetch()
-        .await;
+    let r = http.get(format!("{base}/api/v2/webhooks")).bearer_auth(&tampered).fetch().await;
     assert_eq!(r.status(), 401);
 
     // Ingest one event: delivered, signed, failed once then retried.
@@ -170,15 +154,8 @@ async fn no_secret_reaches_the_logs_even_at_trace_level() {
 
     tokio::time::sleep(Duration::from_millis(300)).await;
     let lines = server.log_so_far();
-    assert!(
-        lines.len() > 50,
-        "trace logging produced {} lines",
-        lines.len()
-    );
-    assert!(
-        lines.iter().any(|l| l.contains("\"request_id\"")),
-        "no line carries a request id"
-    );
+    assert!(lines.len() > 50, "trace logging produced {} lines", lines.len());
+    assert!(lines.iter().any(|l| l.contains("\"request_id\"")), "no line carries a request id");
     let session_token = session.split_once('=').unwrap().1.to_owned();
     let signing_key = signing_secret.trim_start_matches("whsec_").to_owned();
     let jwt_signature = access_token.rsplit('.').next().unwrap().to_owned();

@@ -19,12 +19,7 @@ fn creds(c: &Client) -> Vec<(&str, &str)> {
 fn assert_oauth_error(status: reqwest::StatusCode, body: &Value, code: u16, error: &str) {
     assert_eq!(status.as_u16(), code, "{body}");
     assert_eq!(body["error"], error, "{body}");
-    assert!(
-        body["error_description"]
-            .as_str()
-            .is_some_and(|d| !d.is_empty()),
-        "{body}"
-    );
+    assert!(body["error_description"].as_str().is_some_and(|d| !d.is_empty()), "{body}");
     assert_eq!(body.as_object().unwrap().len(), 2, "{body}");
 }
 
@@ -39,11 +34,7 @@ async fn token_response_is_exactly_as_documented() {
         .http
         .post(app.url("/oauth/token"))
         .header("Content-Type", "application/x-www-form-urlencoded")
-        .body(
-            form_urlencoded::Serializer::new(String::new())
-                .extend_pairs(&form)
-                .finish(),
-        )
+        .body(form_urlencoded::Serializer::new(String::new()).extend_pairs(&form).finish())
         .fetch()
         .await;
     assert_eq!(resp.status(), 200);
@@ -52,20 +43,11 @@ async fn token_response_is_exactly_as_documented() {
     let keys: Vec<_> = body.as_object().unwrap().keys().cloned().collect();
     assert_eq!(
         keys,
-        [
-            "access_token",
-            "token_type",
-            "expires_in",
-            "scope",
-            "created_at"
-        ],
+        ["access_token", "token_type", "expires_in", "scope", "created_at"],
         "documented fields in documented order"
     );
     assert!(
-        body["access_token"]
-            .as_str()
-            .unwrap()
-            .starts_with("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.")
+        body["access_token"].as_str().unwrap().starts_with("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.")
     );
     assert_eq!(body["token_type"], "Bearer");
     assert_eq!(body["expires_in"], 7200);
@@ -93,25 +75,15 @@ async fn http_basic_client_authentication() {
     let app = TestApp::spawn().await;
     let account = app.account().await;
     let client = app.client(&account, "webhooks.read").await;
-    let basic = format!(
-        "Basic {}",
-        STANDARD.encode(format!("{}:{}", client.id, client.secret))
-    );
-    let (status, body) = app
-        .form(
-            "/oauth/token",
-            &[("grant_type", "client_credentials")],
-            Some(&basic),
-        )
-        .await;
+    let basic = format!("Basic {}", STANDARD.encode(format!("{}:{}", client.id, client.secret)));
+    let (status, body) =
+        app.form("/oauth/token", &[("grant_type", "client_credentials")], Some(&basic)).await;
     assert_eq!(status, 200, "{body}");
     let token = body["access_token"].as_str().unwrap();
     assert_eq!(app.get("/api/v2/webhooks/available", token).await.0, 200);
 
     // Basic and form credentials together: two methods at once is invalid_request.
-    let (status, body) = app
-        .form("/oauth/token", &creds(&client), Some(&basic))
-        .await;
+    let (status, body) = app.form("/oauth/token", &creds(&client), Some(&basic)).await;
     assert_oauth_error(status, &body, 400, "invalid_request");
 
     let wrong = format!("Basic {}", STANDARD.encode(format!("{}:nope", client.id)));
@@ -124,21 +96,9 @@ async fn http_basic_client_authentication() {
         .fetch()
         .await;
     assert_eq!(resp.status(), 401);
-    assert!(
-        resp.headers()
-            .get("www-authenticate")
-            .unwrap()
-            .to_str()
-            .unwrap()
-            .starts_with("Basic")
-    );
-    let (status, body) = app
-        .form(
-            "/oauth/token",
-            &[("grant_type", "client_credentials")],
-            Some("Basic !!!"),
-        )
-        .await;
+    assert!(resp.headers().get("www-authenticate").unwrap().to_str().unwrap().starts_with("Basic"));
+    let (status, body) =
+        app.form("/oauth/token", &[("grant_type", "client_credentials")], Some("Basic !!!")).await;
     assert_oauth_error(status, &body, 401, "invalid_client");
 }
 
@@ -149,16 +109,9 @@ async fn client_authentication_failures_are_invalid_client() {
     let client = app.client(&account, "webhooks.read").await;
     let id = client.id.as_str();
     let cases: Vec<Vec<(&str, &str)>> = vec![
-        vec![
-            ("grant_type", "client_credentials"),
-            ("client_id", id),
-            ("client_secret", "wrong"),
-        ],
+        vec![("grant_type", "client_credentials"), ("client_id", id), ("client_secret", "wrong")],
         vec![("grant_type", "client_credentials"), ("client_id", id)],
-        vec![
-            ("grant_type", "client_credentials"),
-            ("client_secret", &client.secret),
-        ],
+        vec![("grant_type", "client_credentials"), ("client_secret", &client.secret)],
         vec![("grant_type", "client_credentials")],
         vec![
             ("grant_type", "client_credentials"),
@@ -191,13 +144,8 @@ async fn missing_repeated_and_wrong_fields() {
     let id = client.id.as_str();
     let secret = client.secret.as_str();
 
-    let (status, body) = app
-        .form(
-            "/oauth/token",
-            &[("client_id", id), ("client_secret", secret)],
-            None,
-        )
-        .await;
+    let (status, body) =
+        app.form("/oauth/token", &[("client_id", id), ("client_secret", secret)], None).await;
     assert_oauth_error(status, &body, 400, "invalid_request");
 
     for repeated in ["grant_type", "client_id", "client_secret", "scope"] {
@@ -211,29 +159,14 @@ async fn missing_repeated_and_wrong_fields() {
         form.push(again);
         let (status, body) = app.form("/oauth/token", &form, None).await;
         assert_oauth_error(status, &body, 400, "invalid_request");
-        assert!(
-            body["error_description"]
-                .as_str()
-                .unwrap()
-                .contains(repeated),
-            "{body}"
-        );
+        assert!(body["error_description"].as_str().unwrap().contains(repeated), "{body}");
     }
 
-    for grant in [
-        "password",
-        "authorization_code",
-        "refresh_token",
-        "CLIENT_CREDENTIALS",
-    ] {
+    for grant in ["password", "authorization_code", "refresh_token", "CLIENT_CREDENTIALS"] {
         let (status, body) = app
             .form(
                 "/oauth/token",
-                &[
-                    ("grant_type", grant),
-                    ("client_id", id),
-                    ("client_secret", secret),
-                ],
+                &[("grant_type", grant), ("client_id", id), ("client_secret", secret)],
                 None,
             )
             .await;
@@ -241,11 +174,9 @@ async fn missing_repeated_and_wrong_fields() {
     }
 
     // The reference's own example asks for scopes this system does not serve.
-    for scope in [
-        "account.read calls.read phones.read",
-        "webhooks.write",
-        "webhooks.read,webhooks.write",
-    ] {
+    for scope in
+        ["account.read calls.read phones.read", "webhooks.write", "webhooks.read,webhooks.write"]
+    {
         let (status, body) = app
             .form(
                 "/oauth/token",
@@ -297,21 +228,13 @@ async fn wrong_content_type_method_and_size() {
     assert_oauth_error(status, &body, 400, "invalid_request");
 
     let r = app.call(Method::GET, "/oauth/token", None).await;
-    assert_error(
-        &r,
-        405,
-        "Method not allowed. This route answers: POST.",
-        "/oauth/token",
-    );
+    assert_error(&r, 405, "Method not allowed. This route answers: POST.", "/oauth/token");
 
     let resp = app
         .http
         .post(app.url("/oauth/token"))
         .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!(
-            "grant_type=client_credentials&pad={}",
-            "a".repeat(20_000)
-        ))
+        .body(format!("grant_type=client_credentials&pad={}", "a".repeat(20_000)))
         .fetch()
         .await;
     assert_eq!(resp.status(), 413);

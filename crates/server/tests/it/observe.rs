@@ -12,24 +12,15 @@ use sipsim_testkit::receiver::Receiver;
 async fn get_text(app: &TestApp, path: &str) -> (StatusCode, String, String) {
     let r = app.http.get(app.url(path)).fetch().await;
     let status = r.status();
-    let content_type = r
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
+    let content_type =
+        r.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
     (status, content_type, r.text().await.unwrap())
 }
 
 /// The value of the series `name{labels}` (labels as rendered, in order), or 0 when absent.
 fn sample(text: &str, series: &str) -> f64 {
     text.lines()
-        .find_map(|l| {
-            l.strip_prefix(series)?
-                .strip_prefix(' ')?
-                .trim()
-                .parse()
-                .ok()
-        })
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
         .unwrap_or(0.0)
 }
 
@@ -52,17 +43,13 @@ async fn metrics_count_requests_deliveries_and_the_queue() {
     let app = TestApp::spawn_allowing_local_targets().await;
     let receiver = Receiver::answering(&[500]).await;
     let account = app.account().await;
-    app.local_integration(&account, &receiver.url("/hook"), &["sms"])
-        .await;
+    app.local_integration(&account, &receiver.url("/hook"), &["sms"]).await;
     let client = app.client(&account, "webhooks.read").await;
     let token = app.token(&client, None).await;
 
     let (status, content_type, before) = get_text(&app, "/metrics").await;
     assert_eq!(status, StatusCode::OK);
-    assert!(
-        content_type.starts_with("text/plain; version=0.0.4"),
-        "{content_type}"
-    );
+    assert!(content_type.starts_with("text/plain; version=0.0.4"), "{content_type}");
     let list = r#"sipsim_http_requests_total{route="/api/v2/webhooks",method="GET",status="200"}"#;
     let retries = "sipsim_delivery_retries_total";
     let succeeded = r#"sipsim_deliveries_total{outcome="succeeded"}"#;
@@ -86,10 +73,7 @@ async fn metrics_count_requests_deliveries_and_the_queue() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     // The recorder is the process's: other tests add to it, so these are lower bounds.
-    assert!(
-        sample(&after, list) >= sample(&before, list) + 3.0,
-        "{after}"
-    );
+    assert!(sample(&after, list) >= sample(&before, list) + 3.0, "{after}");
     assert!(sample(&after, retries) >= sample(&before, retries) + 1.0);
     for series in [
         "sipsim_delivery_attempt_duration_seconds_bucket{le=\"0.1\"}",
@@ -123,10 +107,7 @@ async fn readiness_fails_while_the_database_is_unreachable() {
     let name = db.url().rsplit('/').next().unwrap().to_owned();
     let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
     let cut = |allow: bool| format!(r#"ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS {allow}"#);
-    sqlx::query(sqlx::AssertSqlSafe(cut(false)))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(cut(false))).execute(&mut admin).await.unwrap();
     sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
         .bind(&name)
         .execute(&mut admin)
@@ -140,10 +121,7 @@ async fn readiness_fails_while_the_database_is_unreachable() {
     let (status, _, _) = app.call(Method::GET, "/healthz", None).await;
     assert_eq!(status, StatusCode::OK);
 
-    sqlx::query(sqlx::AssertSqlSafe(cut(true)))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(cut(true))).execute(&mut admin).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let (status, _, body) = app.call(Method::GET, "/readyz", None).await;
@@ -171,8 +149,7 @@ async fn an_endpoint_in_trouble_shows_its_lowered_limit_in_metrics_and_on_its_pa
     .await;
     let receiver = Receiver::answering(&[503]).await;
     let (account, email) = crate::dashboard::user(&app).await;
-    app.local_integration(&account, &receiver.url("/hook"), &["sms"])
-        .await;
+    app.local_integration(&account, &receiver.url("/hook"), &["sms"]).await;
     let metrics = |token: Option<&'static str>| {
         let mut req = app.http.get(app.url("/metrics"));
         if let Some(t) = token {
@@ -194,10 +171,8 @@ async fn an_endpoint_in_trouble_shows_its_lowered_limit_in_metrics_and_on_its_pa
     // One event: a 503 (halves the limit), then a 200 (adds 1/8: still 8).
     app.ingest_example(&account, sipsim_core::Event::Sms).await;
     assert_eq!(receiver.wait_for(2, Duration::from_secs(10)).await.len(), 2);
-    let series = format!(
-        "sipsim_integration_concurrency_limit{{account_id=\"{}\"}}",
-        account.as_str()
-    );
+    let series =
+        format!("sipsim_integration_concurrency_limit{{account_id=\"{}\"}}", account.as_str());
     let deadline = Instant::now() + Duration::from_secs(5);
     let after = loop {
         let (_, text) = metrics(Some(TOKEN)).await;
@@ -207,10 +182,7 @@ async fn an_endpoint_in_trouble_shows_its_lowered_limit_in_metrics_and_on_its_pa
         assert!(Instant::now() < deadline, "{text}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    assert_eq!(
-        sample(&after, "sipsim_integrations_concurrency_lowered"),
-        1.0
-    );
+    assert_eq!(sample(&after, "sipsim_integrations_concurrency_lowered"), 1.0);
 
     let (session, _, _) =
         crate::dashboard::login_at(&app.url(""), &email, crate::dashboard::PASSWORD, false).await;
@@ -252,17 +224,13 @@ async fn requests_are_labelled_by_their_route_template() {
         assert!(sample(&text, series) >= 1.0, "{series} missing:\n{text}");
     }
     assert!(
-        sample(
-            &text,
-            r#"sipsim_http_requests_total{route="other",method="GET",status="404"}"#
-        ) >= 2.0,
+        sample(&text, r#"sipsim_http_requests_total{route="other",method="GET",status="404"}"#)
+            >= 2.0,
         "{text}"
     );
     for id in ["sms\"", "dlv_1", "dlv_2", "wp-admin", "a/b"] {
         assert!(
-            !text
-                .lines()
-                .any(|l| l.starts_with("sipsim_http") && l.contains(id)),
+            !text.lines().any(|l| l.starts_with("sipsim_http") && l.contains(id)),
             "{id} in a label:\n{text}"
         );
     }

@@ -41,18 +41,15 @@ async fn every_documented_operation_is_served_and_every_served_route_is_document
     // Each documented operation answers (not 404/405) when called without credentials.
     for op in &documented {
         let (method, path) = op.split_once(' ').unwrap();
-        let path = path
-            .replace("{event}", "sms")
-            .replace("{id}", "dlv_0123456789abcdefghjkmnpqrs");
+        let path = path.replace("{event}", "sms").replace("{id}", "dlv_0123456789abcdefghjkmnpqrs");
         let method = Method::from_bytes(method.as_bytes()).unwrap();
         let (status, _, _) = app.call(method.clone(), &path, None).await;
         assert!(
             status != 404 && status != 405,
             "{method} {path} is documented but answers {status}"
         );
-        let template = path
-            .replace("/sms", "/{event}")
-            .replace("dlv_0123456789abcdefghjkmnpqrs", "{id}");
+        let template =
+            path.replace("/sms", "/{event}").replace("dlv_0123456789abcdefghjkmnpqrs", "{id}");
         let documented_statuses: Vec<u16> = doc["paths"][template][method.as_str().to_lowercase()]
             ["responses"]
             .as_object()
@@ -88,10 +85,7 @@ async fn document_carries_the_contracts_examples_and_scopes() {
         doc["paths"]["/api/v2/webhooks"]["get"]["security"][0]["bearer"],
         serde_json::json!(["webhooks.read"])
     );
-    assert_eq!(
-        doc["components"]["securitySchemes"]["bearer"]["scheme"],
-        "bearer"
-    );
+    assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
     assert_eq!(
         doc["paths"]["/api/v2/webhooks/available"]["get"]["responses"]["200"]["content"]
             ["application/json"]["example"]["data"]

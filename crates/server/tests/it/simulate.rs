@@ -18,8 +18,7 @@ async fn simulated_lifecycles_arrive_complete_and_in_order() {
     let receiver = Receiver::answering(&[]).await;
     let account = app.account().await;
     let all: Vec<&str> = Event::CATALOG.iter().map(|e| e.name()).collect();
-    app.local_integration(&account, &receiver.url("/hook"), &all)
-        .await;
+    app.local_integration(&account, &receiver.url("/hook"), &all).await;
 
     let out = succeeded(
         Command::new(env!("CARGO_BIN_EXE_sipsimd"))
@@ -68,14 +67,8 @@ async fn simulated_lifecycles_arrive_complete_and_in_order() {
             .filter(|n| **n == "incoming_call_end" || **n == "outgoing_call_end")
             .count();
         assert_eq!(ends, 1, "{pbx}: {names:?}");
-        let times: Vec<&str> = events
-            .iter()
-            .map(|(_, b)| b["time"].as_str().unwrap())
-            .collect();
-        assert!(
-            times.windows(2).all(|w| w[0] <= w[1]),
-            "{pbx}: {names:?} at {times:?}"
-        );
+        let times: Vec<&str> = events.iter().map(|(_, b)| b["time"].as_str().unwrap()).collect();
+        assert!(times.windows(2).all(|w| w[0] <= w[1]), "{pbx}: {names:?} at {times:?}");
         for (_, body) in events {
             assert_eq!(body["caller"], events[0].1["caller"], "{pbx}");
         }
@@ -87,9 +80,6 @@ async fn simulated_lifecycles_arrive_complete_and_in_order() {
             Event::Summary => 1,
             _ => 2,
         };
-        assert!(
-            events.windows(2).all(|w| rank(&w[0]) < rank(&w[1])),
-            "call {call_id}: {events:?}"
-        );
+        assert!(events.windows(2).all(|w| rank(&w[0]) < rank(&w[1])), "call {call_id}: {events:?}");
     }
 }

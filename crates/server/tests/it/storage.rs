@@ -24,17 +24,10 @@ async fn ingest(
     key: &str,
     items: &Value,
 ) -> (StatusCode, Option<String>, Value) {
-    let r = http
-        .post(format!("{base}/internal/v1/events"))
-        .bearer_auth(key)
-        .json(items)
-        .fetch()
-        .await;
+    let r =
+        http.post(format!("{base}/internal/v1/events")).bearer_auth(key).json(items).fetch().await;
     let status = r.status();
-    let retry = r
-        .headers()
-        .get("retry-after")
-        .map(|v| v.to_str().unwrap().to_owned());
+    let retry = r.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
     (status, retry, r.json().await.unwrap_or(Value::Null))
 }
 
@@ -47,11 +40,7 @@ fn assert_storage_full(status: StatusCode, retry: Option<String>, body: &Value) 
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(retry.as_deref(), Some("30"));
     assert_eq!(body["status"], 503);
-    assert_eq!(
-        body["errors"][0],
-        sipsim_server::error::STORAGE_FULL_MESSAGE,
-        "{body}"
-    );
+    assert_eq!(body["errors"][0], sipsim_server::error::STORAGE_FULL_MESSAGE, "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -59,10 +48,8 @@ async fn a_full_sqlite_database_answers_503_and_recovers_once_space_is_freed() {
     let receiver = Receiver::answering(&[]).await;
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("small.db").display());
-    let ballast = operator(&db, &["account", "create", "Ballast"])["account_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let ballast =
+        operator(&db, &["account", "create", "Ballast"])["account_id"].as_str().unwrap().to_owned();
     let acme = operator_account_with_integration(&db, "Acme", &receiver.url("/hook"), "sms");
     // As if the database were on a 3 MiB filesystem.
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sipsimd"));
@@ -95,13 +82,7 @@ async fn a_full_sqlite_database_answers_503_and_recovers_once_space_is_freed() {
     assert_storage_full(status, retry, &body);
     let (status, body) = readyz(&http, &server.base).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
-    assert!(
-        body["checks"]["database"]
-            .as_str()
-            .unwrap()
-            .starts_with("storage full"),
-        "{body}"
-    );
+    assert!(body["checks"]["database"].as_str().unwrap().starts_with("storage full"), "{body}");
     // It stays a clear 503 — the writer is not wedged — and stores nothing half.
     for _ in 0..3 {
         let (status, retry, body) = ingest(&http, &server.base, KEY, &batch(&acme, 100)).await;
@@ -133,8 +114,7 @@ async fn a_postgres_commit_that_fails_for_want_of_space_is_503_and_the_writer_re
     };
     let app = TestApp::spawn_on(db.url()).await;
     let account = app.account().await;
-    app.integration(&account, "https://example.com/h", &["sms"])
-        .await;
+    app.integration(&account, "https://example.com/h", &["sms"]).await;
     // A deferred trigger fails every commit that stored a message or a setting with `disk_full`
     // while the switch is on: PostgreSQL reports a full disk at the same point.
     let mut admin = sqlx::PgConnection::connect(db.url()).await.unwrap();
@@ -160,16 +140,11 @@ async fn a_postgres_commit_that_fails_for_want_of_space_is_503_and_the_writer_re
     }
     let (status, _, body) = app.call(Method::GET, "/readyz", None).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
-    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages")
-        .fetch_one(&mut admin)
-        .await
-        .unwrap();
+    let stored: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM messages").fetch_one(&mut admin).await.unwrap();
     assert_eq!(stored, 0, "nothing half-stored");
 
-    sqlx::query("DELETE FROM disk_is_full")
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    sqlx::query("DELETE FROM disk_is_full").execute(&mut admin).await.unwrap();
     let (status, _, body) = app.call(Method::GET, "/readyz", None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, _, body) =

@@ -13,11 +13,8 @@ use crate::rows::{self, CLIENT_COLUMNS};
 #[async_trait]
 impl<B: Backend> Accounts for SqlStore<B> {
     async fn create_account(&self, name: &str) -> Result<Account, StoreError> {
-        let account = Account {
-            id: AccountId::generate(),
-            name: name.to_owned(),
-            created_at_ms: now_ms(),
-        };
+        let account =
+            Account { id: AccountId::generate(), name: name.to_owned(), created_at_ms: now_ms() };
         self.write_run(
             "INSERT INTO accounts (id, name, created_at) VALUES ($1, $2, $3)",
             &[
@@ -65,12 +62,9 @@ impl<B: Backend> Accounts for SqlStore<B> {
             )
             .await
             .map_err(backend)?;
-        tx.run(
-            "DELETE FROM idempotency_keys WHERE account_id = $1",
-            &[id.as_str().into()],
-        )
-        .await
-        .map_err(backend)?;
+        tx.run("DELETE FROM idempotency_keys WHERE account_id = $1", &[id.as_str().into()])
+            .await
+            .map_err(backend)?;
         // Clients, integration, users and sessions, messages, deliveries and attempts cascade.
         let deleted = tx
             .run("DELETE FROM accounts WHERE id = $1", &[id.as_str().into()])
@@ -120,26 +114,21 @@ impl<B: Backend> Clients for SqlStore<B> {
 
     async fn get_client(&self, id: &ClientId) -> Result<Option<ApiClient>, StoreError> {
         let sql = format!("SELECT {CLIENT_COLUMNS} FROM api_clients WHERE id = $1");
-        self.read_one(AssertSqlSafe(sql), &[id.as_str().into()], rows::client)
-            .await
+        self.read_one(AssertSqlSafe(sql), &[id.as_str().into()], rows::client).await
     }
 
     async fn list_clients(&self, account: &AccountId) -> Result<Vec<ApiClient>, StoreError> {
         let sql = format!(
             "SELECT {CLIENT_COLUMNS} FROM api_clients WHERE account_id = $1 ORDER BY created_at, id"
         );
-        self.all_rows(AssertSqlSafe(sql), &[account.as_str().into()], rows::client)
-            .await
+        self.all_rows(AssertSqlSafe(sql), &[account.as_str().into()], rows::client).await
     }
 
     async fn delete_client(&self, id: &ClientId) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
         B::take_turn(&mut tx, Turn::RevocationLog).await?;
         let deleted = tx
-            .run(
-                "DELETE FROM api_clients WHERE id = $1",
-                &[id.as_str().into()],
-            )
+            .run("DELETE FROM api_clients WHERE id = $1", &[id.as_str().into()])
             .await
             .map_err(backend)?
             > 0;

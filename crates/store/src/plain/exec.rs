@@ -31,8 +31,7 @@ macro_rules! exec_for {
                 sql: S,
                 args: &[Arg<'_>],
             ) -> Result<Option<$row>, sqlx::Error> {
-                self.fetch_optional(bind(sqlx::query::<$db>(sql), args))
-                    .await
+                self.fetch_optional(bind(sqlx::query::<$db>(sql), args)).await
             }
 
             async fn all<S: SqlSafeStr + Send>(

@@ -19,11 +19,7 @@ use crate::rows::{self, Columns as _, INTEGRATION_COLUMNS, corrupt, secret_conte
 impl<B: Backend> SqlStore<B> {
     /// `secret` as stored in `account`'s row: sealed when a key is configured.
     fn sealed(&self, secret: &SigningSecret, account: &AccountId) -> String {
-        seal(
-            self.cipher.as_ref(),
-            secret.expose(),
-            &secret_context(account),
-        )
+        seal(self.cipher.as_ref(), secret.expose(), &secret_context(account))
     }
 
     /// The integration an `UPDATE … RETURNING` on the writer leaves, if it matched a row.
@@ -33,23 +29,17 @@ impl<B: Backend> SqlStore<B> {
         args: &[super::Arg<'_>],
     ) -> Result<Option<Integration>, StoreError> {
         let cipher = self.cipher.as_ref();
-        self.one_row(self.writer(), AssertSqlSafe(sql), args, |r| {
-            rows::integration(r, cipher)
-        })
-        .await
+        self.one_row(self.writer(), AssertSqlSafe(sql), args, |r| rows::integration(r, cipher))
+            .await
     }
 }
 
 #[async_trait]
 impl<B: Backend> Integrations for SqlStore<B> {
     async fn settings_version(&self) -> Result<i64, StoreError> {
-        self.read_one(
-            "SELECT version FROM settings_version WHERE id = 1",
-            &[],
-            |r| r.int(0),
-        )
-        .await?
-        .ok_or_else(|| corrupt("the settings_version row is missing"))
+        self.read_one("SELECT version FROM settings_version WHERE id = 1", &[], |r| r.int(0))
+            .await?
+            .ok_or_else(|| corrupt("the settings_version row is missing"))
     }
 
     async fn get_integration(
@@ -69,11 +59,8 @@ impl<B: Backend> Integrations for SqlStore<B> {
         account: &AccountId,
         update: IntegrationUpdate,
     ) -> Result<(Integration, bool), StoreError> {
-        let requested = if update.disabled {
-            IntegrationState::Disabled
-        } else {
-            IntegrationState::Enabled
-        };
+        let requested =
+            if update.disabled { IntegrationState::Disabled } else { IntegrationState::Enabled };
         let secret = self.sealed(&update.new_signing_secret, account);
         let mut tx = self.begin_write().await?;
         ensure_account(&mut *tx, account).await?;
@@ -115,10 +102,7 @@ impl<B: Backend> Integrations for SqlStore<B> {
 
     async fn remove_integration(&self, account: &AccountId) -> Result<bool, StoreError> {
         let removed = self
-            .write_run(
-                "DELETE FROM integrations WHERE account_id = $1",
-                &[account.as_str().into()],
-            )
+            .write_run("DELETE FROM integrations WHERE account_id = $1", &[account.as_str().into()])
             .await?;
         Ok(removed > 0)
     }
@@ -165,12 +149,7 @@ impl<B: Backend> Integrations for SqlStore<B> {
              WHERE account_id = $1 \
              RETURNING {INTEGRATION_COLUMNS}"
         );
-        let args = [
-            account.as_str().into(),
-            add.into(),
-            remove.into(),
-            now_ms().into(),
-        ];
+        let args = [account.as_str().into(), add.into(), remove.into(), now_ms().into()];
         self.updated_integration(sql, &args).await
     }
 
@@ -250,10 +229,8 @@ impl<B: Backend> Integrations for SqlStore<B> {
                  WHERE account_id = $1 AND status = 'paused'"
             }
         };
-        let affected = tx
-            .run(sql, &[account.as_str().into(), now_ms.into()])
-            .await
-            .map_err(backend)?;
+        let affected =
+            tx.run(sql, &[account.as_str().into(), now_ms.into()]).await.map_err(backend)?;
         release_chain_heads(&mut *tx, account, now_ms).await?;
         if kept == KeptDeliveries::Deliver && affected > 0 {
             B::notify(&mut tx, Notice::Due).await?;

@@ -26,13 +26,7 @@ async fn requeue(
         "INSERT INTO deliveries (id, message_id, account_id, event, status, next_attempt_at, \
                                  created_at, updated_at) \
          VALUES ($1, $2, $3, $4, 'pending', $5, $5, $5)",
-        &[
-            id.as_str().into(),
-            message_id.into(),
-            account.as_str().into(),
-            event.into(),
-            now.into(),
-        ],
+        &[id.as_str().into(), message_id.into(), account.as_str().into(), event.into(), now.into()],
     )
     .await
     .map_err(backend)?;
@@ -60,11 +54,7 @@ impl<B: Backend> DeliveryLog for SqlStore<B> {
         succeeded: bool,
     ) -> Result<DeliveryId, StoreError> {
         let delivery_id = DeliveryId::generate();
-        let status = if succeeded {
-            DeliveryStatus::Succeeded
-        } else {
-            DeliveryStatus::Failed
-        };
+        let status = if succeeded { DeliveryStatus::Succeeded } else { DeliveryStatus::Failed };
         let mut tx = self.begin_write().await?;
         ensure_account(&mut *tx, account).await?;
         tx.run(
@@ -130,30 +120,25 @@ impl<B: Backend> DeliveryLog for SqlStore<B> {
             filter.since_ms.into(),
             i64::from(limit).into(),
         ];
-        self.all_rows(AssertSqlSafe(sql), &args, rows::delivery)
-            .await
+        self.all_rows(AssertSqlSafe(sql), &args, rows::delivery).await
     }
 
     async fn get_delivery(&self, id: &DeliveryId) -> Result<Option<DeliveryRecord>, StoreError> {
         let sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = $1");
-        self.read_one(AssertSqlSafe(sql), &[id.as_str().into()], rows::delivery)
-            .await
+        self.read_one(AssertSqlSafe(sql), &[id.as_str().into()], rows::delivery).await
     }
 
     async fn list_attempts(&self, id: &DeliveryId) -> Result<Vec<AttemptRecord>, StoreError> {
         let sql = format!(
             "SELECT {ATTEMPT_COLUMNS} FROM delivery_attempts WHERE delivery_id = $1 ORDER BY attempt"
         );
-        self.all_rows(AssertSqlSafe(sql), &[id.as_str().into()], rows::attempt)
-            .await
+        self.all_rows(AssertSqlSafe(sql), &[id.as_str().into()], rows::attempt).await
     }
 
     async fn message_body(&self, id: &MessageId) -> Result<Option<Vec<u8>>, StoreError> {
-        self.read_one(
-            "SELECT body FROM messages WHERE id = $1",
-            &[id.as_str().into()],
-            |r| r.bytes(0),
-        )
+        self.read_one("SELECT body FROM messages WHERE id = $1", &[id.as_str().into()], |r| {
+            r.bytes(0)
+        })
         .await
     }
 
@@ -170,11 +155,7 @@ impl<B: Backend> DeliveryLog for SqlStore<B> {
              FROM deliveries d JOIN delivery_attempts a ON a.delivery_id = d.id \
              WHERE d.account_id = $1 AND a.started_at >= $2 \
              GROUP BY bucket ORDER BY bucket",
-            &[
-                account.as_str().into(),
-                since_ms.into(),
-                bucket_ms.max(1).into(),
-            ],
+            &[account.as_str().into(), since_ms.into(), bucket_ms.max(1).into()],
             rows::attempt_bucket,
         )
         .await
@@ -229,11 +210,7 @@ impl<B: Backend> DeliveryLog for SqlStore<B> {
                    AND NOT EXISTS (SELECT 1 FROM deliveries n \
                                    WHERE n.message_id = d.message_id AND n.id > d.id) \
                  ORDER BY d.id LIMIT $3",
-                &[
-                    account.as_str().into(),
-                    since_ms.into(),
-                    i64::from(limit).into(),
-                ],
+                &[account.as_str().into(), since_ms.into(), i64::from(limit).into()],
             )
             .await
             .map_err(backend)?;
@@ -258,10 +235,7 @@ impl<B: Backend> DeliveryLog for SqlStore<B> {
         // are kept for the retention period only, as DESIGN.md says; pending and in-flight ones stay.
         // The oldest a message of any account may be: the default, or the shortest override.
         let shortest = tx
-            .optional(
-                "SELECT MIN(retention_ms) FROM accounts WHERE retention_ms IS NOT NULL",
-                &[],
-            )
+            .optional("SELECT MIN(retention_ms) FROM accounts WHERE retention_ms IS NOT NULL", &[])
             .await
             .map_err(backend)?
             .map(|r| r.opt_int(0))
@@ -281,15 +255,9 @@ impl<B: Backend> DeliveryLog for SqlStore<B> {
             .await
             .map_err(backend)?;
         for (sql, before) in [
-            (
-                "DELETE FROM idempotency_keys WHERE created_at <= $1",
-                now_ms - IDEMPOTENCY_WINDOW_MS,
-            ),
+            ("DELETE FROM idempotency_keys WHERE created_at <= $1", now_ms - IDEMPOTENCY_WINDOW_MS),
             ("DELETE FROM sessions WHERE expires_at <= $1", now_ms),
-            (
-                "DELETE FROM client_revocations WHERE revoked_at < $1",
-                revocations_before_ms,
-            ),
+            ("DELETE FROM client_revocations WHERE revoked_at < $1", revocations_before_ms),
         ] {
             tx.run(sql, &[before.into()]).await.map_err(backend)?;
         }

@@ -201,11 +201,7 @@ pub struct SqlStore<B> {
 impl<B> SqlStore<B> {
     /// A store on `db`, sealing no secrets.
     pub(crate) fn new(db: B) -> Self {
-        SqlStore {
-            db,
-            cipher: None,
-            rotation: Arc::default(),
-        }
+        SqlStore { db, cipher: None, rotation: Arc::default() }
     }
 
     /// Encrypts signing secrets at rest with `cipher` (and reads sealed ones back with it).
@@ -285,10 +281,7 @@ pub(crate) async fn ensure_account(
     account: &AccountId,
 ) -> Result<(), StoreError> {
     let exists = conn
-        .optional(
-            "SELECT 1 FROM accounts WHERE id = $1",
-            &[account.as_str().into()],
-        )
+        .optional("SELECT 1 FROM accounts WHERE id = $1", &[account.as_str().into()])
         .await
         .map_err(backend)?;
     match exists {

@@ -43,11 +43,7 @@ impl<B: Backend> Users for SqlStore<B> {
         )
         .await
         .map_err(|e| {
-            if rows::is_unique_violation(&e) {
-                StoreError::EmailTaken
-            } else {
-                backend(e)
-            }
+            if rows::is_unique_violation(&e) { StoreError::EmailTaken } else { backend(e) }
         })?;
         tx.commit().await.map_err(backend)?;
         Ok(user)
@@ -56,8 +52,7 @@ impl<B: Backend> Users for SqlStore<B> {
     async fn get_user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
         let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE u.email = $1");
         let email = email.trim().to_lowercase();
-        self.read_one(AssertSqlSafe(sql), &[email.as_str().into()], rows::user)
-            .await
+        self.read_one(AssertSqlSafe(sql), &[email.as_str().into()], rows::user).await
     }
 
     async fn create_session(&self, session: &Session) -> Result<(), StoreError> {
@@ -84,11 +79,9 @@ impl<B: Backend> Users for SqlStore<B> {
             "SELECT {USER_COLUMNS}, {SESSION_COLUMNS} FROM sessions s \
              JOIN users u ON u.id = s.user_id WHERE s.token_hash = $1 AND s.expires_at > $2"
         );
-        self.read_one(
-            AssertSqlSafe(sql),
-            &[token_hash.as_bytes()[..].into(), now_ms.into()],
-            |r| Ok((rows::session(r)?, rows::user(r)?)),
-        )
+        self.read_one(AssertSqlSafe(sql), &[token_hash.as_bytes()[..].into(), now_ms.into()], |r| {
+            Ok((rows::session(r)?, rows::user(r)?))
+        })
         .await
     }
 
@@ -124,8 +117,7 @@ impl<B: Backend> Secrets for SqlStore<B> {
     }
 
     async fn stored_secrets(&self) -> Result<Vec<StoredSecret>, StoreError> {
-        self.all_rows(rows::STORED_SECRETS_SQL, &[], rows::stored_secret)
-            .await
+        self.all_rows(rows::STORED_SECRETS_SQL, &[], rows::stored_secret).await
     }
 
     async fn rewrite_secrets(&self, rewrites: &[SecretRewrite]) -> Result<bool, StoreError> {
@@ -159,11 +151,7 @@ impl<B: Backend> Secrets for SqlStore<B> {
 #[async_trait]
 impl<B: Backend> Health for SqlStore<B> {
     async fn ping(&self) -> Result<(), StoreError> {
-        self.read()
-            .await?
-            .run("SELECT 1", &[])
-            .await
-            .map_err(backend)?;
+        self.read().await?.run("SELECT 1", &[]).await.map_err(backend)?;
         Ok(())
     }
 
@@ -177,9 +165,7 @@ impl<B: Backend> Health for SqlStore<B> {
         )
         .await
         .map_err(backend)?;
-        conn.run("DELETE FROM settings WHERE key = 'write_probe'", &[])
-            .await
-            .map_err(backend)?;
+        conn.run("DELETE FROM settings WHERE key = 'write_probe'", &[]).await.map_err(backend)?;
         Ok(())
     }
 }

@@ -26,61 +26,17 @@ mod signal;
 
 /// The PostgreSQL migrations, embedded at compile time.
 pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
-    (
-        1,
-        "schema",
-        include_str!("../../migrations/postgres/0001_schema.sql"),
-    ),
-    (
-        2,
-        "users and sessions",
-        include_str!("../../migrations/postgres/0002_users_sessions.sql"),
-    ),
-    (
-        3,
-        "secret rotation",
-        include_str!("../../migrations/postgres/0003_secret_rotation.sql"),
-    ),
-    (
-        4,
-        "account retention",
-        include_str!("../../migrations/postgres/0004_account_retention.sql"),
-    ),
-    (
-        5,
-        "settings version",
-        include_str!("../../migrations/postgres/0005_settings_version.sql"),
-    ),
-    (
-        6,
-        "due by account",
-        include_str!("../../migrations/postgres/0006_due_by_account.sql"),
-    ),
-    (
-        7,
-        "queue functions",
-        include_str!("../../migrations/postgres/0007_queue_functions.sql"),
-    ),
-    (
-        8,
-        "ingest function",
-        include_str!("../../migrations/postgres/0008_ingest_function.sql"),
-    ),
-    (
-        9,
-        "low rate costs",
-        include_str!("../../migrations/postgres/0009_low_rate_costs.sql"),
-    ),
-    (
-        10,
-        "chain locks late",
-        include_str!("../../migrations/postgres/0010_chain_locks_late.sql"),
-    ),
-    (
-        11,
-        "claim in one call",
-        include_str!("../../migrations/postgres/0011_claim_in_one_call.sql"),
-    ),
+    (1, "schema", include_str!("../../migrations/postgres/0001_schema.sql")),
+    (2, "users and sessions", include_str!("../../migrations/postgres/0002_users_sessions.sql")),
+    (3, "secret rotation", include_str!("../../migrations/postgres/0003_secret_rotation.sql")),
+    (4, "account retention", include_str!("../../migrations/postgres/0004_account_retention.sql")),
+    (5, "settings version", include_str!("../../migrations/postgres/0005_settings_version.sql")),
+    (6, "due by account", include_str!("../../migrations/postgres/0006_due_by_account.sql")),
+    (7, "queue functions", include_str!("../../migrations/postgres/0007_queue_functions.sql")),
+    (8, "ingest function", include_str!("../../migrations/postgres/0008_ingest_function.sql")),
+    (9, "low rate costs", include_str!("../../migrations/postgres/0009_low_rate_costs.sql")),
+    (10, "chain locks late", include_str!("../../migrations/postgres/0010_chain_locks_late.sql")),
+    (11, "claim in one call", include_str!("../../migrations/postgres/0011_claim_in_one_call.sql")),
 ];
 
 /// The channel on which a write that made deliveries due wakes every node's dispatcher (migration
@@ -121,9 +77,7 @@ impl PgStore {
     /// Connects to the database at `url` (`postgres://user:password@host:port/db?…`) with a pool of
     /// at most `max_connections`. Does not migrate: call [`PgStore::migrate`].
     pub async fn open(url: &str, max_connections: u32) -> Result<Self, StoreError> {
-        let options = PgConnectOptions::from_str(url)
-            .map_err(backend)?
-            .application_name("sipsimd");
+        let options = PgConnectOptions::from_str(url).map_err(backend)?.application_name("sipsimd");
         let tag = signal::node_tag();
         let on_connect = tag.clone();
         let pool = PgPoolOptions::new()
@@ -146,20 +100,13 @@ impl PgStore {
             .after_connect(move |conn, _| {
                 let tag = on_connect.clone();
                 Box::pin(async move {
-                    sqlx::query(signal::SET_TAG)
-                        .bind(tag)
-                        .execute(conn)
-                        .await
-                        .map(drop)
+                    sqlx::query(signal::SET_TAG).bind(tag).execute(conn).await.map(drop)
                 })
             })
             .connect_with(options)
             .await
             .map_err(backend)?;
-        Ok(SqlStore::new(PgDb {
-            due: signal::DueSignal::spawn(pool.clone(), tag),
-            pool,
-        }))
+        Ok(SqlStore::new(PgDb { due: signal::DueSignal::spawn(pool.clone(), tag), pool }))
     }
 
     /// Applies every pending migration. sqlx holds a PostgreSQL advisory lock for the whole run, so
@@ -187,11 +134,7 @@ async fn notify_due(conn: &mut PgConnection) -> Result<(), StoreError> {
 
 /// Queues a notification on `channel`, sent when the surrounding transaction commits.
 async fn notify(conn: &mut PgConnection, channel: &str) -> Result<(), StoreError> {
-    sqlx::query("SELECT pg_notify($1, '')")
-        .bind(channel)
-        .execute(conn)
-        .await
-        .map_err(backend)?;
+    sqlx::query("SELECT pg_notify($1, '')").bind(channel).execute(conn).await.map_err(backend)?;
     Ok(())
 }
 
@@ -287,9 +230,7 @@ impl Cluster for PgStore {
 
     async fn watch(&self, on_signal: &(dyn Fn(Signal) + Send + Sync)) -> Result<(), StoreError> {
         // A connection of its own (not from the pool): LISTEN holds it for as long as this runs.
-        let mut listener = PgListener::connect_with(&self.pool)
-            .await
-            .map_err(backend)?;
+        let mut listener = PgListener::connect_with(&self.pool).await.map_err(backend)?;
         listener
             .listen_all([DUE_CHANNEL, REVOKED_CHANNEL, SETTINGS_CHANNEL])
             .await

@@ -33,13 +33,8 @@ use crate::rows::{self, ClaimError, IDEMPOTENCY_WINDOW_MS, corrupt};
 
 /// The tables the queue's hot statements read and write, whose planner statistics
 /// [`DeliveryQueue::refresh_planner_statistics`] keeps current.
-const QUEUE_TABLES: [&str; 5] = [
-    "deliveries",
-    "delivery_attempts",
-    "idempotency_keys",
-    "integrations",
-    "messages",
-];
+const QUEUE_TABLES: [&str; 5] =
+    ["deliveries", "delivery_attempts", "idempotency_keys", "integrations", "messages"];
 
 #[async_trait]
 impl DeliveryQueue for PgStore {
@@ -139,16 +134,10 @@ impl DeliveryQueue for PgStore {
         // when the nodes analyze the grown tables (`refresh_planner_statistics`); until then the
         // function's settings and shape keep it on its indexes (migrations 0007, 0011,
         // docs/DECISIONS.md, "PostgreSQL's planner without autovacuum").
-        let (busy, busy_n): (Vec<&str>, Vec<i64>) = shares
-            .in_use
-            .iter()
-            .map(|(account, n)| (account.as_str(), i64::from(*n)))
-            .unzip();
-        let (lowered, lowered_n): (Vec<&str>, Vec<i64>) = shares
-            .lowered
-            .iter()
-            .map(|(account, n)| (account.as_str(), i64::from(*n)))
-            .unzip();
+        let (busy, busy_n): (Vec<&str>, Vec<i64>) =
+            shares.in_use.iter().map(|(account, n)| (account.as_str(), i64::from(*n))).unzip();
+        let (lowered, lowered_n): (Vec<&str>, Vec<i64>) =
+            shares.lowered.iter().map(|(account, n)| (account.as_str(), i64::from(*n))).unzip();
         let rows = sqlx::query(
             "SELECT * FROM sipsim_claim_turn($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
@@ -171,11 +160,7 @@ impl DeliveryQueue for PgStore {
         let mut visited = Vec::new();
         for row in &rows {
             // The visited accounts come as rows without a delivery: the account and its place.
-            if row
-                .try_get::<Option<&str>, _>(0)
-                .map_err(backend)?
-                .is_none()
-            {
+            if row.try_get::<Option<&str>, _>(0).map_err(backend)?.is_none() {
                 let account = row.try_get::<&str, _>(2).map_err(backend)?;
                 let step = row.try_get::<i64, _>(11).map_err(backend)?;
                 visited.push((step, AccountId::parse(account).map_err(corrupt)?));
@@ -188,9 +173,7 @@ impl DeliveryQueue for PgStore {
                 // stops claiming. Never marked failed.
                 Err(ClaimError::Secret(id, why)) => {
                     self.hand_back(&token).await?;
-                    return Err(StoreError::SecretUnreadable(format!(
-                        "delivery {id}: {why}"
-                    )));
+                    return Err(StoreError::SecretUnreadable(format!("delivery {id}: {why}")));
                 }
                 Err(ClaimError::Store(e)) => {
                     self.hand_back(&token).await?;
@@ -199,10 +182,8 @@ impl DeliveryQueue for PgStore {
             }
         }
         visited.sort_by_key(|(step, _)| *step);
-        self.rotation.advance(
-            visited.iter().map(|(_, account)| account),
-            out.iter().map(|c| &c.account_id),
-        );
+        self.rotation
+            .advance(visited.iter().map(|(_, account)| account), out.iter().map(|c| &c.account_id));
         Ok(out)
     }
 
@@ -233,10 +214,7 @@ impl DeliveryQueue for PgStore {
         .map_err(backend)?;
         let held: HashSet<String> = held.into_iter().collect();
         Ok(Completed {
-            applied: results
-                .iter()
-                .map(|r| held.contains(r.id.as_str()))
-                .collect(),
+            applied: results.iter().map(|r| held.contains(r.id.as_str())).collect(),
             released: u64::try_from(released).unwrap_or(0),
         })
     }
@@ -259,10 +237,7 @@ impl DeliveryQueue for PgStore {
         .await
         .map_err(backend)?;
         // Only the constant names are spliced in.
-        for table in QUEUE_TABLES
-            .iter()
-            .filter(|t| changed.iter().any(|c| c == *t))
-        {
+        for table in QUEUE_TABLES.iter().filter(|t| changed.iter().any(|c| c == *t)) {
             sqlx::query(AssertSqlSafe(format!("ANALYZE {table}")))
                 .execute(&mut *tx)
                 .await
@@ -324,12 +299,7 @@ impl DeliveryQueue for PgStore {
                 "COALESCE(deliveries.next_attempt_at, $3)"
             )
         )))
-        .bind(
-            claimed
-                .iter()
-                .map(|(id, _)| id.as_str())
-                .collect::<Vec<_>>(),
-        )
+        .bind(claimed.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>())
         .bind(claimed.iter().map(|(_, t)| t.as_str()).collect::<Vec<_>>())
         .bind(now)
         .execute(&mut *tx)
@@ -441,8 +411,7 @@ impl<'a> IngestColumns<'a> {
     fn push(&mut self, group: i64, msg: &'a NewMessage) {
         self.group.push(group);
         self.message.push(MessageId::generate().as_str().to_owned());
-        self.delivery
-            .push(DeliveryId::generate().as_str().to_owned());
+        self.delivery.push(DeliveryId::generate().as_str().to_owned());
         self.account.push(msg.account_id.as_str());
         self.event.push(msg.event.name());
         self.event_bit.push(EventSet::of(msg.event).bits());

@@ -30,10 +30,7 @@ pub(super) const SET_TAG: &str = "SELECT set_config('sipsim.node', $1, false)";
 
 /// A new node's tag: random, so that two nodes, or two stores in one process, never share one.
 pub(super) fn node_tag() -> String {
-    format!(
-        "{:016x}",
-        u64::from_ne_bytes(sipsim_core::random::bytes::<8>())
-    )
+    format!("{:016x}", u64::from_ne_bytes(sipsim_core::random::bytes::<8>()))
 }
 
 /// The sending side; the task ends when the last clone of its store is dropped.

@@ -56,10 +56,7 @@ pub(super) async fn ingest_into(
         }
     }
     // Every account must exist: the first unknown one fails the batch.
-    if let Some(unknown) = batch
-        .iter()
-        .find(|m| !known.contains(m.account_id.as_str()))
-    {
+    if let Some(unknown) = batch.iter().find(|m| !known.contains(m.account_id.as_str())) {
         return Err(StoreError::AccountNotFound(unknown.account_id.clone()));
     }
 
@@ -80,18 +77,12 @@ pub(super) async fn ingest_into(
         for (account, key) in chunk {
             query = query.bind(*account).bind(*key);
         }
-        for row in query
-            .bind(now - IDEMPOTENCY_WINDOW_MS)
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(backend)?
+        for row in
+            query.bind(now - IDEMPOTENCY_WINDOW_MS).fetch_all(&mut *conn).await.map_err(backend)?
         {
             let id: String = row.try_get(2).map_err(backend)?;
             first_with_key.insert(
-                (
-                    row.try_get(0).map_err(backend)?,
-                    row.try_get(1).map_err(backend)?,
-                ),
+                (row.try_get(0).map_err(backend)?, row.try_get(1).map_err(backend)?),
                 MessageId::parse(&id).map_err(corrupt)?,
             );
         }
@@ -120,14 +111,8 @@ pub(super) async fn ingest_into(
         }
         for row in query.fetch_all(&mut *conn).await.map_err(backend)? {
             chains.insert(
-                (
-                    row.try_get(0).map_err(backend)?,
-                    row.try_get(1).map_err(backend)?,
-                ),
-                (
-                    row.try_get(2).map_err(backend)?,
-                    row.try_get(3).map_err(backend)?,
-                ),
+                (row.try_get(0).map_err(backend)?, row.try_get(1).map_err(backend)?),
+                (row.try_get(2).map_err(backend)?, row.try_get(3).map_err(backend)?),
             );
         }
     }
@@ -136,14 +121,9 @@ pub(super) async fn ingest_into(
     let mut outcomes = Vec::with_capacity(batch.len());
     for &msg in batch {
         let account = msg.account_id.as_str();
-        let idempotency = msg
-            .idempotency_key
-            .as_ref()
-            .map(|k| (account.to_owned(), k.clone()));
+        let idempotency = msg.idempotency_key.as_ref().map(|k| (account.to_owned(), k.clone()));
         if let Some(first) = idempotency.as_ref().and_then(|k| first_with_key.get(k)) {
-            outcomes.push(IngestOutcome::Duplicate {
-                message_id: first.clone(),
-            });
+            outcomes.push(IngestOutcome::Duplicate { message_id: first.clone() });
             continue;
         }
         let message_id = MessageId::generate();
@@ -185,10 +165,7 @@ pub(super) async fn ingest_into(
                     due: (!waits).then_some(now),
                     seq,
                 });
-                outcomes.push(IngestOutcome::Enqueued {
-                    message_id,
-                    delivery_id,
-                });
+                outcomes.push(IngestOutcome::Enqueued { message_id, delivery_id });
             }
         }
     }

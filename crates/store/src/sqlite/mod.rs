@@ -31,56 +31,24 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "accounts clients integrations",
         include_str!("../../migrations/sqlite/0001_accounts_clients_integrations.sql"),
     ),
-    (
-        2,
-        "delivery queue",
-        include_str!("../../migrations/sqlite/0002_delivery_queue.sql"),
-    ),
+    (2, "delivery queue", include_str!("../../migrations/sqlite/0002_delivery_queue.sql")),
     (
         3,
         "deliveries by account and id",
         include_str!("../../migrations/sqlite/0003_deliveries_by_account_id.sql"),
     ),
-    (
-        4,
-        "pause",
-        include_str!("../../migrations/sqlite/0004_pause.sql"),
-    ),
-    (
-        5,
-        "ordering",
-        include_str!("../../migrations/sqlite/0005_ordering.sql"),
-    ),
-    (
-        6,
-        "users and sessions",
-        include_str!("../../migrations/sqlite/0006_users_sessions.sql"),
-    ),
-    (
-        7,
-        "secret rotation",
-        include_str!("../../migrations/sqlite/0007_secret_rotation.sql"),
-    ),
-    (
-        8,
-        "account retention",
-        include_str!("../../migrations/sqlite/0008_account_retention.sql"),
-    ),
-    (
-        9,
-        "settings version",
-        include_str!("../../migrations/sqlite/0009_settings_version.sql"),
-    ),
+    (4, "pause", include_str!("../../migrations/sqlite/0004_pause.sql")),
+    (5, "ordering", include_str!("../../migrations/sqlite/0005_ordering.sql")),
+    (6, "users and sessions", include_str!("../../migrations/sqlite/0006_users_sessions.sql")),
+    (7, "secret rotation", include_str!("../../migrations/sqlite/0007_secret_rotation.sql")),
+    (8, "account retention", include_str!("../../migrations/sqlite/0008_account_retention.sql")),
+    (9, "settings version", include_str!("../../migrations/sqlite/0009_settings_version.sql")),
     (
         10,
         "due index without waiting",
         include_str!("../../migrations/sqlite/0010_due_index_without_waiting.sql"),
     ),
-    (
-        11,
-        "due by account",
-        include_str!("../../migrations/sqlite/0011_due_by_account.sql"),
-    ),
+    (11, "due by account", include_str!("../../migrations/sqlite/0011_due_by_account.sql")),
 ];
 
 /// Rows bound into one multi-row statement (at most 10 values each: far below SQLite's 32,766).
@@ -168,10 +136,7 @@ impl SqliteStore {
 
     /// Applies every pending migration.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        crate::migrator(MIGRATIONS)
-            .run(&self.write)
-            .await
-            .map_err(migrate_error)
+        crate::migrator(MIGRATIONS).run(&self.write).await.map_err(migrate_error)
     }
 
     /// The database file, or `None` for an in-memory database.
@@ -187,24 +152,14 @@ impl SqliteStore {
         #[cfg(unix)]
         let created = {
             use std::os::unix::fs::OpenOptionsExt;
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(target)
+            std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(target)
         };
         #[cfg(not(unix))]
-        let created = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(target);
+        let created = std::fs::OpenOptions::new().write(true).create_new(true).open(target);
         created.map_err(|e| StoreError::Backend(Box::new(e)))?;
         let path = target.to_string_lossy().into_owned();
-        let copied = sqlx::query("VACUUM INTO ?1")
-            .bind(&path)
-            .execute(&self.write)
-            .await
-            .map_err(backend);
+        let copied =
+            sqlx::query("VACUUM INTO ?1").bind(&path).execute(&self.write).await.map_err(backend);
         if copied.is_err() {
             // Leave no half-written copy that could be mistaken for a backup.
             let _ = std::fs::remove_file(target);
@@ -258,12 +213,7 @@ pub(crate) fn create_private(path: &std::path::Path) -> Result<(), StoreError> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-        {
+        match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 if let Ok(meta) = std::fs::metadata(path)
@@ -300,10 +250,7 @@ impl Backend for SqliteDb {
     /// (busy timeout) instead of failing it half-way. Writers therefore take turns: every [`Turn`]
     /// is taken already.
     async fn begin_write(&self) -> Result<WriteTx<Self>, StoreError> {
-        self.write
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(backend)
+        self.write.begin_with("BEGIN IMMEDIATE").await.map_err(backend)
     }
 
     async fn take_turn(_: &mut SqliteConnection, _: Turn<'_>) -> Result<(), StoreError> {
@@ -329,10 +276,7 @@ impl Backend for SqliteDb {
     /// next checkpoint). PostgreSQL's own VACUUM (autovacuum) reclaims dead rows there.
     async fn scrub(&self, rebuild: bool) -> Result<(), StoreError> {
         if rebuild {
-            sqlx::query("VACUUM")
-                .execute(&self.write)
-                .await
-                .map_err(backend)?;
+            sqlx::query("VACUUM").execute(&self.write).await.map_err(backend)?;
         }
         sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
             .execute(&self.write)

@@ -95,8 +95,7 @@ impl DeliveryQueue for SqliteStore {
             .collect::<Result<Vec<_>, _>>()?;
         let allotted = Rotation::shares(&visited, shares, now, limit);
         if allotted.is_empty() {
-            self.rotation
-                .advance(visited.iter().map(|v| &v.account), []);
+            self.rotation.advance(visited.iter().map(|v| &v.account), []);
             return Ok(Vec::new());
         }
         let mut tx = self.begin_write().await?;
@@ -133,8 +132,7 @@ impl DeliveryQueue for SqliteStore {
             left = left.saturating_sub(u32::try_from(got).unwrap_or(u32::MAX));
         }
         if left == limit {
-            self.rotation
-                .advance(visited.iter().map(|v| &v.account), []);
+            self.rotation.advance(visited.iter().map(|v| &v.account), []);
             tx.commit().await.map_err(backend)?;
             return Ok(Vec::new());
         }
@@ -176,17 +174,13 @@ impl DeliveryQueue for SqliteStore {
                 // transaction is dropped, so every delivery of this claim is handed back untouched
                 // for a node that can, and the dispatcher stops claiming. Never marked failed.
                 Err(ClaimError::Secret(id, why)) => {
-                    return Err(StoreError::SecretUnreadable(format!(
-                        "delivery {id}: {why}"
-                    )));
+                    return Err(StoreError::SecretUnreadable(format!("delivery {id}: {why}")));
                 }
                 Err(ClaimError::Store(e)) => return Err(e),
             }
         }
-        self.rotation.advance(
-            visited.iter().map(|v| &v.account),
-            out.iter().map(|c| &c.account_id),
-        );
+        self.rotation
+            .advance(visited.iter().map(|v| &v.account), out.iter().map(|c| &c.account_id));
         tx.commit().await.map_err(backend)?;
         Ok(out)
     }
@@ -258,10 +252,7 @@ impl DeliveryQueue for SqliteStore {
                 chains.push((account, key, ended));
             }
             let before = failing.remove(account.as_str());
-            failing.insert(
-                account,
-                Failing::after(before, r.completion, r.record.started_at_ms),
-            );
+            failing.insert(account, Failing::after(before, r.completion, r.record.started_at_ms));
         }
         for chunk in logged.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
@@ -314,11 +305,7 @@ impl DeliveryQueue for SqliteStore {
             for ((account, key), at) in chunk {
                 query = query.bind(*account).bind(*key).bind(*at);
             }
-            released += query
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?
-                .rows_affected();
+            released += query.execute(&mut *tx).await.map_err(backend)?.rows_affected();
         }
         // Integrations are written only where the clock really moves (rarely: at the first failure
         // after a success and the first success after failures).
@@ -334,10 +321,7 @@ impl DeliveryQueue for SqliteStore {
                 query = query.bind(*account);
             }
             for row in query.fetch_all(&mut *tx).await.map_err(backend)? {
-                current.insert(
-                    row.try_get(0).map_err(backend)?,
-                    row.try_get(1).map_err(backend)?,
-                );
+                current.insert(row.try_get(0).map_err(backend)?, row.try_get(1).map_err(backend)?);
             }
         }
         for (account, track) in failing {
@@ -357,12 +341,7 @@ impl DeliveryQueue for SqliteStore {
                 ),
                 _ => continue,
             };
-            sqlx::query(sql)
-                .bind(account)
-                .bind(at)
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
+            sqlx::query(sql).bind(account).bind(at).execute(&mut *tx).await.map_err(backend)?;
         }
         tx.commit().await.map_err(backend)?;
         Ok(Completed { applied, released })

@@ -12,12 +12,7 @@ fn sample(seed: u64, n: usize) -> Vec<Vec<Planned>> {
     (0..n)
         .map(|i| {
             let company = &companies[i % companies.len()];
-            lifecycle(
-                &mut rng,
-                company,
-                &mut ids,
-                1_736_935_200_000 + i as i64 * 1000,
-            )
+            lifecycle(&mut rng, company, &mut ids, 1_736_935_200_000 + i as i64 * 1000)
         })
         .collect()
 }
@@ -85,21 +80,12 @@ fn the_mix_covers_every_event_and_both_kinds_of_chain() {
         }
     }
     assert_eq!(seen.len(), 14, "{seen:?}");
-    assert!(
-        sequential > 100 && simultaneous > 100,
-        "{sequential} {simultaneous}"
-    );
+    assert!(sequential > 100 && simultaneous > 100, "{sequential} {simultaneous}");
     for s in ["ANSWER", "MISSED", "BUSY", "NOANSWER"] {
-        assert!(
-            statuses.contains(&(Event::IncomingCallEnd, s.to_owned())),
-            "{s}"
-        );
+        assert!(statuses.contains(&(Event::IncomingCallEnd, s.to_owned())), "{s}");
     }
     for s in ["ANSWER", "BUSY", "NOANSWER"] {
-        assert!(
-            statuses.contains(&(Event::OutgoingCallEnd, s.to_owned())),
-            "{s}"
-        );
+        assert!(statuses.contains(&(Event::OutgoingCallEnd, s.to_owned())), "{s}");
     }
 }
 
@@ -114,19 +100,14 @@ fn lifecycles_are_in_order_and_consistent() {
             continue;
         }
         assert!(
-            matches!(
-                first.event,
-                Event::IncomingCallStart | Event::OutgoingCallStart
-            ),
+            matches!(first.event, Event::IncomingCallStart | Event::OutgoingCallStart),
             "{:?}",
             first.event
         );
         let pbx = text(first, "pbx_id");
         assert!(pbx.starts_with("call_"));
-        let call_events: Vec<&Planned> = call
-            .iter()
-            .filter(|p| p.payload.get("pbx_id").is_some())
-            .collect();
+        let call_events: Vec<&Planned> =
+            call.iter().filter(|p| p.payload.get("pbx_id").is_some()).collect();
         for p in &call_events {
             assert_eq!(text(p, "pbx_id"), pbx);
             assert_eq!(text(p, "caller"), text(first, "caller"));
@@ -137,20 +118,14 @@ fn lifecycles_are_in_order_and_consistent() {
         } else {
             Event::OutgoingCallEnd
         };
-        let ends: Vec<&&Planned> = call_events
-            .iter()
-            .filter(|p| p.event == end_event)
-            .collect();
+        let ends: Vec<&&Planned> = call_events.iter().filter(|p| p.event == end_event).collect();
         assert_eq!(ends.len(), 1, "one end per call");
         let end = ends[0];
         let status = text(end, "status");
         let duration = end.payload["duration"].as_i64().unwrap();
-        let answer = call.iter().find(|p| {
-            matches!(
-                p.event,
-                Event::IncomingCallAnswer | Event::OutgoingCallAnswer
-            )
-        });
+        let answer = call
+            .iter()
+            .find(|p| matches!(p.event, Event::IncomingCallAnswer | Event::OutgoingCallAnswer));
         if status == "ANSWER" {
             let answer = answer.expect("an answered call has an answer event");
             assert_eq!(duration, secs(end) - secs(answer), "talk time");
@@ -224,33 +199,19 @@ fn lifecycles_are_in_order_and_consistent() {
             .contains(&order.as_slice()),
             "{order:?}"
         );
-        let call_ids: BTreeSet<u64> = ai
-            .iter()
-            .map(|p| p.payload["call_id"].as_u64().unwrap())
-            .collect();
+        let call_ids: BTreeSet<u64> =
+            ai.iter().map(|p| p.payload["call_id"].as_u64().unwrap()).collect();
         assert!(call_ids.len() <= 1);
     }
 }
 
 #[test]
 fn the_same_seed_gives_the_same_traffic() {
-    let a: Vec<String> = sample(9, 50)
-        .iter()
-        .flatten()
-        .map(|p| p.payload.to_string())
-        .collect();
-    let b: Vec<String> = sample(9, 50)
-        .iter()
-        .flatten()
-        .map(|p| p.payload.to_string())
-        .collect();
+    let a: Vec<String> = sample(9, 50).iter().flatten().map(|p| p.payload.to_string()).collect();
+    let b: Vec<String> = sample(9, 50).iter().flatten().map(|p| p.payload.to_string()).collect();
     assert_eq!(a, b);
     assert_ne!(
         a,
-        sample(10, 50)
-            .iter()
-            .flatten()
-            .map(|p| p.payload.to_string())
-            .collect::<Vec<_>>()
+        sample(10, 50).iter().flatten().map(|p| p.payload.to_string()).collect::<Vec<_>>()
     );
 }
