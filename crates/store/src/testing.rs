@@ -165,8 +165,8 @@ fn is_stale(name: &str) -> bool {
 /// FNV-1a over the migrations, so a changed migration gets a new template.
 fn migrations_hash() -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for (version, _, sql) in crate::postgres::MIGRATIONS {
-        for byte in version.to_le_bytes().iter().chain(sql.as_bytes()) {
+    for (file, sql) in crate::migrations::POSTGRES {
+        for byte in file.as_bytes().iter().chain(sql.as_bytes()) {
             hash ^= u64::from(*byte);
             hash = hash.wrapping_mul(0x0100_0000_01b3);
         }

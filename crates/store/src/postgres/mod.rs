@@ -24,21 +24,6 @@ use crate::{backend, migrate_error};
 mod queue;
 mod signal;
 
-/// The PostgreSQL migrations, embedded at compile time.
-pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
-    (1, "schema", include_str!("../../migrations/postgres/0001_schema.sql")),
-    (2, "users and sessions", include_str!("../../migrations/postgres/0002_users_sessions.sql")),
-    (3, "secret rotation", include_str!("../../migrations/postgres/0003_secret_rotation.sql")),
-    (4, "account retention", include_str!("../../migrations/postgres/0004_account_retention.sql")),
-    (5, "settings version", include_str!("../../migrations/postgres/0005_settings_version.sql")),
-    (6, "due by account", include_str!("../../migrations/postgres/0006_due_by_account.sql")),
-    (7, "queue functions", include_str!("../../migrations/postgres/0007_queue_functions.sql")),
-    (8, "ingest function", include_str!("../../migrations/postgres/0008_ingest_function.sql")),
-    (9, "low rate costs", include_str!("../../migrations/postgres/0009_low_rate_costs.sql")),
-    (10, "chain locks late", include_str!("../../migrations/postgres/0010_chain_locks_late.sql")),
-    (11, "claim in one call", include_str!("../../migrations/postgres/0011_claim_in_one_call.sql")),
-];
-
 /// The channel on which a write that made deliveries due wakes every node's dispatcher (migration
 /// 0007 and 0008 name it too).
 const DUE_CHANNEL: &str = "sipsim_due";
@@ -121,9 +106,9 @@ impl PgStore {
     }
 }
 
-/// The migrator over [`MIGRATIONS`].
+/// The migrator over PostgreSQL's embedded migrations.
 pub(crate) fn migrator() -> Migrator {
-    crate::migrator(MIGRATIONS)
+    crate::migrations::migrator(crate::migrations::POSTGRES)
 }
 
 /// Queues a wake-up of every node's dispatcher, sent when the surrounding transaction commits

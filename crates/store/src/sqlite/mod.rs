@@ -24,33 +24,6 @@ use crate::{backend, migrate_error};
 mod ingest;
 mod queue;
 
-/// The SQLite migrations, embedded at compile time (no sqlx macros needed).
-pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
-    (
-        1,
-        "accounts clients integrations",
-        include_str!("../../migrations/sqlite/0001_accounts_clients_integrations.sql"),
-    ),
-    (2, "delivery queue", include_str!("../../migrations/sqlite/0002_delivery_queue.sql")),
-    (
-        3,
-        "deliveries by account and id",
-        include_str!("../../migrations/sqlite/0003_deliveries_by_account_id.sql"),
-    ),
-    (4, "pause", include_str!("../../migrations/sqlite/0004_pause.sql")),
-    (5, "ordering", include_str!("../../migrations/sqlite/0005_ordering.sql")),
-    (6, "users and sessions", include_str!("../../migrations/sqlite/0006_users_sessions.sql")),
-    (7, "secret rotation", include_str!("../../migrations/sqlite/0007_secret_rotation.sql")),
-    (8, "account retention", include_str!("../../migrations/sqlite/0008_account_retention.sql")),
-    (9, "settings version", include_str!("../../migrations/sqlite/0009_settings_version.sql")),
-    (
-        10,
-        "due index without waiting",
-        include_str!("../../migrations/sqlite/0010_due_index_without_waiting.sql"),
-    ),
-    (11, "due by account", include_str!("../../migrations/sqlite/0011_due_by_account.sql")),
-];
-
 /// Rows bound into one multi-row statement (at most 10 values each: far below SQLite's 32,766).
 pub(super) const ROWS_PER_STATEMENT: usize = 128;
 
@@ -136,7 +109,10 @@ impl SqliteStore {
 
     /// Applies every pending migration.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        crate::migrator(MIGRATIONS).run(&self.write).await.map_err(migrate_error)
+        crate::migrations::migrator(crate::migrations::SQLITE)
+            .run(&self.write)
+            .await
+            .map_err(migrate_error)
     }
 
     /// The database file, or `None` for an in-memory database.
