@@ -170,28 +170,16 @@ async fn bench(cli: Cli) -> anyhow::Result<()> {
             }
         }
     }
-    for &backend in &backends {
-        if wanted("ingest") {
-            let name = step(format!("ingest/{}", backend.name()));
-            sections.push((name, store_ingest::store_ingest(&ctx, backend).await?));
-        }
-    }
-    for &backend in &backends {
-        if wanted("latency") {
-            let name = step(format!("latency/{}", backend.name()));
-            sections.push((name, scenarios::latency(&ctx, backend).await?));
-        }
-    }
-    for &backend in &backends {
-        if wanted("isolation") {
-            let name = step(format!("isolation/{}", backend.name()));
-            sections.push((name, scenarios::isolation(&ctx, backend).await?));
-        }
-    }
-    for &backend in &backends {
-        if wanted("growth") {
-            let name = step(format!("growth/{}", backend.name()));
-            sections.push((name, scenarios::growth(&ctx, backend).await?));
+    for scenario in ["ingest", "latency", "isolation", "growth"] {
+        for &backend in backends.iter().filter(|_| wanted(scenario)) {
+            let name = step(format!("{scenario}/{}", backend.name()));
+            let section = match scenario {
+                "ingest" => store_ingest::store_ingest(&ctx, backend).await?,
+                "latency" => scenarios::latency(&ctx, backend).await?,
+                "isolation" => scenarios::isolation(&ctx, backend).await?,
+                _ => scenarios::growth(&ctx, backend).await?,
+            };
+            sections.push((name, section));
         }
     }
 

@@ -38,7 +38,7 @@ impl Served {
 
     /// CPU time this process has used (user + system), in clock ticks.
     pub fn cpu_ticks(&self) -> u64 {
-        process_ticks(self.pid())
+        sipsim_testkit::process::process_ticks(self.pid())
     }
 }
 
@@ -99,32 +99,6 @@ pub fn operator(binary: &Path, database: &str, args: &[&str]) -> anyhow::Result<
         String::from_utf8_lossy(&out.stderr)
     );
     Ok(serde_json::from_slice(&out.stdout)?)
-}
-
-/// Busy clock ticks of the whole machine (every process: the server, the load, the database).
-pub fn machine_busy_ticks() -> u64 {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let fields: Vec<u64> = stat
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|f| f.parse().ok())
-        .collect();
-    let idle = fields.get(3).copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0);
-    fields.iter().sum::<u64>() - idle
-}
-
-/// User + system clock ticks of one process.
-pub fn process_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // The fields after the command name, which is in parentheses and may hold spaces.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the name.
-    let get = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
-    get(11) + get(12)
 }
 
 /// Milliseconds per clock tick (`USER_HZ` is 100 on Linux).

@@ -16,27 +16,15 @@ fn each_input(target: &str, check: fn(&[u8])) {
     assert!(count >= 5, "only {count} inputs for {target}");
 }
 
-#[test]
-fn payload_inputs() {
-    each_input("payload", sipsim_core::checks::payload);
+/// One test per fuzz target, named after it: `inputs!(payload)` runs `fuzz/seeds/payload/` through
+/// `sipsim_core::checks::payload`.
+macro_rules! inputs {
+    ($($target:ident),*) => {$(
+        #[test]
+        fn $target() {
+            each_input(stringify!($target), sipsim_core::checks::$target);
+        }
+    )*};
 }
 
-#[test]
-fn ingest_inputs() {
-    each_input("ingest", sipsim_core::checks::ingest);
-}
-
-#[test]
-fn jwt_inputs() {
-    each_input("jwt", sipsim_core::checks::jwt);
-}
-
-#[test]
-fn webhook_url_inputs() {
-    each_input("webhook_url", sipsim_core::checks::webhook_url);
-}
-
-#[test]
-fn address_inputs() {
-    each_input("address", sipsim_core::checks::address);
-}
+inputs!(payload, ingest, jwt, webhook_url, address);

@@ -288,9 +288,7 @@ async fn wait_for_status(
 #[tokio::test]
 async fn the_dispatcher_retries_on_schedule_with_the_same_id_and_a_fresh_signature() {
     let rx = Receiver::start(vec![Reply::Status(500), Reply::Status(500)]).await;
-    let addr = rx.addr();
-    let (store, acc, _dir) =
-        store_with_integration(&format!("http://{addr}/hook"), &[Event::Sms]).await;
+    let (store, acc, _dir) = store_with_integration(&rx.url("/hook"), &[Event::Sms]).await;
     let (wake, shutdown, running) = start_dispatcher(&store, "0s,1100ms,300ms,10s");
     let body = Payload::example(Event::Sms).to_json();
     let enqueued_at = Instant::now();
@@ -333,9 +331,7 @@ async fn the_dispatcher_retries_on_schedule_with_the_same_id_and_a_fresh_signatu
 #[tokio::test]
 async fn the_last_failed_attempt_marks_the_delivery_failed() {
     let rx = Receiver::start(vec![Reply::Status(500); 5]).await;
-    let addr = rx.addr();
-    let (store, acc, _dir) =
-        store_with_integration(&format!("http://{addr}/hook"), &[Event::Tags]).await;
+    let (store, acc, _dir) = store_with_integration(&rx.url("/hook"), &[Event::Tags]).await;
     let (wake, shutdown, running) = start_dispatcher(&store, "0s,50ms");
     let (delivery_id, _) = enqueue(&store, &acc, Event::Tags, b"{}".to_vec()).await;
     wake.notify_one();
@@ -352,9 +348,7 @@ async fn the_last_failed_attempt_marks_the_delivery_failed() {
 #[tokio::test]
 async fn retry_after_is_honoured_beyond_the_schedule() {
     let rx = Receiver::start(vec![Reply::RetryAfter(503, "2"), Reply::RetryAfter(429, "0")]).await;
-    let addr = rx.addr();
-    let (store, acc, _dir) =
-        store_with_integration(&format!("http://{addr}/hook"), &[Event::Sms]).await;
+    let (store, acc, _dir) = store_with_integration(&rx.url("/hook"), &[Event::Sms]).await;
     let _addr = rx.addr();
     let (wake, shutdown, running) = start_dispatcher(&store, "0s,100ms,100ms");
     let (delivery_id, _) = enqueue(&store, &acc, Event::Sms, b"{}".to_vec()).await;
@@ -379,9 +373,8 @@ async fn gone_pauses_at_once_keeps_new_events_and_delivers_them_on_resume() {
     use sipsim_core::store::{IntegrationState, KeptDeliveries};
 
     let rx = Receiver::start(vec![Reply::Status(410)]).await;
-    let addr = rx.addr();
     let (store, acc, _dir) =
-        store_with_integration(&format!("http://{addr}/hook"), &[Event::Sms, Event::Tags]).await;
+        store_with_integration(&rx.url("/hook"), &[Event::Sms, Event::Tags]).await;
     let (wake, shutdown, running) = start_dispatcher(&store, "0s,100ms,100ms");
     let (first, _) = enqueue(&store, &acc, Event::Sms, b"{\"n\":1}".to_vec()).await;
     wake.notify_one();
@@ -431,9 +424,7 @@ async fn an_endpoint_failing_for_the_pause_period_is_paused_and_drop_drops_what_
     use sipsim_core::store::{IntegrationState, KeptDeliveries};
 
     let rx = Receiver::start(vec![Reply::Status(500); 100]).await;
-    let addr = rx.addr();
-    let (store, acc, _dir) =
-        store_with_integration(&format!("http://{addr}/hook"), &[Event::Sms]).await;
+    let (store, acc, _dir) = store_with_integration(&rx.url("/hook"), &[Event::Sms]).await;
     let (wake, shutdown, running) = start_dispatcher_pausing_after(
         &store,
         "0s,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms",
@@ -605,9 +596,8 @@ async fn a_backlog_of_calls_goes_out_in_order_and_a_retry_holds_back_only_its_ca
     // The third request fails once; whichever event it is, its call's later events must wait.
     let rx =
         Receiver::start(vec![Reply::Status(200), Reply::Status(200), Reply::Status(500)]).await;
-    let addr = rx.addr();
     let (store, acc, _dir) =
-        store_with_integration(&format!("http://{addr}/hook"), &[Event::IncomingCallStart]).await;
+        store_with_integration(&rx.url("/hook"), &[Event::IncomingCallStart]).await;
     let _addr = rx.addr();
     const CALLS: usize = 20;
     const EVENTS: usize = 5;

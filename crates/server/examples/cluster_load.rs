@@ -88,22 +88,6 @@ fn median(values: &mut [f64]) -> f64 {
     values[values.len() / 2]
 }
 
-/// Busy and total jiffies of the whole machine.
-fn cpu_jiffies() -> (u64, u64) {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let fields: Vec<u64> = stat
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|f| f.parse().ok())
-        .collect();
-    let idle = fields.get(3).copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0);
-    let total: u64 = fields.iter().sum();
-    (total - idle, total)
-}
-
 struct Node(Child, String);
 
 impl Drop for Node {
@@ -176,7 +160,7 @@ async fn run(
     let payload: Value =
         serde_json::from_str(sipsim_core::payload::example_json(sipsim_core::Event::Sms))?;
     let before = received.load(Ordering::Relaxed);
-    let (busy0, _) = cpu_jiffies();
+    let busy0 = sipsim_testkit::process::machine_busy_ticks();
     let t0 = Instant::now();
     let batches: Vec<Vec<Value>> = (0..events)
         .collect::<Vec<_>>()
@@ -197,7 +181,7 @@ async fn run(
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let elapsed = t0.elapsed().as_secs_f64();
-    let (busy1, _) = cpu_jiffies();
+    let busy1 = sipsim_testkit::process::machine_busy_ticks();
     let delivered = received.load(Ordering::Relaxed) - before;
     anyhow::ensure!(delivered >= events, "only {delivered} of {events} delivered");
     drop(started);

@@ -210,6 +210,22 @@ pub async fn account_with_integration(
     account
 }
 
+/// A new API client of `account` named "test" holding `scopes`, and its secret.
+pub async fn api_client(
+    store: &dyn sipsim_core::Store,
+    account: &sipsim_core::AccountId,
+    scopes: sipsim_core::ScopeSet,
+) -> (sipsim_core::store::ApiClient, sipsim_core::secret::ClientSecret) {
+    let secret = sipsim_core::secret::ClientSecret::generate();
+    let new = sipsim_core::store::NewApiClient {
+        account_id: account.clone(),
+        name: "test".into(),
+        scopes,
+        secret_hash: secret.hash(),
+    };
+    (store.create_client(new).await.expect("client"), secret)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1203,15 +1203,7 @@ async fn deleting_an_account_erases_everything_of_it(store: &dyn Store) {
             .put_integration(&acc, update("https://example.com/", false, Some(EventSet::ALL)))
             .await
             .unwrap();
-        let client = store
-            .create_client(NewApiClient {
-                account_id: acc.clone(),
-                name: "crm".into(),
-                scopes: ScopeSet::all(),
-                secret_hash: ClientSecret::generate().hash(),
-            })
-            .await
-            .unwrap();
+        let (client, _) = sipsim_store::testing::api_client(store, &acc, ScopeSet::all()).await;
         let user = store
             .create_user(&acc, &format!("{name}@example.com"), "$argon2id$fake")
             .await

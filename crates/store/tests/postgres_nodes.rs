@@ -10,8 +10,7 @@ use std::time::Duration;
 use sipsim_core::queue::{
     AttemptRecord, Completion, FinishedAttempt, IngestOutcome, NewMessage, Shares,
 };
-use sipsim_core::secret::ClientSecret;
-use sipsim_core::store::{NewApiClient, Signal};
+use sipsim_core::store::Signal;
 use sipsim_core::{AccountId, Event, ScopeSet, Store};
 use sipsim_store::PgStore;
 use sipsim_store::testing::{self, PgTestDb, postgres_empty_db, postgres_test_db};
@@ -268,15 +267,7 @@ async fn writes_on_one_node_signal_the_other() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     a.ingest(&[msg(&acc, None, None)], sipsim_core::clock::now_ms()).await.unwrap();
     assert!(wait_for(Signal::Due).await, "ingest on A wakes B");
-    let client = a
-        .create_client(NewApiClient {
-            account_id: acc.clone(),
-            name: "c".into(),
-            scopes: ScopeSet::empty(),
-            secret_hash: ClientSecret::generate().hash(),
-        })
-        .await
-        .unwrap();
+    let (client, _) = testing::api_client(&*a, &acc, ScopeSet::empty()).await;
     a.delete_client(&client.id).await.unwrap();
     assert!(wait_for(Signal::Revoked).await, "a deletion on A reaches B");
     watcher.abort();

@@ -4,7 +4,8 @@
 //!   `Retry-After`, hanging, redirects, big bodies), recording every request and counting those in
 //!   progress.
 //! - [`process::spawn_serving`]: a server process (the real `sipsimd serve`), waited for until it
-//!   announces its address, its log kept for the test.
+//!   announces its address, its log kept for the test; [`process::machine_busy_ticks`] and
+//!   [`process::process_ticks`], the CPU time the benchmarks divide by the work done.
 //! - [`node::spawn`] (feature `node`): a `sipsimd` node built by `Node::build`, serving on a free
 //!   port in the test's own process until the handle is dropped.
 //!

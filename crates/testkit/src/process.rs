@@ -42,6 +42,32 @@ pub fn spawn_serving(command: &mut Command) -> std::io::Result<Serving> {
     Ok(Serving { child, addr, log })
 }
 
+/// Busy clock ticks of the whole machine (every process: the server, the load, the database).
+pub fn machine_busy_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    let idle = fields.get(3).copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0);
+    fields.iter().sum::<u64>() - idle
+}
+
+/// User + system clock ticks of one process.
+pub fn process_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the name.
+    let get = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    get(11) + get(12)
+}
+
 /// The address a log line announces, if it does.
 fn announced(line: &str) -> Option<SocketAddr> {
     let text = line.split("listen=").nth(1).map(|rest| rest.split_whitespace().next());

@@ -96,7 +96,7 @@ pub async fn throughput(ctx: &Ctx, backend: Backend, load: Load) -> anyhow::Resu
         ordered = mix::ordered_share(&items);
         let bodies = mix::batches(&items, per_request);
         let before = ctx.receiver.ok_count();
-        let (busy0, own0) = (node::machine_busy_ticks(), served.cpu_ticks());
+        let (busy0, own0) = (sipsim_testkit::process::machine_busy_ticks(), served.cpu_ticks());
         let t0 = Instant::now();
         let hits = send_all(served.addr, &bodies, connections).await?;
         let ingested = t0.elapsed();
@@ -109,7 +109,7 @@ pub async fn throughput(ctx: &Ctx, backend: Backend, load: Load) -> anyhow::Resu
                 anyhow::anyhow!("only {} of {events} delivered", ctx.receiver.ok_count() - before)
             })?;
         let secs = done.duration_since(t0).as_secs_f64();
-        let (busy1, own1) = (node::machine_busy_ticks(), served.cpu_ticks());
+        let (busy1, own1) = (sipsim_testkit::process::machine_busy_ticks(), served.cpu_ticks());
         runs.push(json!({
             "deliveries_per_s": events as f64 / secs,
             "ingest_requests_per_s": ingest_rate,

@@ -403,30 +403,21 @@ async fn listen_verifies_live_deliveries_and_rejects_forged_ones() {
     let forged = sipsim_signature("whsec_Zm9yZ2VkLXNlY3JldC1mb3JnZWQtc2VjcmV0", now, body);
     sipsim_client::install_crypto_provider();
     let http = reqwest::Client::new();
-    let answer = http
-        .post(format!("{}/webhooks/sipsim", listen.url))
-        .header("X-Webhook-Signature", forged)
-        .header("X-Webhook-Timestamp", now.to_string())
-        .header("X-Webhook-Event", "sms")
-        .header("X-Webhook-Id", "msg_forged")
-        .body(&body[..])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.status().as_u16(), 401);
+    // What the listener answers a body signed `signature`, sent under message id `id`.
+    let answer = async |signature: String, id: &str| {
+        let sent = http
+            .post(format!("{}/webhooks/sipsim", listen.url))
+            .header("X-Webhook-Signature", signature)
+            .header("X-Webhook-Timestamp", now.to_string())
+            .header("X-Webhook-Event", "sms")
+            .header("X-Webhook-Id", id)
+            .body(&body[..])
+            .send();
+        sent.await.unwrap().status().as_u16()
+    };
+    assert_eq!(answer(forged, "msg_forged").await, 401);
     // The same body correctly signed passes: the refusal was the signature's.
-    let genuine = sipsim_signature(&secret, now, body);
-    let answer = http
-        .post(format!("{}/webhooks/sipsim", listen.url))
-        .header("X-Webhook-Signature", genuine)
-        .header("X-Webhook-Timestamp", now.to_string())
-        .header("X-Webhook-Event", "sms")
-        .header("X-Webhook-Id", "msg_genuine")
-        .body(&body[..])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.status().as_u16(), 200);
+    assert_eq!(answer(sipsim_signature(&secret, now, body), "msg_genuine").await, 200);
     tokio::task::spawn_blocking(move || {
         let mut listen = listen;
         let line = listen.wait_for("msg_forged");

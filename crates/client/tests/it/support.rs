@@ -5,8 +5,8 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 use sipsim_core::queue::DeliveryFilter;
 use sipsim_core::retry::RetrySchedule;
-use sipsim_core::secret::{ClientSecret, SigningSecret};
-use sipsim_core::store::{IntegrationUpdate, NewApiClient};
+use sipsim_core::secret::SigningSecret;
+use sipsim_core::store::IntegrationUpdate;
 use sipsim_core::target::{TargetPolicy, WebhookUrl};
 use sipsim_core::{AccountId, EventSet, ScopeSet, Store};
 use sipsim_server::config::{Config, SecretString};
@@ -42,17 +42,9 @@ impl Live {
     }
 
     pub async fn credentials(&self, account: &AccountId, scopes: &str) -> Credentials {
-        let secret = ClientSecret::generate();
-        let client = self
-            .store
-            .create_client(NewApiClient {
-                account_id: account.clone(),
-                name: "cli".into(),
-                scopes: ScopeSet::parse_list(scopes).unwrap(),
-                secret_hash: secret.hash(),
-            })
-            .await
-            .unwrap();
+        let scopes = ScopeSet::parse_list(scopes).unwrap();
+        let (client, secret) =
+            sipsim_store::testing::api_client(&*self.store, account, scopes).await;
         Credentials {
             api_url: self.url.clone(),
             id: client.id.to_string(),

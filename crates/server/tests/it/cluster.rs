@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use sqlx::Connection;
 
 use crate::helpers::{Fetch, Server, operator};
-use crate::process::argv;
+use crate::process::{SUCCEEDED, argv, until_count};
 
 const KEY: &str = "cluster-test-ingest-key-0123";
 
@@ -236,19 +236,10 @@ async fn two_nodes_kill_9_one_loses_nothing_and_keeps_order() {
 
     // Done means the database records every delivery as succeeded.
     let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let mut succeeded: i64 = 0;
-    while Instant::now() < deadline {
-        succeeded =
-            sqlx::query_scalar("SELECT count(*) FROM deliveries WHERE status = 'succeeded'")
-                .fetch_one(&mut conn)
-                .await
-                .unwrap();
-        if succeeded == total as i64 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let succeeded = until_count(total as i64, Duration::from_secs(120), async || {
+        sqlx::query_scalar(SUCCEEDED).fetch_one(&mut conn).await.unwrap()
+    })
+    .await;
     let recovered_in = killed_at.elapsed();
     conn.close().await.unwrap();
     drop(b);

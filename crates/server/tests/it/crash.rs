@@ -12,6 +12,7 @@ use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 
 use crate::helpers::{Fetch, Server, operator_account_with_integration};
+use crate::process::{SUCCEEDED, until_count};
 use sqlx::Connection;
 
 const KEY: &str = "crash-test-ingest-key-0123";
@@ -100,19 +101,10 @@ async fn kill_9_mid_delivery_loses_nothing() {
     // Done means the database records every delivery as succeeded, not only that the receiver saw
     // each id: an attempt cut by the kill must be made again and recorded.
     let mut conn = sqlx::SqliteConnection::connect(&db).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut succeeded: i64 = 0;
-    while Instant::now() < deadline {
-        succeeded =
-            sqlx::query_scalar("SELECT count(*) FROM deliveries WHERE status = 'succeeded'")
-                .fetch_one(&mut conn)
-                .await
-                .unwrap();
-        if succeeded == 2000 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let succeeded = until_count(2000, Duration::from_secs(60), async || {
+        sqlx::query_scalar(SUCCEEDED).fetch_one(&mut conn).await.unwrap()
+    })
+    .await;
     let recovered_in = killed_at.elapsed();
     let seen = seen.lock().unwrap().clone();
     let missing: Vec<_> = accepted.iter().filter(|id| !seen.contains_key(*id)).collect();

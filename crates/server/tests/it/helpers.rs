@@ -8,8 +8,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use sipsim_core::cipher::SecretCipher;
 use sipsim_core::retry::RetrySchedule;
-use sipsim_core::secret::{ClientSecret, SigningSecret};
-use sipsim_core::store::{IntegrationUpdate, NewApiClient};
+use sipsim_core::secret::SigningSecret;
+use sipsim_core::store::IntegrationUpdate;
 use sipsim_core::target::{TargetPolicy, WebhookUrl};
 use sipsim_core::{AccountId, ClientId, Event, EventSet, ScopeSet, Store};
 use sipsim_delivery::DispatcherConfig;
@@ -53,6 +53,9 @@ impl Default for Setup {
         }
     }
 }
+
+/// What an API call answered: its status, headers and JSON body (`Null` when empty).
+pub type Answer = (StatusCode, reqwest::header::HeaderMap, Value);
 
 /// A running server and its database.
 pub struct TestApp {
@@ -152,17 +155,8 @@ impl TestApp {
     }
 
     pub async fn client(&self, account: &AccountId, scopes: &str) -> Client {
-        let secret = ClientSecret::generate();
-        let c = self
-            .store
-            .create_client(NewApiClient {
-                account_id: account.clone(),
-                name: "test".into(),
-                scopes: ScopeSet::parse_list(scopes).unwrap(),
-                secret_hash: secret.hash(),
-            })
-            .await
-            .unwrap();
+        let scopes = ScopeSet::parse_list(scopes).unwrap();
+        let (c, secret) = sipsim_store::testing::api_client(&*self.store, account, scopes).await;
         Client { id: c.id, secret: secret.expose().to_owned() }
     }
 
@@ -232,12 +226,7 @@ impl TestApp {
     }
 
     /// Sends a request; returns the status, the headers and the body parsed as JSON (`Null` if empty).
-    pub async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+    pub async fn call(&self, method: Method, path: &str, token: Option<&str>) -> Answer {
         let mut req = self.http.request(method, self.url(path));
         if let Some(t) = token {
             req = req.bearer_auth(t);
@@ -255,29 +244,17 @@ impl TestApp {
     }
 
     /// `GET path` with a bearer token: the status, the headers and the JSON body.
-    pub async fn get(
-        &self,
-        path: &str,
-        token: &str,
-    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+    pub async fn get(&self, path: &str, token: &str) -> Answer {
         self.call(Method::GET, path, Some(token)).await
     }
 
     /// `POST path` (no body) with a bearer token.
-    pub async fn post(
-        &self,
-        path: &str,
-        token: &str,
-    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+    pub async fn post(&self, path: &str, token: &str) -> Answer {
         self.call(Method::POST, path, Some(token)).await
     }
 
     /// `DELETE path` with a bearer token.
-    pub async fn delete(
-        &self,
-        path: &str,
-        token: &str,
-    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+    pub async fn delete(&self, path: &str, token: &str) -> Answer {
         self.call(Method::DELETE, path, Some(token)).await
     }
 
@@ -351,7 +328,7 @@ pub fn assert_envelope_meta(headers: &reqwest::header::HeaderMap, body: &Value) 
 
 /// Checks a whole error envelope: status, the one message, path, and meta.
 pub fn assert_error(
-    (status, headers, body): &(StatusCode, reqwest::header::HeaderMap, Value),
+    (status, headers, body): &Answer,
     expected_status: u16,
     message: &str,
     path: &str,

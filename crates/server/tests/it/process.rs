@@ -24,3 +24,22 @@ pub fn succeeded(out: std::io::Result<Output>) -> Output {
     );
     out
 }
+
+/// What a killed node's deliveries must all reach in the database, counted by [`until_count`].
+pub const SUCCEEDED: &str = "SELECT count(*) FROM deliveries WHERE status = 'succeeded'";
+
+/// Calls `count` every 20 ms until it returns `want` or `within` has passed; its last answer.
+pub async fn until_count(
+    want: i64,
+    within: std::time::Duration,
+    mut count: impl AsyncFnMut() -> i64,
+) -> i64 {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let n = count().await;
+        if n == want || std::time::Instant::now() >= deadline {
+            return n;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
