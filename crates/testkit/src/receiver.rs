@@ -101,6 +101,12 @@ impl Receiver {
         r
     }
 
+    /// Answers `reply` from now on, once its script is done (a receiver that starts failing, or
+    /// recovers).
+    pub fn answer_from_now_on(&self, reply: Reply) {
+        *lock(&self.inner.then) = Some(reply);
+    }
+
     /// Its address.
     pub fn addr(&self) -> SocketAddr {
         self.addr

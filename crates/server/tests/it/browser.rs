@@ -8,15 +8,12 @@
 
 use std::io::Write as _;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::http::StatusCode;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 use sipsim_core::queue::{DeliveryFilter, DeliveryStatus};
+use sipsim_testkit::receiver::{Receiver, Reply};
 
 use crate::dashboard::{PASSWORD, user};
 use crate::helpers::{Fetch, TestApp};
@@ -179,24 +176,9 @@ async fn a_person_sets_up_webhooks_with_a_mouse() {
     let app = TestApp::spawn_allowing_local_targets().await;
     let (account, email) = user(&app).await;
 
-    // A receiver that counts what it gets, and fails while `failing` is set.
-    let failing = Arc::new(AtomicBool::new(false));
-    let received = Arc::new(AtomicUsize::new(0));
-    let (fail, count) = (failing.clone(), received.clone());
-    let receiver_app = Router::new().fallback(move || {
-        let (fail, count) = (fail.clone(), count.clone());
-        async move {
-            count.fetch_add(1, Ordering::SeqCst);
-            if fail.load(Ordering::SeqCst) {
-                StatusCode::INTERNAL_SERVER_ERROR
-            } else {
-                StatusCode::OK
-            }
-        }
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let receiver = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, receiver_app).await.unwrap() });
+    // A receiver that records what it gets; the test makes it fail, then recover.
+    let rx = Receiver::answering(&[]).await;
+    let receiver = rx.url("/hook");
 
     // Log in.
     browser.goto(&app.url("/dashboard")).await.unwrap();
@@ -248,7 +230,7 @@ async fn a_person_sets_up_webhooks_with_a_mouse() {
     // Send Test shows the documented result line.
     click(&browser, "form[action='/dashboard/integrations/webhooks/test'] button").await;
     assert_eq!(notice(&browser).await, "Success (HTTP 200)");
-    assert_eq!(received.load(Ordering::SeqCst), 1);
+    assert_eq!(rx.requests().len(), 1);
 
     // An API client made in the dashboard works on /oauth/token, and the API sees the ticked events.
     browser.goto(&app.url("/dashboard/clients")).await.unwrap();
@@ -284,7 +266,7 @@ async fn a_person_sets_up_webhooks_with_a_mouse() {
 
     // A failing receiver: the delivery fails for good (three quick attempts in tests), shows up as
     // failed, and a Resend after the receiver is fixed delivers it.
-    failing.store(true, Ordering::SeqCst);
+    rx.answer_from_now_on(Reply::Status(500));
     app.ingest_example(&account, sipsim_core::Event::Sms).await;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -307,7 +289,7 @@ async fn a_person_sets_up_webhooks_with_a_mouse() {
         "the attempts show the receiver's answer"
     );
     screenshot(&browser, "delivery").await;
-    failing.store(false, Ordering::SeqCst);
+    rx.answer_from_now_on(Reply::Status(200));
     click(&browser, "form[action$='/resend'] button").await;
     assert!(notice(&browser).await.starts_with("Queued again"));
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -322,7 +304,7 @@ async fn a_person_sets_up_webhooks_with_a_mouse() {
     }
 
     // "Resend all failed since…": another event fails for good, the receiver is fixed, one click.
-    failing.store(true, Ordering::SeqCst);
+    rx.answer_from_now_on(Reply::Status(500));
     let body = app.ingest_example(&account, sipsim_core::Event::Voicemail).await;
     let message = body["data"][0]["message_id"].as_str().unwrap().to_owned();
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -330,7 +312,7 @@ async fn a_person_sets_up_webhooks_with_a_mouse() {
         assert!(Instant::now() < deadline, "the voicemail never failed");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    failing.store(false, Ordering::SeqCst);
+    rx.answer_from_now_on(Reply::Status(200));
     browser.goto(&app.url("/dashboard/deliveries")).await.unwrap();
     click(&browser, "form[action='/dashboard/deliveries/resend-failed'] button").await;
     assert_eq!(notice(&browser).await, "1 failed delivery(ies) queued again.");

@@ -64,8 +64,7 @@ async fn another_processs_change_shows_within_the_poll() {
 async fn an_integration_made_elsewhere_serves_at_once() {
     let app = TestApp::spawn().await;
     let account = app.account().await;
-    let client = app.client(&account, "webhooks.read").await;
-    let token = app.token(&client, None).await;
+    let token = app.token_for(&account, "webhooks.read").await;
     assert_eq!(enabled(&app, &token).await.0, 404);
     // As `sipsimd integration set` does, from another process.
     app.integration(&account, "https://example.com/hook", &["sms"]).await;

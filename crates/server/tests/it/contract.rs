@@ -36,8 +36,7 @@ async fn list_available_events() {
     let app = TestApp::spawn().await;
     // Works before the integration exists.
     let account = app.account().await;
-    let client = app.client(&account, "webhooks.read").await;
-    let token = app.token(&client, None).await;
+    let token = app.token_for(&account, "webhooks.read").await;
     let (status, headers, body) = app.get("/api/v2/webhooks/available", &token).await;
     assert_eq!(status, 200);
     assert_eq!(headers.get("content-type").unwrap(), "application/json", "JSON content type");
@@ -106,8 +105,7 @@ async fn disable_an_event_returns_the_full_setting_and_is_idempotent() {
 async fn integration_not_configured_is_the_contract_404() {
     let app = TestApp::spawn().await;
     let account = app.account().await;
-    let client = app.client(&account, "webhooks.read webhooks.write").await;
-    let token = app.token(&client, None).await;
+    let token = app.token_for(&account, "webhooks.read webhooks.write").await;
     let message = "Webhook integration not configured. Set a webhook URL via the dashboard first.";
     let r = app.get("/api/v2/webhooks", &token).await;
     assert_error(&r, 404, message, "/api/v2/webhooks");
@@ -136,8 +134,7 @@ async fn unknown_event_beats_missing_integration() {
     // Precedence: 400 unknown event comes before 404 not configured.
     let app = TestApp::spawn().await;
     let account = app.account().await;
-    let client = app.client(&account, "webhooks.write").await;
-    let token = app.token(&client, None).await;
+    let token = app.token_for(&account, "webhooks.write").await;
     let r = app.post("/api/v2/webhooks/test", &token).await;
     assert_error(
         &r,

@@ -14,8 +14,7 @@ async fn delivered(app: &TestApp, rx: &Receiver, events: &[Event]) -> (AccountId
     let account = app.account().await;
     let names: Vec<&str> = Event::CATALOG.iter().map(|e| e.name()).collect();
     app.local_integration(&account, &rx.url("/h"), &names).await;
-    let client = app.client(&account, "webhooks.read webhooks.write").await;
-    let token = app.token(&client, None).await;
+    let token = app.token_for(&account, "webhooks.read webhooks.write").await;
     let batch: Vec<Value> = events.iter().map(|e| example_item(&account, *e)).collect();
     let (status, _) = app.ingest(&json!(batch)).await;
     assert_eq!(status, 202);

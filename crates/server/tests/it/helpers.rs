@@ -194,6 +194,11 @@ impl TestApp {
             .unwrap();
     }
 
+    /// A token of a new client of `account` holding `scopes`.
+    pub async fn token_for(&self, account: &AccountId, scopes: &str) -> String {
+        self.token(&self.client(account, scopes).await, None).await
+    }
+
     /// A token for `client` with the given scope parameter (`None`: all of the client's scopes).
     pub async fn token(&self, client: &Client, scope: Option<&str>) -> String {
         let mut form = vec![
