@@ -1,4 +1,7 @@
-//! OAuth scopes. Only the two that this system serves exist; any other scope name is unknown here.
+//! OAuth scopes. This server serves two, `webhooks.read` and `webhooks.write`; SIPSIM's token
+//! endpoint knows more (calls, phones, tags, …), and a token request may name them beside ours:
+//! [`grant`] gives what RFC 6749 §3.3 allows, the part of the request that this server serves and
+//! the client holds.
 
 use std::fmt;
 
@@ -72,6 +75,11 @@ impl ScopeSet {
         self.0 & !other.0 == 0
     }
 
+    /// The scopes in both sets.
+    pub const fn intersection(self, other: ScopeSet) -> Self {
+        ScopeSet(self.0 & other.0)
+    }
+
     /// Whether the set is empty.
     pub const fn is_empty(self) -> bool {
         self.0 == 0
@@ -111,6 +119,87 @@ impl FromIterator<Scope> for ScopeSet {
     }
 }
 
+/// Every scope SIPSIM's token endpoint knows (the reference's collected list), ours included. A
+/// request naming one of these that this server does not serve is not refused for it.
+pub const SIPSIM_SCOPES: [&str; 17] = [
+    "account.read",
+    "calls.read",
+    "calls.write",
+    "calls.create",
+    "phones.read",
+    "phones.write",
+    "tags.read",
+    "tags.write",
+    "calls.tags.write",
+    "calls.transcription.read",
+    "calls.transcription.write",
+    "calls.summary.read",
+    "calls.summary.write",
+    "settings.read",
+    "settings.write",
+    "webhooks.read",
+    "webhooks.write",
+];
+
+/// Why a token request's `scope` gets no token (`invalid_scope`); displays as its description.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ScopeRefusal {
+    /// A name that is no SIPSIM scope at all (a typo, or a comma-separated list).
+    Unknown(String),
+    /// Only scopes of SIPSIM's that this server does not serve.
+    NoneServed,
+    /// Scopes this server serves, none of which the client holds.
+    NotHeld { asked: ScopeSet, held: ScopeSet },
+}
+
+impl fmt::Display for ScopeRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let served = ScopeSet::all();
+        match self {
+            ScopeRefusal::Unknown(name) => write!(
+                f,
+                "Unknown scope '{name}'. Scopes are separated by spaces; this server serves: {served}."
+            ),
+            ScopeRefusal::NoneServed => write!(
+                f,
+                "None of the requested scopes is served here. This server serves: {served}."
+            ),
+            ScopeRefusal::NotHeld { asked, held } if held.is_empty() => {
+                write!(
+                    f,
+                    "This client holds none of the requested scopes ({asked}); it holds none."
+                )
+            }
+            ScopeRefusal::NotHeld { asked, held } => write!(
+                f,
+                "This client holds none of the requested scopes ({asked}); it holds: {held}."
+            ),
+        }
+    }
+}
+
+/// What a token request for the space-separated `requested` gets from a client holding `held`
+/// (RFC 6749 §3.3): the scopes asked for that this server serves and the client holds. Other SIPSIM
+/// scopes are left out of the grant, not refused, so one API client's request for all of SIPSIM
+/// still gets a token here; the response's `scope` says what was granted. Refused: a name that is
+/// no SIPSIM scope, or a grant that would be empty.
+pub fn grant(requested: &str, held: ScopeSet) -> Result<ScopeSet, ScopeRefusal> {
+    let mut asked = ScopeSet::empty();
+    for name in requested.split(' ').filter(|s| !s.is_empty()) {
+        match Scope::parse(name) {
+            Some(scope) => asked = asked.with(scope),
+            None if SIPSIM_SCOPES.contains(&name) => {}
+            None => return Err(ScopeRefusal::Unknown(name.to_owned())),
+        }
+    }
+    let granted = asked.intersection(held);
+    match (asked.is_empty(), granted.is_empty()) {
+        (true, _) => Err(ScopeRefusal::NoneServed),
+        (false, true) => Err(ScopeRefusal::NotHeld { asked, held }),
+        (false, false) => Ok(granted),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,5 +223,42 @@ mod tests {
         assert!(read.is_subset_of(ScopeSet::all()));
         assert!(!ScopeSet::all().is_subset_of(read));
         assert!(ScopeSet::empty().is_subset_of(read));
+    }
+
+    #[test]
+    fn a_grant_is_what_was_asked_served_and_held() {
+        let read = ScopeSet::empty().with(Scope::WebhooksRead);
+        let all = ScopeSet::all();
+        // Other SIPSIM scopes beside ours are left out, not refused.
+        assert_eq!(grant("account.read calls.read webhooks.read", all), Ok(read));
+        assert_eq!(grant("webhooks.write webhooks.read phones.read", all), Ok(all));
+        // What the client does not hold is left out too, while something remains.
+        assert_eq!(grant("webhooks.read webhooks.write", read), Ok(read));
+        assert_eq!(grant("  webhooks.read  ", read), Ok(read));
+        // The reference's own sample asks for nothing served here.
+        let none = grant("account.read calls.read phones.read", all).unwrap_err();
+        assert_eq!(none, ScopeRefusal::NoneServed);
+        assert!(none.to_string().contains("webhooks.read webhooks.write"), "{none}");
+        // Nothing held of what was asked.
+        let write = ScopeSet::empty().with(Scope::WebhooksWrite);
+        let not_held = grant("webhooks.write calls.read", read).unwrap_err();
+        assert_eq!(not_held, ScopeRefusal::NotHeld { asked: write, held: read });
+        assert!(not_held.to_string().contains("it holds: webhooks.read"), "{not_held}");
+        // A name SIPSIM does not know is refused even beside good ones; commas do not separate.
+        for (request, named) in [
+            ("webhooks.read calls.reed", "calls.reed"),
+            ("webhooks.read,webhooks.write", "webhooks.read,webhooks.write"),
+            ("WEBHOOKS.READ", "WEBHOOKS.READ"),
+        ] {
+            assert_eq!(grant(request, all), Err(ScopeRefusal::Unknown(named.to_owned())));
+        }
+        assert_eq!(grant("", all), Err(ScopeRefusal::NoneServed));
+    }
+
+    #[test]
+    fn every_served_scope_is_a_sipsim_scope() {
+        for scope in Scope::ALL {
+            assert!(SIPSIM_SCOPES.contains(&scope.name()), "{scope}");
+        }
     }
 }

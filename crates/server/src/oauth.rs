@@ -20,7 +20,7 @@ use percent_encoding::percent_decode_str;
 use serde::Serialize;
 use sipsim_core::clock::{now_ms, now_secs};
 use sipsim_core::secret::SecretHash;
-use sipsim_core::{ClientId, Scope, ScopeSet};
+use sipsim_core::{ClientId, scope};
 use utoipa::ToSchema;
 
 use crate::auth::jwt::AccessClaims;
@@ -41,7 +41,10 @@ pub struct TokenRequest {
     client_id: Option<String>,
     /// The API client's secret (or use HTTP Basic authentication).
     client_secret: Option<String>,
-    /// Space-separated scopes; all of the client's scopes when absent.
+    /// Space-separated scopes; all of the client's scopes when absent. Other SIPSIM scopes
+    /// (`account.read`, `calls.read`, …) may be named beside ours: the token gets the requested
+    /// scopes that this server serves and the client holds (RFC 6749 §3.3), and the response's
+    /// `scope` lists them. `invalid_scope`: a name that is no SIPSIM scope, or nothing to grant.
     #[schema(example = "webhooks.read webhooks.write")]
     scope: Option<String>,
 }
@@ -58,7 +61,7 @@ pub struct TokenResponse {
     /// Lifetime in seconds (2 hours).
     #[schema(example = 7200)]
     pub expires_in: i64,
-    /// Granted scopes, space-separated.
+    /// Granted scopes, space-separated: what was asked for, served here and held by the client.
     #[schema(example = "webhooks.read webhooks.write")]
     pub scope: String,
     /// Unix time of creation.
@@ -204,7 +207,7 @@ fn basic_credentials(headers: &HeaderMap) -> Option<Result<(String, String), Tok
         (status = 200, description = "A new access token.", body = TokenResponse,
          example = json!({"access_token": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9...", "token_type": "Bearer",
             "expires_in": 7200, "scope": "webhooks.read webhooks.write", "created_at": 1705312200})),
-        (status = 400, description = "`invalid_request`, `invalid_scope` or `unsupported_grant_type`.", body = OAuthError),
+        (status = 400, description = "`invalid_request`, `invalid_scope` (a name that is no SIPSIM scope, or none of the requested scopes both served here and held by the client; the description names the scopes served) or `unsupported_grant_type`.", body = OAuthError),
         (status = 401, description = "`invalid_client`: unknown client or wrong secret.", body = OAuthError),
         (status = 429, description = "`slow_down`: too many failed token requests from this address, or too many tokens for this client (`Retry-After`).", body = OAuthError),
         (status = 413, description = "Request body too large.", body = sipsim_core::envelope::ErrorEnvelope),
@@ -321,31 +324,12 @@ async fn issue(
         return Err(TokenError::SlowDown(retry_after_secs(retry_after)));
     }
 
+    // RFC 6749 §3.3: what was asked, served here and held by the client; other SIPSIM scopes in
+    // the request are left out of the grant, and the response's `scope` says what was granted.
     let granted = match form.scope.as_deref().map(str::trim) {
         None | Some("") => client.scopes,
-        Some(requested) => {
-            // RFC 6749 §3.3: scope tokens are separated by spaces only.
-            let requested = requested
-                .split(' ')
-                .filter(|s| !s.is_empty())
-                .map(|name| {
-                    Scope::parse(name)
-                        .ok_or_else(|| TokenError::InvalidScope(format!("Unknown scope '{name}'.")))
-                })
-                .collect::<Result<ScopeSet, _>>()?;
-            if !requested.is_subset_of(client.scopes) {
-                let missing: Vec<_> = requested
-                    .iter()
-                    .filter(|s| !client.scopes.contains(*s))
-                    .map(|s| s.name())
-                    .collect();
-                return Err(TokenError::InvalidScope(format!(
-                    "This client may not request: {}.",
-                    missing.join(" ")
-                )));
-            }
-            requested
-        }
+        Some(requested) => scope::grant(requested, client.scopes)
+            .map_err(|refusal| TokenError::InvalidScope(refusal.to_string()))?,
     };
 
     let now = now_secs();

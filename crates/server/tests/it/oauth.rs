@@ -70,6 +70,82 @@ async fn scope_defaults_to_everything_the_client_may_have() {
     assert_eq!(body["scope"], "webhooks.write");
 }
 
+/// One API client for all of SIPSIM asks for every scope it uses: this server grants the part it
+/// serves and the client holds (RFC 6749 §3.3) and says so in `scope`; it refuses only a name
+/// SIPSIM does not know, or a request with nothing to grant.
+#[tokio::test]
+async fn scopes_as_sipsims_token_endpoint_takes_them() {
+    let app = TestApp::spawn_with_limits(sipsim_server::config::RateLimits {
+        token_failures: None,
+        ..Default::default()
+    })
+    .await;
+    let account = app.account().await;
+    let both = app.client(&account, "webhooks.read webhooks.write").await;
+    let reader = app.client(&account, "webhooks.read").await;
+    let ask = async |client: &Client, scope: &str| {
+        let mut form = creds(client);
+        form.push(("scope", scope));
+        app.form("/oauth/token", &form, None).await
+    };
+
+    // The reference's sample request, byte for byte as its curl sends it (spaces unencoded).
+    let sample = format!(
+        "grant_type=client_credentials&client_id={}&client_secret={}&scope=account.read calls.read phones.read",
+        both.id, both.secret
+    );
+    let resp = app
+        .http
+        .post(app.url("/oauth/token"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(sample)
+        .fetch()
+        .await;
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.unwrap();
+    assert_oauth_error(reqwest::StatusCode::BAD_REQUEST, &body, 400, "invalid_scope");
+    let description = body["error_description"].as_str().unwrap();
+    assert!(description.contains("webhooks.read webhooks.write"), "{description}");
+
+    // Mixed with ours: what this server serves is granted, and only that.
+    for (client, scope, granted) in [
+        (&both, "account.read calls.read webhooks.read", "webhooks.read"),
+        (
+            &both,
+            "webhooks.write account.read webhooks.read phones.read",
+            "webhooks.read webhooks.write",
+        ),
+        (&both, "settings.write calls.summary.read webhooks.write", "webhooks.write"),
+        (&reader, "webhooks.read webhooks.write", "webhooks.read"),
+        (&reader, "calls.read webhooks.read webhooks.write tags.read", "webhooks.read"),
+    ] {
+        let (status, body) = ask(client, scope).await;
+        assert_eq!(status, 200, "{scope}: {body}");
+        assert_eq!(body["scope"], granted, "{scope}");
+    }
+
+    // The token carries the grant, not the request: asked for read and more, it cannot write.
+    let (_, body) = ask(&both, "account.read calls.read webhooks.read").await;
+    let token = body["access_token"].as_str().unwrap();
+    let (status, _, _) = app.get("/api/v2/webhooks/available", token).await;
+    assert_eq!(status, 200);
+    let (status, _, body) = app.post("/api/v2/webhooks/sms", token).await;
+    assert_eq!(status, 403, "{body}");
+
+    // Refused: nothing held of what was asked (and said what is held), or a name SIPSIM lacks.
+    let (status, body) = ask(&reader, "webhooks.write calls.read").await;
+    assert_oauth_error(status, &body, 400, "invalid_scope");
+    assert!(body["error_description"].as_str().unwrap().contains("it holds: webhooks.read"));
+    for (scope, named) in [
+        ("webhooks.read calls.reed", "'calls.reed'"),
+        ("webhooks.read,account.read", "'webhooks.read,account.read'"),
+    ] {
+        let (status, body) = ask(&both, scope).await;
+        assert_oauth_error(status, &body, 400, "invalid_scope");
+        assert!(body["error_description"].as_str().unwrap().contains(named), "{body}");
+    }
+}
+
 #[tokio::test]
 async fn http_basic_client_authentication() {
     let app = TestApp::spawn().await;
