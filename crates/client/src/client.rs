@@ -109,6 +109,8 @@ pub struct DeliveryQuery {
     pub event: Option<String>,
     /// Only deliveries created at or after this RFC 3339 time.
     pub since: Option<String>,
+    /// Only one call's: its `pbx_id` or its `call_id`, matched exactly (listed oldest first).
+    pub call: Option<String>,
     /// Items per page, 1 to 1000 (server default 100).
     pub limit: Option<u32>,
     /// `pagination.page` of the previous page.
@@ -165,13 +167,14 @@ impl Client {
         self.call(Method::DELETE, &["api", "v2", "webhooks", event], &[]).await
     }
 
-    /// `GET /api/v2/webhook-deliveries`: one page, newest first.
+    /// `GET /api/v2/webhook-deliveries`: one page, newest first (one call's oldest first).
     pub async fn list_deliveries(&self, query: &DeliveryQuery) -> Result<DeliveryPage, Error> {
         let mut params: Vec<(&str, String)> = Vec::new();
         let fields = [
             ("status", &query.status),
             ("event", &query.event),
             ("since", &query.since),
+            ("call", &query.call),
             ("page", &query.page),
         ];
         for (name, value) in fields {

@@ -296,4 +296,18 @@ pub struct DeliveryFilter {
     pub event: Option<Event>,
     /// Only deliveries created at or after this time, Unix ms.
     pub since_ms: Option<i64>,
+    /// Only the deliveries of one call: events carrying this `pbx_id` (the call events, voicemail,
+    /// tags) or this `call_id` (speech, summary, rating). The two are never joined: SIPSIM gives no
+    /// mapping from one to the other. With it, the list is in ingest order, oldest first.
+    pub call: Option<String>,
+}
+
+/// The longest `pbx_id` or `call_id` a search takes.
+pub const CALL_MAX_LEN: usize = 200;
+
+impl DeliveryFilter {
+    /// Whether the list runs oldest first (a call's story) rather than newest first.
+    pub fn oldest_first(&self) -> bool {
+        self.call.is_some()
+    }
 }

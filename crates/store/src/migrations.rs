@@ -25,6 +25,7 @@ pub(crate) const SQLITE: &[(&str, &str)] = embed!("sqlite":
     "0009_settings_version.sql"
     "0010_due_index_without_waiting.sql"
     "0011_due_by_account.sql"
+    "0012_deliveries_by_message.sql"
 );
 
 /// PostgreSQL's migrations, in order.

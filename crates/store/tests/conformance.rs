@@ -803,6 +803,7 @@ async fn deliveries_list_page_resend_and_log_tests(store: &dyn Store) {
         event: Some(Event::Sms),
         status: Some(DeliveryStatus::Pending),
         since_ms: Some(now),
+        ..DeliveryFilter::default()
     };
     let got = store.list_deliveries(&acc, &sms, None, 10).await.unwrap();
     assert_eq!(got.len(), 2, "{got:?}");
@@ -845,6 +846,91 @@ async fn deliveries_list_page_resend_and_log_tests(store: &dyn Store) {
         )
         .await;
     assert!(matches!(missing, Err(StoreError::AccountNotFound(_))));
+}
+
+/// `?call=…`: a call's deliveries, by its `pbx_id` or its `call_id` (never joined), oldest first
+/// in pages that neither skip nor repeat, only the account's, combined with the other filters.
+async fn one_calls_deliveries_in_ingest_order(store: &dyn Store) {
+    use sipsim_core::payload::keys_of_call;
+    use sipsim_core::queue::DeliveryFilter;
+    let now = 25_000_000;
+    let acc = store.create_account("caller").await.unwrap().id;
+    let other = store.create_account("neighbour").await.unwrap().id;
+    for a in [&acc, &other] {
+        store
+            .put_integration(a, update("https://example.com/", false, Some(EventSet::ALL)))
+            .await
+            .unwrap();
+    }
+    let [as_call_id] = [keys_of_call("42")[1].clone()];
+    // Interleaved with another call and an SMS, over several batches, as a PBX sends them; within
+    // one batch (one millisecond) a call's own events keep their order.
+    let batches = [
+        vec![
+            call_message(&acc, Event::IncomingCallStart, "42"),
+            call_message(&acc, Event::IncomingCallStart, "43"),
+        ],
+        vec![message(&acc, Event::Sms, None), call_message(&acc, Event::IncomingCallAnswer, "42")],
+        vec![
+            call_message(&acc, Event::IncomingCallEnd, "42"),
+            call_message(&acc, Event::Voicemail, "42"),
+        ],
+        vec![
+            call_message(&acc, Event::Speech, &as_call_id),
+            call_message(&other, Event::IncomingCallStart, "42"),
+        ],
+        vec![
+            call_message(&acc, Event::Summary, &as_call_id),
+            call_message(&acc, Event::IncomingCallEnd, "43"),
+        ],
+    ];
+    let mut ids = Vec::new();
+    for (i, batch) in batches.iter().enumerate() {
+        for outcome in store.ingest(batch, now + i as i64).await.unwrap() {
+            if let IngestOutcome::Enqueued { delivery_id, .. } = outcome {
+                ids.push(delivery_id);
+            }
+        }
+    }
+    let of_42 = [&ids[0], &ids[3], &ids[4], &ids[5], &ids[6], &ids[8]];
+    let call = DeliveryFilter { call: Some("42".into()), ..DeliveryFilter::default() };
+    let mut seen = Vec::new();
+    let mut cursor: Option<sipsim_core::DeliveryId> = None;
+    loop {
+        let page = store.list_deliveries(&acc, &call, cursor.as_ref(), 2).await.unwrap();
+        let Some(last) = page.last() else { break };
+        cursor = Some(last.id.clone());
+        seen.extend(page.iter().map(|d| (d.id.clone(), d.event)));
+    }
+    let events: Vec<Event> = seen.iter().map(|(_, e)| *e).collect();
+    assert_eq!(
+        events,
+        [
+            Event::IncomingCallStart,
+            Event::IncomingCallAnswer,
+            Event::IncomingCallEnd,
+            Event::Voicemail,
+            Event::Speech,
+            Event::Summary
+        ]
+    );
+    assert_eq!(seen.iter().map(|(id, _)| id).collect::<Vec<_>>(), of_42);
+    // A resend of the call's end is the call's too, last (it was made last); the SMS never is.
+    let again = store.resend(&acc, &ids[4], now + 10).await.unwrap().unwrap();
+    let all = store.list_deliveries(&acc, &call, None, 10).await.unwrap();
+    assert_eq!(all.len(), 7);
+    assert_eq!((&all[6].id, all[6].event), (&again.id, Event::IncomingCallEnd));
+    let after_summary = store.list_deliveries(&acc, &call, Some(&ids[8]), 10).await.unwrap();
+    assert_eq!(after_summary.iter().map(|d| &d.id).collect::<Vec<_>>(), [&again.id]);
+    // Combined with an event filter; a call nobody made; the neighbour sees only its own.
+    let ends = DeliveryFilter { event: Some(Event::IncomingCallEnd), ..call.clone() };
+    let got = store.list_deliveries(&acc, &ends, None, 10).await.unwrap();
+    assert_eq!(got.iter().map(|d| &d.id).collect::<Vec<_>>(), [&ids[4], &again.id]);
+    let nobody = DeliveryFilter { call: Some("4".into()), ..DeliveryFilter::default() };
+    assert!(store.list_deliveries(&acc, &nobody, None, 10).await.unwrap().is_empty());
+    let theirs = store.list_deliveries(&other, &call, None, 10).await.unwrap();
+    assert_eq!(theirs.len(), 1);
+    assert_eq!(theirs[0].id, ids[7]);
 }
 
 async fn pause_keeps_deliveries_until_resumed(store: &dyn Store) {
@@ -1412,6 +1498,7 @@ async fn postgres(url: &str) -> PgStore {
 
 on_both_backends!(
     accounts_and_clients,
+    one_calls_deliveries_in_ingest_order,
     integration_lifecycle,
     concurrent_subscriptions_all_survive,
     settings_keep_the_first_value,

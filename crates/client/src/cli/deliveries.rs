@@ -17,6 +17,10 @@ pub struct ListArgs {
     /// Only deliveries created at or after this RFC 3339 time (2025-01-15T10:30:00Z).
     #[arg(long)]
     since: Option<String>,
+    /// Only one call's deliveries, oldest first: a `pbx_id` (call events, voicemail, tags) or a
+    /// `call_id` (speech, summary, rating), matched exactly.
+    #[arg(long)]
+    call: Option<String>,
     /// How many, 1 to 1000.
     #[arg(long, default_value_t = 20)]
     limit: u32,
@@ -40,6 +44,7 @@ pub async fn list(client: &Client, out: &Out, args: ListArgs) -> Result<(), Fail
             status: args.status,
             event: args.event,
             since: args.since,
+            call: args.call,
             limit: Some(args.limit),
             page: args.page,
         })

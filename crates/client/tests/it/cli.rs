@@ -220,7 +220,7 @@ async fn deliveries_are_listed_and_resent() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/hook", closed.local_addr().unwrap());
     drop(closed);
-    live.integration(&account, &url, &["sms"]).await;
+    live.integration(&account, &url, &["sms", "incoming_call_start", "incoming_call_end"]).await;
     let example: Value =
         serde_json::from_str(sipsim_core::payload::example_json(Event::Sms)).unwrap();
     live.ingest(&account, &[("sms", example.clone()), ("sms", example)]).await;
@@ -255,6 +255,20 @@ async fn deliveries_are_listed_and_resent() {
     assert_exit(&o, 6, "Delivery not found.");
     let o = run(sipsim(k, &["deliveries", "list", "--status", "lost"])).await;
     assert_exit(&o, 2, "Query parameter 'status' must be one of");
+
+    // One call's deliveries by its pbx_id, oldest first; the SMS are no call's.
+    let call = |event: Event| {
+        let payload = serde_json::from_str(sipsim_core::payload::example_json(event)).unwrap();
+        (event.name(), payload)
+    };
+    live.ingest(&account, &[call(Event::IncomingCallStart), call(Event::IncomingCallEnd)]).await;
+    let o = run(sipsim(k, &["deliveries", "list", "--call", "call_abc123", "--json"])).await;
+    let page: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let events: Vec<&str> =
+        page["data"].as_array().unwrap().iter().map(|d| d["event"].as_str().unwrap()).collect();
+    assert_eq!(events, ["incoming_call_start", "incoming_call_end"], "{page}");
+    let o = run(sipsim(k, &["deliveries", "list", "--call", "call_xyz"])).await;
+    assert_exit(&o, 0, "No deliveries.");
 }
 
 /// A running `sipsim listen`, its stdout read line by line.

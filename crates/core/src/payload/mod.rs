@@ -390,6 +390,17 @@ fn check_event(expected: Event, actual: &str) -> Result<(), PayloadError> {
     }
 }
 
+/// The ordering key of the events that name a call by `call_id` (speech, summary, rating), kept
+/// apart from `pbx_id` keys: the two may look alike and must not share a chain.
+fn call_id_key(call_id: impl std::fmt::Display) -> String {
+    format!("call_id:{call_id}")
+}
+
+/// The ordering keys a search for one call matches: `call` as a `pbx_id`, and as a `call_id`.
+pub fn keys_of_call(call: &str) -> [String; 2] {
+    [call.to_owned(), call_id_key(call)]
+}
+
 impl Payload {
     /// Parses and checks the payload of `event` from JSON.
     pub fn parse(event: Event, json: &[u8]) -> Result<Payload, PayloadError> {
@@ -466,9 +477,9 @@ impl Payload {
             Payload::ChainMemberEnd(p) => Some(p.pbx_id.clone()),
             Payload::Voicemail(p) => Some(p.pbx_id.clone()),
             Payload::Tags(p) => Some(p.pbx_id.clone()),
-            Payload::Speech(p) => Some(format!("call_id:{}", p.call_id)),
-            Payload::Summary(p) => Some(format!("call_id:{}", p.call_id)),
-            Payload::Rating(p) => Some(format!("call_id:{}", p.call_id)),
+            Payload::Speech(p) => Some(call_id_key(p.call_id)),
+            Payload::Summary(p) => Some(call_id_key(p.call_id)),
+            Payload::Rating(p) => Some(call_id_key(p.call_id)),
             Payload::Sms(_) | Payload::Test(_) => None,
         }
     }

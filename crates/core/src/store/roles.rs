@@ -205,13 +205,14 @@ pub trait DeliveryLog: Send + Sync {
         succeeded: bool,
     ) -> Result<DeliveryId, StoreError>;
 
-    /// An account's deliveries matching `filter`, newest first, starting after `before` (keyset
+    /// An account's deliveries matching `filter`, newest first (oldest first for one call's,
+    /// [`DeliveryFilter::oldest_first`]), starting after `cursor` in that order (keyset
     /// pagination), at most `limit`.
     async fn list_deliveries(
         &self,
         account: &AccountId,
         filter: &DeliveryFilter,
-        before: Option<&DeliveryId>,
+        cursor: Option<&DeliveryId>,
         limit: u32,
     ) -> Result<Vec<DeliveryRecord>, StoreError>;
 

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use sipsim_core::clock::{now_ms, rfc3339_seconds_from_ms};
 use sipsim_core::event::Event;
-use sipsim_core::queue::{DeliveryFilter, DeliveryRecord, DeliveryStatus};
+use sipsim_core::queue::{CALL_MAX_LEN, DeliveryFilter, DeliveryRecord, DeliveryStatus};
 use sipsim_core::{DeliveryId, StoreError};
 
 use super::page::{Nav, Notice, PageError, PageResult, render};
@@ -49,7 +49,10 @@ fn delivery_row(d: &DeliveryRecord) -> DeliveryRow {
 pub struct DeliveriesQuery {
     status: Option<String>,
     event: Option<String>,
-    before: Option<String>,
+    /// A `pbx_id` or `call_id`: that call's deliveries, oldest first.
+    call: Option<String>,
+    /// The last delivery of the previous page.
+    after: Option<String>,
 }
 
 struct Choice {
@@ -65,7 +68,9 @@ struct DeliveriesPage {
     rows: Vec<DeliveryRow>,
     statuses: Vec<Choice>,
     events: Vec<Choice>,
-    older: Option<String>,
+    /// The next page's cursor, and what the link says.
+    next: Option<(String, &'static str)>,
+    call: String,
     filter_query: String,
     chart: String,
     summary: String,
@@ -111,25 +116,38 @@ async fn show_deliveries(
 ) -> PageResult {
     let status = query.status.as_deref().filter(|s| !s.is_empty()).and_then(DeliveryStatus::parse);
     let event = query.event.as_deref().filter(|s| !s.is_empty()).and_then(Event::from_name);
-    let before = query.before.as_deref().and_then(|b| DeliveryId::parse(b).ok());
-    let filter = DeliveryFilter { status, event, since_ms: None };
+    let call = query.call.as_deref().map(str::trim).unwrap_or_default();
+    if call.len() > CALL_MAX_LEN {
+        return Err(PageError::BadRequest("A pbx_id or call_id is at most 200 characters."));
+    }
+    let after = query.after.as_deref().and_then(|b| DeliveryId::parse(b).ok());
+    let filter = DeliveryFilter {
+        status,
+        event,
+        since_ms: None,
+        call: (!call.is_empty()).then(|| call.to_owned()),
+    };
     let rows = state
         .store
-        .list_deliveries(&authed.user.account_id, &filter, before.as_ref(), PAGE + 1)
+        .list_deliveries(&authed.user.account_id, &filter, after.as_ref(), PAGE + 1)
         .await?;
     let more = rows.len() > PAGE as usize;
     let rows: Vec<DeliveryRow> = rows.iter().take(PAGE as usize).map(delivery_row).collect();
     let filter_query = form_urlencoded::Serializer::new(String::new())
         .append_pair("status", status.map_or("", |s| s.as_str()))
         .append_pair("event", event.map_or("", |e| e.name()))
+        .append_pair("call", call)
         .finish();
+    let label = if filter.oldest_first() { "Later deliveries →" } else { "Older deliveries →" };
+    let next = more.then(|| rows.last().map(|r| (r.id.clone(), label))).flatten();
     let (chart, summary) = last_day(state, authed).await?;
     let page = DeliveriesPage {
         nav: Nav::of(authed, "deliveries"),
         notice,
         chart,
         summary,
-        older: more.then(|| rows.last().map(|r| r.id.clone())).flatten(),
+        next,
+        call: call.to_owned(),
         rows,
         statuses: ["pending", "delivering", "succeeded", "failed", "paused"]
             .into_iter()
@@ -149,7 +167,7 @@ pub async fn resend_failed(
     State(state): State<AppState>,
     Posted { authed, form }: Posted,
 ) -> PageResult {
-    let no_filter = DeliveriesQuery { status: None, event: None, before: None };
+    let no_filter = DeliveriesQuery { status: None, event: None, call: None, after: None };
     let Some(hours) = form
         .get("since_hours")
         .and_then(|h| h.parse::<i64>().ok())

@@ -39,6 +39,8 @@ pub enum PageError {
     Store(StoreError),
     /// What the URL names does not exist for this account (the message says what).
     NotFound(&'static str),
+    /// The URL asks for something that cannot be (the message says what).
+    BadRequest(&'static str),
 }
 
 impl From<StoreError> for PageError {
@@ -58,6 +60,7 @@ impl IntoResponse for PageError {
                 )
             }
             PageError::NotFound(what) => error_page(StatusCode::NOT_FOUND, what),
+            PageError::BadRequest(what) => error_page(StatusCode::BAD_REQUEST, what),
         }
     }
 }

@@ -158,7 +158,7 @@ async fn has_delivery(
     message: &str,
     status: DeliveryStatus,
 ) -> bool {
-    let filter = DeliveryFilter { status: Some(status), event: None, since_ms: None };
+    let filter = DeliveryFilter { status: Some(status), ..DeliveryFilter::default() };
     app.store
         .list_deliveries(account, &filter, None, 100)
         .await
@@ -324,6 +324,30 @@ async fn a_person_sets_up_webhooks_with_a_mouse() {
         assert!(Instant::now() < deadline, "the resent voicemail was not delivered");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+
+    // "Where is call X?": the search box lists one call's deliveries, oldest first: the voicemail
+    // of call_abc123 that failed, its resend, and nothing of the SMS.
+    browser.goto(&app.url("/dashboard/deliveries")).await.unwrap();
+    fill(&browser, "input[name=call]", "call_abc123").await;
+    click(&browser, "form[method=get] button").await;
+    let mut rows = Vec::new();
+    for row in browser.find_all(Locator::Css("table tr td:nth-child(2)")).await.unwrap() {
+        rows.push(row.text().await.unwrap());
+    }
+    let statuses = browser.find_all(Locator::Css("td.status")).await.unwrap();
+    let mut states = Vec::new();
+    for s in statuses {
+        states.push(s.text().await.unwrap());
+    }
+    assert_eq!(rows, ["voicemail"; 2]);
+    assert_eq!(states, ["failed", "succeeded"]);
+    assert_eq!(
+        prop_of(&browser, "input[name=call]", "value").await.as_deref(),
+        Some("call_abc123")
+    );
+    fill(&browser, "input[name=call]", "call_nobody").await;
+    click(&browser, "form[method=get] button").await;
+    assert!(text_of(&browser, "table").await.contains("No deliveries for call call_nobody."));
 
     // A form whose CSRF token was taken out is refused, and changes nothing.
     browser.goto(&app.url("/dashboard/integrations/webhooks")).await.unwrap();

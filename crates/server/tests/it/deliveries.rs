@@ -138,9 +138,14 @@ async fn bad_query_parameters_are_400_naming_them() {
         ("page=%%%", "Query parameter 'page' is not a page token from a previous response."),
         (
             "statuss=failed",
-            "Unknown query parameter 'statuss'. The list takes status, event, since, limit and page.",
+            "Unknown query parameter 'statuss'. The list takes status, event, since, call, limit and page.",
         ),
         ("limit=5&limit=6", "Query parameter 'limit' is repeated."),
+        ("call=", "Query parameter 'call' must be a pbx_id or call_id of 1 to 200 characters."),
+        (
+            &format!("call={}", "x".repeat(201)),
+            "Query parameter 'call' must be a pbx_id or call_id of 1 to 200 characters.",
+        ),
     ];
     for (query, message) in cases {
         let r = app
@@ -148,6 +153,57 @@ async fn bad_query_parameters_are_400_naming_them() {
             .await;
         assert_error(&r, 400, message, "/api/v2/webhook-deliveries");
     }
+}
+
+/// "Where is the end of call X": `?call=` finds a call's deliveries by its `pbx_id` or its
+/// `call_id` (never both: SIPSIM gives no mapping), oldest first, page by page.
+#[tokio::test]
+async fn a_calls_deliveries_by_pbx_id_or_call_id_in_ingest_order() {
+    let app = TestApp::spawn().await;
+    let rx = Receiver::answering(&[]).await;
+    // The examples: call_abc123 is an incoming call's pbx_id, call_def456 an outgoing one's,
+    // 12345 the call_id of the speech, summary and rating.
+    let events = [
+        Event::IncomingCallStart,
+        Event::OutgoingCallStart,
+        Event::IncomingCallAnswer,
+        Event::Sms,
+        Event::Speech,
+        Event::IncomingCallEnd,
+        Event::OutgoingCallEnd,
+        Event::Summary,
+        Event::Rating,
+    ];
+    let (_, token) = delivered(&app, &rx, &events).await;
+    let story = async |call: &str, limit: u32| {
+        let mut events = Vec::new();
+        let mut page: Option<String> = None;
+        loop {
+            let mut path = format!("/api/v2/webhook-deliveries?call={call}&limit={limit}");
+            if let Some(p) = &page {
+                path.push_str(&format!("&page={}", urlencode(p)));
+            }
+            let (status, _, body) = app.get(&path, &token).await;
+            assert_eq!(status, 200, "{body}");
+            events.extend(body["data"].as_array().unwrap().iter().map(|d| d["event"].clone()));
+            match body["pagination"]["page"].as_str() {
+                Some(next) if body["pagination"]["has_more"] == true => {
+                    page = Some(next.to_owned())
+                }
+                _ => return events,
+            }
+        }
+    };
+    let incoming = ["incoming_call_start", "incoming_call_answer", "incoming_call_end"];
+    assert_eq!(story("call_abc123", 100).await, incoming);
+    assert_eq!(story("call_abc123", 1).await, incoming, "pages neither skip nor repeat");
+    assert_eq!(story("call_def456", 1).await, ["outgoing_call_start", "outgoing_call_end"]);
+    assert_eq!(story("12345", 2).await, ["speech", "summary", "rating"]);
+    assert!(story("call_abc12", 100).await.is_empty(), "exact match only");
+    let (_, _, ends) = app
+        .get("/api/v2/webhook-deliveries?call=call_abc123&event=incoming_call_end", &token)
+        .await;
+    assert_eq!(ends["pagination"]["count"], 1, "{ends}");
 }
 
 #[tokio::test]
