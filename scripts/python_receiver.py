@@ -1,8 +1,10 @@
 """A webhook receiver that checks every delivery with verifiers we did not write: SIPSIM's documented
 Python verification (sipsim-reference.md, section c) and the `standardwebhooks` package from PyPI.
 
-Usage: python_receiver.py SIGNING_SECRET  -- prints the port it listens on, then one JSON line per
-request: {"event", "sipsim_ok", "standard_ok", "error"}. Answers 200 when both verify, 400 otherwise.
+Usage: python_receiver.py SIGNING_SECRET [STANDARD_WEBHOOKS_SECRET]  -- prints the port it listens on,
+then one JSON line per request: {"event", "sipsim_ok", "standard_ok", "error"}. Answers 200 when both
+verify, 400 otherwise. The second secret is what a Standard Webhooks library is given when the signing
+secret is not `whsec_<base64>` (one brought from SIPSIM); it defaults to the first.
 """
 
 import hashlib
@@ -15,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from standardwebhooks.webhooks import Webhook
 
 SECRET = sys.argv[1]
+STANDARD_SECRET = sys.argv[2] if len(sys.argv) > 2 else SECRET
 OUTPUT = threading.Lock()
 
 
@@ -37,7 +40,7 @@ class Handler(BaseHTTPRequestHandler):
             SECRET,
         )
         try:
-            Webhook(SECRET).verify(body, dict(self.headers.items()))
+            Webhook(STANDARD_SECRET).verify(body, dict(self.headers.items()))
             result["standard_ok"] = True
         except Exception as e:  # the library's WebhookVerificationError, or a malformed header
             result["standard_ok"] = False

@@ -29,10 +29,59 @@ impl SigningSecret {
         SigningSecret(value)
     }
 
+    /// The fewest bytes a secret the customer brings may have.
+    pub const MIN_BROUGHT_BYTES: usize = 16;
+    /// The most.
+    pub const MAX_BROUGHT_BYTES: usize = 1024;
+
+    /// A secret the customer already has, a SIPSIM one say, so that the receivers that check
+    /// `X-Webhook-Signature` with it keep working: signed with as its UTF-8 bytes, as SIPSIM does.
+    /// It must be printable (no control characters), 16 to 1024 bytes, and not start or end with
+    /// a space (a copy that lost one would never verify).
+    pub fn brought(text: &str) -> Result<Self, BroughtSecretError> {
+        if text.len() < Self::MIN_BROUGHT_BYTES {
+            return Err(BroughtSecretError::TooShort);
+        }
+        if text.len() > Self::MAX_BROUGHT_BYTES {
+            return Err(BroughtSecretError::TooLong);
+        }
+        if text.chars().any(char::is_control) {
+            return Err(BroughtSecretError::NotPrintable);
+        }
+        if text.starts_with(char::is_whitespace) || text.ends_with(char::is_whitespace) {
+            return Err(BroughtSecretError::EdgeSpace);
+        }
+        Ok(SigningSecret(text.to_owned()))
+    }
+
     /// The secret's text, for signing and for showing to its owner.
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// The secret as a Standard Webhooks library takes it: itself when it is `whsec_<base64>` (every
+    /// generated one), otherwise `whsec_` + the base64 of its UTF-8 bytes, which are then the key
+    /// of `webhook-signature` as they are of `X-Webhook-Signature`.
+    pub fn for_standard_webhooks(&self) -> String {
+        crate::signing::standard_secret(&self.0)
+    }
+}
+
+/// Why a signing secret the customer brings is refused; displays as the reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BroughtSecretError {
+    /// Fewer than 16 bytes.
+    #[error("a signing secret has at least 16 bytes")]
+    TooShort,
+    /// More than 1024 bytes.
+    #[error("a signing secret has at most 1024 bytes")]
+    TooLong,
+    /// A control character (a tab, a second line…).
+    #[error("a signing secret is printable text on one line (no tabs or control characters)")]
+    NotPrintable,
+    /// A space at either end.
+    #[error("a signing secret does not start or end with a space")]
+    EdgeSpace,
 }
 
 impl fmt::Debug for SigningSecret {
@@ -123,5 +172,29 @@ mod tests {
         assert_eq!(SecretHash::from_bytes(h.as_bytes()), Some(h));
         assert_eq!(SecretHash::from_bytes(&[0; 31]), None);
         assert!(!format!("{s:?}").contains(s.expose()));
+    }
+
+    #[test]
+    fn a_brought_secret_is_kept_as_given_when_it_can_be_copied_back() {
+        for good in
+            ["0123456789abcdef", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "pass phrase of émigré"]
+        {
+            assert_eq!(
+                SigningSecret::brought(good).map(|s| s.expose().to_owned()),
+                Ok(good.to_owned())
+            );
+        }
+        assert_eq!(SigningSecret::brought("0123456789abcde"), Err(BroughtSecretError::TooShort));
+        assert_eq!(SigningSecret::brought(&"x".repeat(1025)), Err(BroughtSecretError::TooLong));
+        for bad in ["0123456789\tabcdef", "0123456789abcdef\n", "0123456789\u{7f}abcdef"] {
+            assert_eq!(
+                SigningSecret::brought(bad),
+                Err(BroughtSecretError::NotPrintable),
+                "{bad:?}"
+            );
+        }
+        for bad in [" 0123456789abcdef", "0123456789abcdef "] {
+            assert_eq!(SigningSecret::brought(bad), Err(BroughtSecretError::EdgeSpace));
+        }
     }
 }

@@ -28,9 +28,6 @@ pub enum VerifyError {
     /// A header is absent or not in the scheme's format.
     #[error("signature headers are missing or malformed")]
     Malformed,
-    /// The secret is not `whsec_` followed by base64 (Standard Webhooks needs to decode it).
-    #[error("the signing secret is not whsec_<base64>")]
-    BadSecret,
     /// No signature matches.
     #[error("no signature matches")]
     Mismatch,
@@ -75,10 +72,24 @@ pub fn verify_sipsim(
         .map_err(|_| VerifyError::Mismatch)
 }
 
-/// The key bytes of a `whsec_<base64>` secret, as Standard Webhooks uses them.
-fn standard_key(secret: &str) -> Result<Vec<u8>, VerifyError> {
-    let encoded = secret.strip_prefix("whsec_").unwrap_or(secret);
-    STANDARD.decode(encoded).map_err(|_| VerifyError::BadSecret)
+/// The key of `webhook-signature`: the decoded bytes of a `whsec_<base64>` secret (every generated
+/// one, and any Standard Webhooks secret), otherwise the secret's own UTF-8 bytes (one a customer
+/// brought from SIPSIM, which signs with them), given to Standard Webhooks libraries as
+/// [`standard_secret`].
+fn standard_key(secret: &str) -> Vec<u8> {
+    secret
+        .strip_prefix("whsec_")
+        .and_then(|encoded| STANDARD.decode(encoded).ok())
+        .unwrap_or_else(|| secret.as_bytes().to_vec())
+}
+
+/// `secret` as a Standard Webhooks library takes it, `whsec_<base64 of the key>`: the secret itself
+/// when it is in that form already.
+pub fn standard_secret(secret: &str) -> String {
+    match secret.strip_prefix("whsec_").map(|encoded| STANDARD.decode(encoded)) {
+        Some(Ok(_)) => secret.to_owned(),
+        _ => format!("whsec_{}", STANDARD.encode(secret.as_bytes())),
+    }
 }
 
 fn standard_mac(key: &[u8], id: &str, timestamp: &str, body: &[u8]) -> HmacSha256 {
@@ -93,16 +104,11 @@ fn standard_mac(key: &[u8], id: &str, timestamp: &str, body: &[u8]) -> HmacSha25
 
 /// The `webhook-signature` value: one `v1,<base64>` per secret, space-separated (the current secret
 /// first, then any still valid after a rotation).
-pub fn standard_signature(
-    secrets: &[&str],
-    id: &str,
-    timestamp: i64,
-    body: &[u8],
-) -> Result<String, VerifyError> {
+pub fn standard_signature(secrets: &[&str], id: &str, timestamp: i64, body: &[u8]) -> String {
     let ts = timestamp.to_string();
     let mut out = String::new();
     for secret in secrets {
-        let key = standard_key(secret)?;
+        let key = standard_key(secret);
         let digest = standard_mac(&key, id, &ts, body).finalize().into_bytes();
         if !out.is_empty() {
             out.push(' ');
@@ -110,7 +116,7 @@ pub fn standard_signature(
         out.push_str("v1,");
         STANDARD.encode_string(digest, &mut out);
     }
-    Ok(out)
+    out
 }
 
 /// Checks Standard Webhooks headers against one secret: a fresh timestamp and at least one matching
@@ -127,7 +133,7 @@ pub fn verify_standard(
     if (now - ts).abs() > TOLERANCE_SECS {
         return Err(VerifyError::Stale);
     }
-    let key = standard_key(secret)?;
+    let key = standard_key(secret);
     let mut any = false;
     for candidate in signature_header.split(' ').filter(|s| !s.is_empty()) {
         let Some(encoded) = candidate.strip_prefix("v1,") else {
@@ -227,8 +233,7 @@ mod tests {
         let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
         let body = br#"{"test": 2432232314}"#;
         let sig =
-            standard_signature(&[secret], "msg_p5jXN8AQM9LWM0D4loKWxJek", 1_614_265_330, body)
-                .unwrap();
+            standard_signature(&[secret], "msg_p5jXN8AQM9LWM0D4loKWxJek", 1_614_265_330, body);
         assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
         assert_eq!(
             verify_standard(
@@ -248,7 +253,7 @@ mod tests {
         let old = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
         let new = "whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
         let body = b"{}";
-        let sig = standard_signature(&[new, old], "msg_1", 1000, body).unwrap();
+        let sig = standard_signature(&[new, old], "msg_1", 1000, body);
         assert_eq!(sig.split(' ').count(), 2);
         assert_eq!(verify_standard(old, "msg_1", "1000", &sig, body, 1000), Ok(()));
         assert_eq!(verify_standard(new, "msg_1", "1000", &sig, body, 1000), Ok(()));
@@ -264,6 +269,28 @@ mod tests {
             verify_standard(new, "msg_1", "1000", "v2,abc", body, 1000),
             Err(VerifyError::Malformed)
         );
-        assert_eq!(standard_signature(&["whsec_!!"], "m", 1, body), Err(VerifyError::BadSecret));
+    }
+
+    /// A secret brought from SIPSIM (any printable text) signs `webhook-signature` with its UTF-8
+    /// bytes, and a Standard Webhooks library given its `whsec_` form verifies it.
+    #[test]
+    fn a_brought_secret_signs_with_its_bytes_in_both_schemes() {
+        let body = br#"{"event":"sms"}"#;
+        let brought = "my-sipsim-secret: 16+ bytes";
+        let standard = standard_secret(brought);
+        assert_eq!(standard, format!("whsec_{}", STANDARD.encode(brought)));
+        let sig = standard_signature(&[brought], "msg_1", 1000, body);
+        assert_eq!(verify_standard(&standard, "msg_1", "1000", &sig, body, 1000), Ok(()));
+        assert_eq!(verify_standard(brought, "msg_1", "1000", &sig, body, 1000), Ok(()));
+        // A generated secret and a whsec_ one that is not base64 keep their own forms apart.
+        let generated = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        assert_eq!(standard_secret(generated), generated);
+        assert_eq!(
+            standard_secret("whsec_!!not base64!!"),
+            format!("whsec_{}", STANDARD.encode("whsec_!!not base64!!"))
+        );
+        let odd = standard_signature(&["whsec_!!not base64!!"], "m", 1, body);
+        let again = standard_signature(&[&standard_secret("whsec_!!not base64!!")], "m", 1, body);
+        assert_eq!(odd, again);
     }
 }

@@ -274,8 +274,7 @@ fn signed_headers(out: Outgoing<'_>) -> Result<HeaderMap, String> {
     h.insert(WEBHOOK_ID.clone(), value(out.message_id)?);
     h.insert(WEBHOOK_TIMESTAMP.clone(), value(&ts.to_string())?);
     let secrets: Vec<&str> = std::iter::once(out.secret).chain(out.previous_secret).collect();
-    let standard =
-        standard_signature(&secrets, out.message_id, ts, out.body).map_err(|e| e.to_string())?;
+    let standard = standard_signature(&secrets, out.message_id, ts, out.body);
     h.insert(WEBHOOK_SIGNATURE.clone(), value(&standard)?);
     Ok(h)
 }

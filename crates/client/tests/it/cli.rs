@@ -488,7 +488,7 @@ async fn listen_forwards_verified_requests_and_relays_the_answer() {
         .header("X-Webhook-Event", "summary")
         .header("webhook-id", "msg_1")
         .header("webhook-timestamp", now.to_string())
-        .header("webhook-signature", standard_signature(&[secret], "msg_1", now, body).unwrap())
+        .header("webhook-signature", standard_signature(&[secret], "msg_1", now, body))
         .body(&body[..])
         .send()
         .await
@@ -541,7 +541,7 @@ async fn verify_checks_a_signature_offline() {
     let verdict: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(verdict["valid"], false);
 
-    let v1 = standard_signature(&[secret], "msg_1", ts, body).unwrap();
+    let v1 = standard_signature(&[secret], "msg_1", ts, body);
     assert_exit(
         &verify(v1.clone(), body, &["--id", "msg_1"]),
         0,

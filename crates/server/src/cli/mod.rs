@@ -308,6 +308,11 @@ pub enum IntegrationCommand {
         /// Replace the subscribed events (comma- or space-separated); kept as they are when absent.
         #[arg(long)]
         events: Option<String>,
+        /// Sign with a secret you already have (from SIPSIM, so your receivers keep verifying),
+        /// read as one line from standard input: printable, 16 bytes or more. It replaces the
+        /// current secret, which keeps signing `webhook-signature` for 24 hours.
+        #[arg(long)]
+        signing_secret_stdin: bool,
     },
     /// Show the integration: URL, state, subscribed events and signing secret.
     Show {

@@ -197,7 +197,17 @@ fn integration_json(i: &Integration) -> Value {
         "state": i.state.as_str(),
         "subscribed_events": i.events.names(),
         "signing_secret": i.signing_secret.expose(),
+        "standard_webhooks_secret": i.signing_secret.for_standard_webhooks(),
     })
+}
+
+/// One line of standard input, without its line ending, as a brought signing secret.
+fn read_signing_secret() -> anyhow::Result<SigningSecret> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    let text = line.strip_suffix('\n').unwrap_or(&line);
+    let text = text.strip_suffix('\r').unwrap_or(text);
+    SigningSecret::brought(text).map_err(|e| anyhow!("the signing secret on standard input: {e}"))
 }
 
 fn integration_text(i: &Integration) -> String {
@@ -207,12 +217,16 @@ fn integration_text(i: &Integration) -> String {
         None => i.state.as_str().to_owned(),
     };
     format!(
-        "account:        {}\nwebhook_url:    {}\nstate:          {}\nevents:         {}\nsigning_secret: {}",
+        "account:        {}\nwebhook_url:    {}\nstate:          {}\nevents:         {}\nsigning_secret: {}{}",
         i.account_id,
         i.webhook_url,
         state,
         if events.is_empty() { "(none)".to_owned() } else { events.join(", ") },
-        i.signing_secret.expose()
+        i.signing_secret.expose(),
+        match i.signing_secret.for_standard_webhooks() {
+            same if same == i.signing_secret.expose() => String::new(),
+            other => format!("\nstandard webhooks secret: {other}"),
+        }
     )
 }
 
@@ -222,7 +236,7 @@ pub(super) async fn integration(
     config: &Config,
 ) -> anyhow::Result<Output> {
     match cmd {
-        IntegrationCommand::Set { account, url, disabled, events } => {
+        IntegrationCommand::Set { account, url, disabled, events, signing_secret_stdin } => {
             let account_id = parse_account(&account)?;
             let webhook_url = WebhookUrl::parse(&url, config.target_policy)?;
             let events = events
@@ -234,18 +248,21 @@ pub(super) async fn integration(
                     })
                 })
                 .transpose()?;
-            let (i, created) = Service::offline(store)
-                .save_integration(
-                    &account_id,
-                    IntegrationUpdate {
-                        webhook_url,
-                        disabled,
-                        events,
-                        new_signing_secret: SigningSecret::generate(),
-                    },
-                )
-                .await
-                .map_err(account_error)?;
+            let brought = signing_secret_stdin.then(read_signing_secret).transpose()?;
+            let update = IntegrationUpdate {
+                webhook_url,
+                disabled,
+                events,
+                new_signing_secret: SigningSecret::generate(),
+            };
+            let service = Service::offline(store);
+            let saved = match brought {
+                Some(secret) => {
+                    service.save_integration_with_secret(&account_id, update, secret).await
+                }
+                None => service.save_integration(&account_id, update).await,
+            };
+            let (i, created) = saved.map_err(account_error)?;
             let mut value = integration_json(&i);
             value["created"] = json!(created);
             Ok(Output::ok(

@@ -58,6 +58,8 @@ struct WebhooksPage {
     paused_reason: Option<String>,
     groups: Vec<Group>,
     secret: Option<String>,
+    /// The secret as Standard Webhooks libraries take it, when that is not the secret itself.
+    standard_secret: Option<String>,
     previous_until: Option<String>,
     /// Attempts in flight at once now and the cap, when this process delivers.
     concurrency: Option<(u32, u32)>,
@@ -104,6 +106,9 @@ fn webhooks_page(
             .map(|i| i.paused_reason.clone().unwrap_or_else(|| "paused".to_owned())),
         groups: groups(integration.map_or(EventSet::empty(), |i| i.events)),
         secret: integration.map(|i| i.signing_secret.expose().to_owned()),
+        standard_secret: integration
+            .map(|i| i.signing_secret.for_standard_webhooks())
+            .filter(|standard| integration.is_some_and(|i| i.signing_secret.expose() != standard)),
         previous_until: integration
             .and_then(|i| i.previous_signing_secret.as_ref())
             .filter(|(_, until)| *until > now_ms())
@@ -225,6 +230,32 @@ pub async fn regenerate_secret(
     tracing::info!(account_id = %account, user_id = %authed.user.id, "signing secret regenerated");
     let notice = Notice::ok(format!(
         "New signing secret generated. X-Webhook-Signature uses it from now on; \
+         webhook-signature also carries the old one's until {}.",
+        rfc3339_seconds_from_ms(until)
+    ));
+    show_saved(&state, &authed, &integration, notice)
+}
+
+/// "Use a secret you already have": the customer's own secret replaces the current one, which
+/// keeps signing `webhook-signature` for a day, as a regeneration's does.
+pub async fn use_own_secret(
+    State(state): State<AppState>,
+    Posted { authed, form }: Posted,
+) -> PageResult {
+    let account = &authed.user.account_id;
+    let secret = match SigningSecret::brought(form.get("signing_secret").unwrap_or_default()) {
+        Ok(secret) => secret,
+        Err(why) => {
+            let why = format!("That signing secret cannot be used: {why}.");
+            return refuse(&state, &authed, &why).await;
+        }
+    };
+    let Some((integration, until)) = state.service().replace_secret(account, &secret).await? else {
+        return refuse(&state, &authed, "Connect a webhook URL first.").await;
+    };
+    tracing::info!(account_id = %account, user_id = %authed.user.id, "signing secret replaced by the customer's own");
+    let notice = Notice::ok(format!(
+        "Your signing secret is in use. X-Webhook-Signature uses it from now on; \
          webhook-signature also carries the old one's until {}.",
         rfc3339_seconds_from_ms(until)
     ));

@@ -44,18 +44,47 @@ impl Service<'_> {
         removed
     }
 
-    /// Gives the integration a new signing secret; the old one keeps signing `webhook-signature`
-    /// for [`OLD_SECRET_VALID_MS`]. Returns the integration and until when (Unix ms) the old secret
-    /// is valid; `None` without an integration.
+    /// Gives the integration a new, generated signing secret; see [`Service::replace_secret`].
     pub async fn regenerate_secret(
         &self,
         account: &AccountId,
     ) -> Result<Option<(Integration, i64)>, StoreError> {
+        self.replace_secret(account, &SigningSecret::generate()).await
+    }
+
+    /// Gives the integration the signing secret `secret`; the old one keeps signing
+    /// `webhook-signature` for [`OLD_SECRET_VALID_MS`]. Returns the integration and until when
+    /// (Unix ms) the old secret is valid; `None` without an integration.
+    pub async fn replace_secret(
+        &self,
+        account: &AccountId,
+        secret: &SigningSecret,
+    ) -> Result<Option<(Integration, i64)>, StoreError> {
         let until = now_ms() + OLD_SECRET_VALID_MS;
-        let rotated =
-            self.store.rotate_signing_secret(account, &SigningSecret::generate(), until).await;
+        let rotated = self.store.rotate_signing_secret(account, secret, until).await;
         self.forget_integration(account);
         Ok(rotated?.map(|integration| (integration, until)))
+    }
+
+    /// [`Service::save_integration`] signing with `secret`, one the customer brought (from SIPSIM,
+    /// so that its receivers keep verifying): a new integration starts with it; an existing one's
+    /// secret is replaced as a regeneration replaces it, the old one overlapping for a day.
+    pub async fn save_integration_with_secret(
+        &self,
+        account: &AccountId,
+        update: IntegrationUpdate,
+        secret: SigningSecret,
+    ) -> Result<(Integration, bool), StoreError> {
+        let update = IntegrationUpdate { new_signing_secret: secret.clone(), ..update };
+        let (saved, created) = self.save_integration(account, update).await?;
+        if created || saved.signing_secret == secret {
+            return Ok((saved, created));
+        }
+        match self.replace_secret(account, &secret).await? {
+            Some((replaced, _)) => Ok((replaced, false)),
+            // Removed in between by someone else: what was saved is gone too.
+            None => Err(StoreError::Corrupt("the integration was removed while saving it".into())),
+        }
     }
 
     /// Ends a pause, delivering or dropping the events kept meanwhile; `None` if it was not

@@ -37,6 +37,20 @@ impl Db {
         self.cmd(args).output().unwrap()
     }
 
+    /// Runs with `input` on standard input.
+    fn run_with_stdin(&self, args: &[&str], input: &str) -> Output {
+        use std::io::Write as _;
+        let mut child = self
+            .cmd(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    }
+
     /// Runs with `--json`; asserts success and exactly one JSON object on stdout.
     fn json(&self, args: &[&str]) -> Value {
         let mut all = args.to_vec();
@@ -115,13 +129,22 @@ fn operator_commands_manage_accounts_clients_and_integrations() {
     assert_eq!(set["created"], true);
     let secret = set["signing_secret"].as_str().unwrap().to_owned();
     assert!(secret.starts_with("whsec_"));
+    assert_eq!(set["standard_webhooks_secret"], secret, "a generated secret is in that form");
 
     let show = db.json(&["integration", "show", "--account", &account]);
     let mut keys: Vec<_> = show.as_object().unwrap().keys().cloned().collect();
     keys.sort();
     assert_eq!(
         keys,
-        ["account_id", "enabled", "signing_secret", "state", "subscribed_events", "webhook_url"]
+        [
+            "account_id",
+            "enabled",
+            "signing_secret",
+            "standard_webhooks_secret",
+            "state",
+            "subscribed_events",
+            "webhook_url"
+        ]
     );
     assert_eq!(show["webhook_url"], "https://example.com/webhooks/sipsim");
     assert_eq!(show["enabled"], true);
@@ -537,7 +560,6 @@ async fn resume_ends_a_pause_and_set_does_not() {
 
 #[test]
 fn user_create_takes_a_password_from_stdin_or_makes_one() {
-    use std::io::Write as _;
     let db = Db::new();
     let account =
         db.json(&["account", "create", "Acme"])["account_id"].as_str().unwrap().to_owned();
@@ -548,15 +570,10 @@ fn user_create_takes_a_password_from_stdin_or_makes_one() {
     assert!(password.len() >= 40, "{password}");
     // From stdin: too short is refused, a long one is taken and not echoed.
     let run_with_stdin = |email: &str, input: &str| {
-        let mut child = db
-            .cmd(argv!("user create --account {account} --email {email} --password-stdin --json"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-        child.wait_with_output().unwrap()
+        db.run_with_stdin(
+            argv!("user create --account {account} --email {email} --password-stdin --json"),
+            input,
+        )
     };
     let short = run_with_stdin("a@example.com", "short\n");
     assert!(!short.status.success());
@@ -569,6 +586,51 @@ fn user_create_takes_a_password_from_stdin_or_makes_one() {
     // The same email twice is refused, naming it.
     let again = db.json_error(argv!("user create --account {account} --email OPS@example.com"));
     assert!(again.contains("exists already"), "{again}");
+}
+
+/// `integration set --signing-secret-stdin`: a customer moving from SIPSIM keeps its secret, so its
+/// receivers keep verifying; a new integration starts with it, an existing one's is replaced.
+#[test]
+fn an_integration_signs_with_a_secret_brought_on_stdin() {
+    use base64::Engine as _;
+    let db = Db::new();
+    let account =
+        db.json(&["account", "create", "Acme"])["account_id"].as_str().unwrap().to_owned();
+    let set = |input: &str| {
+        db.run_with_stdin(
+            argv!(
+                "integration set --account {account} --url https://example.com/hook --signing-secret-stdin --json"
+            ),
+            input,
+        )
+    };
+    // The line ending (Windows' too) is not part of the secret; the Standard Webhooks form is shown.
+    let made = one_object(&succeeded(Ok(set("my SIPSIM secret 1234\r\n"))).stdout);
+    assert_eq!(
+        (made["created"].clone(), made["signing_secret"].clone()),
+        (true.into(), "my SIPSIM secret 1234".into())
+    );
+    let standard = base64::engine::general_purpose::STANDARD.encode("my SIPSIM secret 1234");
+    assert_eq!(made["standard_webhooks_secret"], format!("whsec_{standard}"));
+    // On the existing integration it replaces the secret; `show` prints the new one.
+    let replaced = one_object(&succeeded(Ok(set("another secret, 25 bytes\n"))).stdout);
+    assert_eq!(replaced["created"], false);
+    let shown = db.json(argv!("integration show --account {account}"));
+    assert_eq!(shown["signing_secret"], "another secret, 25 bytes");
+    // Refused, naming why, and nothing changes.
+    for (input, why) in [
+        ("short\n", "at least 16 bytes"),
+        ("\n", "at least 16 bytes"),
+        ("tab\tinside the secret\n", "printable"),
+        ("  padded secret of 24\n", "start or end with a space"),
+    ] {
+        let out = set(input);
+        assert!(!out.status.success(), "{input:?}");
+        let error = one_object(&out.stdout)["error"].as_str().unwrap().to_owned();
+        assert!(error.contains(why), "{input:?}: {error}");
+    }
+    let shown = db.json(argv!("integration show --account {account}"));
+    assert_eq!(shown["signing_secret"], "another secret, 25 bytes");
 }
 
 /// `account delete` erases: the account's payloads and ids are gone from the database file and its

@@ -3,6 +3,7 @@
 
 use reqwest::StatusCode;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+use sipsim_core::secret::SigningSecret;
 use sipsim_server::service::users::hash_password;
 
 use crate::helpers::{Fetch, TestApp};
@@ -398,4 +399,60 @@ async fn a_resend_redirects_so_reloading_queues_nothing_more() {
         assert!(page.text().await.unwrap().contains("Queued again"));
     }
     assert_eq!(count().await.len(), 2, "reloading queued nothing more");
+}
+
+/// "Use a secret you already have": the customer's SIPSIM secret signs from now on, in both
+/// schemes, while the replaced one keeps signing `webhook-signature` for a day.
+#[tokio::test]
+async fn a_customers_own_signing_secret_signs_from_the_page() {
+    use sipsim_core::signing::{verify_sipsim, verify_standard};
+    let app = TestApp::spawn_allowing_local_targets().await;
+    let (account, email) = user(&app).await;
+    let (session, csrf, _) = login(&app, &email, false).await;
+    let http = client();
+    let use_own = async |secret: &str| {
+        let resp = http
+            .post(app.url("/dashboard/integrations/webhooks/own-secret"))
+            .header(COOKIE, &session)
+            .form(&[("csrf", csrf.as_str()), ("signing_secret", secret)])
+            .fetch()
+            .await;
+        (resp.status(), resp.text().await.unwrap())
+    };
+    let own = "my SIPSIM secret, moving over";
+    let (status, page) = use_own(own).await;
+    assert_eq!(status, 400);
+    assert!(page.contains("Connect a webhook URL first."), "{page}");
+
+    let receiver = sipsim_testkit::receiver::Receiver::answering(&[]).await;
+    app.local_integration(&account, &receiver.url("/hook"), &["sms"]).await;
+    let generated = app.store.get_integration(&account).await.unwrap().unwrap().signing_secret;
+    for (short, why) in [("too short", "at least 16 bytes"), (" leading space, 16+", "space")] {
+        let (status, page) = use_own(short).await;
+        assert_eq!(status, 400);
+        assert!(
+            page.contains("That signing secret cannot be used") && page.contains(why),
+            "{page}"
+        );
+    }
+    let (status, page) = use_own(own).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("Your signing secret is in use."), "{page}");
+    let standard = SigningSecret::brought(own).unwrap().for_standard_webhooks();
+    assert!(page.contains(&standard), "the page shows the Standard Webhooks form");
+    let stored = app.store.get_integration(&account).await.unwrap().unwrap();
+    assert_eq!(stored.signing_secret.expose(), own);
+    assert_eq!(stored.previous_signing_secret.map(|(s, _)| s), Some(generated.clone()));
+
+    // A delivery verifies with the customer's secret as SIPSIM's receivers check it, and with
+    // the Standard Webhooks form; the replaced secret still verifies webhook-signature.
+    app.ingest_example(&account, sipsim_core::Event::Sms).await;
+    let got = receiver.wait_for(1, std::time::Duration::from_secs(10)).await;
+    let r = &got[0];
+    let (ts, id) = (r.header("x-webhook-timestamp"), r.header("webhook-id"));
+    assert_eq!(verify_sipsim(own, ts, r.header("x-webhook-signature"), &r.body), Ok(()));
+    let now = ts.parse().unwrap();
+    let signature = r.header("webhook-signature");
+    assert_eq!(verify_standard(&standard, id, ts, signature, &r.body, now), Ok(()));
+    assert_eq!(verify_standard(generated.expose(), id, ts, signature, &r.body, now), Ok(()));
 }
