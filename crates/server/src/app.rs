@@ -80,9 +80,14 @@ pub fn api_routes() -> (Router<AppState>, OpenApiDoc) {
         .split_for_parts()
 }
 
-/// The OpenAPI document as served at `/api/v2/openapi.json`.
-pub fn openapi() -> OpenApiDoc {
-    api_routes().1
+/// The OpenAPI document as served at `/api/v2/openapi.json`: the generated one, with the
+/// `webhooks` section utoipa cannot express.
+pub fn openapi() -> serde_json::Value {
+    openapi_of(api_routes().1)
+}
+
+fn openapi_of(doc: OpenApiDoc) -> serde_json::Value {
+    crate::api::payloads::add_webhooks(serde_json::to_value(doc).unwrap_or_default())
 }
 
 /// The longest a request may take to arrive and be answered.
@@ -91,7 +96,7 @@ pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 /// The whole application over `state`.
 pub fn app(state: AppState) -> Router {
     let (routes, doc) = api_routes();
-    let doc_json = Bytes::from(doc.to_pretty_json().unwrap_or_default());
+    let doc_json = Bytes::from(serde_json::to_vec_pretty(&openapi_of(doc)).unwrap_or_default());
     let routes = routes
         .route("/api/v2/openapi.json", get(move || async move { json_bytes(doc_json.clone()) }))
         .route("/metrics", get(crate::observe_http::metrics))

@@ -80,6 +80,12 @@ enum WebhooksCommand {
     Enable(EventsArgs),
     /// Unsubscribe from events (idempotent).
     Disable(EventsArgs),
+    /// Print the JSON Schema (2020-12) of an event's payload, `test` included: the one the
+    /// server's OpenAPI document lists under `webhooks`. Needs no credentials.
+    Schema {
+        /// The event name.
+        event: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -220,13 +226,14 @@ pub fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli, out: &Out) -> Result<(), Failure> {
-    // The API commands build their client here; `listen` and `verify` need none.
+    // The API commands build their client here; `listen`, `verify` and `schema` need none.
     let api = || client(&cli.api_url, &cli.client_id, &cli.client_secret, &cli.access_token);
     let (change, events, all) = match cli.command {
         Command::Webhooks(WebhooksCommand::Available) => {
             return webhooks::available(&api()?, out).await;
         }
         Command::Webhooks(WebhooksCommand::List) => return webhooks::list(&api()?, out).await,
+        Command::Webhooks(WebhooksCommand::Schema { event }) => return webhooks::schema(&event),
         Command::Webhooks(WebhooksCommand::Enable(a)) => {
             (webhooks::Change::Enable, a.events, a.all)
         }

@@ -1,4 +1,4 @@
-//! `sipsim webhooks available | list | enable | disable`.
+//! `sipsim webhooks available | list | enable | disable | schema`.
 
 use indicatif::{ProgressBar, ProgressStyle};
 use sipsim_client::{Client, Event, WebhookSetting};
@@ -16,6 +16,20 @@ fn event_rows(events: &[String]) -> Vec<Vec<String>> {
 
 fn event_items(events: &[String]) -> Vec<serde_json::Value> {
     events.iter().map(|e| serde_json::json!({ "event": e })).collect()
+}
+
+/// `sipsim webhooks schema EVENT`: the payload's JSON Schema, always as JSON (it is one).
+pub fn schema(event: &str) -> Result<(), Failure> {
+    let Some(event) = Event::from_name(event) else {
+        let hint = match sipsim_client::suggest_event(event) {
+            Some(near) => format!(" Did you mean '{near}'?"),
+            None => " See `sipsim webhooks available`, or `test`.".to_owned(),
+        };
+        return Err(Failure::usage(format!("Unknown event '{event}'.{hint}")));
+    };
+    let schema = sipsim_core::payload::schema::standalone_schema(event);
+    println!("{}", serde_json::to_string_pretty(&schema).unwrap_or_default());
+    Ok(())
 }
 
 pub async fn available(client: &Client, out: &Out) -> Result<(), Failure> {

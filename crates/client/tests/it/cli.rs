@@ -550,3 +550,29 @@ async fn verify_checks_a_signature_offline() {
     assert_exit(&verify(v1.clone(), body, &["--id", "msg_2"]), 1, "invalid");
     assert_exit(&verify(v1, body, &[]), 2, "needs --id");
 }
+
+/// `sipsim webhooks schema EVENT` prints, without credentials, the schema the server serves for
+/// that event under `webhooks` (its `$ref`s under `$defs`), `test` included; a typo is a usage error
+/// with a suggestion.
+#[tokio::test]
+async fn webhooks_schema_prints_the_served_payload_schema() {
+    let served = sipsim_server::app::openapi();
+    for event in Event::CATALOG.into_iter().chain([Event::Test]) {
+        let o = run(sipsim(None, &["webhooks", "schema", event.name()])).await;
+        assert_exit(&o, 0, "$schema");
+        let printed: Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(printed["title"], event.name());
+        let pointer =
+            format!("/webhooks/{}/post/requestBody/content/application~1json/schema", event.name());
+        let schema = &served.pointer(&pointer).unwrap();
+        assert_eq!(printed["required"], schema["required"], "{event}");
+        let names =
+            |s: &Value| s["properties"].as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+        assert_eq!(names(&printed), names(schema), "{event}");
+        if printed["properties"].get("event").is_some() {
+            assert_eq!(printed["properties"]["event"]["const"], event.name());
+        }
+    }
+    let o = run(sipsim(None, &["webhooks", "schema", "incoming_call_strat"])).await;
+    assert_exit(&o, 2, "Did you mean 'incoming_call_start'?");
+}

@@ -11,17 +11,20 @@
 //! `incoming_call_end`.
 
 mod examples;
+pub mod schema;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::ToSchema;
 
 use crate::event::Event;
 
 pub use examples::{all_examples, example_json};
 
 /// An ISO 8601 / RFC 3339 timestamp string (`2025-01-15T10:30:00Z`), kept exactly as given.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(transparent)]
+#[schema(value_type = String, format = DateTime, example = "2025-01-15T10:30:00Z")]
 pub struct Timestamp(String);
 
 impl Timestamp {
@@ -46,7 +49,7 @@ impl<'de> Deserialize<'de> for Timestamp {
 }
 
 /// How an incoming call (or a dial-chain member's call) ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum IncomingEndStatus {
     /// Answered and completed normally.
@@ -60,7 +63,7 @@ pub enum IncomingEndStatus {
 }
 
 /// How an outgoing call ended (`MISSED` is not listed for outgoing calls).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum OutgoingEndStatus {
     /// Answered and completed normally.
@@ -73,7 +76,7 @@ pub enum OutgoingEndStatus {
 
 /// `incoming_call_start`, `incoming_call_start_chain_member_call`, `incoming_call_answer`,
 /// `outgoing_call_start`, `outgoing_call_answer`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CallPoint {
     /// The event name.
@@ -89,7 +92,7 @@ pub struct CallPoint {
 }
 
 /// `incoming_call_end` and `outgoing_call_end`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CallEnd<S> {
     /// The event name.
@@ -107,13 +110,14 @@ pub struct CallEnd<S> {
     /// Recording URL, `null` when there is none. The key is always present: without this
     /// `deserialize_with`, serde would quietly read a missing key as `null`.
     #[serde(deserialize_with = "Option::deserialize")]
+    #[schema(required = true)]
     pub audio_path: Option<String>,
     /// How it ended.
     pub status: S,
 }
 
 /// `incoming_call_end_chain_member_call` (shape decided by us: the docs' page is missing).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChainMemberEnd {
     /// The event name.
@@ -133,7 +137,7 @@ pub struct ChainMemberEnd {
 }
 
 /// `voicemail`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Voicemail {
     /// The event name.
@@ -153,7 +157,7 @@ pub struct Voicemail {
 }
 
 /// `tags`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Tags {
     /// The event name.
@@ -171,7 +175,7 @@ pub struct Tags {
 }
 
 /// Which side of the call a transcription segment is from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Channel {
     /// The caller (external party).
@@ -181,7 +185,7 @@ pub enum Channel {
 }
 
 /// One transcription segment of `speech`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SpeechSegment {
     /// Transcribed text.
@@ -197,7 +201,7 @@ pub struct SpeechSegment {
 }
 
 /// `speech` (no `event` and no `pbx_id` field, as documented).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Speech {
     /// Internal call id.
@@ -209,7 +213,7 @@ pub struct Speech {
 }
 
 /// `summary` (no `event` and no `pbx_id` field, as documented).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Summary {
     /// Summary record id.
@@ -221,7 +225,7 @@ pub struct Summary {
 }
 
 /// Direction of an SMS.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
     /// Received.
@@ -231,7 +235,7 @@ pub enum Direction {
 }
 
 /// `sms`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Sms {
     /// The event name.
@@ -249,7 +253,7 @@ pub struct Sms {
 }
 
 /// One criterion of a `rating`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CriterionScore {
     /// Criterion name.
@@ -261,7 +265,7 @@ pub struct CriterionScore {
 }
 
 /// `rating`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Rating {
     /// The event name.
@@ -279,7 +283,7 @@ pub struct Rating {
 }
 
 /// `test`: sent only by *Send Test*.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TestEvent {
     /// Always `test`.

@@ -1,6 +1,7 @@
 //! `/api/v2`: the public API SIPSIM's customers code against.
 
 pub mod deliveries;
+pub mod payloads;
 pub mod webhooks;
 
 use sipsim_core::envelope::ErrorEnvelope;

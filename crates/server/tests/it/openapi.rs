@@ -95,3 +95,37 @@ async fn document_carries_the_contracts_examples_and_scopes() {
         14
     );
 }
+
+/// The `webhooks` section (OpenAPI 3.1): one entry per event the server sends, the 14 and `test`,
+/// each with its payload's schema, the documented example and the signature headers.
+#[tokio::test]
+async fn the_document_lists_every_event_it_sends_under_webhooks() {
+    let app = TestApp::spawn().await;
+    let doc = document(&app).await;
+    let webhooks = doc["webhooks"].as_object().expect("a webhooks section");
+    let mut names: Vec<&str> = webhooks.keys().map(String::as_str).collect();
+    let mut expected: Vec<&str> = sipsim_core::Event::CATALOG.iter().map(|e| e.name()).collect();
+    expected.push("test");
+    names.sort_unstable();
+    expected.sort_unstable();
+    assert_eq!(names, expected);
+    for (name, item) in webhooks {
+        let body = &item["post"]["requestBody"]["content"]["application/json"];
+        assert_eq!(body["schema"]["title"], name.as_str());
+        let example: Value = serde_json::from_str(sipsim_core::payload::example_json(
+            sipsim_core::Event::from_name(name).unwrap(),
+        ))
+        .unwrap();
+        assert_eq!(body["example"], example, "{name}");
+        let headers: Vec<&str> = item["post"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        assert!(headers.contains(&"X-Webhook-Signature") && headers.contains(&"webhook-signature"));
+    }
+    // What the payloads refer to is in the components.
+    assert!(doc["components"]["schemas"]["Timestamp"].is_object());
+    assert!(doc["components"]["schemas"]["IncomingEndStatus"].is_object());
+}

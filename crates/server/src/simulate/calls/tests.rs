@@ -54,6 +54,62 @@ fn every_payload_is_valid_for_its_event() {
     }
 }
 
+/// Every payload the simulator makes is valid against its event's schema in the served OpenAPI
+/// document's `webhooks` section (checked by the `jsonschema` crate, formats included), and so are
+/// the documented examples and the `test` event: schemas and payloads cannot drift apart.
+#[test]
+fn every_payload_matches_its_webhook_schema_in_the_served_document() {
+    let doc = crate::app::openapi();
+    let validator = |event: Event| {
+        let pointer =
+            format!("/webhooks/{}/post/requestBody/content/application~1json/schema", event.name());
+        let mut schema =
+            doc.pointer(&pointer).unwrap_or_else(|| panic!("no schema at {pointer}")).clone();
+        // Its `$ref`s point into the document's components: carry them along.
+        schema["components"] = doc["components"].clone();
+        jsonschema::options()
+            .should_validate_formats(true)
+            .build(&schema)
+            .unwrap_or_else(|e| panic!("{event}: {e}"))
+    };
+    let validators: BTreeMap<Event, _> =
+        Event::CATALOG.into_iter().chain([Event::Test]).map(|e| (e, validator(e))).collect();
+    let mut checked = BTreeMap::<Event, usize>::new();
+    for call in sample(7, 2000) {
+        for p in &call {
+            if let Err(e) = validators[&p.event].validate(&p.payload) {
+                panic!("{}: {e} at {}: {}", p.event, e.instance_path(), p.payload);
+            }
+            *checked.entry(p.event).or_default() += 1;
+        }
+    }
+    assert_eq!(checked.len(), Event::CATALOG.len(), "every event simulated: {checked:?}");
+    for (event, validator) in &validators {
+        let example: Value =
+            serde_json::from_str(sipsim_core::payload::example_json(*event)).unwrap();
+        assert!(validator.is_valid(&example), "{event}'s documented example");
+        let example_of_another = if *event == Event::Sms { Event::Tags } else { Event::Sms };
+        let other: Value =
+            serde_json::from_str(sipsim_core::payload::example_json(example_of_another)).unwrap();
+        assert!(
+            !validator.is_valid(&other),
+            "{event}'s schema takes {example_of_another}'s payload"
+        );
+    }
+    // The shared shapes hold `event` to each event's own name.
+    let mut answer: Value =
+        serde_json::from_str(sipsim_core::payload::example_json(Event::IncomingCallStart)).unwrap();
+    answer["event"] = "incoming_call_answer".into();
+    assert!(!validators[&Event::IncomingCallStart].is_valid(&answer));
+    assert!(validators[&Event::IncomingCallAnswer].is_valid(&answer));
+    // Formats are checked, and fields the docs do not list are refused, as parsing refuses them.
+    let mut late = answer.clone();
+    late["time"] = "yesterday".into();
+    assert!(!validators[&Event::IncomingCallAnswer].is_valid(&late));
+    answer["extra"] = 1.into();
+    assert!(!validators[&Event::IncomingCallAnswer].is_valid(&answer));
+}
+
 #[test]
 fn the_mix_covers_every_event_and_both_kinds_of_chain() {
     let mut seen = BTreeSet::new();
