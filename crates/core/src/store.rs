@@ -240,6 +240,67 @@ pub struct Integration {
     /// The secret it had before the last regeneration, and until when (Unix ms) deliveries are also
     /// signed with it in `webhook-signature`.
     pub previous_signing_secret: Option<(SigningSecret, i64)>,
+    /// The most deliveries per second the customer wants, when set.
+    pub max_rate: Option<DeliveryRate>,
+}
+
+/// A maximum delivery rate, in thousandths of a delivery per second (so 0.5/s is 500): from
+/// 0.001/s to 10,000/s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DeliveryRate(u32);
+
+impl DeliveryRate {
+    /// The slowest rate: one delivery per 1,000 seconds.
+    pub const MIN_MILLI: u32 = 1;
+    /// The fastest: 10,000 deliveries per second.
+    pub const MAX_MILLI: u32 = 10_000_000;
+
+    /// A rate of `milli` thousandths of a delivery per second, if within bounds.
+    pub fn from_milli(milli: i64) -> Option<Self> {
+        u32::try_from(milli)
+            .ok()
+            .filter(|m| (Self::MIN_MILLI..=Self::MAX_MILLI).contains(m))
+            .map(DeliveryRate)
+    }
+
+    /// Parses a number of deliveries per second (`5`, `0.5`, `12.25`); at most three decimals.
+    pub fn parse(per_second: &str) -> Option<Self> {
+        let text = per_second.trim();
+        let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+        let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+        if whole.is_empty() && fraction.is_empty()
+            || !digits(whole)
+            || !digits(fraction)
+            || fraction.len() > 3
+        {
+            return None;
+        }
+        let whole: i64 = if whole.is_empty() { 0 } else { whole.parse().ok()? };
+        let fraction: i64 = format!("{fraction:0<3}").parse().ok()?;
+        Self::from_milli(whole.checked_mul(1000)?.checked_add(fraction)?)
+    }
+
+    /// Thousandths of a delivery per second.
+    pub fn milli(self) -> u32 {
+        self.0
+    }
+
+    /// Deliveries per second.
+    pub fn per_second(self) -> f64 {
+        f64::from(self.0) / 1000.0
+    }
+}
+
+impl std::fmt::Display for DeliveryRate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (whole, fraction) = (self.0 / 1000, self.0 % 1000);
+        if fraction == 0 {
+            write!(f, "{whole}")
+        } else {
+            let fraction = format!("{fraction:03}");
+            write!(f, "{whole}.{}", fraction.trim_end_matches('0'))
+        }
+    }
 }
 
 impl Integration {
@@ -294,4 +355,26 @@ pub enum Signal {
     Revoked,
     /// An integration's settings changed: drop what is cached of them.
     SettingsChanged,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DeliveryRate;
+
+    #[test]
+    fn delivery_rates_are_read_and_shown_per_second() {
+        for (text, milli, shown) in [
+            ("5", 5000, "5"),
+            ("0.5", 500, "0.5"),
+            (".25", 250, "0.25"),
+            ("12.125", 12125, "12.125"),
+        ] {
+            let rate = DeliveryRate::parse(text).unwrap();
+            assert_eq!((rate.milli(), rate.to_string()), (milli, shown.to_owned()), "{text}");
+        }
+        for bad in ["", ".", "0", "0.0001", "-1", "1e3", "10001", "1.2.3", "five", "1,5"] {
+            assert_eq!(DeliveryRate::parse(bad), None, "{bad}");
+        }
+        assert_eq!(DeliveryRate::parse(" 2 ").map(DeliveryRate::milli), Some(2000));
+    }
 }

@@ -34,6 +34,7 @@ use crate::adaptive::ConcurrencyLimits;
 use crate::attempt::{Attempting, record_results, run_train, trains};
 pub use crate::attempt::{RETRY_AFTER_CAP, next_delay};
 use crate::sender::Sender;
+use crate::throttle::Throttle;
 use crate::upkeep::periodic_jobs;
 
 /// How the dispatcher runs.
@@ -193,6 +194,7 @@ impl Dispatcher {
         ));
         let in_flight = Arc::new(InFlight::default());
         let probe = tokio::spawn(self.limits.clone().probe_lag(shutdown.clone()));
+        let mut throttle = Throttle::default();
         loop {
             self.heartbeat.beat();
             let first = tokio::select! {
@@ -217,7 +219,9 @@ impl Dispatcher {
             }
             let free = (slots.available_permits() + permits.len()) as u32;
             let limit = free.min(self.config.claim_batch);
-            let shares = in_flight.shares(&self.limits);
+            let mut shares = in_flight.shares(&self.limits);
+            throttle.refresh(&*self.store).await;
+            throttle.limit(&mut shares, now_ms());
             let claimed = self
                 .storage_alarm
                 .watch_storage(self.store.claim_due(now_ms(), limit, lease_ms, &shares).await);
@@ -266,17 +270,22 @@ impl Dispatcher {
                 } else {
                     // Due work may be waiting only for a slot of a busy account: claim again as
                     // soon as one frees up, not at the next due time (which has passed).
+                    // Or for an account over its rate (counted full) to have a token again.
+                    let poll = throttle
+                        .next_token_in(now_ms())
+                        .map_or(self.config.fallback_poll, |t| t.min(self.config.fallback_poll));
                     tokio::select! {
                         _ = in_flight.freed.notified() => {},
                         _ = self.wake.notified() => {},
-                        _ = tokio::time::sleep(self.config.fallback_poll) => {},
+                        _ = tokio::time::sleep(poll) => {},
                         _ = shutdown.cancelled() => {},
                     }
                 }
                 continue;
             }
             let mut handed_back = Vec::new();
-            for train in trains(claimed, &mut handed_back) {
+            let trains = trains(claimed, &mut handed_back);
+            for train in throttle.spend(trains, &mut handed_back, now_ms()) {
                 // A claim brings an account at most its free slots, and only this loop takes
                 // slots; this only refuses if the account's limit was cut since the claim (an
                 // answer of its endpoint meanwhile) or a store broke that rule, and hands those

@@ -13,6 +13,7 @@ mod attempt;
 pub mod dispatcher;
 pub mod resolve;
 pub mod sender;
+mod throttle;
 mod upkeep;
 
 pub use adaptive::ConcurrencyLimits;

@@ -640,3 +640,64 @@ async fn a_backlog_of_calls_goes_out_in_order_and_a_retry_holds_back_only_its_ca
     }
     assert_eq!(retried, 1, "the failed event was sent again, right before its successors");
 }
+
+/// A customer's maximum rate: events above it wait in the queue (none dropped) and go out in
+/// order, a call's too, at the rate after a second's burst; removing it lifts the throttle.
+#[tokio::test]
+async fn a_maximum_rate_spaces_deliveries_and_keeps_their_order() {
+    use sipsim_core::store::DeliveryRate;
+    let rx = Receiver::start(Vec::new()).await;
+    let (store, acc, _dir) = store_with_integration(&rx.url("/hook"), &[Event::Sms]).await;
+    store.set_delivery_rate(&acc, DeliveryRate::parse("4")).await.unwrap();
+    // Twelve events of one call: a burst of 4 (one second's worth), then one every 250 ms.
+    const N: usize = 12;
+    let messages: Vec<NewMessage> = (0..N)
+        .map(|n| NewMessage {
+            account_id: acc.clone(),
+            event: Event::Sms,
+            body: format!(r#"{{"n":{n}}}"#).into_bytes(),
+            ordering_key: Some("call_1".into()),
+            idempotency_key: None,
+        })
+        .collect();
+    store.ingest(&messages, sipsim_core::clock::now_ms()).await.unwrap();
+    let (_wake, shutdown, running) = start_dispatcher(&store, "0s,200ms,1s");
+    let got = rx.wait_for(N, Duration::from_secs(15)).await;
+    assert_eq!(got.len(), N, "nothing dropped");
+    let order: Vec<String> =
+        got.iter().map(|r| String::from_utf8_lossy(&r.body).into_owned()).collect();
+    let expected: Vec<String> = (0..N).map(|n| format!(r#"{{"n":{n}}}"#)).collect();
+    assert_eq!(order, expected, "in order");
+    let first = got[0].at;
+    for (i, r) in got.iter().enumerate().skip(4) {
+        // Token i arrives (i - 3) quarter-seconds after the bucket was made (just before the
+        // first send); lateness only adds to it.
+        let earliest =
+            Duration::from_millis(250 * (i as u64 - 3)).saturating_sub(Duration::from_millis(150));
+        assert!(
+            r.at - first >= earliest,
+            "delivery {i} after {:?}, before {earliest:?}",
+            r.at - first
+        );
+    }
+    let span = got[N - 1].at - first;
+    assert!(span < Duration::from_secs(6), "the throttle must not stall: {span:?}");
+    // Without the rate, a burst goes out at once.
+    store.set_delivery_rate(&acc, None).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await; // the dispatcher re-reads rates each second
+    let more: Vec<NewMessage> = (0..N)
+        .map(|n| NewMessage {
+            ordering_key: None,
+            body: format!(r#"{{"m":{n}}}"#).into_bytes(),
+            ..messages[n].clone()
+        })
+        .collect();
+    store.ingest(&more, sipsim_core::clock::now_ms()).await.unwrap();
+    _wake.notify_one();
+    let all = rx.wait_for(2 * N, Duration::from_secs(5)).await;
+    assert_eq!(all.len(), 2 * N);
+    let unthrottled = all[2 * N - 1].at - all[N].at;
+    assert!(unthrottled < Duration::from_millis(1500), "{unthrottled:?}");
+    shutdown.cancel();
+    running.await.unwrap();
+}

@@ -10,7 +10,8 @@ use sipsim_core::queue::{
 };
 use sipsim_core::secret::{SecretHash, SigningSecret};
 use sipsim_core::store::{
-    Account, ApiClient, AttemptBucket, Integration, IntegrationState, QueueStats, Revocation,
+    Account, ApiClient, AttemptBucket, DeliveryRate, Integration, IntegrationState, QueueStats,
+    Revocation,
 };
 use sipsim_core::target::WebhookUrl;
 use sipsim_core::{AccountId, ClientId, DeliveryId, EventSet, MessageId, ScopeSet, StoreError};
@@ -113,7 +114,7 @@ fn unreadable(e: sipsim_core::cipher::CipherError) -> StoreError {
 pub(crate) const INTEGRATION_COLUMNS: &str = "account_id, webhook_url, state, event_mask, \
                                               signing_secret, version, created_at, updated_at, \
                                               paused_reason, previous_signing_secret, \
-                                              previous_secret_expires_at";
+                                              previous_secret_expires_at, max_rate_milli";
 
 /// Columns of `api_clients` in the order [`client`] reads them.
 pub(crate) const CLIENT_COLUMNS: &str =
@@ -154,6 +155,13 @@ pub(crate) fn integration(
         updated_at_ms: row.int(7)?,
         paused_reason: row.opt_text(8)?,
         previous_signing_secret,
+        max_rate: match row.opt_int(11)? {
+            Some(milli) => Some(
+                DeliveryRate::from_milli(milli)
+                    .ok_or_else(|| corrupt(format!("delivery rate {milli}")))?,
+            ),
+            None => None,
+        },
     })
 }
 

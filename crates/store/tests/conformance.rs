@@ -933,6 +933,39 @@ async fn one_calls_deliveries_in_ingest_order(store: &dyn Store) {
     assert_eq!(theirs[0].id, ids[7]);
 }
 
+/// A maximum delivery rate is kept with the integration (its version moves, so caches see it),
+/// listed for the dispatchers, and removed; the backlog counts what waits or is being sent.
+async fn delivery_rates_and_backlog(store: &dyn Store) {
+    use sipsim_core::store::DeliveryRate;
+    let now = 27_000_000;
+    let acc = store.create_account("throttled").await.unwrap().id;
+    let rate = DeliveryRate::parse("2.5").unwrap();
+    assert_eq!(store.set_delivery_rate(&acc, Some(rate)).await.unwrap(), None, "no integration");
+    store
+        .put_integration(&acc, update("https://example.com/", false, Some(EventSet::ALL)))
+        .await
+        .unwrap();
+    let before = store.get_integration(&acc).await.unwrap().unwrap();
+    let set = store.set_delivery_rate(&acc, Some(rate)).await.unwrap().unwrap();
+    assert_eq!(set.max_rate, Some(rate));
+    assert!(set.version > before.version);
+    assert_eq!(store.get_integration(&acc).await.unwrap().unwrap().max_rate, Some(rate));
+    assert!(store.delivery_rates().await.unwrap().contains(&(acc.clone(), rate)));
+
+    assert_eq!(store.backlog(&acc).await.unwrap(), 0);
+    let ids = enqueue(store, &acc, &[Event::Sms, Event::Sms, Event::Sms], now).await;
+    assert_eq!(store.backlog(&acc).await.unwrap(), 3);
+    let claimed = store.claim_due(now, 1, 1000, &Shares::UNLIMITED).await.unwrap();
+    assert_eq!(store.backlog(&acc).await.unwrap(), 3, "one in flight, two waiting");
+    one_attempt(store, &claimed[0], Completion::Succeeded).await;
+    assert_eq!(store.backlog(&acc).await.unwrap(), 2);
+    assert_eq!(ids.len(), 3);
+
+    let cleared = store.set_delivery_rate(&acc, None).await.unwrap().unwrap();
+    assert_eq!(cleared.max_rate, None);
+    assert!(!store.delivery_rates().await.unwrap().iter().any(|(a, _)| a == &acc));
+}
+
 async fn pause_keeps_deliveries_until_resumed(store: &dyn Store) {
     let now = 30_000_000;
     let acc = store.create_account("pausing").await.unwrap().id;
@@ -1498,6 +1531,7 @@ async fn postgres(url: &str) -> PgStore {
 
 on_both_backends!(
     accounts_and_clients,
+    delivery_rates_and_backlog,
     one_calls_deliveries_in_ingest_order,
     integration_lifecycle,
     concurrent_subscriptions_all_survive,

@@ -9,8 +9,9 @@
 use async_trait::async_trait;
 
 use super::{
-    Account, ApiClient, AttemptBucket, Integration, IntegrationUpdate, KeptDeliveries,
-    NewApiClient, QueueStats, Revocation, Session, Signal, StoreError, SubscriptionChange, User,
+    Account, ApiClient, AttemptBucket, DeliveryRate, Integration, IntegrationUpdate,
+    KeptDeliveries, NewApiClient, QueueStats, Revocation, Session, Signal, StoreError,
+    SubscriptionChange, User,
 };
 use crate::cipher::{SecretRewrite, StoredSecret};
 use crate::queue::{
@@ -173,6 +174,17 @@ pub trait Integrations: Send + Sync {
         kept: KeptDeliveries,
         now_ms: i64,
     ) -> Result<Option<u64>, StoreError>;
+
+    /// Sets (or, with `None`, removes) the integration's maximum delivery rate. `None` when the
+    /// account has no integration.
+    async fn set_delivery_rate(
+        &self,
+        account: &AccountId,
+        rate: Option<DeliveryRate>,
+    ) -> Result<Option<Integration>, StoreError>;
+
+    /// Every integration that has a maximum delivery rate, with it: what the dispatchers throttle.
+    async fn delivery_rates(&self) -> Result<Vec<(AccountId, DeliveryRate)>, StoreError>;
 }
 
 /// Server-wide settings kept in the database (the token-signing key, the encryption canary) and every stored secret, for re-encryption.
@@ -263,6 +275,10 @@ pub trait DeliveryLog: Send + Sync {
         revocations_before_ms: i64,
         now_ms: i64,
     ) -> Result<u64, StoreError>;
+
+    /// How many of the account's deliveries wait to be sent or are being sent now (pending or
+    /// delivering): its backlog.
+    async fn backlog(&self, account: &AccountId) -> Result<u64, StoreError>;
 }
 
 /// The delivery queue (see `crate::queue`): ingest, claims, leases, results. Each backend writes its own: this is where the dialects differ.

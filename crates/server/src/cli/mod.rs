@@ -313,6 +313,10 @@ pub enum IntegrationCommand {
         /// current secret, which keeps signing `webhook-signature` for 24 hours.
         #[arg(long)]
         signing_secret_stdin: bool,
+        /// At most this many deliveries per second (`0.5`, `20`), for a small server: events above
+        /// it wait in the queue, in order. `none` removes it; kept as it is when absent.
+        #[arg(long)]
+        max_rate: Option<String>,
     },
     /// Show the integration: URL, state, subscribed events and signing secret.
     Show {

@@ -5,7 +5,7 @@ use anyhow::{Context, anyhow, bail};
 use serde_json::{Value, json};
 use sipsim_core::clock::{now_ms, rfc3339_seconds_from_ms};
 use sipsim_core::secret::SigningSecret;
-use sipsim_core::store::{ApiClient, Integration, IntegrationUpdate, KeptDeliveries};
+use sipsim_core::store::{ApiClient, DeliveryRate, Integration, IntegrationUpdate, KeptDeliveries};
 use sipsim_core::target::WebhookUrl;
 use sipsim_core::{AccountId, ClientId, EventSet, ScopeSet, Store, StoreError};
 
@@ -198,6 +198,17 @@ fn integration_json(i: &Integration) -> Value {
         "subscribed_events": i.events.names(),
         "signing_secret": i.signing_secret.expose(),
         "standard_webhooks_secret": i.signing_secret.for_standard_webhooks(),
+        "max_rate": i.max_rate.map(|r| r.per_second()),
+    })
+}
+
+/// `--max-rate`: deliveries per second, or `none`.
+fn parse_max_rate(text: &str) -> anyhow::Result<Option<DeliveryRate>> {
+    if text.trim().eq_ignore_ascii_case("none") {
+        return Ok(None);
+    }
+    DeliveryRate::parse(text).map(Some).ok_or_else(|| {
+        anyhow!("--max-rate takes deliveries per second from 0.001 to 10000 (at most three decimals), or none")
     })
 }
 
@@ -236,7 +247,14 @@ pub(super) async fn integration(
     config: &Config,
 ) -> anyhow::Result<Output> {
     match cmd {
-        IntegrationCommand::Set { account, url, disabled, events, signing_secret_stdin } => {
+        IntegrationCommand::Set {
+            account,
+            url,
+            disabled,
+            events,
+            signing_secret_stdin,
+            max_rate,
+        } => {
             let account_id = parse_account(&account)?;
             let webhook_url = WebhookUrl::parse(&url, config.target_policy)?;
             let events = events
@@ -248,6 +266,7 @@ pub(super) async fn integration(
                     })
                 })
                 .transpose()?;
+            let max_rate = max_rate.as_deref().map(parse_max_rate).transpose()?;
             let brought = signing_secret_stdin.then(read_signing_secret).transpose()?;
             let update = IntegrationUpdate {
                 webhook_url,
@@ -262,7 +281,12 @@ pub(super) async fn integration(
                 }
                 None => service.save_integration(&account_id, update).await,
             };
-            let (i, created) = saved.map_err(account_error)?;
+            let (mut i, created) = saved.map_err(account_error)?;
+            if let Some(rate) = max_rate {
+                i = service.set_delivery_rate(&account_id, rate).await?.ok_or_else(|| {
+                    anyhow!("the integration of {account_id} was removed meanwhile")
+                })?;
+            }
             let mut value = integration_json(&i);
             value["created"] = json!(created);
             Ok(Output::ok(

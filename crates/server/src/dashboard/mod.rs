@@ -43,6 +43,7 @@ pub fn routes() -> Router<AppState> {
         .route("/dashboard/integrations/webhooks/resume", post(webhooks::resume_webhooks))
         .route("/dashboard/integrations/webhooks/secret", post(webhooks::regenerate_secret))
         .route("/dashboard/integrations/webhooks/own-secret", post(webhooks::use_own_secret))
+        .route("/dashboard/integrations/webhooks/rate", post(webhooks::set_rate))
         .route("/dashboard/clients", get(clients::clients).post(clients::create_client))
         .route("/dashboard/clients/{client_id}/delete", post(clients::delete_client))
         .route("/dashboard/deliveries", get(deliveries::deliveries))

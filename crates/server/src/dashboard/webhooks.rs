@@ -9,7 +9,9 @@ use sipsim_core::EventSet;
 use sipsim_core::clock::{now_ms, rfc3339_seconds_from_ms};
 use sipsim_core::event::{Event, EventGroup};
 use sipsim_core::secret::SigningSecret;
-use sipsim_core::store::{Integration, IntegrationState, IntegrationUpdate, KeptDeliveries};
+use sipsim_core::store::{
+    DeliveryRate, Integration, IntegrationState, IntegrationUpdate, KeptDeliveries,
+};
 use sipsim_core::target::WebhookUrl;
 
 use super::page::{Nav, Notice, PageResult, render};
@@ -61,6 +63,10 @@ struct WebhooksPage {
     /// The secret as Standard Webhooks libraries take it, when that is not the secret itself.
     standard_secret: Option<String>,
     previous_until: Option<String>,
+    /// The maximum deliveries per second, empty when unset.
+    max_rate: String,
+    /// Deliveries waiting or being sent.
+    backlog: u64,
     /// Attempts in flight at once now and the cap, when this process delivers.
     concurrency: Option<(u32, u32)>,
 }
@@ -92,9 +98,12 @@ fn webhooks_page(
     state: &AppState,
     authed: &Authed,
     integration: Option<&Integration>,
+    backlog: u64,
     notice: Option<Notice>,
 ) -> WebhooksPage {
     WebhooksPage {
+        max_rate: integration.and_then(|i| i.max_rate).map(|r| r.to_string()).unwrap_or_default(),
+        backlog,
         nav: Nav::of(authed, "integrations"),
         notice,
         exists: integration.is_some(),
@@ -128,18 +137,20 @@ async fn show_webhooks(
     notice: Option<Notice>,
 ) -> PageResult {
     let integration = state.store.get_integration(&authed.user.account_id).await?;
-    let page = webhooks_page(state, authed, integration.as_ref(), notice);
+    let backlog = state.store.backlog(&authed.user.account_id).await?;
+    let page = webhooks_page(state, authed, integration.as_ref(), backlog, notice);
     Ok(render(status, &page))
 }
 
 /// The settings page of `integration` as it now is, with `notice` on top.
-fn show_saved(
+async fn show_saved(
     state: &AppState,
     authed: &Authed,
     integration: &Integration,
     notice: Option<Notice>,
 ) -> PageResult {
-    let page = webhooks_page(state, authed, Some(integration), notice);
+    let backlog = state.store.backlog(&authed.user.account_id).await?;
+    let page = webhooks_page(state, authed, Some(integration), backlog, notice);
     Ok(render(StatusCode::OK, &page))
 }
 
@@ -174,7 +185,8 @@ pub async fn save_webhooks(
         Err(e) => {
             // Keep what the user typed and ticked, and say what is wrong with the URL.
             let why = Notice::error(format!("The webhook URL cannot be used: {e}."));
-            let mut page = webhooks_page(&state, &authed, current.as_ref(), why);
+            let backlog = state.store.backlog(&authed.user.account_id).await?;
+            let mut page = webhooks_page(&state, &authed, current.as_ref(), backlog, why);
             page.url = raw_url.to_owned();
             page.groups = groups(events);
             return Ok(render(StatusCode::BAD_REQUEST, &page));
@@ -192,7 +204,7 @@ pub async fn save_webhooks(
     tracing::info!(account_id = %account, user_id = %authed.user.id, created, "webhook integration saved from the dashboard");
     let text =
         if created { "Connected. Events you ticked will be sent to your URL." } else { "Saved." };
-    show_saved(&state, &authed, &integration, Notice::ok(text))
+    show_saved(&state, &authed, &integration, Notice::ok(text)).await
 }
 
 pub async fn send_test(State(state): State<AppState>, Posted { authed, .. }: Posted) -> PageResult {
@@ -233,7 +245,7 @@ pub async fn regenerate_secret(
          webhook-signature also carries the old one's until {}.",
         rfc3339_seconds_from_ms(until)
     ));
-    show_saved(&state, &authed, &integration, notice)
+    show_saved(&state, &authed, &integration, notice).await
 }
 
 /// "Use a secret you already have": the customer's own secret replaces the current one, which
@@ -259,7 +271,37 @@ pub async fn use_own_secret(
          webhook-signature also carries the old one's until {}.",
         rfc3339_seconds_from_ms(until)
     ));
-    show_saved(&state, &authed, &integration, notice)
+    show_saved(&state, &authed, &integration, notice).await
+}
+
+/// "Maximum deliveries per second": empty removes the throttle.
+pub async fn set_rate(
+    State(state): State<AppState>,
+    Posted { authed, form }: Posted,
+) -> PageResult {
+    let text = form.get("max_rate").unwrap_or_default().trim();
+    let rate = match text {
+        "" => None,
+        given => match DeliveryRate::parse(given) {
+            Some(rate) => Some(rate),
+            None => {
+                let why = "The maximum rate is a number of deliveries per second from 0.001 to \
+                           10000 (at most three decimals), or empty for none.";
+                return refuse(&state, &authed, why).await;
+            }
+        },
+    };
+    let account = &authed.user.account_id;
+    let Some(integration) = state.service().set_delivery_rate(account, rate).await? else {
+        return refuse(&state, &authed, "Connect a webhook URL first.").await;
+    };
+    let notice = match rate {
+        Some(rate) => Notice::ok(format!(
+            "At most {rate} deliveries per second from now on; events above it wait in the queue, in order."
+        )),
+        None => Notice::ok("No maximum rate: deliveries go out as fast as your endpoint answers."),
+    };
+    show_saved(&state, &authed, &integration, notice).await
 }
 
 pub async fn resume_webhooks(

@@ -4,7 +4,9 @@
 
 use sipsim_core::clock::now_ms;
 use sipsim_core::secret::SigningSecret;
-use sipsim_core::store::{Integration, IntegrationUpdate, KeptDeliveries, SubscriptionChange};
+use sipsim_core::store::{
+    DeliveryRate, Integration, IntegrationUpdate, KeptDeliveries, SubscriptionChange,
+};
 use sipsim_core::{AccountId, StoreError};
 
 use super::Service;
@@ -85,6 +87,18 @@ impl Service<'_> {
             // Removed in between by someone else: what was saved is gone too.
             None => Err(StoreError::Corrupt("the integration was removed while saving it".into())),
         }
+    }
+
+    /// Sets (or removes) the integration's maximum delivery rate; `None` without an integration.
+    /// The dispatchers read the rates every second.
+    pub async fn set_delivery_rate(
+        &self,
+        account: &AccountId,
+        rate: Option<DeliveryRate>,
+    ) -> Result<Option<Integration>, StoreError> {
+        let set = self.store.set_delivery_rate(account, rate).await;
+        self.forget_integration(account);
+        set
     }
 
     /// Ends a pause, delivering or dropping the events kept meanwhile; `None` if it was not

@@ -139,6 +139,7 @@ fn operator_commands_manage_accounts_clients_and_integrations() {
         [
             "account_id",
             "enabled",
+            "max_rate",
             "signing_secret",
             "standard_webhooks_secret",
             "state",

@@ -401,6 +401,18 @@ async fn a_resend_redirects_so_reloading_queues_nothing_more() {
     assert_eq!(count().await.len(), 2, "reloading queued nothing more");
 }
 
+/// POSTs a dashboard form with the session cookie; the status and the page.
+async fn post_form(
+    http: &reqwest::Client,
+    app: &TestApp,
+    session: &str,
+    path: &str,
+    form: &[(&str, &str)],
+) -> (StatusCode, String) {
+    let resp = http.post(app.url(path)).header(COOKIE, session).form(form).fetch().await;
+    (resp.status(), resp.text().await.unwrap())
+}
+
 /// "Use a secret you already have": the customer's SIPSIM secret signs from now on, in both
 /// schemes, while the replaced one keeps signing `webhook-signature` for a day.
 #[tokio::test]
@@ -410,14 +422,9 @@ async fn a_customers_own_signing_secret_signs_from_the_page() {
     let (account, email) = user(&app).await;
     let (session, csrf, _) = login(&app, &email, false).await;
     let http = client();
+    let path = "/dashboard/integrations/webhooks/own-secret";
     let use_own = async |secret: &str| {
-        let resp = http
-            .post(app.url("/dashboard/integrations/webhooks/own-secret"))
-            .header(COOKIE, &session)
-            .form(&[("csrf", csrf.as_str()), ("signing_secret", secret)])
-            .fetch()
-            .await;
-        (resp.status(), resp.text().await.unwrap())
+        post_form(&http, &app, &session, path, &[("csrf", &csrf), ("signing_secret", secret)]).await
     };
     let own = "my SIPSIM secret, moving over";
     let (status, page) = use_own(own).await;
@@ -455,4 +462,40 @@ async fn a_customers_own_signing_secret_signs_from_the_page() {
     let signature = r.header("webhook-signature");
     assert_eq!(verify_standard(&standard, id, ts, signature, &r.body, now), Ok(()));
     assert_eq!(verify_standard(generated.expose(), id, ts, signature, &r.body, now), Ok(()));
+}
+
+/// "Maximum deliveries per second" on the webhook page: set, shown with the backlog, refused when
+/// it is no rate, removed when emptied.
+#[tokio::test]
+async fn a_maximum_rate_is_set_on_the_webhook_page_which_shows_the_backlog() {
+    let app = TestApp::spawn().await;
+    let (account, email) = user(&app).await;
+    app.integration(&account, "https://example.com/hook", &["sms"]).await;
+    for _ in 0..3 {
+        // Never sent (example.com is not reached in tests, and nothing dispatches here): waiting.
+        app.ingest_example(&account, sipsim_core::Event::Sms).await;
+    }
+    let (session, csrf, _) = login(&app, &email, false).await;
+    let http = client();
+    let path = "/dashboard/integrations/webhooks/rate";
+    let set = async |rate: &str| {
+        post_form(&http, &app, &session, path, &[("csrf", &csrf), ("max_rate", rate)]).await
+    };
+    let (status, page) = set("2.5").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("At most 2.5 deliveries per second from now on"), "{page}");
+    assert!(page.contains(r#"name="max_rate" value="2.5""#), "{page}");
+    let backlog = page.split(r#"<strong id="backlog">"#).nth(1).and_then(|r| r.split('<').next());
+    assert!(backlog.is_some_and(|n| n.parse::<u64>().is_ok_and(|n| n <= 3)), "{backlog:?}");
+    let stored = app.store.get_integration(&account).await.unwrap().unwrap().max_rate;
+    assert_eq!(stored.map(|r| r.milli()), Some(2500));
+    for bad in ["fast", "0", "-2", "0.0001", "20000"] {
+        let (status, page) = set(bad).await;
+        assert_eq!(status, 400, "{bad}");
+        assert!(page.contains("The maximum rate is a number of deliveries per second"), "{bad}");
+    }
+    let (status, page) = set("").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("No maximum rate"), "{page}");
+    assert_eq!(app.store.get_integration(&account).await.unwrap().unwrap().max_rate, None);
 }

@@ -6,7 +6,7 @@ use sipsim_core::cipher::seal;
 use sipsim_core::clock::now_ms;
 use sipsim_core::secret::SigningSecret;
 use sipsim_core::store::{
-    Integration, IntegrationState, IntegrationUpdate, Integrations, KeptDeliveries,
+    DeliveryRate, Integration, IntegrationState, IntegrationUpdate, Integrations, KeptDeliveries,
     SubscriptionChange,
 };
 use sipsim_core::{AccountId, EventSet, StoreError};
@@ -151,6 +151,35 @@ impl<B: Backend> Integrations for SqlStore<B> {
         );
         let args = [account.as_str().into(), add.into(), remove.into(), now_ms().into()];
         self.updated_integration(sql, &args).await
+    }
+
+    async fn set_delivery_rate(
+        &self,
+        account: &AccountId,
+        rate: Option<DeliveryRate>,
+    ) -> Result<Option<Integration>, StoreError> {
+        let sql = format!(
+            "UPDATE integrations SET max_rate_milli = $2, version = version + 1, updated_at = $3 \
+             WHERE account_id = $1 RETURNING {INTEGRATION_COLUMNS}"
+        );
+        let milli = rate.map(|r| i64::from(r.milli()));
+        self.updated_integration(sql, &[account.as_str().into(), milli.into(), now_ms().into()])
+            .await
+    }
+
+    async fn delivery_rates(&self) -> Result<Vec<(AccountId, DeliveryRate)>, StoreError> {
+        self.all_rows(
+            "SELECT account_id, max_rate_milli FROM integrations WHERE max_rate_milli IS NOT NULL",
+            &[],
+            |row| {
+                let account = AccountId::parse(&row.text(0)?).map_err(corrupt)?;
+                let milli = row.int(1)?;
+                let rate = DeliveryRate::from_milli(milli)
+                    .ok_or_else(|| corrupt(format!("delivery rate {milli}")))?;
+                Ok((account, rate))
+            },
+        )
+        .await
     }
 
     async fn pause_integration(

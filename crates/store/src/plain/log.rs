@@ -211,6 +211,18 @@ impl<B: Backend> DeliveryLog for SqlStore<B> {
         Ok(due.len() as u64)
     }
 
+    async fn backlog(&self, account: &AccountId) -> Result<u64, StoreError> {
+        let n = self
+            .read_one(
+                "SELECT count(*) FROM deliveries \
+                 WHERE account_id = $1 AND status IN ('pending', 'delivering')",
+                &[account.as_str().into()],
+                |row| row.int(0),
+            )
+            .await?;
+        Ok(n.unwrap_or(0).max(0) as u64)
+    }
+
     async fn prune(
         &self,
         cutoff_ms: i64,
