@@ -313,16 +313,32 @@ fn signing_secrets_are_encrypted_at_rest_when_a_key_is_configured() {
         secret.as_str()
     );
 
-    // Neither the database file nor its write-ahead log holds the secret in clear.
+    // A secret the customer brings is sealed the same way.
+    let brought = "the customer's own SIPSIM secret";
+    let mut cmd = db.cmd(argv!(
+        "integration set --account {account} --url https://example.com/h --signing-secret-stdin --json"
+    ));
+    let mut child = cmd
+        .env("SIPSIM_ENCRYPTION_KEY", key)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), format!("{brought}\n").as_bytes())
+        .unwrap();
+    assert!(child.wait_with_output().unwrap().status.success());
+
+    // Neither the database file nor its write-ahead log holds either secret in clear.
     let base = db.dir.path().join("sipsim.db");
     for suffix in ["", "-wal"] {
         let path = format!("{}{suffix}", base.display());
         if let Ok(bytes) = std::fs::read(&path) {
-            let needle = secret.as_bytes();
-            assert!(
-                !bytes.windows(needle.len()).any(|w| w == needle),
-                "{path} contains the signing secret in clear"
-            );
+            for needle in [secret.as_bytes(), brought.as_bytes()] {
+                assert!(
+                    !bytes.windows(needle.len()).any(|w| w == needle),
+                    "{path} contains a signing secret in clear"
+                );
+            }
         }
     }
 
