@@ -65,6 +65,12 @@ impl SigningSecret {
     pub fn for_standard_webhooks(&self) -> String {
         crate::signing::standard_secret(&self.0)
     }
+
+    /// [`Self::for_standard_webhooks`] when that is not the secret itself (a brought secret), for
+    /// showing beside it.
+    pub fn other_standard_form(&self) -> Option<String> {
+        Some(self.for_standard_webhooks()).filter(|standard| *standard != self.0)
+    }
 }
 
 /// Why a signing secret the customer brings is refused; displays as the reason.

@@ -86,10 +86,7 @@ fn standard_key(secret: &str) -> Vec<u8> {
 /// `secret` as a Standard Webhooks library takes it, `whsec_<base64 of the key>`: the secret itself
 /// when it is in that form already.
 pub fn standard_secret(secret: &str) -> String {
-    match secret.strip_prefix("whsec_").map(|encoded| STANDARD.decode(encoded)) {
-        Some(Ok(_)) => secret.to_owned(),
-        _ => format!("whsec_{}", STANDARD.encode(secret.as_bytes())),
-    }
+    format!("whsec_{}", STANDARD.encode(standard_key(secret)))
 }
 
 fn standard_mac(key: &[u8], id: &str, timestamp: &str, body: &[u8]) -> HmacSha256 {

@@ -269,8 +269,9 @@ impl Dispatcher {
                     self.idle(&shutdown).await;
                 } else {
                     // Due work may be waiting only for a slot of a busy account: claim again as
-                    // soon as one frees up, not at the next due time (which has passed).
-                    // Or for an account over its rate (counted full) to have a token again.
+                    // soon as one frees up, not at the next due time (which has passed). Or for
+                    // an account over its rate (counted full) to have a token again: its work is
+                    // due already, so the next due time would not wait at all.
                     let poll = throttle
                         .next_token_in(now_ms())
                         .map_or(self.config.fallback_poll, |t| t.min(self.config.fallback_poll));

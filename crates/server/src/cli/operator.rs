@@ -234,10 +234,10 @@ fn integration_text(i: &Integration) -> String {
         state,
         if events.is_empty() { "(none)".to_owned() } else { events.join(", ") },
         i.signing_secret.expose(),
-        match i.signing_secret.for_standard_webhooks() {
-            same if same == i.signing_secret.expose() => String::new(),
-            other => format!("\nstandard webhooks secret: {other}"),
-        }
+        i.signing_secret
+            .other_standard_form()
+            .map(|other| format!("\nstandard webhooks secret: {other}"))
+            .unwrap_or_default()
     )
 }
 

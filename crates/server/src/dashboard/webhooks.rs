@@ -115,9 +115,7 @@ fn webhooks_page(
             .map(|i| i.paused_reason.clone().unwrap_or_else(|| "paused".to_owned())),
         groups: groups(integration.map_or(EventSet::empty(), |i| i.events)),
         secret: integration.map(|i| i.signing_secret.expose().to_owned()),
-        standard_secret: integration
-            .map(|i| i.signing_secret.for_standard_webhooks())
-            .filter(|standard| integration.is_some_and(|i| i.signing_secret.expose() != standard)),
+        standard_secret: integration.and_then(|i| i.signing_secret.other_standard_form()),
         previous_until: integration
             .and_then(|i| i.previous_signing_secret.as_ref())
             .filter(|(_, until)| *until > now_ms())
@@ -235,17 +233,8 @@ pub async fn regenerate_secret(
     State(state): State<AppState>,
     Posted { authed, .. }: Posted,
 ) -> PageResult {
-    let account = &authed.user.account_id;
-    let Some((integration, until)) = state.service().regenerate_secret(account).await? else {
-        return refuse(&state, &authed, "Connect a webhook URL first.").await;
-    };
-    tracing::info!(account_id = %account, user_id = %authed.user.id, "signing secret regenerated");
-    let notice = Notice::ok(format!(
-        "New signing secret generated. X-Webhook-Signature uses it from now on; \
-         webhook-signature also carries the old one's until {}.",
-        rfc3339_seconds_from_ms(until)
-    ));
-    show_saved(&state, &authed, &integration, notice).await
+    let done = "New signing secret generated.";
+    replace_secret(&state, &authed, SigningSecret::generate(), done).await
 }
 
 /// "Use a secret you already have": the customer's own secret replaces the current one, which
@@ -254,24 +243,36 @@ pub async fn use_own_secret(
     State(state): State<AppState>,
     Posted { authed, form }: Posted,
 ) -> PageResult {
-    let account = &authed.user.account_id;
-    let secret = match SigningSecret::brought(form.get("signing_secret").unwrap_or_default()) {
-        Ok(secret) => secret,
+    match SigningSecret::brought(form.get("signing_secret").unwrap_or_default()) {
+        Ok(secret) => {
+            replace_secret(&state, &authed, secret, "Your signing secret is in use.").await
+        }
         Err(why) => {
             let why = format!("That signing secret cannot be used: {why}.");
-            return refuse(&state, &authed, &why).await;
+            refuse(&state, &authed, &why).await
         }
-    };
+    }
+}
+
+/// Gives the integration `secret` and shows the page saying `done` and until when the old secret
+/// still signs `webhook-signature`.
+async fn replace_secret(
+    state: &AppState,
+    authed: &Authed,
+    secret: SigningSecret,
+    done: &str,
+) -> PageResult {
+    let account = &authed.user.account_id;
     let Some((integration, until)) = state.service().replace_secret(account, &secret).await? else {
-        return refuse(&state, &authed, "Connect a webhook URL first.").await;
+        return refuse(state, authed, "Connect a webhook URL first.").await;
     };
-    tracing::info!(account_id = %account, user_id = %authed.user.id, "signing secret replaced by the customer's own");
+    tracing::info!(account_id = %account, user_id = %authed.user.id, "signing secret replaced");
     let notice = Notice::ok(format!(
-        "Your signing secret is in use. X-Webhook-Signature uses it from now on; \
+        "{done} X-Webhook-Signature uses it from now on; \
          webhook-signature also carries the old one's until {}.",
         rfc3339_seconds_from_ms(until)
     ));
-    show_saved(&state, &authed, &integration, notice).await
+    show_saved(state, authed, &integration, notice).await
 }
 
 /// "Maximum deliveries per second": empty removes the throttle.

@@ -46,17 +46,9 @@ impl Service<'_> {
         removed
     }
 
-    /// Gives the integration a new, generated signing secret; see [`Service::replace_secret`].
-    pub async fn regenerate_secret(
-        &self,
-        account: &AccountId,
-    ) -> Result<Option<(Integration, i64)>, StoreError> {
-        self.replace_secret(account, &SigningSecret::generate()).await
-    }
-
-    /// Gives the integration the signing secret `secret`; the old one keeps signing
-    /// `webhook-signature` for [`OLD_SECRET_VALID_MS`]. Returns the integration and until when
-    /// (Unix ms) the old secret is valid; `None` without an integration.
+    /// Gives the integration the signing secret `secret` (a generated one, or the customer's own);
+    /// the old one keeps signing `webhook-signature` for [`OLD_SECRET_VALID_MS`]. Returns the
+    /// integration and until when (Unix ms) the old secret is valid; `None` without an integration.
     pub async fn replace_secret(
         &self,
         account: &AccountId,
