@@ -14,6 +14,7 @@ pub mod event;
 pub mod ids;
 pub mod ingest;
 pub mod jwt;
+pub mod notice;
 pub mod payload;
 pub mod queue;
 pub mod random;

@@ -7,8 +7,8 @@
 pub mod roles;
 
 pub use roles::{
-    Accounts, Clients, Cluster, DeliveryLog, DeliveryQueue, Health, Integrations, Secrets, Store,
-    Users,
+    Accounts, Clients, Cluster, DeliveryLog, DeliveryQueue, Health, Integrations, Notices, Secrets,
+    Store, Users,
 };
 
 use crate::envelope::WebhookSetting;

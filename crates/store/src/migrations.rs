@@ -27,6 +27,7 @@ pub(crate) const SQLITE: &[(&str, &str)] = embed!("sqlite":
     "0011_due_by_account.sql"
     "0012_deliveries_by_message.sql"
     "0013_delivery_rate.sql"
+    "0014_notices.sql"
 );
 
 /// PostgreSQL's migrations, in order.
@@ -43,6 +44,7 @@ pub(crate) const POSTGRES: &[(&str, &str)] = embed!("postgres":
     "0010_chain_locks_late.sql"
     "0011_claim_in_one_call.sql"
     "0012_delivery_rate.sql"
+    "0013_notices.sql"
 );
 
 /// A file name's version and description (`0006_users_sessions.sql` → 6, "users sessions").

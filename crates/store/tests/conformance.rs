@@ -1068,6 +1068,155 @@ async fn failing_integrations_pause_after_the_period(store: &dyn Store) {
     assert_eq!(got.state, IntegrationState::Enabled);
 }
 
+/// Failure emails: what is owed is found, a notice is claimed by one caller at a time and once per
+/// episode, a dead claimant's claim runs out, and a recovery answers the last alert.
+async fn failure_notices_are_claimed_once_per_episode(store: &Arc<dyn Store>) {
+    use sipsim_core::notice::{NoticeKind, ONCE_PER_MS, Owed};
+    const HOUR: i64 = 3600 * 1000;
+    let now = 50_000_000;
+    let acc = store.create_account("noticed").await.unwrap().id;
+    store
+        .put_integration(&acc, update("https://example.com/", false, Some(EventSet::ALL)))
+        .await
+        .unwrap();
+    let first = store.create_user(&acc, "first@example.com", "x").await.unwrap();
+    let second = store.create_user(&acc, "second@example.com", "x").await.unwrap();
+    let other = store.create_account("other").await.unwrap().id;
+    store.create_user(&other, "other@example.com", "x").await.unwrap();
+    let emails: Vec<String> =
+        store.list_users(&acc).await.unwrap().into_iter().map(|u| u.email).collect();
+    assert_eq!(emails, [first.email, second.email]);
+
+    enqueue(&**store, &acc, &[Event::Sms, Event::Sms], now).await;
+    for c in store.claim_due(now, 10, 1000, &Shares::UNLIMITED).await.unwrap() {
+        let failed = record(now, Some(503), Some("HTTP 503"));
+        assert!(
+            finish(&**store, &c.id, &c.lease_token, &failed, Completion::RetryAt(now + HOUR))
+                .await
+                .unwrap()
+        );
+    }
+    assert!(store.notice_facts(now - 1).await.unwrap().is_empty(), "not failing that long");
+    let facts = store.notice_facts(now).await.unwrap();
+    assert_eq!(facts.len(), 1);
+    assert_eq!((facts[0].state, facts[0].failing_since_ms), (IntegrationState::Enabled, Some(now)));
+    let t = now + HOUR;
+    let owed = facts[0].owed(t, HOUR).unwrap();
+    assert_eq!(owed, Owed { kind: NoticeKind::Failing, episode: now });
+    let recent = store.recent_responses(&acc).await.unwrap();
+    assert_eq!(recent.last.as_ref().and_then(|l| l.status_code), Some(503));
+    assert_eq!(recent.last_success_ms, None);
+
+    // Eight nodes claim at once: one gets it.
+    let claims = (0..8).map(|_| {
+        let (store, acc) = (store.clone(), acc.clone());
+        tokio::spawn(async move {
+            store.claim_notice(&acc, owed, t, t - ONCE_PER_MS, t + 60_000).await.unwrap()
+        })
+    });
+    let mut won = 0;
+    for claim in claims {
+        won += usize::from(claim.await.unwrap());
+    }
+    assert_eq!(won, 1, "one claimant");
+    // Its node died: the claim runs out and another takes it; then it is sent.
+    assert!(
+        !store
+            .claim_notice(&acc, owed, t + 60_000 - 1, t - ONCE_PER_MS, t + 120_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store.claim_notice(&acc, owed, t + 60_000, t - ONCE_PER_MS, t + 120_000).await.unwrap()
+    );
+    assert!(store.notice_sent(&acc, owed, t + 1000).await.unwrap());
+    assert!(!store.notice_sent(&acc, owed, t + 1000).await.unwrap(), "no claim left");
+    assert!(
+        !store
+            .claim_notice(&acc, owed, t + 2 * ONCE_PER_MS, t + ONCE_PER_MS, t + 3 * ONCE_PER_MS)
+            .await
+            .unwrap(),
+        "once per episode"
+    );
+    let failing = store.notice_facts(now).await.unwrap()[0].failing.unwrap();
+    assert_eq!((failing.episode, failing.sent_at_ms), (now, t + 1000));
+    let another = Owed { kind: NoticeKind::Failing, episode: now + 5 };
+    assert!(
+        !store
+            .claim_notice(&acc, another, t + 2000, t + 2000 - ONCE_PER_MS, t + 9000)
+            .await
+            .unwrap(),
+        "a day apart"
+    );
+
+    // A pause is a notice of its own, about when it began.
+    let paused_at = t + 5000;
+    assert!(
+        store.pause_integration(&acc, "the endpoint answered 410 Gone", paused_at).await.unwrap()
+    );
+    let facts = store.notice_facts(0).await.unwrap();
+    assert_eq!(
+        (facts[0].paused_at_ms, facts[0].paused_reason.as_deref()),
+        (Some(paused_at), Some("the endpoint answered 410 Gone"))
+    );
+    let owed = facts[0].owed(paused_at + 1, HOUR).unwrap();
+    assert_eq!(owed, Owed { kind: NoticeKind::Paused, episode: paused_at });
+    assert!(
+        store
+            .claim_notice(
+                &acc,
+                owed,
+                paused_at + 1,
+                paused_at + 1 - ONCE_PER_MS,
+                paused_at + 60_000
+            )
+            .await
+            .unwrap()
+    );
+    assert!(store.notice_sent(&acc, owed, paused_at + 2).await.unwrap());
+    assert_eq!(store.notice_facts(0).await.unwrap()[0].owed(paused_at + 3, HOUR), None);
+
+    // Resumed, a delivery succeeds: the recovery answering the pause notice is owed, once.
+    store
+        .resume_integration(&acc, sipsim_core::store::KeptDeliveries::Deliver, paused_at + 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_integration(&acc).await.unwrap().unwrap().state,
+        IntegrationState::Enabled
+    );
+    let due = store.claim_due(i64::MAX / 2, 10, 1000, &Shares::UNLIMITED).await.unwrap();
+    assert!(!due.is_empty());
+    for c in &due {
+        one_attempt(&**store, c, Completion::Succeeded).await;
+    }
+    assert!(store.recent_responses(&acc).await.unwrap().last_success_ms.is_some());
+    let facts = store.notice_facts(0).await.unwrap();
+    assert_eq!(facts.len(), 1, "an alert without its answer keeps the integration in view");
+    let owed = facts[0].owed(paused_at + 20, HOUR).unwrap();
+    assert_eq!(owed, Owed { kind: NoticeKind::Recovered, episode: paused_at + 2 });
+    assert!(
+        store
+            .claim_notice(
+                &acc,
+                owed,
+                paused_at + 20,
+                paused_at + 20 - ONCE_PER_MS,
+                paused_at + 60_000
+            )
+            .await
+            .unwrap()
+    );
+    assert!(store.notice_sent(&acc, owed, paused_at + 21).await.unwrap());
+    assert!(store.notice_facts(0).await.unwrap().is_empty(), "answered: nothing in view");
+
+    // A removed integration takes its notices with it, and is claimed by no one.
+    assert!(store.remove_integration(&acc).await.unwrap());
+    assert!(!store.claim_notice(&acc, owed, paused_at + 30, 0, paused_at + 60_000).await.unwrap());
+    store.put_integration(&acc, update("https://example.com/", false, None)).await.unwrap();
+    assert!(store.notice_facts(0).await.unwrap().is_empty());
+}
+
 async fn users_and_sessions(store: &dyn Store) {
     use sipsim_core::secret::SecretHash;
     use sipsim_core::store::Session;
@@ -1546,6 +1695,7 @@ on_both_backends!(
     deliveries_list_page_resend_and_log_tests,
     pause_keeps_deliveries_until_resumed,
     failing_integrations_pause_after_the_period,
+    failure_notices_are_claimed_once_per_episode,
     users_and_sessions,
     a_regenerated_secret_keeps_the_old_one_for_a_while,
     resend_failed_and_attempt_buckets,

@@ -14,6 +14,7 @@ use super::{
     SubscriptionChange, User,
 };
 use crate::cipher::{SecretRewrite, StoredSecret};
+use crate::notice::{NoticeFacts, Owed, RecentResponses};
 use crate::queue::{
     AttemptRecord, ClaimedDelivery, Completed, DeliveryFilter, DeliveryRecord, FinishedAttempt,
     IngestOutcome, NewMessage, Shares,
@@ -28,6 +29,7 @@ pub trait Store:
     + Clients
     + Users
     + Integrations
+    + Notices
     + Secrets
     + DeliveryLog
     + DeliveryQueue
@@ -96,6 +98,9 @@ pub trait Users: Send + Sync {
 
     /// The user with this email (compared lowercased).
     async fn get_user_by_email(&self, email: &str) -> Result<Option<User>, StoreError>;
+
+    /// An account's dashboard users, oldest first.
+    async fn list_users(&self, account: &AccountId) -> Result<Vec<User>, StoreError>;
 
     /// Stores a new session.
     async fn create_session(&self, session: &Session) -> Result<(), StoreError>;
@@ -185,6 +190,42 @@ pub trait Integrations: Send + Sync {
 
     /// Every integration that has a maximum delivery rate, with it: what the dispatchers throttle.
     async fn delivery_rates(&self) -> Result<Vec<(AccountId, DeliveryRate)>, StoreError>;
+}
+
+/// Failure emails ([`crate::notice`]): the integrations that may be owed one, what their endpoints
+/// answered lately, and the claims that make one node send each notice, once.
+#[async_trait]
+pub trait Notices: Send + Sync {
+    /// Every integration that may be owed a notice: paused ones (since a known time), enabled ones
+    /// failing since `failing_since_before` or earlier, and those whose last *failing* or *paused*
+    /// notice has no *recovered* notice answering it.
+    async fn notice_facts(&self, failing_since_before: i64)
+    -> Result<Vec<NoticeFacts>, StoreError>;
+
+    /// What the account's endpoint answered in its newest deliveries.
+    async fn recent_responses(&self, account: &AccountId) -> Result<RecentResponses, StoreError>;
+
+    /// Claims `owed` for the caller to send until `claimed_until_ms`: `true` only where the
+    /// integration exists, the kind's last notice is of another episode and went out before
+    /// `sent_before_ms` (or never), and no other claim holds at `now_ms`. Of concurrent callers
+    /// (nodes) at most one gets `true`.
+    async fn claim_notice(
+        &self,
+        account: &AccountId,
+        owed: Owed,
+        now_ms: i64,
+        sent_before_ms: i64,
+        claimed_until_ms: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// Records a claimed notice as sent at `now_ms`. `false` when the claim was not found (the
+    /// integration was removed meanwhile).
+    async fn notice_sent(
+        &self,
+        account: &AccountId,
+        owed: Owed,
+        now_ms: i64,
+    ) -> Result<bool, StoreError>;
 }
 
 /// Server-wide settings kept in the database (the token-signing key, the encryption canary) and every stored secret, for re-encryption.

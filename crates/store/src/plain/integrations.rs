@@ -190,7 +190,7 @@ impl<B: Backend> Integrations for SqlStore<B> {
     ) -> Result<bool, StoreError> {
         let paused = self
             .write_run(
-                "UPDATE integrations SET state = 'paused', paused_reason = $2, \
+                "UPDATE integrations SET state = 'paused', paused_reason = $2, paused_at = $3, \
                         version = version + 1, updated_at = $3 \
                  WHERE account_id = $1 AND state = 'enabled'",
                 &[account.as_str().into(), reason.into(), now_ms.into()],
@@ -211,7 +211,7 @@ impl<B: Backend> Integrations for SqlStore<B> {
         let paused = tx
             .all(
                 "UPDATE integrations SET state = 'paused', version = version + 1, updated_at = $2, \
-                    paused_reason = 'every delivery attempt has failed for the whole pause period' \
+                    paused_at = $2, paused_reason = 'every delivery attempt has failed for the whole pause period' \
                  WHERE state = 'enabled' AND failing_since IS NOT NULL AND failing_since <= $1 \
                  RETURNING account_id",
                 &[failing_since_before.into(), now_ms.into()],
@@ -234,7 +234,7 @@ impl<B: Backend> Integrations for SqlStore<B> {
         let mut tx = self.begin_write().await?;
         let resumed = tx
             .run(
-                "UPDATE integrations SET state = 'enabled', paused_reason = NULL, \
+                "UPDATE integrations SET state = 'enabled', paused_reason = NULL, paused_at = NULL, \
                         failing_since = NULL, version = version + 1, updated_at = $2 \
                  WHERE account_id = $1 AND state = 'paused'",
                 &[account.as_str().into(), now_ms.into()],

@@ -28,6 +28,7 @@ mod accounts;
 mod exec;
 mod integrations;
 mod log;
+mod notices;
 mod users;
 
 /// A value bound to a placeholder. The plain statements bind only these few kinds.

@@ -55,6 +55,13 @@ impl<B: Backend> Users for SqlStore<B> {
         self.read_one(AssertSqlSafe(sql), &[email.as_str().into()], rows::user).await
     }
 
+    async fn list_users(&self, account: &AccountId) -> Result<Vec<User>, StoreError> {
+        let sql = format!(
+            "SELECT {USER_COLUMNS} FROM users u WHERE u.account_id = $1 ORDER BY u.created_at, u.id"
+        );
+        self.all_rows(AssertSqlSafe(sql), &[account.as_str().into()], rows::user).await
+    }
+
     async fn create_session(&self, session: &Session) -> Result<(), StoreError> {
         self.write_run(
             "INSERT INTO sessions (token_hash, user_id, csrf_token, expires_at) \
