@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the contract's curl and Python examples (managing-webhooks-api.txt) against a live sipsimd,
 # verbatim except for the base URL and the access token, and checks the answers a user would read.
-# Needs: a built target/debug/sipsimd (or SIPSIMD=path), python3, curl. Installs `requests` into .venv.
+# Needs: a built target/debug/sipsimd (or SIPSIMD=path), python3, curl. Installs `requests` into .venv (scripts/ensure-python.sh).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -84,10 +84,7 @@ curl -s -X POST "$BASE/api/v2/webhooks/invalid_event" \
 # --- Bulk Enable Example: the contract's Python, verbatim but for base URL and token (and the loop
 # body's indentation, which the contract's text lost and Python needs). ---
 venv="$root/.venv"
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import requests' 2>/dev/null; then
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check 'requests>=2.31,<3'
-fi
+bash "$root/scripts/ensure-python.sh" >/dev/null
 cat >"$work/bulk.py" <<'PY'
 import requests
 

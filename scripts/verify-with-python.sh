@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Delivers every event type through a real sipsimd to a Python receiver that verifies each request
 # with SIPSIM's documented Python verifier and with the `standardwebhooks` package (installed from PyPI
-# into .venv). Needs a built target/debug/sipsimd (or SIPSIMD=path).
+# into .venv by scripts/ensure-python.sh). Needs a built target/debug/sipsimd (or SIPSIMD=path).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -13,10 +13,7 @@ trap cleanup EXIT
 fail() { echo "verify-with-python: FAIL: $*" >&2; exit 1; }
 
 venv="$root/.venv"
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import standardwebhooks, requests' 2>/dev/null; then
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check 'standardwebhooks>=1.1,<2' 'requests>=2.31,<3'
-fi
+bash "$root/scripts/ensure-python.sh" >/dev/null
 
 export SIPSIM_DATABASE_URL="sqlite://$work/sipsim.db"
 export SIPSIM_ALLOW_INSECURE_TARGETS=1

@@ -17,6 +17,7 @@ pub mod ingest_writer;
 pub mod integrations;
 pub mod limits;
 pub mod node;
+pub mod notify;
 pub mod oauth;
 pub mod observe;
 pub mod observe_http;

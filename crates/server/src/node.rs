@@ -15,6 +15,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, DatabaseLock, Role, lock_database};
+use crate::notify::Notifier;
 use crate::state::AppState;
 
 /// Opens the database of `config` (`sqlite:…` or `postgres:…`) and applies its migrations; signing
@@ -62,6 +63,8 @@ pub struct Node {
     pub state: AppState,
     /// The dispatcher, when the node delivers.
     dispatcher: Option<Dispatcher>,
+    /// The failure emails' sender, when the node delivers and an SMTP server is configured.
+    notifier: Option<Notifier>,
     /// SQLite's one-server-per-file lock, held while the node lives.
     _lock: DatabaseLock,
 }
@@ -70,8 +73,8 @@ impl Node {
     /// Builds the node `config` describes: takes SQLite's lock (one server per file), opens and
     /// migrates the database and checks its key, encrypts secrets stored in clear when a key is
     /// set, follows the database's clock, makes a previous run's leases due again (SQLite), and
-    /// wires one sender for deliveries and *Send Test*, the dispatcher (unless the role is `api`)
-    /// and the request state.
+    /// wires one sender for deliveries and *Send Test*, the dispatcher and the failure emails'
+    /// notifier (unless the role is `api`) and the request state.
     pub async fn build(config: &Config) -> anyhow::Result<Node> {
         let lock = lock_database(&config.database_url)?;
         let store = open_store(config).await?;
@@ -108,17 +111,27 @@ impl Node {
             Dispatcher::new(store.clone(), sender.clone(), config.delivery.clone())
                 .with_waker(wake.clone())
         });
+        let notifier = match config.role {
+            Role::Api => None,
+            Role::Worker | Role::All => Notifier::new(store.clone(), &config.notices)?,
+        };
         let state = AppState::new(store.clone(), config, wake, sender).await?;
-        Ok(Node { store, state, dispatcher, _lock: lock })
+        Ok(Node { store, state, dispatcher, notifier, _lock: lock })
     }
 
-    /// Runs the node until `shutdown` is cancelled: the API on `listener`, when given, and the
-    /// dispatcher, when it has one; then finishes what is in flight.
+    /// Runs the node until `shutdown` is cancelled: the API on `listener`, when given, the
+    /// dispatcher and the notifier, when it has them; then finishes what is in flight.
     pub async fn run(
         self,
         listener: Option<TcpListener>,
         shutdown: CancellationToken,
     ) -> std::io::Result<()> {
-        crate::run(self.state, listener, self.dispatcher, shutdown).await
+        let notifying = self.notifier.map(|n| tokio::spawn(n.run(shutdown.clone())));
+        let served = crate::run(self.state, listener, self.dispatcher, shutdown.clone()).await;
+        shutdown.cancel();
+        if let Some(n) = notifying {
+            let _ = n.await;
+        }
+        served
     }
 }

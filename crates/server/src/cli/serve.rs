@@ -30,6 +30,9 @@ pub(super) async fn serve(config: &Config) -> anyhow::Result<Output> {
     if listener.is_some() && config.ingest_key.is_none() {
         tracing::warn!("SIPSIM_INGEST_KEY is not set: POST /internal/v1/events is off (404)");
     }
+    if config.role != Role::Api {
+        crate::notify::say_whether_on(&config.notices);
+    }
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
     node.run(listener, shutdown).await?;

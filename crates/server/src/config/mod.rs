@@ -21,6 +21,8 @@ use sipsim_delivery::resolve::{DnsOverrides, parse_overrides};
 use crate::client_addr::TrustedProxies;
 use crate::limits::Rate;
 use crate::limits::failures::FailurePolicy;
+use crate::notify::NoticeConfig;
+use crate::notify::mail::{MailSettings, SmtpUrl};
 use settings::Values;
 
 /// A secret configuration value; `Debug` never shows it.
@@ -85,6 +87,8 @@ pub struct Config {
     /// The dispatcher: `retry_schedule`, `retry_jitter`, `delivery_timeout` (also *Send Test*'s),
     /// `delivery_concurrency`, `delivery_concurrency_per_integration`, `pause_after`, `retention`.
     pub delivery: DispatcherConfig,
+    /// Failure emails: `smtp_url`, `smtp_from`, `public_url`, `notify_failing_after`.
+    pub notices: NoticeConfig,
     /// Where deliveries may go when that must differ from which URLs may be saved: in-process
     /// tests check URLs as in production while their receivers run on loopback. `None`: the
     /// setting's policy (always, outside tests: no setting sets this).
@@ -206,6 +210,43 @@ impl Config {
             retention: duration("retention")?,
             ..DispatcherConfig::default()
         };
+        let listen: SocketAddr = text("listen")
+            .parse()
+            .map_err(|_| anyhow::anyhow!("listen: '{}' is not an address", text("listen")))?;
+        let extra_ca_pem =
+            match set("extra_ca_certs") {
+                Some(path) => Some(std::fs::read(path).map_err(|e| {
+                    anyhow::anyhow!("SIPSIM_EXTRA_CA_CERTS: cannot read {path}: {e}")
+                })?),
+                None => None,
+            };
+        let notices = NoticeConfig {
+            mail: match (set("smtp_url"), set("smtp_from")) {
+                (None, None) => None,
+                (Some(url), Some(from)) => Some(MailSettings {
+                    smtp: SmtpUrl::parse(url)
+                        .map_err(|e| anyhow::anyhow!("SIPSIM_SMTP_URL: {e}"))?,
+                    from: from.parse().map_err(|e| {
+                        anyhow::anyhow!("SIPSIM_SMTP_FROM: '{from}' is not an email address ({e})")
+                    })?,
+                    extra_ca_pem: extra_ca_pem.clone(),
+                }),
+                (Some(_), None) => anyhow::bail!(
+                    "SIPSIM_SMTP_URL is set without SIPSIM_SMTP_FROM: failure emails need both"
+                ),
+                (None, Some(_)) => anyhow::bail!(
+                    "SIPSIM_SMTP_FROM is set without SIPSIM_SMTP_URL: failure emails need both"
+                ),
+            },
+            public_url: match set("public_url") {
+                Some(url) => {
+                    public_url(url).map_err(|e| anyhow::anyhow!("SIPSIM_PUBLIC_URL: {e}"))?
+                }
+                None => format!("http://{listen}"),
+            },
+            failing_after: duration("notify_failing_after")?,
+            ..NoticeConfig::default()
+        };
         Ok(Config {
             database_url: text("database_url").to_owned(),
             sqlite_max_bytes: match number("sqlite_max_size_mb") {
@@ -217,9 +258,7 @@ impl Config {
                 Ok(Some(n)) if n >= 2 => saturate(n),
                 _ => anyhow::bail!("SIPSIM_DATABASE_MAX_CONNECTIONS must be a whole number ≥ 2"),
             },
-            listen: text("listen")
-                .parse()
-                .map_err(|_| anyhow::anyhow!("listen: '{}' is not an address", text("listen")))?,
+            listen,
             role: Role::from_str(text("role"), false)
                 .map_err(|_| anyhow::anyhow!("role must be api, worker or all"))?,
             log_format: LogFormat::from_str(text("log_format"), false)
@@ -250,12 +289,7 @@ impl Config {
                     .map_err(|e| anyhow::anyhow!("SIPSIM_DNS_OVERRIDES: {e}"))?,
                 None => DnsOverrides::new(),
             },
-            extra_ca_pem: match set("extra_ca_certs") {
-                Some(path) => Some(std::fs::read(path).map_err(|e| {
-                    anyhow::anyhow!("SIPSIM_EXTRA_CA_CERTS: cannot read {path}: {e}")
-                })?),
-                None => None,
-            },
+            extra_ca_pem,
             limits: RateLimits::new(
                 number("api_rate_limit")?.map_or(DEFAULT_API_RATE_LIMIT, saturate),
                 number("token_rate_limit")?.map_or(DEFAULT_TOKEN_RATE_LIMIT, saturate),
@@ -271,9 +305,23 @@ impl Config {
                 None => TrustedProxies::default(),
             },
             delivery,
+            notices,
             delivery_policy: None,
         })
     }
+}
+
+/// The dashboard's address as links need it: `http` or `https`, a host, perhaps a path (a proxy's
+/// prefix), no query; without a trailing `/`.
+fn public_url(text: &str) -> Result<String, String> {
+    let url = url::Url::parse(text).map_err(|e| format!("'{text}' is not a URL ({e})"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(format!("'{text}' is not an http:// or https:// address"));
+    }
+    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+        return Err(format!("'{text}' must not have a query, a fragment or a user"));
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
 }
 
 /// A number as a `u32`, the largest one for anything beyond.
@@ -335,6 +383,69 @@ pub fn lock_database(database_url: &str) -> anyhow::Result<DatabaseLock> {
         ),
         Err(std::fs::TryLockError::Error(e)) => {
             anyhow::bail!("cannot lock {lock_path}: {e}")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Config;
+    use super::settings::Values;
+
+    fn config(pairs: &[(&str, &str)]) -> anyhow::Result<Config> {
+        let mut values = Values::defaults();
+        for (key, value) in pairs {
+            values.set(key, *value);
+        }
+        Config::from_values(&values)
+    }
+
+    #[test]
+    fn failure_emails_need_both_the_server_and_the_sender() {
+        let off = config(&[]).unwrap().notices;
+        assert!(off.mail.is_none());
+        assert_eq!(off.public_url, "http://127.0.0.1:8080", "links go to the listen address");
+        assert_eq!(off.failing_after.as_secs(), 3600);
+
+        let on = config(&[
+            ("smtp_url", "smtps://ops:s3cret@mail.example.com"),
+            ("smtp_from", "SIPSIM webhooks <alerts@example.com>"),
+            ("public_url", "https://hooks.example.com/sipsim/"),
+        ])
+        .unwrap()
+        .notices;
+        let mail = on.mail.unwrap();
+        assert_eq!((mail.smtp.host.as_str(), mail.smtp.port), ("mail.example.com", 465));
+        assert_eq!(mail.from.email.to_string(), "alerts@example.com");
+        assert_eq!(on.public_url, "https://hooks.example.com/sipsim", "no trailing slash");
+
+        for (pairs, says) in [
+            (
+                &[("smtp_url", "smtp://relay")][..],
+                "SIPSIM_SMTP_URL is set without SIPSIM_SMTP_FROM",
+            ),
+            (
+                &[("smtp_from", "a@example.com")][..],
+                "SIPSIM_SMTP_FROM is set without SIPSIM_SMTP_URL",
+            ),
+            (
+                &[("smtp_url", "imap://u:s3cret@h"), ("smtp_from", "a@example.com")][..],
+                "SIPSIM_SMTP_URL: the scheme",
+            ),
+            (
+                &[("smtp_url", "smtp://relay"), ("smtp_from", "not an address")][..],
+                "SIPSIM_SMTP_FROM: 'not an address'",
+            ),
+            (
+                &[("public_url", "ftp://hooks.example.com")][..],
+                "SIPSIM_PUBLIC_URL: 'ftp://hooks.example.com' is not an http",
+            ),
+            (&[("public_url", "https://h.example.com/?x=1")][..], "must not have a query"),
+            (&[("notify_failing_after", "soon")][..], "notify_failing_after"),
+        ] {
+            let error = config(pairs).unwrap_err().to_string();
+            assert!(error.contains(says), "{pairs:?}: {error}");
+            assert!(!error.contains("s3cret"), "{pairs:?}: {error}");
         }
     }
 }

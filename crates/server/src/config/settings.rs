@@ -119,7 +119,7 @@ pub const SETTINGS: &[Setting] = &[
         "extra_ca_certs",
         None,
         None,
-        "a PEM file of extra trusted roots for deliveries (tests with their own CA)",
+        "a PEM file of extra trusted roots for deliveries and the SMTP server (tests, or a private CA)",
     ),
     setting(
         "retry_schedule",
@@ -174,6 +174,30 @@ pub const SETTINGS: &[Setting] = &[
         Some("token_rate_limit"),
         Some("10"),
         "tokens issued per second per API client, bursts of twice that, counted once the client has authenticated; `429 slow_down` with `Retry-After` beyond. Failed token requests are limited apart, per client address and `client_id` (docs/SECURITY.md); `0` turns both off (benchmarks, API fuzzing)",
+    ),
+    setting(
+        "smtp_url",
+        None,
+        None,
+        "failure emails go out through this SMTP server: `smtp://host:port` (plain SMTP), `smtp://host:port?tls=required` (STARTTLS, required), `smtps://host:port` (TLS); a user and password go in the URL (`smtps://user:password@host`, percent-encoded). Needs `SIPSIM_SMTP_FROM`; without both, no email is sent and the log says so once",
+    ),
+    setting(
+        "smtp_from",
+        None,
+        None,
+        "the sender of failure emails: `alerts@example.com` or `SIPSIM webhooks <alerts@example.com>`",
+    ),
+    setting(
+        "public_url",
+        None,
+        None,
+        "the dashboard's address as users reach it (`https://webhooks.example.com`), for the links in failure emails; unset: `http://` and the listen address",
+    ),
+    setting(
+        "notify_failing_after",
+        None,
+        Some("1h"),
+        "an account's dashboard users are emailed when every delivery attempt to its endpoint has failed for this long (and when it is paused, and when it recovers; each kind at most once a day)",
     ),
     setting(
         "metrics_token",

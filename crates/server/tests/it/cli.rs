@@ -228,6 +228,8 @@ async fn readme_walkthrough_reaches_200_and_client_delete_revokes() {
 
     // Without SIPSIM_INGEST_KEY the ingest route is off, and the log says so.
     assert!(server.log_contains("SIPSIM_INGEST_KEY is not set", Duration::from_secs(5)));
+    // Without SIPSIM_SMTP_URL and SIPSIM_SMTP_FROM no failure email is sent, and the log says so.
+    assert!(server.log_contains("failure emails are off", Duration::from_secs(5)));
     let off = crate::helpers::http()
         .post(format!("{}/internal/v1/events", server.base))
         .json(&serde_json::json!({}))

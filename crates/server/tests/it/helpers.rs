@@ -15,6 +15,7 @@ use sipsim_core::{AccountId, ClientId, Event, EventSet, ScopeSet, Store};
 use sipsim_delivery::DispatcherConfig;
 use sipsim_server::client_addr::TrustedProxies;
 use sipsim_server::config::{Config, RateLimits, SecretString};
+use sipsim_server::notify::NoticeConfig;
 use sipsim_testkit::node::Spawned;
 
 use crate::process::{argv, succeeded};
@@ -39,6 +40,8 @@ pub struct Setup {
     pub encryption_key: Option<&'static str>,
     /// As `SIPSIM_METRICS_TOKEN`.
     pub metrics_token: Option<&'static str>,
+    /// Failure emails (`SIPSIM_SMTP_URL`, …): off by default.
+    pub notices: NoticeConfig,
 }
 
 impl Default for Setup {
@@ -50,6 +53,7 @@ impl Default for Setup {
             trusted_proxies: "",
             encryption_key: None,
             metrics_token: None,
+            notices: NoticeConfig::default(),
         }
     }
 }
@@ -114,6 +118,7 @@ impl TestApp {
             trusted_proxies,
             encryption_key,
             metrics_token,
+            notices,
         } = setup;
         let encryption = encryption_key.map(|k| SecretCipher::from_base64(k).unwrap());
         let dir = tempfile::tempdir().unwrap();
@@ -127,6 +132,7 @@ impl TestApp {
         config.limits = limits;
         config.metrics_token = metrics_token.map(|t| SecretString::new(t.to_owned()));
         config.trusted_proxies = TrustedProxies::parse(trusted_proxies).unwrap();
+        config.notices = notices;
         // The dispatcher may send to loopback receivers: tests run them there.
         config.delivery_policy = Some(TargetPolicy::AllowInsecure);
         config.delivery = DispatcherConfig {

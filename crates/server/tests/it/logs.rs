@@ -14,6 +14,7 @@ const JWT_SECRET: &str = "log-test-jwt-secret-0123456789-abcdefghij";
 const ENCRYPTION_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 const INGEST_KEY: &str = "log-test-ingest-key-5f4dcc3b5aa765d6";
 const PASSWORD: &str = "a dashboard password nobody should read";
+const SMTP_PASSWORD: &str = "an-smtp-password-nobody-should-read";
 
 fn sipsimd(db_url: &str, args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_sipsimd"));
@@ -23,6 +24,8 @@ fn sipsimd(db_url: &str, args: &[&str]) -> Command {
         .env("SIPSIM_ENCRYPTION_KEY", ENCRYPTION_KEY)
         .env("SIPSIM_INGEST_KEY", INGEST_KEY)
         .env("SIPSIM_ALLOW_INSECURE_TARGETS", "1")
+        .env("SIPSIM_SMTP_URL", format!("smtp://alerts:{SMTP_PASSWORD}@127.0.0.1:9"))
+        .env("SIPSIM_SMTP_FROM", "alerts@example.com")
         .env("SIPSIM_LOG_FORMAT", "json")
         .env_remove("SIPSIM_LISTEN");
     c
@@ -156,6 +159,10 @@ async fn no_secret_reaches_the_logs_even_at_trace_level() {
     let lines = server.log_so_far();
     assert!(lines.len() > 50, "trace logging produced {} lines", lines.len());
     assert!(lines.iter().any(|l| l.contains("\"request_id\"")), "no line carries a request id");
+    assert!(
+        lines.iter().any(|l| l.contains("failure emails are on")),
+        "the SMTP settings were read"
+    );
     let session_token = session.split_once('=').unwrap().1.to_owned();
     let signing_key = signing_secret.trim_start_matches("whsec_").to_owned();
     let jwt_signature = access_token.rsplit('.').next().unwrap().to_owned();
@@ -173,6 +180,7 @@ async fn no_secret_reaches_the_logs_even_at_trace_level() {
         ("JWT key", JWT_SECRET),
         ("encryption key", ENCRYPTION_KEY),
         ("ingest key", INGEST_KEY),
+        ("SMTP password", SMTP_PASSWORD),
     ];
     for line in &lines {
         for (what, secret) in &secrets {

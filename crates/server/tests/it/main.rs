@@ -17,6 +17,7 @@ mod ingest;
 mod input;
 mod limits;
 mod logs;
+mod notices;
 mod oauth;
 mod observe;
 mod openapi;

@@ -1,0 +1,84 @@
+"""A real SMTP server for the failure-email tests (aiosmtpd, from PyPI via scripts/ensure-python.sh).
+
+    python smtp_sink.py PORT [USER PASSWORD]
+
+Listens on 127.0.0.1:PORT (0: a free port), prints the port on the first line, then one JSON
+object per message it accepts: the envelope, the headers a reader sees, the plain-text and HTML
+parts (decoded by Python's email package) and the user it logged in as. With USER and PASSWORD,
+AUTH is required (over plain SMTP: the tests' server is on loopback).
+"""
+
+import asyncio
+import email
+import email.policy
+import json
+import logging
+import socket
+import sys
+import warnings
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Sink:
+    async def handle_DATA(self, server, session, envelope):
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        text = message.get_body(preferencelist=("plain",))
+        html = message.get_body(preferencelist=("html",))
+        login = session.auth_data.login.decode() if session.auth_data else None
+        # Lines end in CRLF on the wire (RFC 5322); a mail reader shows them as lines.
+        def lines(part):
+            return part.get_content().replace("\r\n", "\n") if part else None
+
+        print(
+            json.dumps(
+                {
+                    "mail_from": envelope.mail_from,
+                    "rcpt_tos": envelope.rcpt_tos,
+                    "from": str(message["From"]),
+                    "to": str(message["To"]),
+                    "subject": str(message["Subject"]),
+                    "message_id": str(message["Message-ID"]),
+                    "date": str(message["Date"]),
+                    "text": lines(text),
+                    "html": lines(html),
+                    "login": login,
+                }
+            ),
+            flush=True,
+        )
+        return "250 Message accepted for delivery"
+
+
+def main():
+    # AUTH over plain SMTP is what the tests mean to exercise (on loopback): no warning about it.
+    warnings.filterwarnings("ignore", message="Requiring AUTH while not requiring TLS")
+    logging.getLogger("mail.log").setLevel(logging.ERROR)
+    port = int(sys.argv[1]) or free_port()
+    credentials = tuple(sys.argv[2:4]) if len(sys.argv) >= 4 else None
+
+    def authenticate(server, session, envelope, mechanism, auth_data):
+        given = (auth_data.login.decode(), auth_data.password.decode())
+        return AuthResult(success=given == credentials, auth_data=auth_data)
+
+    options = {}
+    if credentials:
+        options = {"authenticator": authenticate, "auth_required": True, "auth_require_tls": False}
+    controller = Controller(Sink(), hostname="127.0.0.1", port=port, **options)
+    controller.start()
+    print(port, flush=True)
+    try:
+        asyncio.run(asyncio.Event().wait())
+    finally:
+        controller.stop()
+
+
+if __name__ == "__main__":
+    main()
