@@ -1,20 +1,22 @@
 """A real SMTP server for the failure-email tests (aiosmtpd, from PyPI via scripts/ensure-python.sh).
 
-    python smtp_sink.py PORT [USER PASSWORD]
+    python smtp_sink.py [--port P] [--login USER PASSWORD] [--starttls | --tls] [--cert CERT KEY]
 
-Listens on 127.0.0.1:PORT (0: a free port), prints the port on the first line, then one JSON
+Listens on 127.0.0.1:P (default: a free port), prints the port on the first line, then one JSON
 object per message it accepts: the envelope, the headers a reader sees, the plain-text and HTML
-parts (decoded by Python's email package) and the user it logged in as. With USER and PASSWORD,
-AUTH is required (over plain SMTP: the tests' server is on loopback).
+parts (decoded by Python's email package) and the user it logged in as. With --login, AUTH is
+required. --starttls requires STARTTLS before anything else; --tls speaks TLS from the first byte;
+both present the certificate (PEM files) given by --cert.
 """
 
+import argparse
 import asyncio
 import email
 import email.policy
 import json
 import logging
 import socket
-import sys
+import ssl
 import warnings
 
 from aiosmtpd.controller import Controller
@@ -58,11 +60,19 @@ class Sink:
 
 
 def main():
-    # AUTH over plain SMTP is what the tests mean to exercise (on loopback): no warning about it.
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--login", nargs=2, metavar=("USER", "PASSWORD"))
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--starttls", action="store_true")
+    mode.add_argument("--tls", action="store_true")
+    parser.add_argument("--cert", nargs=2, metavar=("CERT", "KEY"))
+    args = parser.parse_args()
+    port = args.port or free_port()
+    credentials = tuple(args.login) if args.login else None
+    # AUTH over plain SMTP is what some tests mean to exercise (on loopback): no warning about it.
     warnings.filterwarnings("ignore", message="Requiring AUTH while not requiring TLS")
     logging.getLogger("mail.log").setLevel(logging.ERROR)
-    port = int(sys.argv[1]) or free_port()
-    credentials = tuple(sys.argv[2:4]) if len(sys.argv) >= 4 else None
 
     def authenticate(server, session, envelope, mechanism, auth_data):
         given = (auth_data.login.decode(), auth_data.password.decode())
@@ -70,7 +80,14 @@ def main():
 
     options = {}
     if credentials:
-        options = {"authenticator": authenticate, "auth_required": True, "auth_require_tls": False}
+        options.update(authenticator=authenticate, auth_required=True, auth_require_tls=False)
+    if args.starttls or args.tls:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(*args.cert)
+        if args.starttls:
+            options.update(tls_context=context, require_starttls=True)
+        else:
+            options.update(ssl_context=context)
     controller = Controller(Sink(), hostname="127.0.0.1", port=port, **options)
     controller.start()
     print(port, flush=True)

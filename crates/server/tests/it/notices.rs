@@ -29,9 +29,14 @@ struct SmtpSink {
 }
 
 impl SmtpSink {
-    /// Starts one on `port` (0: any), requiring [`USER`]'s login; `None` (after saying so) when
-    /// aiosmtpd is not installed and the run does not require every suite.
+    /// Starts one on `port` (0: any), requiring [`USER`]'s login over plain SMTP.
     fn start(port: u16) -> Option<SmtpSink> {
+        SmtpSink::with_args(&["--port", &port.to_string(), "--login", USER, PASSWORD])
+    }
+
+    /// Starts one with `smtp_sink.py`'s `args`; `None` (after saying so) when aiosmtpd is not
+    /// installed and the run does not require every suite.
+    fn with_args(args: &[&str]) -> Option<SmtpSink> {
         let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
         let python = format!("{root}/.venv/bin/python");
         let installed = Command::new(&python)
@@ -50,7 +55,7 @@ impl SmtpSink {
         }
         let mut child = Command::new(&python)
             .arg(format!("{root}/scripts/smtp_sink.py"))
-            .args([port.to_string().as_str(), USER, PASSWORD])
+            .args(args)
             .stdout(Stdio::piped())
             .spawn()
             .expect("python runs");
@@ -268,4 +273,54 @@ async fn on_postgresql_one_of_two_nodes_sends_each_email() {
     assert_eq!(sink.messages.lock().unwrap().len(), 2, "{:#?}", sink.messages.lock().unwrap());
     drop((a, b));
     db.drop_database().await;
+}
+
+/// A test CA and a certificate it signed for 127.0.0.1, as PEM files in `dir`: (CA, cert, key).
+fn certificates(dir: &std::path::Path) -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let leaf =
+        CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap().signed_by(&key, &ca).unwrap();
+    let (cert_path, key_path) = (dir.join("smtp.pem"), dir.join("smtp.key"));
+    std::fs::write(&cert_path, leaf.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    (ca.pem(), cert_path.display().to_string(), key_path.display().to_string())
+}
+
+#[tokio::test]
+async fn starttls_and_smtps_check_the_servers_certificate() {
+    use sipsim_server::notify::mail::{Email, Mailer};
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = certificates(dir.path());
+    let email = Email {
+        subject: "Webhook deliveries to https://crm.example.com/hooks are failing".into(),
+        text: "Last response: HTTP 503\n".into(),
+        html: "<p>Last response: HTTP 503</p>\n".into(),
+        message_id: "notice.failing.1.acc@hooks.example.com".into(),
+    };
+    for (mode, url) in [
+        ("--starttls", "smtp://127.0.0.1:{port}?tls=required"),
+        ("--tls", "smtps://127.0.0.1:{port}"),
+    ] {
+        let Some(sink) = SmtpSink::with_args(&[mode, "--cert", &cert, &key]) else { return };
+        let settings = |extra_ca_pem: Option<Vec<u8>>| MailSettings {
+            smtp: SmtpUrl::parse(&url.replace("{port}", &sink.port.to_string())).unwrap(),
+            from: "alerts@example.com".parse().unwrap(),
+            extra_ca_pem,
+        };
+        // The test CA is no public root: refused, as any unknown certificate is.
+        let untrusted = Mailer::new(&settings(None)).unwrap().send("ops@example.com", &email).await;
+        let error = untrusted.expect_err("an unknown CA is refused");
+        assert!(error.to_lowercase().contains("certificate"), "{mode}: {error}");
+        // Trusted through SIPSIM_EXTRA_CA_CERTS: delivered over TLS.
+        let mailer = Mailer::new(&settings(Some(ca.clone().into_bytes()))).unwrap();
+        mailer.send("ops@example.com", &email).await.unwrap_or_else(|e| panic!("{mode}: {e}"));
+        let got = sink.wait_for(1, Duration::from_secs(10)).await;
+        assert_eq!(got.len(), 1, "{mode}: only the trusted connection sent a message");
+        assert_eq!(got[0]["subject"], email.subject);
+        assert_eq!(got[0]["text"], email.text);
+    }
 }
