@@ -83,8 +83,13 @@ impl Notifier {
                 _ = tokio::time::sleep(self.config.every) => {}
                 _ = shutdown.cancelled() => return,
             }
-            if let Err(e) = self.round().await {
-                tracing::warn!(error = %e, "looking for failure emails to send failed; trying again shortly");
+            // A shutdown does not wait for a slow SMTP server: a notice cut short keeps its claim,
+            // which runs out, and is sent by the next look of any node.
+            tokio::select! {
+                looked = self.round() => if let Err(e) = looked {
+                    tracing::warn!(error = %e, "looking for failure emails to send failed; trying again shortly");
+                },
+                _ = shutdown.cancelled() => return,
             }
         }
     }
@@ -110,17 +115,24 @@ impl Notifier {
         owed: Owed,
     ) -> Result<bool, sipsim_core::StoreError> {
         let account = &facts.account_id;
-        let recent = self.store.recent_responses(account).await?;
-        if owed.kind == NoticeKind::Recovered
-            && recent.last_success_ms.is_none_or(|at| at <= owed.episode)
-        {
-            return Ok(false);
+        // A recovery is owed only once a delivery has succeeded since the alert it answers.
+        let mut recent = None;
+        if owed.kind == NoticeKind::Recovered {
+            let read = self.store.recent_responses(account).await?;
+            if read.last_success_ms.is_none_or(|at| at <= owed.episode) {
+                return Ok(false);
+            }
+            recent = Some(read);
         }
         let now = now_ms();
         let until = now + self.config.claim.as_millis() as i64;
         if !self.store.claim_notice(account, owed, now, now - ONCE_PER_MS, until).await? {
             return Ok(false);
         }
+        let recent = match recent {
+            Some(read) => read,
+            None => self.store.recent_responses(account).await?,
+        };
         let users = self.store.list_users(account).await?;
         let email = email::compose(
             facts,

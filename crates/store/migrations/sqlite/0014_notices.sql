@@ -3,6 +3,10 @@
 -- told of (their users may have known for months).
 ALTER TABLE integrations ADD COLUMN paused_at INTEGER;
 CREATE INDEX integrations_paused ON integrations(paused_at) WHERE state = 'paused';
+-- The integrations failing (PostgreSQL has had this index from its first migration): the notifier
+-- looks for them every few seconds, the automatic pause every minute; neither scans the table.
+CREATE INDEX integrations_failing ON integrations(failing_since)
+    WHERE failing_since IS NOT NULL AND state = 'enabled';
 
 -- The last notice of each kind sent for an integration, and the one a node is sending: claiming
 -- sets sending_episode and claimed_until, only where the kind's last notice is of another episode,
