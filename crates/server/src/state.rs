@@ -83,6 +83,8 @@ pub struct Inner {
     /// Raised while writes fail for want of space (ingest and this node's dispatcher raise it;
     /// `/readyz` lowers it when a probe write goes through).
     pub storage_alarm: Alarm,
+    /// When failure emails are configured: after how long failures make one (the dashboard says so).
+    pub failure_emails_after: Option<std::time::Duration>,
 }
 
 impl AppState {
@@ -164,6 +166,11 @@ impl AppState {
             concurrency: OnceLock::new(),
             queue_figures: Default::default(),
             storage_alarm: Alarm::default(),
+            failure_emails_after: config
+                .notices
+                .mail
+                .as_ref()
+                .map(|_| config.notices.failing_after),
         })))
     }
 

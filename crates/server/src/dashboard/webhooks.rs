@@ -69,6 +69,19 @@ struct WebhooksPage {
     backlog: u64,
     /// Attempts in flight at once now and the cap, when this process delivers.
     concurrency: Option<(u32, u32)>,
+    /// When failure emails are on: after how long failing deliveries make one ("1 hour").
+    failure_emails_after: Option<String>,
+}
+
+/// A duration as the page says it: "1 hour", "90 minutes", "30 seconds".
+fn in_words(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    let (n, unit) = match s {
+        s if s >= 3600 && s % 3600 == 0 => (s / 3600, "hour"),
+        s if s >= 60 && s % 60 == 0 => (s / 60, "minute"),
+        s => (s, "second"),
+    };
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
 }
 
 /// The catalog grouped as SIPSIM groups it, with `events` ticked.
@@ -102,6 +115,7 @@ fn webhooks_page(
     notice: Option<Notice>,
 ) -> WebhooksPage {
     WebhooksPage {
+        failure_emails_after: state.failure_emails_after.map(in_words),
         max_rate: integration.and_then(|i| i.max_rate).map(|r| r.to_string()).unwrap_or_default(),
         backlog,
         nav: Nav::of(authed, "integrations"),

@@ -487,6 +487,8 @@ async fn a_maximum_rate_is_set_on_the_webhook_page_which_shows_the_backlog() {
     assert!(page.contains(r#"name="max_rate" value="2.5""#), "{page}");
     let backlog = page.split(r#"<strong id="backlog">"#).nth(1).and_then(|r| r.split('<').next());
     assert!(backlog.is_some_and(|n| n.parse::<u64>().is_ok_and(|n| n <= 3)), "{backlog:?}");
+    // This server has no SMTP server: the page says failure emails are off.
+    assert!(page.contains("Off on this server: its operator has not configured an SMTP server."));
     let stored = app.store.get_integration(&account).await.unwrap().unwrap().max_rate;
     assert_eq!(stored.map(|r| r.milli()), Some(2500));
     for bad in ["fast", "0", "-2", "0.0001", "20000"] {

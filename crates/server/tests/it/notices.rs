@@ -117,8 +117,9 @@ fn emails_to(port: u16, failing_after: Duration, every: Duration) -> NoticeConfi
 /// user of another account, who must hear nothing.
 async fn account_with_users(app: &TestApp, receiver: &Receiver) -> (AccountId, String) {
     let account = app.account().await;
+    let hash = sipsim_server::service::users::hash_password(crate::dashboard::PASSWORD).unwrap();
     for email in ["ops@example.com", "Dev@Example.com"] {
-        app.store.create_user(&account, email, "$argon2id$unused").await.unwrap();
+        app.store.create_user(&account, email, &hash).await.unwrap();
     }
     let bystander = app.account().await;
     app.store.create_user(&bystander, "bystander@example.com", "$argon2id$unused").await.unwrap();
@@ -188,6 +189,29 @@ async fn a_pause_emails_the_accounts_users_within_30_s_and_so_does_the_recovery(
         );
     }
     assert_eq!(paused[0]["message_id"], paused[1]["message_id"], "one notice, two copies");
+    // The webhook page tells the account's users what to expect.
+    let (session, _, _) = crate::dashboard::login_at(
+        &app.url(""),
+        "ops@example.com",
+        crate::dashboard::PASSWORD,
+        false,
+    )
+    .await;
+    let page = crate::helpers::http()
+        .get(app.url("/dashboard/integrations/webhooks"))
+        .header("cookie", session)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains(
+            "every delivery attempt has failed for 1 hour, when this integration is paused"
+        ),
+        "{page}"
+    );
 
     // The endpoint is back; a user resumes and the kept event is delivered: the recovery email.
     receiver.answer_from_now_on(Reply::Status(200));
