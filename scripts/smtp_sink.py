@@ -76,7 +76,10 @@ def main():
 
     def authenticate(server, session, envelope, mechanism, auth_data):
         given = (auth_data.login.decode(), auth_data.password.decode())
-        return AuthResult(success=given == credentials, auth_data=auth_data)
+        if given == credentials:
+            return AuthResult(success=True, auth_data=auth_data)
+        # Not handled here: aiosmtpd answers 535 itself (handled=True would leave the client waiting).
+        return AuthResult(success=False, handled=False)
 
     options = {}
     if credentials:

@@ -2,6 +2,7 @@
 //! directly. With `--json`, each command prints exactly one JSON object on stdout (errors included, as
 //! `{"error": "…"}`) and exits non-zero on failure.
 
+mod notify;
 mod operator;
 mod serve;
 
@@ -78,6 +79,9 @@ pub enum Command {
     /// Manage the encryption key of the secrets stored in the database (SIPSIM_ENCRYPTION_KEY).
     #[command(subcommand)]
     Encryption(EncryptionCommand),
+    /// Failure emails (SIPSIM_SMTP_URL, SIPSIM_SMTP_FROM).
+    #[command(subcommand)]
+    Notify(NotifyCommand),
     /// Ingest one event for an account, as the telephony core does through POST /internal/v1/events.
     /// A running server delivers it within a second.
     Emit(EmitArgs),
@@ -273,6 +277,18 @@ pub enum ClientCommand {
     },
 }
 
+/// `notify …`
+#[derive(Debug, Subcommand)]
+pub enum NotifyCommand {
+    /// Send a sample failure email through the configured SMTP server, to check the settings;
+    /// prints what the server answered. Needs no database.
+    Test {
+        /// Who gets it.
+        #[arg(long)]
+        to: String,
+    },
+}
+
 /// `encryption …`
 #[derive(Debug, Subcommand)]
 pub enum EncryptionCommand {
@@ -417,6 +433,7 @@ async fn execute(cli: Cli, config: Config) -> anyhow::Result<Output> {
             return operator::rotate_encryption(&config).await;
         }
         Command::Backup { path } => return operator::backup(&config, &path).await,
+        Command::Notify(NotifyCommand::Test { to }) => return notify::test(&config, &to).await,
         other => other,
     };
     // Every operator command opens the database itself, migrating it if needed.
@@ -434,6 +451,7 @@ async fn execute(cli: Cli, config: Config) -> anyhow::Result<Output> {
         Command::Serve(_)
         | Command::Demo { .. }
         | Command::Encryption(_)
+        | Command::Notify(_)
         | Command::Backup { .. } => {
             bail!("handled above")
         }

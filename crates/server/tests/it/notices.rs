@@ -348,3 +348,50 @@ async fn starttls_and_smtps_check_the_servers_certificate() {
         assert_eq!(got[0]["text"], email.text);
     }
 }
+
+/// `sipsimd notify test --to ADDRESS`: an operator checks the SMTP settings with one command.
+#[tokio::test]
+async fn notify_test_sends_a_sample_through_the_configured_server() {
+    let Some(sink) = SmtpSink::start(0) else { return };
+    let notify = |url: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sipsimd"));
+        command.args(["notify", "test", "--to", "ops@example.com", "--json"]);
+        command
+            .env_remove("SIPSIM_SMTP_URL")
+            .env_remove("SIPSIM_SMTP_FROM")
+            .env_remove("SIPSIM_CONFIG");
+        if let Some(url) = url {
+            command.env("SIPSIM_SMTP_URL", url).env("SIPSIM_SMTP_FROM", "alerts@example.com");
+        }
+        command.env("SIPSIM_PUBLIC_URL", "https://hooks.example.com").output().unwrap()
+    };
+    let good = format!(
+        "smtp://{USER}:{}@127.0.0.1:{}",
+        PASSWORD.replace('@', "%40").replace(':', "%3A"),
+        sink.port
+    );
+    let sent = notify(Some(&good));
+    assert!(sent.status.success(), "{}", String::from_utf8_lossy(&sent.stderr));
+    let answer: Value = serde_json::from_slice(&sent.stdout).unwrap();
+    assert_eq!(answer["sent"], true);
+    let got = sink.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(got[0]["rcpt_tos"], serde_json::json!(["ops@example.com"]));
+    assert_eq!(
+        got[0]["subject"],
+        "[test of sipsimd's SMTP settings] Webhook deliveries to https://crm.example.com/webhooks/sipsim are failing"
+    );
+    assert!(text(&got[0]).contains("Last response: HTTP 503 at "), "{}", text(&got[0]));
+
+    // A wrong password: the server's refusal, a failed exit, and the password nowhere.
+    let wrong = format!("smtp://{USER}:not-the-password@127.0.0.1:{}", sink.port);
+    let refused = notify(Some(&wrong));
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stdout);
+    assert!(said.contains("did not take the email") && said.contains("535"), "{said}");
+    assert!(!said.contains("not-the-password"), "{said}");
+    // No settings: it says so.
+    let off = notify(None);
+    assert!(!off.status.success());
+    assert!(String::from_utf8_lossy(&off.stdout).contains("failure emails are off"));
+    assert_eq!(sink.messages.lock().unwrap().len(), 1);
+}
