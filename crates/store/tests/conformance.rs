@@ -1083,8 +1083,10 @@ async fn failure_notices_are_claimed_once_per_episode(store: &Arc<dyn Store>) {
     let second = store.create_user(&acc, "second@example.com", "x").await.unwrap();
     let other = store.create_account("other").await.unwrap().id;
     store.create_user(&other, "other@example.com", "x").await.unwrap();
-    let emails: Vec<String> =
+    // The account's users, and only them (two made in one millisecond have no order).
+    let mut emails: Vec<String> =
         store.list_users(&acc).await.unwrap().into_iter().map(|u| u.email).collect();
+    emails.sort();
     assert_eq!(emails, [first.email, second.email]);
 
     enqueue(&**store, &acc, &[Event::Sms, Event::Sms], now).await;
