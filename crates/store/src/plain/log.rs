@@ -318,8 +318,6 @@ fn list_sql(filter: &DeliveryFilter, has_cursor: bool) -> String {
 
 #[cfg(test)]
 mod tests {
-    use sqlx::{Connection as _, Row as _};
-
     use super::*;
 
     /// "Answers from an index": SQLite's plan for one call's deliveries, with every other filter
@@ -327,11 +325,7 @@ mod tests {
     /// messages, the message index for their deliveries, and scans nothing.
     #[tokio::test]
     async fn a_calls_deliveries_are_found_through_the_chain_index() {
-        let dir = tempfile::tempdir().expect("a temporary folder");
-        let url = format!("sqlite://{}/plan.db?mode=rwc", dir.path().display());
-        let store = crate::SqliteStore::open(&url).await.expect("open");
-        store.migrate().await.expect("migrate");
-        let mut conn = sqlx::SqliteConnection::connect(&url).await.expect("connect");
+        let mut plans = super::super::Plans::new().await;
         let call = DeliveryFilter { call: Some("42".into()), ..DeliveryFilter::default() };
         let every = DeliveryFilter {
             status: Some(DeliveryStatus::Pending),
@@ -340,14 +334,7 @@ mod tests {
             ..call.clone()
         };
         for (filter, has_cursor) in [(&call, false), (&call, true), (&every, true)] {
-            let sql = format!("EXPLAIN QUERY PLAN {}", list_sql(filter, has_cursor));
-            let plan: Vec<String> = sqlx::query(AssertSqlSafe(sql))
-                .fetch_all(&mut conn)
-                .await
-                .expect("a plan")
-                .iter()
-                .map(|row| row.get::<String, _>("detail"))
-                .collect();
+            let plan = plans.of(&list_sql(filter, has_cursor)).await;
             let uses =
                 |index: &str| plan.iter().any(|s| s.starts_with("SEARCH") && s.contains(index));
             assert!(uses("deliveries_chain") && uses("deliveries_by_message"), "{plan:?}");

@@ -340,3 +340,37 @@ pub(crate) async fn release_chain_heads(
     .await
     .map_err(backend)
 }
+
+/// SQLite's plans of statements, on a freshly migrated database: what the tests that hold a query
+/// to its indexes read.
+#[cfg(test)]
+pub(crate) struct Plans {
+    conn: sqlx::SqliteConnection,
+    _dir: tempfile::TempDir,
+}
+
+#[cfg(test)]
+impl Plans {
+    /// A new, migrated database to plan on.
+    pub(crate) async fn new() -> Plans {
+        use sqlx::Connection as _;
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let url = format!("sqlite://{}/plan.db?mode=rwc", dir.path().display());
+        let store = crate::SqliteStore::open(&url).await.expect("open");
+        store.migrate().await.expect("migrate");
+        let conn = sqlx::SqliteConnection::connect(&url).await.expect("connect");
+        Plans { conn, _dir: dir }
+    }
+
+    /// The steps of `sql`'s plan (`SEARCH … USING INDEX …`, `SCAN …`), its parameters unbound.
+    pub(crate) async fn of(&mut self, sql: &str) -> Vec<String> {
+        use sqlx::Row as _;
+        sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
+            .fetch_all(&mut self.conn)
+            .await
+            .expect("a plan")
+            .iter()
+            .map(|row| row.get::<String, _>("detail"))
+            .collect()
+    }
+}

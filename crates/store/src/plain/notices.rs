@@ -162,34 +162,15 @@ impl<B: Backend> Notices for SqlStore<B> {
 
 #[cfg(test)]
 mod tests {
-    use sqlx::{Connection as _, Row as _};
-
-    use super::*;
-
     /// The notifier's look, every few seconds on every node, finds paused and failing integrations
     /// through their partial indexes, never by scanning every account's integration; only the small
     /// table of alerts sent is read whole.
     #[tokio::test]
     async fn integrations_in_trouble_are_found_through_indexes() {
-        let dir = tempfile::tempdir().expect("a temporary folder");
-        let url = format!("sqlite://{}/plan.db?mode=rwc", dir.path().display());
-        let store = crate::SqliteStore::open(&url).await.expect("open");
-        store.migrate().await.expect("migrate");
-        let mut conn = sqlx::SqliteConnection::connect(&url).await.expect("connect");
-        let plan: Vec<String> =
-            sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {FACTS_SQL}")))
-                .bind(0_i64)
-                .fetch_all(&mut conn)
-                .await
-                .expect("a plan")
-                .iter()
-                .map(|row| row.get::<String, _>("detail"))
-                .collect();
+        let plan = super::super::Plans::new().await.of(super::FACTS_SQL).await;
         for index in ["integrations_paused", "integrations_failing"] {
-            assert!(
-                plan.iter().any(|s| s.starts_with("SEARCH integrations") && s.contains(index)),
-                "{index}: {plan:?}"
-            );
+            let searched = |s: &String| s.starts_with("SEARCH integrations") && s.contains(index);
+            assert!(plan.iter().any(searched), "{index}: {plan:?}");
         }
         assert!(!plan.iter().any(|s| s.starts_with("SCAN integrations")), "{plan:?}");
     }
