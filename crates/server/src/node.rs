@@ -127,8 +127,8 @@ impl Node {
         shutdown: CancellationToken,
     ) -> std::io::Result<()> {
         let notifying = self.notifier.map(|n| tokio::spawn(n.run(shutdown.clone())));
-        let served = crate::run(self.state, listener, self.dispatcher, shutdown.clone()).await;
-        shutdown.cancel();
+        // `crate::run` returns after cancelling `shutdown`, which ends the notifier too.
+        let served = crate::run(self.state, listener, self.dispatcher, shutdown).await;
         if let Some(n) = notifying {
             let _ = n.await;
         }

@@ -128,12 +128,20 @@ pub(crate) const DELIVERY_COLUMNS: &str = "id, message_id, account_id, event, st
 pub(crate) const ATTEMPT_COLUMNS: &str =
     "started_at, duration_ms, status_code, error, response_snippet";
 
+/// An integration's state, stored as its name in column `i`.
+pub(crate) fn integration_state(
+    row: &impl Columns,
+    i: usize,
+) -> Result<IntegrationState, StoreError> {
+    let state = row.text(i)?;
+    IntegrationState::parse(&state).ok_or_else(|| corrupt(format!("integration state '{state}'")))
+}
+
 pub(crate) fn integration(
     row: &impl Columns,
     cipher: Option<&SecretCipher>,
 ) -> Result<Integration, StoreError> {
     let account_id = AccountId::parse(&row.text(0)?).map_err(corrupt)?;
-    let state = row.text(2)?;
     let context = secret_context(&account_id);
     let secret = unseal(cipher, &row.text(4)?, &context).map_err(unreadable)?;
     let previous_signing_secret = match (row.opt_text(9)?, row.opt_int(10)?) {
@@ -146,8 +154,7 @@ pub(crate) fn integration(
     Ok(Integration {
         account_id,
         webhook_url: WebhookUrl::from_stored(row.text(1)?),
-        state: IntegrationState::parse(&state)
-            .ok_or_else(|| corrupt(format!("integration state '{state}'")))?,
+        state: integration_state(row, 2)?,
         events: EventSet::from_bits_truncate(row.int(3)?),
         signing_secret: SigningSecret::from_stored(secret),
         version: row.int(5)?,

@@ -1,6 +1,7 @@
 //! What a failure email says: one notice, written once as paragraphs and labelled facts, rendered
 //! as the plain-text part and the HTML part.
 
+use sipsim_core::clock::rfc3339_seconds_from_ms as utc;
 use sipsim_core::notice::{LastResponse, NoticeFacts, NoticeKind, Owed, RecentResponses};
 
 use super::mail::Email;
@@ -131,35 +132,10 @@ fn html(opening: &str, rows: &[(&str, String)], closing: &str, deliveries: &str)
     out
 }
 
+/// Escaped for HTML as the dashboard's templates escape (askama's escaper).
 fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// A time as people read it in an email: `2026-12-07 17:02:09 UTC`.
-pub fn utc(ms: i64) -> String {
-    match time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000) {
-        Ok(t) => format!(
-            "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second()
-        ),
-        Err(_) => format!("{ms} ms after 1970"),
-    }
+    let Ok(escaped) = askama::filters::escape(text, askama::filters::Html);
+    escaped.to_string()
 }
 
 #[cfg(test)]
@@ -170,7 +146,7 @@ mod tests {
 
     use super::*;
 
-    const AT: i64 = 1_796_663_729_000; // 2026-12-07 17:15:29 UTC
+    const AT: i64 = 1_796_663_729_000; // 2026-12-07T17:15:29Z
 
     fn facts() -> NoticeFacts {
         NoticeFacts {
@@ -212,17 +188,17 @@ mod tests {
             email.text
         );
         assert!(
-            email.text.contains("Last response: HTTP 503 at 2026-12-07 17:15:29 UTC\n"),
+            email.text.contains("Last response: HTTP 503 at 2026-12-07T17:15:29Z\n"),
             "{}",
             email.text
         );
-        assert!(email.text.contains("Failing since: 2026-12-07 16:15:29 UTC\n"), "{}", email.text);
+        assert!(email.text.contains("Failing since: 2026-12-07T16:15:29Z\n"), "{}", email.text);
         assert!(
             email
                 .text
                 .contains("See the deliveries: https://hooks.example.com/dashboard/deliveries\n")
         );
-        assert!(email.html.contains("hooks?a=1&amp;b=&lt;2&gt;"), "escaped: {}", email.html);
+        assert!(email.html.contains("hooks?a=1&#38;b=&#60;2&#62;"), "escaped: {}", email.html);
         assert!(!email.html.contains("<2>"));
         assert!(email.message_id.starts_with("notice.failing."));
         assert!(email.message_id.ends_with("@hooks.example.com"));
@@ -239,9 +215,7 @@ mod tests {
         let email =
             compose(&f, owed, &Context { public_url: "http://127.0.0.1:8080", recent: &recent });
         assert!(
-            email
-                .text
-                .contains("paused at 2026-12-07 17:15:29 UTC: the endpoint answered 410 Gone.")
+            email.text.contains("paused at 2026-12-07T17:15:29Z: the endpoint answered 410 Gone.")
         );
         assert!(email.text.contains("Last response: HTTP 410 at"), "{}", email.text);
         assert!(email.text.contains("http://127.0.0.1:8080/dashboard/integrations"));
@@ -253,7 +227,7 @@ mod tests {
         let owed = Owed { kind: NoticeKind::Failing, episode: AT };
         let email = compose(&facts(), owed, &Context { public_url: "https://h", recent: &recent });
         assert!(email.text.contains(
-            "Last response: no HTTP response at 2026-12-07 17:15:29 UTC (timed out after 2s)"
+            "Last response: no HTTP response at 2026-12-07T17:15:29Z (timed out after 2s)"
         ));
 
         let mut f = facts();
@@ -268,7 +242,7 @@ mod tests {
             email.subject,
             "Webhook deliveries to https://crm.example.com/hooks?a=1&b=<2> are succeeding again"
         );
-        assert!(email.text.contains("succeeded at 2026-12-07 17:15:29 UTC, after the failures we wrote to you about at 2026-12-07 16:15:29 UTC"));
+        assert!(email.text.contains("succeeded at 2026-12-07T17:15:29Z, after the failures we wrote to you about at 2026-12-07T16:15:29Z"));
         assert!(email.text.contains("Last response: HTTP 200 at"));
     }
 }

@@ -130,10 +130,8 @@ impl Mailer {
         let parameters = || -> anyhow::Result<TlsParameters> {
             let mut builder = TlsParameters::builder(host.clone());
             if let Some(pem) = &settings.extra_ca_pem {
-                for block in pem_blocks(pem) {
-                    builder =
-                        builder.add_root_certificate(Certificate::from_pem(block.as_bytes())?);
-                }
+                // Every certificate of the file: lettre reads them all, as the delivery client does.
+                builder = builder.add_root_certificate(Certificate::from_pem(pem)?);
             }
             Ok(builder.build_rustls()?)
         };
@@ -165,21 +163,6 @@ impl Mailer {
             .map_err(|e| format!("cannot build the message ({e})"))?;
         self.transport.send(message).await.map(drop).map_err(|e| sipsim_core::error_chain(&e))
     }
-}
-
-/// The PEM certificate blocks of a file (lettre takes one at a time).
-fn pem_blocks(pem: &[u8]) -> Vec<String> {
-    const END: &str = "-----END CERTIFICATE-----";
-    let text = String::from_utf8_lossy(pem);
-    let mut blocks = Vec::new();
-    let mut rest = text.as_ref();
-    while let Some(start) = rest.find("-----BEGIN CERTIFICATE-----") {
-        let Some(end) = rest[start..].find(END) else { break };
-        let stop = start + end + END.len();
-        blocks.push(rest[start..stop].to_owned());
-        rest = &rest[stop..];
-    }
-    blocks
 }
 
 #[cfg(test)]
@@ -219,13 +202,5 @@ mod tests {
             assert!(error.contains(says), "{url}: {error}");
             assert!(!error.contains("secret"), "{url}: {error}");
         }
-    }
-
-    #[test]
-    fn a_pem_file_gives_each_certificate() {
-        let one = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----";
-        let pem = format!("comment\n{one}\n{one}\ntrailing");
-        assert_eq!(pem_blocks(pem.as_bytes()), [one, one]);
-        assert!(pem_blocks(b"nothing").is_empty());
     }
 }

@@ -94,40 +94,34 @@ impl Notifier {
         }
     }
 
-    /// One look: sends every notice owed now. Returns how many were sent.
-    pub async fn round(&self) -> Result<usize, sipsim_core::StoreError> {
+    /// One look: sends every notice owed now.
+    pub async fn round(&self) -> Result<(), sipsim_core::StoreError> {
         let failing_after = self.config.failing_after.as_millis() as i64;
         let now = now_ms();
-        let mut sent = 0;
         for facts in self.store.notice_facts(now - failing_after).await? {
-            let Some(owed) = facts.owed(now, failing_after) else { continue };
-            if self.notify(&facts, owed).await? {
-                sent += 1;
+            if let Some(owed) = facts.owed(now, failing_after) {
+                self.notify(&facts, owed).await?;
             }
         }
-        Ok(sent)
+        Ok(())
     }
 
-    /// Claims and sends one notice; whether it was sent.
-    async fn notify(
-        &self,
-        facts: &NoticeFacts,
-        owed: Owed,
-    ) -> Result<bool, sipsim_core::StoreError> {
+    /// Claims and sends one notice, unless another node has it or it is not owed after all.
+    async fn notify(&self, facts: &NoticeFacts, owed: Owed) -> Result<(), sipsim_core::StoreError> {
         let account = &facts.account_id;
         // A recovery is owed only once a delivery has succeeded since the alert it answers.
         let mut recent = None;
         if owed.kind == NoticeKind::Recovered {
             let read = self.store.recent_responses(account).await?;
             if read.last_success_ms.is_none_or(|at| at <= owed.episode) {
-                return Ok(false);
+                return Ok(());
             }
             recent = Some(read);
         }
         let now = now_ms();
         let until = now + self.config.claim.as_millis() as i64;
         if !self.store.claim_notice(account, owed, now, now - ONCE_PER_MS, until).await? {
-            return Ok(false);
+            return Ok(());
         }
         let recent = match recent {
             Some(read) => read,
@@ -157,7 +151,7 @@ impl Notifier {
                 account_id = %account, kind, retry_in_s = self.config.claim.as_secs(),
                 "no copy of a failure email was accepted; it will be tried again"
             );
-            return Ok(false);
+            return Ok(());
         }
         self.store.notice_sent(account, owed, now_ms()).await?;
         metrics::counter!("sipsim_notices_total", "kind" => kind, "outcome" => "sent").increment(1);
@@ -166,6 +160,6 @@ impl Notifier {
         } else {
             tracing::info!(account_id = %account, kind, recipients = accepted, "sent a failure email");
         }
-        Ok(true)
+        Ok(())
     }
 }

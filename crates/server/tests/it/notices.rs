@@ -299,19 +299,25 @@ async fn on_postgresql_one_of_two_nodes_sends_each_email() {
     db.drop_database().await;
 }
 
-/// A test CA and a certificate it signed for 127.0.0.1, as PEM files in `dir`: (CA, cert, key).
+/// A test CA and a certificate it signed for 127.0.0.1, as PEM files in `dir`: (a bundle of an
+/// unrelated CA then the test CA, so only reading every certificate of the file trusts it; cert;
+/// key).
 fn certificates(dir: &std::path::Path) -> (String, String, String) {
     use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let new_ca = || {
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap()
+    };
+    let (unrelated, ca) = (new_ca(), new_ca());
     let key = KeyPair::generate().unwrap();
     let leaf =
         CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap().signed_by(&key, &ca).unwrap();
     let (cert_path, key_path) = (dir.join("smtp.pem"), dir.join("smtp.key"));
     std::fs::write(&cert_path, leaf.pem()).unwrap();
     std::fs::write(&key_path, key.serialize_pem()).unwrap();
-    (ca.pem(), cert_path.display().to_string(), key_path.display().to_string())
+    let bundle = format!("{}{}", unrelated.pem(), ca.pem());
+    (bundle, cert_path.display().to_string(), key_path.display().to_string())
 }
 
 #[tokio::test]

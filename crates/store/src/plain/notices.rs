@@ -3,12 +3,12 @@
 
 use async_trait::async_trait;
 use sipsim_core::notice::{LastResponse, NoticeFacts, Owed, RecentResponses, SentNotice};
-use sipsim_core::store::{IntegrationState, Notices};
+use sipsim_core::store::Notices;
 use sipsim_core::{AccountId, StoreError};
 
 use super::{Backend, Exec as _, SqlStore};
 use crate::backend;
-use crate::rows::{Columns, corrupt};
+use crate::rows::{Columns, corrupt, integration_state};
 
 /// How many of an account's newest deliveries tell what its endpoint answered lately: enough to
 /// reach past a burst of new events kept behind a failing call, few enough that a backlog of
@@ -38,7 +38,6 @@ const FACTS_SQL: &str = "\
     ORDER BY i.account_id";
 
 fn facts(row: &impl Columns) -> Result<NoticeFacts, StoreError> {
-    let state = row.text(2)?;
     let sent = |at: usize| -> Result<Option<SentNotice>, StoreError> {
         Ok(match (row.opt_int(at)?, row.opt_int(at + 1)?) {
             (Some(episode), Some(sent_at_ms)) => Some(SentNotice { episode, sent_at_ms }),
@@ -48,8 +47,7 @@ fn facts(row: &impl Columns) -> Result<NoticeFacts, StoreError> {
     Ok(NoticeFacts {
         account_id: AccountId::parse(&row.text(0)?).map_err(corrupt)?,
         webhook_url: row.text(1)?,
-        state: IntegrationState::parse(&state)
-            .ok_or_else(|| corrupt(format!("integration state '{state}'")))?,
+        state: integration_state(row, 2)?,
         paused_reason: row.opt_text(3)?,
         paused_at_ms: row.opt_int(4)?,
         failing_since_ms: row.opt_int(5)?,
